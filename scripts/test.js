@@ -1,0 +1,25 @@
+#!/usr/bin/env node
+// npm test [-- FILE...]: every test/**/*.test.ts (or the files given) under
+// node's test runner with tsx. The glob is expanded here, not by the shell, so
+// it behaves the same everywhere.
+import { spawnSync } from "node:child_process";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { goBinDirectory } from "./go-tools.js";
+
+function findTests(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) return findTests(path);
+    return entry.name.endsWith(".test.ts") ? [path] : [];
+  });
+}
+
+const files = process.argv.length > 2 ? process.argv.slice(2) : findTests("test").sort();
+const goBin = goBinDirectory();
+const env = { ...process.env, PATH: goBin ? `${goBin}:${process.env.PATH}` : process.env.PATH };
+const result = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-timeout=120000", ...files], {
+  stdio: "inherit",
+  env,
+});
+process.exit(result.status ?? 1);

@@ -1,0 +1,166 @@
+import { availableParallelism } from "node:os";
+import { resolve } from "node:path";
+import { parseRatePolicy, type RatePolicy } from "./rate-policy.js";
+
+/** Everything the server reads from its environment, parsed and checked once. */
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  readonly workers: number;
+  /** Unset: an embedded redis-server is started under dataDir. */
+  readonly redisUrl: string | undefined;
+  readonly dataDir: string;
+  readonly ratePolicy: RatePolicy;
+  readonly maxBacklog: number;
+  readonly concurrency: number;
+  /** Module path of the task handlers; unset: the built-in task-log handler. */
+  readonly handler: string | undefined;
+  readonly taskLog: string;
+  readonly maxPayloadBytes: number;
+  readonly metricsPort: number;
+  readonly authKeys: string | undefined;
+  readonly tlsCert: string | undefined;
+  readonly tlsKey: string | undefined;
+  readonly tlsCa: string | undefined;
+  readonly logLevel: LogLevel;
+}
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+type Source = Readonly<Record<string, string | undefined>>;
+
+interface Setting<T> {
+  readonly env: string;
+  readonly flag: string;
+  readonly help: string;
+  readonly defaultText: string;
+  parse(value: string | undefined, resolved: Partial<Record<string, unknown>>): T;
+}
+
+function setting<T>(
+  env: string,
+  defaultText: string,
+  help: string,
+  parse: (value: string | undefined, resolved: Partial<Record<string, unknown>>) => T,
+): Setting<T> {
+  const flag = env.replace(/^TOLLGATE_/, "").toLowerCase().replaceAll("_", "-");
+  return { env, flag, help, defaultText, parse };
+}
+
+function integer(min: number, max: number, what: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value.trim())) throw new ConfigError(`expected ${what}, got "${value}"`);
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      throw new ConfigError(`expected ${what}, got "${value}"`);
+    }
+    return n;
+  };
+}
+
+const optional = (value: string | undefined): string | undefined =>
+  value === undefined || value.trim() === "" ? undefined : value.trim();
+
+/** The settings, in the order README documents them. */
+export const SETTINGS = {
+  host: setting("TOLLGATE_HOST", "0.0.0.0", "address to listen on", (v) => optional(v) ?? "0.0.0.0"),
+  port: setting("TOLLGATE_PORT", "50051", "gRPC port (0 picks a free one)", (v) =>
+    v === undefined ? 50051 : integer(0, 65535, "a port number from 0 to 65535")(v),
+  ),
+  workers: setting("TOLLGATE_WORKERS", "available parallelism", "worker processes", (v) =>
+    v === undefined ? availableParallelism() : integer(1, 1024, "a number of workers from 1 to 1024")(v),
+  ),
+  redisUrl: setting("TOLLGATE_REDIS_URL", "unset: embedded redis-server", "Redis to use", (v) => {
+    const url = optional(v);
+    if (url !== undefined && !/^rediss?:\/\/[^\s]+$/.test(url)) {
+      throw new ConfigError(`expected a redis:// or rediss:// URL, got "${url.replace(/\/\/[^@/]*@/, "//***@")}"`);
+    }
+    return url;
+  }),
+  dataDir: setting("TOLLGATE_DATA_DIR", "./.tollgate", "embedded Redis data and the task log", (v) =>
+    resolve(optional(v) ?? ".tollgate"),
+  ),
+  ratePolicy: setting("TOLLGATE_RATE_LIMITS", "1/1s,20/1m", "per-user windows, limit/duration", (v) => {
+    try {
+      return parseRatePolicy(v ?? "1/1s,20/1m");
+    } catch (error) {
+      throw new ConfigError((error as Error).message);
+    }
+  }),
+  maxBacklog: setting("TOLLGATE_MAX_BACKLOG", "10000", "queued tasks per user before Submit refuses", (v) =>
+    v === undefined ? 10_000 : integer(1, 100_000_000, "a backlog cap from 1 to 100000000")(v),
+  ),
+  concurrency: setting("TOLLGATE_CONCURRENCY", "64", "tasks running at once per worker", (v) =>
+    v === undefined ? 64 : integer(1, 100_000, "a concurrency from 1 to 100000")(v),
+  ),
+  handler: setting("TOLLGATE_HANDLER", "built-in: append to the task log", "task handler module", (v) => {
+    const path = optional(v);
+    return path === undefined ? undefined : resolve(path);
+  }),
+  taskLog: setting("TOLLGATE_TASK_LOG", "<data dir>/tasks.log", "file the built-in handler appends to", (v, resolved) =>
+    resolve(optional(v) ?? `${String(resolved.dataDir)}/tasks.log`),
+  ),
+  maxPayloadBytes: setting("TOLLGATE_MAX_PAYLOAD_BYTES", "65536", "largest task payload accepted", (v) =>
+    v === undefined ? 65_536 : integer(0, 16 * 1024 * 1024, "a payload cap in bytes from 0 to 16777216")(v),
+  ),
+  metricsPort: setting("TOLLGATE_METRICS_PORT", "9464", "Prometheus /metrics port (0 turns it off)", (v) =>
+    v === undefined ? 9464 : integer(0, 65535, "a port number from 0 to 65535")(v),
+  ),
+  authKeys: setting("TOLLGATE_AUTH_KEYS", "unset: no auth", "API key file", (v) => optional(v)),
+  tlsCert: setting("TOLLGATE_TLS_CERT", "unset: plaintext", "TLS certificate (PEM)", (v) => optional(v)),
+  tlsKey: setting("TOLLGATE_TLS_KEY", "unset", "TLS private key (PEM)", (v) => optional(v)),
+  tlsCa: setting("TOLLGATE_TLS_CA", "unset", "CA for client certificates (mutual TLS)", (v) => optional(v)),
+  logLevel: setting("TOLLGATE_LOG_LEVEL", "info", LOG_LEVELS.join(", "), (v) => {
+    const level = optional(v) ?? "info";
+    if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+      throw new ConfigError(`expected one of ${LOG_LEVELS.join(", ")}, got "${level}"`);
+    }
+    return level as LogLevel;
+  }),
+} satisfies { [K in keyof Config]: Setting<Config[K]> };
+
+/**
+ * Builds the config from environment variables and `--flag value` /
+ * `--flag=value` arguments (flags win). Throws ConfigError naming the variable
+ * or flag and what is wrong with its value.
+ */
+export function parseConfig(env: Source, args: readonly string[] = []): Config {
+  const flags = parseFlags(args);
+  const resolved: Partial<Record<string, unknown>> = {};
+  for (const [name, spec] of Object.entries(SETTINGS) as [keyof Config, Setting<unknown>][]) {
+    const fromFlag = flags.get(spec.flag);
+    const raw = fromFlag ?? env[spec.env];
+    try {
+      resolved[name] = spec.parse(raw, resolved);
+    } catch (error) {
+      const source = fromFlag !== undefined ? `--${spec.flag}` : spec.env;
+      throw new ConfigError(`${source}: ${(error as Error).message}`);
+    }
+  }
+  const config = resolved as unknown as Config;
+  if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
+    throw new ConfigError("TOLLGATE_TLS_CERT and TOLLGATE_TLS_KEY must be set together");
+  }
+  return Object.freeze(config);
+}
+
+function parseFlags(args: readonly string[]): Map<string, string> {
+  const known = new Set(Object.values(SETTINGS).map((spec) => spec.flag));
+  const flags = new Map<string, string>();
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const match = /^--([a-z-]+)(?:=(.*))?$/s.exec(arg);
+    if (!match) throw new ConfigError(`unexpected argument "${arg}"`);
+    const [, name = "", inline] = match;
+    if (!known.has(name)) throw new ConfigError(`unknown flag --${name} (see --help)`);
+    const value = inline ?? args[++i];
+    if (value === undefined) throw new ConfigError(`--${name} needs a value`);
+    flags.set(name, value);
+  }
+  return flags;
+}

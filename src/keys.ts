@@ -1,0 +1,39 @@
+/**
+ * Every Redis key Tollgate uses is built here, so their layout can be read in
+ * one place and no other module concatenates key names.
+ *
+ * Layout: `<prefix>:<type>:<rest>`. Each type token is fixed and distinct, and
+ * a user id is always the whole remainder of its key, so no user id, whatever
+ * characters it holds (colons, braces, `*`), can name another user's key or a
+ * key of another type. Where two free-form values share a key (user and
+ * idempotency key) the first is length-prefixed for the same reason.
+ */
+export interface Keys {
+  /** List of a user's queued task ids, head first. */
+  queue(userId: string): string;
+  /** Sorted set: user id -> earliest moment (ms) its head task may start. */
+  readonly dueUsers: string;
+  /** Sorted set: task id -> moment (ms) its running lease expires. */
+  readonly leases: string;
+  /** Hash: one task's record. */
+  task(taskId: string): string;
+  /** String: the task id that first used this idempotency key. */
+  idempotency(userId: string, key: string): string;
+  /** rate-limiter-flexible's keyPrefix for one window of the policy. */
+  windowPrefix(durationMs: number): string;
+}
+
+export const DEFAULT_KEY_PREFIX = "tg";
+
+export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): Keys {
+  return Object.freeze({
+    queue: (userId: string) => `${prefix}:q:${userId}`,
+    dueUsers: `${prefix}:due`,
+    leases: `${prefix}:leases`,
+    task: (taskId: string) => `${prefix}:t:${taskId}`,
+    idempotency: (userId: string, key: string) =>
+      `${prefix}:i:${Buffer.byteLength(userId)}:${userId}:${key}`,
+    // rate-limiter-flexible appends ":<user id>" to this.
+    windowPrefix: (durationMs: number) => `${prefix}:w:${durationMs}`,
+  });
+}

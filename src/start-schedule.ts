@@ -1,0 +1,65 @@
+import type { RatePolicy } from "./rate-policy.js";
+
+/**
+ * One window's state as Redis holds it: how many starts the open window has
+ * counted and when it closes (null when no window is open).
+ */
+export interface WindowCounter {
+  readonly count: number;
+  readonly resetAt: number | null;
+}
+
+/**
+ * The earliest moment at which the `n`-th next start (1-based) may happen,
+ * given the policy and its windows' state at `now`, if every start happens at
+ * the earliest moment allowed. This is exact for fixed windows that open at
+ * their first start (rate-limiter-flexible's semantics); it knows nothing of
+ * retries or handler time, so it is the policy's bound, not a guess.
+ */
+export function nthStartTime(
+  policy: RatePolicy,
+  counters: readonly WindowCounter[],
+  now: number,
+  n: number,
+): number {
+  let last = now;
+  for (const start of startTimes(policy, counters, now)) {
+    last = start;
+    if (--n <= 0) break;
+  }
+  return last;
+}
+
+/** The earliest moments of the next starts, in order, without end. */
+export function* startTimes(
+  policy: RatePolicy,
+  counters: readonly WindowCounter[],
+  now: number,
+): Generator<number, never, undefined> {
+  const count = policy.map((_, i) => counters[i]?.count ?? 0);
+  const resetAt = policy.map((_, i) => counters[i]?.resetAt ?? null);
+  let t = now;
+  for (;;) {
+    // Move t forward until every window has room; a closed window counts 0.
+    for (;;) {
+      let blockedUntil = t;
+      policy.forEach((window, i) => {
+        const reset = resetAt[i];
+        if (reset !== null && reset !== undefined && t >= reset) {
+          count[i] = 0;
+          resetAt[i] = null;
+        }
+        if ((count[i] ?? 0) >= window.limit) {
+          blockedUntil = Math.max(blockedUntil, resetAt[i] ?? t);
+        }
+      });
+      if (blockedUntil === t) break;
+      t = blockedUntil;
+    }
+    policy.forEach((window, i) => {
+      if (resetAt[i] === null) resetAt[i] = t + window.durationMs;
+      count[i] = (count[i] ?? 0) + 1;
+    });
+    yield t;
+  }
+}

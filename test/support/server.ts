@@ -1,0 +1,53 @@
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient, type Client } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import type { Redis } from "ioredis";
+import { parseConfig, type Config } from "../../src/config.js";
+import { createLogger } from "../../src/logger.js";
+import { connectRedis } from "../../src/redis-connection.js";
+import { startServer, type RunningServer } from "../../src/server.js";
+import { TaskService } from "../../gen/ts/tollgate/v1/task_service_pb.js";
+
+export interface TestServer {
+  readonly config: Config;
+  readonly server: RunningServer;
+  readonly redis: Redis;
+  readonly address: string;
+  readonly client: Client<typeof TaskService>;
+  close(): Promise<void>;
+}
+
+/**
+ * A real Tollgate server on port 0 over the given Redis, configured as
+ * `tollgate serve` would be from these environment variables, and a
+ * generated Connect client speaking gRPC to it.
+ */
+export async function startTestServer(redisUrl: string, env: Record<string, string> = {}): Promise<TestServer> {
+  const dataDir = await mkdtemp(join(tmpdir(), "tollgate-test-"));
+  const config = parseConfig({
+    TOLLGATE_HOST: "127.0.0.1",
+    TOLLGATE_PORT: "0",
+    TOLLGATE_REDIS_URL: redisUrl,
+    TOLLGATE_DATA_DIR: dataDir,
+    TOLLGATE_LOG_LEVEL: process.env.TOLLGATE_TEST_LOG_LEVEL ?? "silent",
+    ...env,
+  });
+  const logger = createLogger(config.logLevel);
+  const redis = await connectRedis(redisUrl, logger);
+  const server = await startServer(config, redis, logger);
+  const address = `http://127.0.0.1:${server.port}`;
+  const client = createClient(TaskService, createGrpcTransport({ baseUrl: address }));
+  return {
+    config,
+    server,
+    redis,
+    address,
+    client,
+    close: async () => {
+      await server.close(1_000);
+      redis.disconnect();
+    },
+  };
+}
