@@ -53,6 +53,29 @@ export async function startEmbeddedRedis(dataDir: string, logger: Logger): Promi
     "--daemonize", "no",
     "--logfile", "",
   ];
+  const server = await spawnRedisServer(args);
+  logger.info({ port, dir }, "embedded redis-server started");
+  let stopped: Promise<void> | undefined;
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    stop: () =>
+      (stopped ??= server.stop().then(() => {
+        logger.info("embedded redis-server stopped");
+      })),
+  };
+}
+
+export interface RedisServerProcess {
+  /** Stops it with SIGTERM (it writes its append-only file first); idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs `redis-server <args>` tied to this process's life (see SUPERVISOR)
+ * and resolves once it accepts connections.
+ */
+export async function spawnRedisServer(args: readonly string[]): Promise<RedisServerProcess> {
   const child = spawn("sh", ["-c", SUPERVISOR, "sh", ...args], { stdio: ["pipe", "pipe", "pipe"] });
   const output: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
@@ -71,16 +94,12 @@ export async function startEmbeddedRedis(dataDir: string, logger: Logger): Promi
   child.stderr.removeAllListeners("data");
   child.stdout.resume();
   child.stderr.resume();
-  logger.info({ port, dir }, "embedded redis-server started");
   let stopping: Promise<void> | undefined;
   return {
-    url: `redis://127.0.0.1:${port}`,
-    port,
     stop: () =>
       (stopping ??= (async () => {
         child.stdin.end();
         await exited;
-        logger.info("embedded redis-server stopped");
       })()),
   };
 }

@@ -1,4 +1,5 @@
 import { Metadata, status as Status, type StatusObject } from "@grpc/grpc-js";
+import type { Logger } from "./logger.js";
 import { encodeStatusWithRetryInfo } from "./retry-info.js";
 
 /**
@@ -42,8 +43,10 @@ export function isStoreUnavailable(error: unknown): boolean {
   return error instanceof Error && UNAVAILABLE_PATTERNS.some((pattern) => pattern.test(error.message));
 }
 
+export type GrpcStatus = Partial<StatusObject> & { code: Status; details: string };
+
 export interface StatusMapping {
-  readonly status: Partial<StatusObject> & { code: Status; details: string };
+  readonly status: GrpcStatus;
   /** Set when the error was not expected: log it, it is a bug or an outage. */
   readonly unexpected?: unknown;
 }
@@ -66,4 +69,21 @@ export function toStatus(error: unknown): StatusMapping {
     return { status: { code: Status.UNAVAILABLE, details: STORE_UNAVAILABLE }, unexpected: error };
   }
   return { status: { code: Status.INTERNAL, details: "internal error" }, unexpected: error };
+}
+
+/**
+ * toStatus, and the log line the failure deserves: nothing for a refusal the
+ * caller caused, a one-line warning for a store outage (it is expected and
+ * health already says so), the whole error for anything else.
+ */
+export function reportFailure(logger: Logger, error: unknown, context: Record<string, unknown>): GrpcStatus {
+  const { status, unexpected } = toStatus(error);
+  if (unexpected !== undefined) {
+    if (status.code === Status.UNAVAILABLE) {
+      logger.warn({ ...context, error: (unexpected as Error).message }, "request failed: store unavailable");
+    } else {
+      logger.error({ ...context, err: unexpected }, "request failed");
+    }
+  }
+  return status;
 }

@@ -42,6 +42,12 @@ export function checkKind(kind: string, knownKinds: ReadonlySet<string>): void {
     throw invalidArgument("kind", `"${kind.slice(0, MAX_KIND_BYTES)}" is not a handler name`);
   }
   if (!knownKinds.has(kind)) {
-    throw invalidArgument("kind", `no handler named "${kind}"; known: ${[...knownKinds].sort().join(", ")}`);
+    const known = [...knownKinds].sort();
+    throw invalidArgument(
+      "kind",
+      known.length === 0
+        ? `no handler named "${kind}"; this server runs every task with its default handler (leave kind empty)`
+        : `no handler named "${kind}"; known: ${known.join(", ")}`,
+    );
   }
 }

@@ -1,17 +1,24 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { rmSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
-import { freePort } from "../../src/embedded-redis.js";
+import { freePort, spawnRedisServer, type RedisServerProcess } from "../../src/embedded-redis.js";
+
+// Data directories of this test process's Redis servers, removed when it exits.
+const directories = new Set<string>();
+process.once("exit", () => {
+  for (const dir of directories) rmSync(dir, { recursive: true, force: true });
+});
 
 /**
  * A private redis-server on a free loopback port, for one test file. Tests
- * never touch a Redis they did not start. stop() and start() let failure
+ * never touch a Redis they did not start, and it dies with the test process
+ * even when that is killed. stop() and start() let failure
  * tests take it away and bring it back on the same port with the same data.
  */
 export class TestRedis {
-  private child: ChildProcess | undefined;
+  private server: RedisServerProcess | undefined;
   private constructor(
     readonly port: number,
     readonly dir: string,
@@ -19,6 +26,7 @@ export class TestRedis {
 
   static async start(): Promise<TestRedis> {
     const redis = new TestRedis(await freePort(), await mkdtemp(join(tmpdir(), "tollgate-test-redis-")));
+    directories.add(redis.dir);
     await redis.start();
     return redis;
   }
@@ -28,36 +36,21 @@ export class TestRedis {
   }
 
   async start(): Promise<void> {
-    const child = spawn(
-      "redis-server",
-      ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--save", "", "--appendonly", "yes", "--logfile", ""],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    this.child = child;
-    let output = "";
-    await new Promise<void>((resolve, reject) => {
-      child.once("error", (error) => reject(new Error(`cannot start redis-server (is it installed?): ${error.message}`)));
-      child.once("exit", (code) => reject(new Error(`redis-server exited with ${code}:\n${output}`)));
-      child.stdout!.on("data", (chunk: Buffer) => {
-        output += chunk.toString();
-        if (output.includes("Ready to accept connections")) resolve();
-      });
-    });
-    child.removeAllListeners("exit");
-    child.stdout!.removeAllListeners("data");
-    child.stdout!.resume();
-    child.stderr!.resume();
+    this.server = await spawnRedisServer([
+      "--port", String(this.port),
+      "--bind", "127.0.0.1",
+      "--dir", this.dir,
+      "--save", "",
+      "--appendonly", "yes",
+      "--logfile", "",
+    ]);
   }
 
-  /** Stops redis-server (SIGTERM: it writes its append-only file first). */
+  /** Stops redis-server (SIGTERM: it writes its append-only file first); start() brings it back. */
   async stop(): Promise<void> {
-    const child = this.child;
-    this.child = undefined;
-    if (!child || child.exitCode !== null) return;
-    await new Promise<void>((resolve) => {
-      child.once("exit", () => resolve());
-      child.kill("SIGTERM");
-    });
+    const server = this.server;
+    this.server = undefined;
+    await server?.stop();
   }
 
   /** A plain client for inspecting what the server wrote. */

@@ -1,4 +1,4 @@
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient, type Client } from "@connectrpc/connect";
@@ -48,6 +48,7 @@ export async function startTestServer(redisUrl: string, env: Record<string, stri
     close: async () => {
       await server.close(1_000);
       redis.disconnect();
+      await rm(dataDir, { recursive: true, force: true });
     },
   };
 }

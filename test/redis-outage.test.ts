@@ -1,0 +1,75 @@
+// Issue 2, acceptance 5: with Redis gone, Submit answers UNAVAILABLE within a
+// second and health goes NOT_SERVING; when Redis comes back (same port, same
+// data) health is SERVING again and Submit works, without restarting the
+// server.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { Code } from "@connectrpc/connect";
+import { expectCode, pollUntil } from "./support/expect.js";
+import { checkStatus, healthClient } from "./support/health.js";
+import { TestRedis } from "./support/redis.js";
+import { startTestServer, type TestServer } from "./support/server.js";
+import { Disposition } from "../gen/ts/tollgate/v1/task_service_pb.js";
+
+const SERVICES = ["", "tollgate.v1.TaskService"];
+
+let redis: TestRedis;
+let tollgate: TestServer;
+
+before(async () => {
+  redis = await TestRedis.start();
+  tollgate = await startTestServer(redis.url, { TOLLGATE_RATE_LIMITS: "1/1h" });
+});
+after(async () => {
+  await tollgate?.close();
+  await redis?.stop();
+});
+
+test("Redis stops and returns: UNAVAILABLE and NOT_SERVING, then SERVING and Submit again", async () => {
+  const health = healthClient(tollgate.address);
+  const { client } = tollgate;
+  for (const service of SERVICES) assert.equal(await checkStatus(health, service), "SERVING", `"${service}" before`);
+  const before = await client.submit({ userId: "survivor" });
+  assert.equal(before.disposition, Disposition.STARTED);
+  const queuedBefore = await client.submit({ userId: "survivor" });
+  assert.equal(queuedBefore.disposition, Disposition.QUEUED);
+
+  await redis.stop();
+
+  const started = Date.now();
+  const error = await expectCode(client.submit({ userId: "survivor" }), Code.Unavailable, "Submit with Redis stopped");
+  const elapsed = Date.now() - started;
+  assert.ok(elapsed < 1_000, `UNAVAILABLE came after ${elapsed} ms; it must come within a second`);
+  assert.ok(error.rawMessage.length > 0, "the status has a message");
+  // GetTask needs Redis too.
+  await expectCode(client.getTask({ taskId: before.taskId }), Code.Unavailable, "GetTask with Redis stopped");
+
+  for (const service of SERVICES) {
+    await pollUntil(`"${service}" NOT_SERVING`, async () => (await checkStatus(health, service)) === "NOT_SERVING", {
+      timeoutMs: 3_000,
+    });
+  }
+  // Every call while Redis is away keeps answering promptly.
+  for (let i = 0; i < 3; i++) {
+    const t0 = Date.now();
+    await expectCode(client.submit({ userId: "survivor", idempotencyKey: `k${i}` }), Code.Unavailable);
+    assert.ok(Date.now() - t0 < 1_000, `Submit #${i + 2} with Redis stopped took ${Date.now() - t0} ms`);
+  }
+
+  await redis.start();
+
+  for (const service of SERVICES) {
+    await pollUntil(`"${service}" SERVING again`, async () => (await checkStatus(health, service)) === "SERVING", {
+      timeoutMs: 10_000,
+    });
+  }
+  const again = await client.submit({ userId: "newcomer" });
+  assert.equal(again.disposition, Disposition.STARTED, "Submit works again on the same server");
+  // Same data: what was stored before the outage is still there, and the
+  // calls that failed during it stored nothing.
+  const queued = await client.submit({ userId: "survivor" });
+  assert.equal(queued.disposition, Disposition.QUEUED);
+  assert.equal(queued.queuePosition, 2, "the task queued before the outage is still first in line");
+  const { task } = await client.getTask({ taskId: queuedBefore.taskId });
+  assert.equal(task?.userId, "survivor");
+});
