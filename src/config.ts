@@ -13,6 +13,12 @@ export interface Config {
   readonly ratePolicy: RatePolicy;
   readonly maxBacklog: number;
   readonly concurrency: number;
+  readonly maxAttempts: number;
+  readonly taskTimeoutMs: number;
+  readonly leaseMs: number;
+  readonly retryBackoffMs: number;
+  readonly shutdownGraceMs: number;
+  readonly heartbeatTimeoutMs: number;
   /** Module path of the task handlers; unset: the built-in task-log handler. */
   readonly handler: string | undefined;
   readonly taskLog: string;
@@ -95,8 +101,26 @@ export const SETTINGS = {
   maxBacklog: setting("TOLLGATE_MAX_BACKLOG", "10000", "queued tasks per user before Submit refuses", (v) =>
     v === undefined ? 10_000 : integer(1, 100_000_000, "a backlog cap from 1 to 100000000")(v),
   ),
-  concurrency: setting("TOLLGATE_CONCURRENCY", "64", "tasks running at once per worker", (v) =>
-    v === undefined ? 64 : integer(1, 100_000, "a concurrency from 1 to 100000")(v),
+  concurrency: setting("TOLLGATE_CONCURRENCY", "64", "tasks running at once per worker (0: run none here)", (v) =>
+    v === undefined ? 64 : integer(0, 100_000, "a concurrency from 0 to 100000")(v),
+  ),
+  maxAttempts: setting("TOLLGATE_MAX_ATTEMPTS", "5", "attempts per task before it is dead-lettered", (v) =>
+    v === undefined ? 5 : integer(1, 1000, "a number of attempts from 1 to 1000")(v),
+  ),
+  taskTimeoutMs: setting("TOLLGATE_TASK_TIMEOUT_MS", "30000", "an attempt running longer fails", (v) =>
+    v === undefined ? 30_000 : integer(1, 86_400_000, "a timeout in ms from 1 to 86400000")(v),
+  ),
+  leaseMs: setting("TOLLGATE_LEASE_MS", "30000", "running-task lease; a dead process's tasks rerun after it", (v) =>
+    v === undefined ? 30_000 : integer(300, 3_600_000, "a lease in ms from 300 to 3600000")(v),
+  ),
+  retryBackoffMs: setting("TOLLGATE_RETRY_BACKOFF_MS", "1000", "backoff before the 2nd attempt; doubles, jittered", (v) =>
+    v === undefined ? 1_000 : integer(0, 3_600_000, "a backoff in ms from 0 to 3600000")(v),
+  ),
+  shutdownGraceMs: setting("TOLLGATE_SHUTDOWN_GRACE_MS", "10000", "time running tasks get to finish on SIGTERM", (v) =>
+    v === undefined ? 10_000 : integer(0, 3_600_000, "a grace in ms from 0 to 3600000")(v),
+  ),
+  heartbeatTimeoutMs: setting("TOLLGATE_HEARTBEAT_TIMEOUT_MS", "10000", "a worker silent this long is replaced", (v) =>
+    v === undefined ? 10_000 : integer(500, 600_000, "a timeout in ms from 500 to 600000")(v),
   ),
   handler: setting("TOLLGATE_HANDLER", "built-in: append to the task log", "task handler module", (v) => {
     const path = optional(v);
@@ -111,7 +135,12 @@ export const SETTINGS = {
   metricsPort: setting("TOLLGATE_METRICS_PORT", "9464", "Prometheus /metrics port (0 turns it off)", (v) =>
     v === undefined ? 9464 : integer(0, 65535, "a port number from 0 to 65535")(v),
   ),
-  authKeys: setting("TOLLGATE_AUTH_KEYS", "unset: no auth", "API key file", (v) => optional(v)),
+  authKeys: setting("TOLLGATE_AUTH_KEYS", "unset: no auth", "API key file (not built yet: setting it is an error)", (v) => {
+    // Refused rather than ignored: a server an operator believes is locked
+    // must not quietly serve everyone.
+    if (optional(v) !== undefined) throw new ConfigError("API-key auth is not built yet; unset it (see README, Status)");
+    return undefined;
+  }),
   tlsCert: setting("TOLLGATE_TLS_CERT", "unset: plaintext", "TLS certificate (PEM)", (v) => optional(v)),
   tlsKey: setting("TOLLGATE_TLS_KEY", "unset", "TLS private key (PEM)", (v) => optional(v)),
   tlsCa: setting("TOLLGATE_TLS_CA", "unset", "CA for client certificates (mutual TLS)", (v) => optional(v)),
@@ -145,6 +174,9 @@ export function parseConfig(env: Source, args: readonly string[] = []): Config {
   const config = resolved as unknown as Config;
   if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
     throw new ConfigError("TOLLGATE_TLS_CERT and TOLLGATE_TLS_KEY must be set together");
+  }
+  if (config.tlsCa !== undefined && config.tlsCert === undefined) {
+    throw new ConfigError("TOLLGATE_TLS_CA (client certificates) needs TOLLGATE_TLS_CERT and TOLLGATE_TLS_KEY");
   }
   return Object.freeze(config);
 }

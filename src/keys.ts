@@ -15,6 +15,21 @@ export interface Keys {
   readonly dueUsers: string;
   /** Sorted set: task id -> moment (ms) its running lease expires. */
   readonly leases: string;
+  /** Sorted set: task id -> moment (ms) its next attempt may start. */
+  readonly retries: string;
+  /** List of a user's dead-lettered task ids, newest first. */
+  deadLetters(userId: string): string;
+  /** Pub/sub channel: a user became due at the published moment (ms). */
+  readonly wakeChannel: string;
+  /**
+   * Hash of a user's counters: r running, w waiting to retry, ok succeeded,
+   * f failed attempts, d dead-lettered (the last three only ever grow).
+   */
+  stats(userId: string): string;
+  /** Hash of the same counters over every user, plus q: queued or waiting to retry. */
+  readonly totals: string;
+  /** Pub/sub channel: the published user's counts changed. */
+  readonly progressChannel: string;
   /** Hash: one task's record. */
   task(taskId: string): string;
   /** String: the task id that first used this idempotency key. */
@@ -30,6 +45,12 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): Keys {
     queue: (userId: string) => `${prefix}:q:${userId}`,
     dueUsers: `${prefix}:due`,
     leases: `${prefix}:leases`,
+    retries: `${prefix}:retries`,
+    deadLetters: (userId: string) => `${prefix}:dl:${userId}`,
+    wakeChannel: `${prefix}:wake`,
+    stats: (userId: string) => `${prefix}:u:${userId}`,
+    totals: `${prefix}:totals`,
+    progressChannel: `${prefix}:progress`,
     task: (taskId: string) => `${prefix}:t:${taskId}`,
     idempotency: (userId: string, key: string) =>
       `${prefix}:i:${Buffer.byteLength(userId)}:${userId}:${key}`,

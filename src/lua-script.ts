@@ -26,16 +26,33 @@ export class LuaScript {
     this.sha = createHash("sha1").update(this.source).digest("hex");
   }
 
+  /** Runs the script; bulk replies come back as strings. */
   async run(redis: Redis, keys: readonly string[], args: readonly RedisArg[]): Promise<unknown> {
+    return this.call(keys, args, (...all) => redis.evalsha(this.sha, keys.length, ...all), (...all) =>
+      redis.eval(this.source, keys.length, ...all),
+    );
+  }
+
+  /** Runs the script; bulk replies come back as Buffers (for binary payloads). */
+  async runBuffer(redis: Redis, keys: readonly string[], args: readonly RedisArg[]): Promise<unknown> {
+    return this.call(keys, args, (...all) => redis.callBuffer("evalsha", this.sha, keys.length, ...all), (...all) =>
+      redis.callBuffer("eval", this.source, keys.length, ...all),
+    );
+  }
+
+  private async call(
+    keys: readonly string[],
+    args: readonly RedisArg[],
+    bySha: (...all: RedisArg[]) => Promise<unknown>,
+    bySource: (...all: RedisArg[]) => Promise<unknown>,
+  ): Promise<unknown> {
     if (this.numberOfKeys !== "variable" && keys.length !== this.numberOfKeys) {
       throw new Error(`script ${this.name} takes ${this.numberOfKeys} keys, got ${keys.length}`);
     }
     try {
-      return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
+      return await bySha(...keys, ...args);
     } catch (error) {
-      if (error instanceof Error && error.message.startsWith("NOSCRIPT")) {
-        return await redis.eval(this.source, keys.length, ...keys, ...args);
-      }
+      if (error instanceof Error && error.message.startsWith("NOSCRIPT")) return await bySource(...keys, ...args);
       throw error;
     }
   }

@@ -4,11 +4,13 @@ import {
   type ServerInterceptingCallInterface,
   type ServerInterceptor,
 } from "@grpc/grpc-js";
-import { ServiceError, invalidArgument, toStatus } from "./errors.js";
+import { ServiceError, invalidArgument, reportFailure } from "./errors.js";
 import type { Logger } from "./logger.js";
+import { metrics } from "./metrics.js";
 import type { RatePolicy } from "./rate-policy.js";
 import { nthStartTime } from "./start-schedule.js";
 import type { Admission, TaskQueue } from "./task-queue.js";
+import type { TaskRunner } from "./task-runner.js";
 import { isTaskId } from "./task-id.js";
 import { checkIdempotencyKey, checkKind, checkPayload, checkUserId } from "./validation.js";
 import {
@@ -22,6 +24,7 @@ import { methodPath } from "./grpc-service.js";
 
 export interface RateLimitInterceptorOptions {
   readonly queue: TaskQueue;
+  readonly runner: TaskRunner;
   readonly policy: RatePolicy;
   readonly kinds: ReadonlySet<string>;
   readonly maxPayloadBytes: number;
@@ -46,7 +49,8 @@ type RequestCheck = (message: unknown) => Promise<void>;
  * every TaskService request, and for Submit makes the decision (start now,
  * queue, or RESOURCE_EXHAUSTED) and stores the task in the same atomic step,
  * since a decision taken apart from its write could be overtaken by another
- * Submit for the same user. Other services (health, reflection) pass through.
+ * Submit for the same user. The handler turns the decision into the answer.
+ * Other services (health, reflection) pass through.
  */
 export function rateLimitInterceptor(options: RateLimitInterceptorOptions): ServerInterceptor {
   const checks = new Map<string, RequestCheck>([
@@ -61,14 +65,15 @@ export function rateLimitInterceptor(options: RateLimitInterceptorOptions): Serv
       start: (next) =>
         next({
           onReceiveMessage: (message, passOn) => {
+            const timer = metrics.submitSeconds.startTimer();
             check(message).then(
-              () => passOn(message),
+              () => {
+                timer();
+                passOn(message);
+              },
               (error: unknown) => {
-                const { status, unexpected } = toStatus(error);
-                if (unexpected !== undefined) {
-                  options.logger.error({ err: unexpected, method: method.path }, "request failed");
-                }
-                intercepting.sendStatus(status);
+                timer();
+                intercepting.sendStatus(reportFailure(options.logger, error, { method: method.path }));
               },
             );
           },
@@ -86,13 +91,37 @@ async function admit(request: SubmitRequest, options: RateLimitInterceptorOption
   if (!(request.overLimit in OverLimit)) {
     throw invalidArgument("over_limit", `unknown value ${request.overLimit}; use QUEUE or REJECT`);
   }
-  const admission = await options.queue.admit({
-    userId: request.userId,
-    payload: request.payload,
-    kind: request.kind,
-    idempotencyKey: request.idempotencyKey,
-    rejectOverLimit: request.overLimit === OverLimit.REJECT,
-  });
+  // A slot is held across the admit so that a task told STARTED can run at
+  // once; without a free slot the task queues and any process's drainer
+  // starts it when a slot frees.
+  const reserved = options.runner.reserve();
+  let admission: Admission;
+  try {
+    admission = await options.queue.admit({
+      userId: request.userId,
+      payload: request.payload,
+      kind: request.kind,
+      idempotencyKey: request.idempotencyKey,
+      rejectOverLimit: request.overLimit === OverLimit.REJECT,
+      canStartNow: reserved,
+    });
+  } catch (error) {
+    if (reserved) options.runner.release();
+    throw error;
+  }
+  if (admission.outcome === "started") {
+    // Started here, not in the handler: the task is stored as running and
+    // must run even if the caller goes away before its answer.
+    options.runner.start(
+      { taskId: admission.taskId, userId: request.userId, kind: request.kind, payload: request.payload, attempt: 1 },
+      true,
+    );
+  } else if (reserved) {
+    options.runner.release();
+  }
+  if (admission.outcome === "over-limit" || admission.outcome === "backlog-full") {
+    metrics.submitted.inc({ disposition: admission.outcome });
+  }
   if (admission.outcome === "over-limit") {
     // A new task could start once everything queued ahead of it has.
     const retryAt = nthStartTime(options.policy, admission.windows, admission.now, admission.queued + 1);
@@ -111,6 +140,7 @@ async function admit(request: SubmitRequest, options: RateLimitInterceptorOption
       Math.max(1, retryAt - admission.now),
     );
   }
+  metrics.submitted.inc({ disposition: admission.outcome });
   admissions.set(request, admission);
 }
 

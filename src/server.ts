@@ -1,13 +1,19 @@
 import { readFile } from "node:fs/promises";
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { Server, ServerCredentials, status } from "@grpc/grpc-js";
 import type { Redis } from "ioredis";
 import type { Config } from "./config.js";
 import { grpcServiceDefinition } from "./grpc-service.js";
 import { loadHandlers } from "./handlers.js";
 import { HealthReporter } from "./health.js";
+import { systemClock, type Clock } from "./clock.js";
+import { Drainer, type ClaimObserver } from "./drainer.js";
+import { ServiceError } from "./errors.js";
 import { createKeys } from "./keys.js";
+import { bindMetrics, metrics } from "./metrics.js";
 import type { Logger } from "./logger.js";
 import { rateLimitInterceptor } from "./rate-limit-interceptor.js";
+import { formatRatePolicy } from "./rate-policy.js";
+import { ProgressHub } from "./progress-hub.js";
 import { RateWindows } from "./rate-windows.js";
 import { reflectionService } from "./reflection.js";
 import { TaskQueue } from "./task-queue.js";
@@ -16,51 +22,88 @@ import { taskServiceImplementation } from "./task-service.js";
 import { file_grpc_health_v1_health } from "../gen/ts/grpc/health/v1/health_pb.js";
 import { TaskService, file_tollgate_v1_task_service } from "../gen/ts/tollgate/v1/task_service_pb.js";
 
-/** Tunables that are not (yet) configuration. */
-export const TASK_LEASE_MS = 30_000;
-export const ATTEMPT_TIMEOUT_MS = 30_000;
-export const MAX_ATTEMPTS = 1;
 const DAY_SECONDS = 86_400;
-/** Room for the rest of a SubmitRequest beside its payload. */
-const MESSAGE_OVERHEAD_BYTES = 16 * 1024;
+const DEAD_LETTER_CAP = 10_000;
+const RETRY_MAX_MS = 300_000;
+/**
+ * grpc-js refuses larger messages itself, with RESOURCE_EXHAUSTED; below this
+ * our own check answers INVALID_ARGUMENT naming the payload, so the bound sits
+ * well above the payload cap.
+ */
+const maxMessageBytes = (maxPayloadBytes: number): number => Math.max(4 * 1024 * 1024, 2 * maxPayloadBytes + 64 * 1024);
+
+export interface ServerOptions {
+  readonly clock?: Clock;
+  /** Sees every claim step (tests and benchmarks measure lateness with it). */
+  readonly observeClaims?: ClaimObserver;
+}
 
 export interface RunningServer {
   readonly port: number;
   readonly health: HealthReporter;
   readonly queue: TaskQueue;
+  readonly hub: ProgressHub;
   /** Stops serving: NOT_SERVING, refuse new calls, let running tasks finish. Idempotent. */
   close(graceMs?: number): Promise<void>;
 }
 
 /** Serves TaskService, health and reflection on one port, over the given Redis. */
-export async function startServer(config: Config, redis: Redis, logger: Logger): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  redis: Redis,
+  logger: Logger,
+  options: ServerOptions = {},
+): Promise<RunningServer> {
+  const clock = options.clock ?? systemClock;
   const keys = createKeys();
   const windows = new RateWindows(redis, config.ratePolicy, keys);
   const queue = new TaskQueue(redis, keys, windows, {
     maxBacklog: config.maxBacklog,
-    leaseMs: TASK_LEASE_MS,
+    leaseMs: config.leaseMs,
+    maxAttempts: config.maxAttempts,
+    deadLetterCap: DEAD_LETTER_CAP,
     idempotencyTtlSeconds: DAY_SECONDS,
     retentionSeconds: DAY_SECONDS,
   });
   const handlers = await loadHandlers(config.handler, config.taskLog);
-  const runner = new TaskRunner(queue, handlers, logger, { attemptTimeoutMs: ATTEMPT_TIMEOUT_MS });
+  const runner = new TaskRunner(queue, handlers, logger, clock, {
+    concurrency: config.concurrency,
+    attemptTimeoutMs: config.taskTimeoutMs,
+    leaseMs: config.leaseMs,
+    retryBaseMs: config.retryBackoffMs,
+    retryMaxMs: RETRY_MAX_MS,
+  });
+  const subscriber = redis.duplicate({ connectionName: "tollgate-wake" });
+  subscriber.on("error", () => {}); // the main connection reports Redis trouble
+  await subscriber.connect();
+  const observe: ClaimObserver = (result) => {
+    for (const task of result.claimed) metrics.startLatenessSeconds.observe(Math.max(0, result.now - task.dueAt) / 1000);
+    options.observeClaims?.(result);
+  };
+  const drainer = new Drainer(queue, runner, subscriber, keys.wakeChannel, logger, clock, { maxSleepMs: config.leaseMs }, observe);
+  bindMetrics(queue);
+  const hub = new ProgressHub(queue, subscriber, keys.progressChannel, clock, logger, {
+    coalesceMs: 100,
+    heartbeatMs: 5_000,
+  });
   const health = new HealthReporter(redis, [TaskService.typeName], logger);
 
   const server = new Server({
     interceptors: [
       rateLimitInterceptor({
         queue,
+        runner,
         policy: config.ratePolicy,
         kinds: handlers.kinds,
         maxPayloadBytes: config.maxPayloadBytes,
         logger,
       }),
     ],
-    "grpc.max_receive_message_length": config.maxPayloadBytes + MESSAGE_OVERHEAD_BYTES,
+    "grpc.max_receive_message_length": maxMessageBytes(config.maxPayloadBytes),
   });
   server.addService(
     grpcServiceDefinition(TaskService),
-    taskServiceImplementation({ queue, runner, policy: config.ratePolicy, logger, maxAttempts: MAX_ATTEMPTS }),
+    taskServiceImplementation({ queue, hub, policy: config.ratePolicy, logger, maxAttempts: config.maxAttempts }),
   );
   health.implementation.addToServer(server);
   reflectionService([file_tollgate_v1_task_service, file_grpc_health_v1_health]).addToServer(server);
@@ -71,16 +114,20 @@ export async function startServer(config: Config, redis: Redis, logger: Logger):
       error ? reject(new Error(`cannot listen on ${config.host}:${config.port}: ${error.message}`)) : resolve(boundPort),
     ),
   );
-  logger.info({ host: config.host, port, policy: config.ratePolicy }, "serving");
+  await drainer.start();
+  logger.info({ host: config.host, port, policy: formatRatePolicy(config.ratePolicy) }, "serving");
 
   let closing: Promise<void> | undefined;
   return {
     port,
     health,
     queue,
+    hub,
     close: (graceMs = 10_000) =>
       (closing ??= (async () => {
         health.shutdown();
+        // Open streams would hold tryShutdown forever: end them first.
+        hub.close(new ServiceError(status.UNAVAILABLE, "server shutting down; reconnect to another instance"));
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => server.forceShutdown(), graceMs);
           server.tryShutdown(() => {
@@ -88,7 +135,9 @@ export async function startServer(config: Config, redis: Redis, logger: Logger):
             resolve();
           });
         });
+        await drainer.close();
         await runner.close(graceMs);
+        subscriber.disconnect();
         await handlers.close();
       })()),
   };

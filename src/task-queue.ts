@@ -11,7 +11,52 @@ export interface Submission {
   readonly kind: string;
   readonly idempotencyKey: string;
   readonly rejectOverLimit: boolean;
+  /** This process has a free slot; without one the task queues even when within the policy. */
+  readonly canStartNow: boolean;
 }
+
+/** A task the drainer claimed: it is running under a lease now. */
+export interface ClaimedTask {
+  readonly taskId: string;
+  readonly userId: string;
+  readonly kind: string;
+  readonly payload: Buffer;
+  readonly attempt: number;
+  /** The earliest moment the policy allowed this start (Redis clock, ms). */
+  readonly dueAt: number;
+}
+
+export interface ClaimResult {
+  /** Redis' clock when the claim ran, ms. */
+  readonly now: number;
+  readonly claimed: readonly ClaimedTask[];
+  /** The next moments something needs the drainer (Redis clock, ms), if any. */
+  readonly nextDue: number | undefined;
+  readonly nextRetry: number | undefined;
+  readonly nextLeaseExpiry: number | undefined;
+}
+
+/** Counts for WatchQueue; succeeded, failed and dead only ever grow. */
+export interface QueueSnapshot {
+  /** Redis' clock when read, ms. */
+  readonly now: number;
+  /** Waiting in the queue or for a retry. */
+  readonly queued: number;
+  readonly running: number;
+  readonly succeeded: number;
+  /** Failed attempts. */
+  readonly failed: number;
+  readonly dead: number;
+  /** When the user's head task is due (the drainer's schedule). */
+  readonly dueAt: number | undefined;
+  /** The user's windows; undefined for the every-queue snapshot. */
+  readonly windows: WindowCounter[] | undefined;
+}
+
+export type AttemptResult = { readonly ok: true } | { readonly ok: false; readonly error: string };
+
+export type FinishOutcome = "succeeded" | "retry-scheduled" | "dead" | "lease-lost";
+const FINISH_OUTCOMES: readonly FinishOutcome[] = ["lease-lost", "succeeded", "retry-scheduled", "dead"];
 
 /** What admit decided, with the user's windows as they were after it. */
 export type Admission =
@@ -49,6 +94,8 @@ export interface TaskRecord {
 export interface TaskQueueOptions {
   readonly maxBacklog: number;
   readonly leaseMs: number;
+  readonly maxAttempts: number;
+  readonly deadLetterCap: number;
   readonly idempotencyTtlSeconds: number;
   readonly retentionSeconds: number;
 }
@@ -63,7 +110,11 @@ const STATE_NAMES: Readonly<Record<string, TaskStateName>> = {
 
 const scripts = {
   admit: new LuaScript("admit-n.lua"),
-  finish: new LuaScript("finish-2.lua"),
+  claim: new LuaScript("claim-4.lua"),
+  finish: new LuaScript("finish-6.lua"),
+  snapshot: new LuaScript("snapshot-n.lua"),
+  snapshotAll: new LuaScript("snapshot-all-3.lua"),
+  renew: new LuaScript("renew-1.lua"),
 };
 
 /** The per-user queues, task records and leases in Redis. */
@@ -85,6 +136,8 @@ export class TaskQueue {
       this.keys.task(taskId),
       this.keys.idempotency(userId, submission.idempotencyKey),
       this.keys.leases,
+      this.keys.stats(userId),
+      this.keys.totals,
       ...this.windows.keysFor(userId),
     ];
     const args = [
@@ -97,6 +150,9 @@ export class TaskQueue {
       this.options.maxBacklog,
       this.options.idempotencyTtlSeconds,
       this.options.leaseMs,
+      submission.canStartNow ? "1" : "0",
+      this.keys.wakeChannel,
+      this.keys.progressChannel,
       ...this.windows.scriptArgs(),
     ];
     const reply = (await scripts.admit.run(this.redis, keys, args)) as unknown[];
@@ -119,14 +175,90 @@ export class TaskQueue {
     }
   }
 
-  /** Records the end of a running task and releases its lease. */
-  async finish(taskId: string, result: { ok: true } | { ok: false; error: string }): Promise<boolean> {
+  /**
+   * Recovers expired leases and due retries, then claims up to `maxClaims`
+   * due tasks, users earliest-due first: one round trip.
+   */
+  async claim(maxClaims: number): Promise<ClaimResult> {
+    const windowArgs = this.windows.policy.flatMap((window) => [
+      this.keys.windowPrefix(window.durationMs),
+      window.limit,
+      window.durationMs / 1000,
+    ]);
+    const reply = (await scripts.claim.runBuffer(
+      this.redis,
+      [this.keys.dueUsers, this.keys.leases, this.keys.retries, this.keys.totals],
+      [
+        maxClaims,
+        this.options.leaseMs,
+        this.options.maxAttempts,
+        this.keys.queue(""),
+        this.keys.task(""),
+        this.keys.deadLetters(""),
+        this.keys.stats(""),
+        this.options.deadLetterCap,
+        this.keys.progressChannel,
+        ...windowArgs,
+      ],
+    )) as (number | Buffer)[];
+    const moment = (value: unknown): number | undefined => (Number(String(value)) >= 0 ? Number(String(value)) : undefined);
+    const claimed: ClaimedTask[] = [];
+    for (let i = 4; i + 5 < reply.length; i += 6) {
+      claimed.push({
+        taskId: String(reply[i]),
+        userId: String(reply[i + 1]),
+        kind: String(reply[i + 2]),
+        payload: reply[i + 3] as Buffer,
+        attempt: Number(reply[i + 4]),
+        dueAt: Number(reply[i + 5]),
+      });
+    }
+    return {
+      now: Number(reply[0]),
+      claimed,
+      nextDue: moment(reply[1]),
+      nextRetry: moment(reply[2]),
+      nextLeaseExpiry: moment(reply[3]),
+    };
+  }
+
+  /** Records the end of one attempt and releases its lease. */
+  async finish(
+    task: { readonly taskId: string; readonly userId: string; readonly attempt: number },
+    result: AttemptResult,
+    retryDelayMs: number,
+  ): Promise<FinishOutcome> {
     const replied = await scripts.finish.run(
       this.redis,
-      [this.keys.task(taskId), this.keys.leases],
-      [taskId, result.ok ? "ok" : "dead", this.options.retentionSeconds, result.ok ? "" : result.error],
+      [
+        this.keys.task(task.taskId),
+        this.keys.leases,
+        this.keys.retries,
+        this.keys.deadLetters(task.userId),
+        this.keys.stats(task.userId),
+        this.keys.totals,
+      ],
+      [
+        task.taskId,
+        task.attempt,
+        result.ok ? "ok" : "failed",
+        result.ok ? "" : result.error.slice(0, 1_000),
+        this.options.retentionSeconds,
+        this.options.maxAttempts,
+        Math.round(retryDelayMs),
+        this.options.deadLetterCap,
+        this.keys.progressChannel,
+        task.userId,
+        this.keys.wakeChannel,
+      ],
     );
-    return Number(replied) === 1;
+    return FINISH_OUTCOMES[Number(replied)] ?? "lease-lost";
+  }
+
+  /** Extends the leases of tasks still running here; returns how many were extended. */
+  async renew(taskIds: readonly string[]): Promise<number> {
+    if (taskIds.length === 0) return 0;
+    return Number(await scripts.renew.run(this.redis, [this.keys.leases], [this.options.leaseMs, ...taskIds]));
   }
 
   async getTask(taskId: string): Promise<TaskRecord | undefined> {
@@ -146,6 +278,47 @@ export class TaskQueue {
       finishedAt: time("fin"),
       lastError: text("err"),
     };
+  }
+
+  /** One user's counts and windows, read together. */
+  async snapshot(userId: string): Promise<QueueSnapshot> {
+    const reply = (await scripts.snapshot.run(
+      this.redis,
+      [this.keys.queue(userId), this.keys.stats(userId), this.keys.dueUsers, ...this.windows.keysFor(userId)],
+      [userId],
+    )) as number[];
+    const [now = 0, queued = 0, running = 0, waiting = 0, succeeded = 0, failed = 0, dead = 0, due = -1] = reply;
+    return {
+      now,
+      queued: queued + waiting,
+      running: Math.max(0, running),
+      succeeded,
+      failed,
+      dead,
+      dueAt: due >= 0 ? due : undefined,
+      windows: countersFromReply(reply.slice(8), now),
+    };
+  }
+
+  /** Every queue's counts together (windows are per user, so none). */
+  async snapshotAll(): Promise<QueueSnapshot> {
+    const reply = (await scripts.snapshotAll.run(
+      this.redis,
+      [this.keys.totals, this.keys.leases, this.keys.dueUsers],
+      [],
+    )) as number[];
+    const [now = 0, queued = 0, running = 0, succeeded = 0, failed = 0, dead = 0, due = -1] = reply;
+    return { now, queued, running, succeeded, failed, dead, dueAt: due >= 0 ? due : undefined, windows: undefined };
+  }
+
+  /** How many users have a queued task scheduled. */
+  async dueUserCount(): Promise<number> {
+    return this.redis.zcard(this.keys.dueUsers);
+  }
+
+  /** A user's dead-lettered task ids, newest first. */
+  async deadLetterIds(userId: string): Promise<string[]> {
+    return this.redis.lrange(this.keys.deadLetters(userId), 0, -1);
   }
 
   /** The ids in a user's queue, head first (for inspection and tests). */

@@ -7,13 +7,14 @@ import {
   type ServerWritableStream,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { ServiceError, toStatus } from "./errors.js";
+import { ServiceError, reportFailure } from "./errors.js";
 import type { Logger } from "./logger.js";
+import type { ProgressHub } from "./progress-hub.js";
+import { serveWatchQueue } from "./queue-watch.js";
 import type { RatePolicy } from "./rate-policy.js";
 import { admissionOf } from "./rate-limit-interceptor.js";
 import { nthStartTime, type WindowCounter } from "./start-schedule.js";
 import type { TaskQueue, TaskRecord, TaskStateName } from "./task-queue.js";
-import type { TaskRunner } from "./task-runner.js";
 import {
   Disposition,
   GetTaskResponseSchema,
@@ -31,10 +32,10 @@ import {
 
 export interface TaskServiceOptions {
   readonly queue: TaskQueue;
-  readonly runner: TaskRunner;
   readonly policy: RatePolicy;
   readonly logger: Logger;
   readonly maxAttempts: number;
+  readonly hub: ProgressHub;
 }
 
 /** TaskService's handlers; the interceptor has validated and admitted the request. */
@@ -43,7 +44,7 @@ export function taskServiceImplementation(options: TaskServiceOptions): UntypedS
     submit: unary<SubmitRequest, SubmitResponse>(options.logger, async (request) => submit(request, options)),
     getTask: unary<GetTaskRequest, GetTaskResponse>(options.logger, async (request) => getTask(request, options)),
     watchQueue: (call: ServerWritableStream<WatchQueueRequest, WatchQueueResponse>) => {
-      call.emit("error", { code: Status.UNIMPLEMENTED, details: "WatchQueue is not implemented yet" });
+      void serveWatchQueue(call, options.hub, options.policy, options.logger);
     },
   };
 }
@@ -53,25 +54,16 @@ function unary<Req, Res>(logger: Logger, handle: (request: Req) => Promise<Res>)
     handle(call.request).then(
       (response) => callback(null, response),
       (error: unknown) => {
-        const { status, unexpected } = toStatus(error);
-        if (unexpected !== undefined) logger.error({ err: unexpected }, "request failed");
-        callback(status, null);
+        callback(reportFailure(logger, error, { method: call.getPath() }), null);
       },
     );
   };
 }
 
-function submit(request: SubmitRequest, { runner, policy }: TaskServiceOptions): SubmitResponse {
+function submit(request: SubmitRequest, { policy }: TaskServiceOptions): SubmitResponse {
   const admission = admissionOf(request);
   switch (admission.outcome) {
     case "started":
-      runner.start({
-        taskId: admission.taskId,
-        userId: request.userId,
-        kind: request.kind,
-        payload: request.payload,
-        attempt: 1,
-      });
       return create(SubmitResponseSchema, {
         taskId: admission.taskId,
         disposition: Disposition.STARTED,

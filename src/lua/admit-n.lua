@@ -3,11 +3,12 @@
   so no other Submit, claim or host can interleave between the decision and
   the write (invariants 1, 2, 6 and 8 of DESIGN.md).
 
-  The task starts now only if its user has nothing queued and every window
-  has room; then one unit of every window is used, with rate-limiter-flexible's
+  The task starts now only if its user has nothing queued, every window has
+  room and the admitting process has a free slot; then one unit of every window is used, with rate-limiter-flexible's
   own semantics (SET key 0 EX duration NX, then INCRBY), and the task is
   recorded as running under a lease. Otherwise it joins the back of the user's
-  queue, or, in reject mode or with the backlog at its cap, nothing is stored.
+  queue (due at once if only a free slot was missing), or, in reject mode or
+  with the backlog at its cap, nothing is stored.
   A window that is full uses no unit of any other window.
 
   KEYS[1]   queue list of the user
@@ -15,7 +16,9 @@
   KEYS[3]   task hash of the new task
   KEYS[4]   idempotency key (untouched when ARGV[4] is empty)
   KEYS[5]   leases sorted set
-  KEYS[6..] one rate-limiter-flexible counter per window, in policy order
+  KEYS[6]   the user's stats hash
+  KEYS[7]   totals hash
+  KEYS[8..] one rate-limiter-flexible counter per window, in policy order
   ARGV[1]   task id
   ARGV[2]   user id
   ARGV[3]   payload (bytes)
@@ -25,7 +28,10 @@
   ARGV[7]   backlog cap (queued tasks per user)
   ARGV[8]   idempotency key lifetime, seconds
   ARGV[9]   lease length, ms
-  ARGV[10..] per window: limit, then duration in whole seconds
+  ARGV[10]  "1" if this process has a free slot to run the task now, else "0"
+  ARGV[11]  channel on which drainers are woken when a user becomes due
+  ARGV[12]  progress channel (the user id is published when its counts change)
+  ARGV[13..] per window: limit, then duration in whole seconds
   Returns   {outcome, task id, n, now ms, count 1, pttl 1, count 2, pttl 2, ...}
             outcome 1 started (n = 0), 2 queued (n = position),
             3 duplicate (task id is the first task's; no window state),
@@ -44,14 +50,17 @@ if ARGV[4] ~= '' then
   end
 end
 
-local windows = #KEYS - 5
+local windows = #KEYS - 7
 local counts, pttls, limits = {}, {}, {}
 local full = false
 for i = 1, windows do
-  local key = KEYS[5 + i]
-  limits[i] = tonumber(ARGV[8 + 2 * i])
+  local key = KEYS[7 + i]
+  limits[i] = tonumber(ARGV[11 + 2 * i])
   counts[i] = tonumber(redis.call('GET', key) or '0')
-  pttls[i] = redis.call('PTTL', key)
+  pttls[i] = -2
+  if counts[i] > 0 then
+    pttls[i] = redis.call('PTTL', key)
+  end
   if counts[i] >= limits[i] then
     full = true
   end
@@ -74,23 +83,36 @@ end
 
 local queued = redis.call('LLEN', KEYS[1])
 
-if queued == 0 and not full then
+-- Within the policy: nothing queued ahead and every window has room.
+local withinPolicy = queued == 0 and not full
+
+if withinPolicy and ARGV[10] == '1' then
   for i = 1, windows do
-    local key = KEYS[5 + i]
-    redis.call('SET', key, 0, 'EX', ARGV[9 + 2 * i], 'NX')
-    counts[i] = redis.call('INCRBY', key, 1)
-    pttls[i] = redis.call('PTTL', key)
+    local key = KEYS[7 + i]
+    -- rate-limiter-flexible's SET 0 EX NX then INCRBY, folded into one
+    -- command since the count was just read (no key expires within a script).
+    if counts[i] == 0 then
+      redis.call('SET', key, 1, 'EX', ARGV[12 + 2 * i])
+      pttls[i] = tonumber(ARGV[12 + 2 * i]) * 1000
+    else
+      redis.call('INCRBY', key, 1)
+    end
+    counts[i] = counts[i] + 1
   end
   redis.call('HSET', KEYS[3], 'u', userId, 'p', ARGV[3], 's', 'r', 'a', 1, 'sub', now, 'st', now)
   if ARGV[5] ~= '' then
     redis.call('HSET', KEYS[3], 'k', ARGV[5])
   end
   redis.call('ZADD', KEYS[5], now + tonumber(ARGV[9]), taskId)
+  redis.call('HINCRBY', KEYS[6], 'r', 1)
+  redis.call('PUBLISH', ARGV[12], userId)
   remember()
   return reply(1, 0)
 end
 
-if ARGV[6] == 'reject' then
+-- Reject mode refuses only what the policy refuses; a task within the policy
+-- that merely waits for a free slot is queued and starts on any process.
+if ARGV[6] == 'reject' and not withinPolicy then
   return reply(4, queued)
 end
 if queued >= tonumber(ARGV[7]) then
@@ -103,14 +125,18 @@ if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[3], 'k', ARGV[5])
 end
 if queued == 0 then
-  -- The task is the new head: it is due when every full window has reset.
+  -- The task is the new head: it is due when every full window has closed
+  -- (a key lives through its last ms, hence the + 1).
   local due = now
   for i = 1, windows do
     if counts[i] >= limits[i] and pttls[i] > 0 then
-      due = math.max(due, now + pttls[i])
+      due = math.max(due, now + pttls[i] + 1)
     end
   end
   redis.call('ZADD', KEYS[2], due, userId)
+  redis.call('PUBLISH', ARGV[11], due)
 end
+redis.call('HINCRBY', KEYS[7], 'q', 1)
+redis.call('PUBLISH', ARGV[12], userId)
 remember()
 return reply(2, queued + 1)

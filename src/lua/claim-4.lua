@@ -1,0 +1,179 @@
+--[[
+  claim: one drainer step, atomic, so two processes or hosts can never claim
+  the same task or overrun a window between them.
+
+  1. Tasks whose lease has expired (their process died or stalled) go back to
+     the head of their user's queue, or to its dead-letter list when they have
+     used every attempt.
+  2. Tasks whose retry backoff is over go back to the head of their queue.
+  3. Up to ARGV[1] due users, earliest due first (so users are served
+     round-robin when slots are scarce), each have their head task claimed if
+     every window has room: one unit of each window is used with
+     rate-limiter-flexible's semantics, the task is marked running under a
+     lease, and the user is rescheduled for when its next task may start.
+     A user whose windows are full is moved to when they will have room.
+  Every user whose counts change is published on the progress channel.
+
+  Per-user keys are built from the prefixes the caller passes (src/keys.ts
+  makes them); so all of Tollgate's keys must live in one Redis (standalone or
+  Sentinel; on Cluster the prefix must carry one hash tag).
+
+  KEYS[1]  due-users sorted set
+  KEYS[2]  leases sorted set
+  KEYS[3]  retries sorted set
+  KEYS[4]  totals hash
+  ARGV[1]  most tasks to claim (free slots of the caller)
+  ARGV[2]  lease length, ms
+  ARGV[3]  most attempts per task
+  ARGV[4]  queue key prefix (user id follows)
+  ARGV[5]  task key prefix (task id follows)
+  ARGV[6]  dead-letter key prefix (user id follows)
+  ARGV[7]  stats key prefix (user id follows)
+  ARGV[8]  dead-letter list cap
+  ARGV[9]  progress channel
+  ARGV[10..] per window: key prefix (":" and the user id follow), limit, duration in seconds
+  Returns  {now, next due, next retry, next lease expiry, claims...}: the next
+           moments are ms, or -1 when there is none; each claim is six
+           entries: task id, user id, kind, payload, attempt, due moment.
+]]
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local maxClaims = tonumber(ARGV[1])
+local leaseMs = tonumber(ARGV[2])
+local maxAttempts = tonumber(ARGV[3])
+local queuePrefix, taskPrefix, deadPrefix, statsPrefix = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local deadCap = tonumber(ARGV[8])
+local progress = ARGV[9]
+local windows = {}
+for i = 10, #ARGV, 3 do
+  windows[#windows + 1] = {prefix = ARGV[i] .. ':', limit = tonumber(ARGV[i + 1]), seconds = ARGV[i + 2]}
+end
+
+-- A task leaves its lease (its process is gone) or its retry wait.
+local function requeue(taskId, from)
+  local task = taskPrefix .. taskId
+  local userId = redis.call('HGET', task, 'u')
+  if not userId then
+    return
+  end
+  local stats = statsPrefix .. userId
+  if from == 'lease' then
+    redis.call('HINCRBY', stats, 'r', -1)
+    if tonumber(redis.call('HGET', task, 'a') or '0') >= maxAttempts then
+      redis.call('HSET', task, 's', 'd', 'fin', now, 'err', 'its process stopped while running it, on the last attempt')
+      local dead = deadPrefix .. userId
+      redis.call('LPUSH', dead, taskId)
+      redis.call('LTRIM', dead, 0, deadCap - 1)
+      redis.call('HINCRBY', stats, 'f', 1)
+      redis.call('HINCRBY', stats, 'd', 1)
+      redis.call('HINCRBY', KEYS[4], 'f', 1)
+      redis.call('HINCRBY', KEYS[4], 'd', 1)
+      redis.call('PUBLISH', progress, userId)
+      return
+    end
+    redis.call('HINCRBY', KEYS[4], 'q', 1)
+  else
+    redis.call('HINCRBY', stats, 'w', -1)
+  end
+  redis.call('HSET', task, 's', 'q')
+  redis.call('LPUSH', queuePrefix .. userId, taskId)
+  -- LT: keeps an earlier due moment, adds the user when absent.
+  redis.call('ZADD', KEYS[1], 'LT', now, userId)
+  redis.call('PUBLISH', progress, userId)
+end
+
+for _, taskId in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)) do
+  redis.call('ZREM', KEYS[2], taskId)
+  requeue(taskId, 'lease')
+end
+for _, taskId in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)) do
+  redis.call('ZREM', KEYS[3], taskId)
+  requeue(taskId, 'retry')
+end
+
+-- Reads the user's windows: ms until every one has room (0: now) and the
+-- counts it read, which use() needs.
+local function wait(userId)
+  local longest, counts = 0, {}
+  for k, window in ipairs(windows) do
+    local key = window.prefix .. userId
+    counts[k] = tonumber(redis.call('GET', key) or '0')
+    if counts[k] >= window.limit then
+      -- A key lives through its last ms, hence the + 1.
+      longest = math.max(longest, redis.call('PTTL', key) + 1)
+    end
+  end
+  return longest, counts
+end
+
+-- Uses one unit of every window: rate-limiter-flexible's SET 0 EX NX then
+-- INCRBY, folded into one command each since the counts were just read (no
+-- key can expire within a script). Returns ms until every window has room.
+local function use(userId, counts)
+  local longest = 0
+  for k, window in ipairs(windows) do
+    local key = window.prefix .. userId
+    local count
+    if counts[k] == 0 then
+      redis.call('SET', key, 1, 'EX', window.seconds)
+      count = 1
+    else
+      count = redis.call('INCRBY', key, 1)
+    end
+    if count >= window.limit then
+      longest = math.max(longest, redis.call('PTTL', key) + 1)
+    end
+  end
+  return longest
+end
+
+local out = {now, -1, -1, -1}
+if maxClaims > 0 then
+  local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, maxClaims)
+  for i = 1, #due, 2 do
+    local userId, dueAt = due[i], due[i + 1]
+    local queue = queuePrefix .. userId
+    local blocked, counts = wait(userId)
+    if blocked > 0 then
+      redis.call('ZADD', KEYS[1], now + blocked, userId)
+    else
+      local taskId = redis.call('LPOP', queue)
+      if not taskId then
+        redis.call('ZREM', KEYS[1], userId)
+      else
+        local nextWait = use(userId, counts)
+        local task = taskPrefix .. taskId
+        local attempt = redis.call('HINCRBY', task, 'a', 1)
+        redis.call('HSET', task, 's', 'r', 'st', now)
+        redis.call('ZADD', KEYS[2], now + leaseMs, taskId)
+        redis.call('HINCRBY', statsPrefix .. userId, 'r', 1)
+        redis.call('HINCRBY', KEYS[4], 'q', -1)
+        redis.call('PUBLISH', progress, userId)
+        local fields = redis.call('HMGET', task, 'k', 'p')
+        out[#out + 1] = taskId
+        out[#out + 1] = userId
+        out[#out + 1] = fields[1] or ''
+        out[#out + 1] = fields[2] or ''
+        out[#out + 1] = attempt
+        out[#out + 1] = dueAt
+        if redis.call('LLEN', queue) == 0 then
+          redis.call('ZREM', KEYS[1], userId)
+        else
+          redis.call('ZADD', KEYS[1], now + nextWait, userId)
+        end
+      end
+    end
+  end
+end
+
+local function first(key)
+  local head = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if head[2] then
+    return tonumber(head[2])
+  end
+  return -1
+end
+out[2] = first(KEYS[1])
+out[3] = first(KEYS[3])
+out[4] = first(KEYS[2])
+return out

@@ -1,0 +1,33 @@
+--[[
+  snapshot: one user's queue as WatchQueue reports it, read in one step so
+  the counts agree with each other and with the windows' state.
+
+  KEYS[1]   the user's queue list
+  KEYS[2]   the user's stats hash
+  KEYS[3]   due-users sorted set
+  KEYS[4..] the user's rate-limiter-flexible window counters, in policy order
+  ARGV[1]   user id
+  Returns   {now, queued, running, waiting to retry, succeeded, failed,
+            dead, due moment or -1, count 1, pttl 1, count 2, pttl 2, ...}
+            (pttl -2 where no window is open)
+]]
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local stats = redis.call('HMGET', KEYS[2], 'r', 'w', 'ok', 'f', 'd')
+local due = redis.call('ZSCORE', KEYS[3], ARGV[1])
+local out = {
+  now,
+  redis.call('LLEN', KEYS[1]),
+  tonumber(stats[1] or '0'),
+  tonumber(stats[2] or '0'),
+  tonumber(stats[3] or '0'),
+  tonumber(stats[4] or '0'),
+  tonumber(stats[5] or '0'),
+  due and tonumber(due) or -1,
+}
+for i = 4, #KEYS do
+  local count = tonumber(redis.call('GET', KEYS[i]) or '0')
+  out[#out + 1] = count
+  out[#out + 1] = count > 0 and redis.call('PTTL', KEYS[i]) or -2
+end
+return out

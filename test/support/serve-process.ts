@@ -1,0 +1,46 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+const BIN = fileURLToPath(new URL("../../bin/tollgate.js", import.meta.url));
+
+export interface ServeProcess {
+  readonly child: ChildProcess;
+  readonly port: number;
+  /** Everything it printed so far. */
+  output(): string;
+  /** Resolves with the exit code (or the signal's name). */
+  readonly exited: Promise<number | string>;
+}
+
+/**
+ * `tollgate serve` as a user runs it, in its own process, with these
+ * environment variables over the test's; resolves once it is serving.
+ */
+export async function startServeProcess(env: Record<string, string>, timeoutMs = 15_000): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [BIN, "serve"], {
+    env: { ...process.env, TOLLGATE_LOG_LEVEL: "info", TOLLGATE_METRICS_PORT: "0", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | string>((resolve) =>
+    child.once("exit", (code, signal) => resolve(code ?? signal ?? "unknown")),
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`tollgate serve did not start:\n${output}`)), timeoutMs);
+    const look = (): void => {
+      const match = /"port":(\d+)[^\n]*"msg":"serving"/.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolve(Number(match[1]));
+      }
+    };
+    child.stdout!.on("data", look);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`tollgate serve exited (${code}) before serving:\n${output}`));
+    });
+  });
+  return { child, port, output: () => output, exited };
+}

@@ -1,0 +1,82 @@
+import { readFile } from "node:fs/promises";
+import type { RatePolicy } from "../../src/rate-policy.js";
+
+export interface LoggedStart {
+  readonly userId: string;
+  readonly taskId: string;
+  readonly attempt: number;
+  readonly at: number;
+}
+
+/** Lines "<user> <task id> <attempt> <ms>" written by test/fixtures/handlers.ts. */
+export async function readFixtureLog(path: string): Promise<LoggedStart[]> {
+  const text = await readFile(path, "utf8").catch(() => "");
+  return text
+    .split("\n")
+    .filter((line) => line !== "")
+    .map((line) => {
+      const [userId = "", taskId = "", attempt = "0", at = "0"] = line.split(" ");
+      return { userId, taskId, attempt: Number(attempt), at: Number(at) };
+    });
+}
+
+/** Start times (ms) from the built-in handler's "<user>-task completed at-<ms>" lines. */
+export async function readTaskLog(path: string, userId: string): Promise<number[]> {
+  const text = await readFile(path, "utf8").catch(() => "");
+  const prefix = `${userId}-task completed at-`;
+  return text
+    .split("\n")
+    .filter((line) => line.startsWith(prefix))
+    .map((line) => Number(line.slice(prefix.length)));
+}
+
+export interface StartCheck {
+  /** ms each start came after the earliest moment the policy allowed it. */
+  readonly lateness: number[];
+  /** Starts that came before the policy allowed them. */
+  readonly violations: number;
+}
+
+/**
+ * Replays one user's starts against fixed windows that open at their first
+ * start (rate-limiter-flexible's semantics): for each start, the earliest
+ * moment the windows opened by the starts before it allowed it (and not
+ * before `readyAt`, when the task was submitted), and whether it came earlier
+ * than that (a violation, beyond `toleranceMs` of clock granularity).
+ */
+export function checkStarts(policy: RatePolicy, starts: readonly number[], readyAt: number, toleranceMs = 3): StartCheck {
+  const sorted = [...starts].sort((a, b) => a - b);
+  const opened = policy.map(() => ({ at: -Infinity, count: 0 }));
+  const lateness: number[] = [];
+  let violations = 0;
+  for (const start of sorted) {
+    let allowed = readyAt;
+    policy.forEach((window, i) => {
+      const open = opened[i]!;
+      // A full window holds every start until it closes.
+      if (open.count >= window.limit) allowed = Math.max(allowed, open.at + window.durationMs);
+    });
+    if (start < allowed - toleranceMs) violations++;
+    lateness.push(start - allowed);
+    policy.forEach((window, i) => {
+      const open = opened[i]!;
+      if (start >= open.at + window.durationMs) {
+        open.at = start;
+        open.count = 1;
+      } else {
+        open.count++;
+      }
+    });
+  }
+  return { lateness, violations };
+}
+
+/** Polls `check` every 25 ms until it returns true or `timeoutMs` passes. */
+export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
