@@ -1,3 +1,15 @@
+import {
+
+
+
+  UsageError,
+
+  describeCallError,
+  healthCommand,
+  submitCommand,
+  taskCommand,
+  watchCommand,
+} from "./cli-commands.js";
 import { ConfigError, SETTINGS, parseConfig } from "./config.js";
 import { RedisServerMissingError } from "./embedded-redis.js";
 import { serve } from "./serve.js";
@@ -6,9 +18,21 @@ const USAGE = `Usage: tollgate <command> [flags]
 
 Commands:
   serve     run the server (what npm start runs)
+  submit    submit tasks for a user (--count N, --watch)
+  watch     a live progress bar of a queue draining
+  task      a task's state, attempts and timestamps
+  health    whether the server is serving (exit 0) or not (exit 1)
 
-Run "tollgate serve --help" for the server's flags.
-Exit codes: 0 ok, 1 failure, 2 usage or configuration error.`;
+Run "tollgate <command> --help" for its flags.
+Exit codes: 0 ok, 1 the call failed (the error is printed with its gRPC code),
+2 usage or configuration error.`;
+
+const CLIENT_COMMANDS: Readonly<Record<string, (args: readonly string[]) => Promise<number>>> = {
+  submit: submitCommand,
+  watch: watchCommand,
+  task: taskCommand,
+  health: healthCommand,
+};
 
 function serveHelp(): string {
   const rows = Object.values(SETTINGS).map(
@@ -22,6 +46,19 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (command === undefined || command === "--help" || command === "-h" || command === "help") {
     console.log(USAGE);
     return command === undefined ? 2 : 0;
+  }
+  const clientCommand = CLIENT_COMMANDS[command];
+  if (clientCommand) {
+    try {
+      return await clientCommand(args);
+    } catch (error) {
+      if (error instanceof UsageError) {
+        console.error(`tollgate ${command}: ${error.message} (see tollgate ${command} --help)`);
+        return 2;
+      }
+      console.error(`tollgate ${command}: ${describeCallError(error)}`);
+      return 1;
+    }
   }
   if (command !== "serve") {
     console.error(`tollgate: unknown command "${command}"\n\n${USAGE}`);
