@@ -1,0 +1,13 @@
+/** What workers and the primary say to each other over cluster IPC. */
+export type WorkerMessage =
+  | { readonly type: "tollgate:heartbeat"; readonly eventLoopLagMs: number }
+  | { readonly type: "tollgate:serving"; readonly port: number };
+
+export function isWorkerMessage(message: unknown): message is WorkerMessage {
+  return (
+    typeof message === "object" &&
+    message !== null &&
+    typeof (message as { type?: unknown }).type === "string" &&
+    (message as { type: string }).type.startsWith("tollgate:")
+  );
+}

@@ -1,0 +1,71 @@
+import cluster from "node:cluster";
+import { AggregatorRegistry, Counter, Gauge, Histogram, collectDefaultMetrics } from "prom-client";
+import type { TaskQueue } from "./task-queue.js";
+
+/**
+ * Tollgate's Prometheus metrics, in prom-client's default registry of each
+ * worker; the primary serves them summed over workers (gauges read from Redis
+ * are the same in every worker, so those take the max instead).
+ */
+export const metrics = {
+  submitted: new Counter({
+    name: "tollgate_tasks_submitted_total",
+    help: "Submit calls by what became of them",
+    labelNames: ["disposition"] as const,
+  }),
+  started: new Counter({ name: "tollgate_tasks_started_total", help: "Task attempts started (each used a unit of every window)" }),
+  completed: new Counter({ name: "tollgate_tasks_completed_total", help: "Tasks whose handler succeeded" }),
+  failed: new Counter({ name: "tollgate_task_attempts_failed_total", help: "Task attempts that threw or timed out" }),
+  dead: new Counter({ name: "tollgate_tasks_dead_total", help: "Tasks moved to a dead-letter list" }),
+  queued: new Gauge({
+    name: "tollgate_tasks_queued",
+    help: "Tasks waiting in queues or for a retry, over every user",
+    aggregator: "max",
+    async collect() {
+      // A failed read leaves the last value.
+      const snapshot = await source?.snapshotAll().catch(() => undefined);
+      if (snapshot) this.set(snapshot.queued);
+    },
+  }),
+  dueUsers: new Gauge({
+    name: "tollgate_due_users",
+    help: "Users with a queued task scheduled to start",
+    aggregator: "max",
+    async collect() {
+      const count = await source?.dueUserCount().catch(() => undefined);
+      if (count !== undefined) this.set(count);
+    },
+  }),
+  submitSeconds: new Histogram({
+    name: "tollgate_submit_duration_seconds",
+    help: "Time to validate, decide and store a Submit",
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+  }),
+  startLatenessSeconds: new Histogram({
+    name: "tollgate_start_lateness_seconds",
+    help: "Queued task start minus the earliest moment the policy allowed it",
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
+  }),
+  taskSeconds: new Histogram({
+    name: "tollgate_task_duration_seconds",
+    help: "Handler run time per attempt",
+    buckets: [0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+  }),
+};
+
+/** Where the Redis-read gauges come from (the latest server started here). */
+let source: TaskQueue | undefined;
+let defaultsCollected = false;
+
+/** Process metrics, and the queue the Redis-read gauges read at scrape time. */
+export function bindMetrics(queue: TaskQueue): void {
+  source = queue;
+  if (!defaultsCollected) {
+    collectDefaultMetrics({ prefix: "tollgate_" });
+    defaultsCollected = true;
+    // prom-client answers the primary's metrics requests only in a worker
+    // that has built an AggregatorRegistry.
+    if (cluster.isWorker) new AggregatorRegistry();
+  }
+}
+
