@@ -12,7 +12,6 @@ import {
 } from "./cli-commands.js";
 import { ConfigError, SETTINGS, parseConfig } from "./config.js";
 import { RedisServerMissingError } from "./embedded-redis.js";
-import { serve } from "./serve.js";
 
 const USAGE = `Usage: tollgate <command> [flags]
 
@@ -69,7 +68,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   try {
-    await serve(parseConfig(process.env, args));
+    const config = parseConfig(process.env, args);
+    // Loaded only for serve, so client commands start without the server's modules.
+    const { serve } = await import("./serve.js");
+    await serve(config);
     return -1; // keeps running until a signal
   } catch (error) {
     if (error instanceof ConfigError || error instanceof RedisServerMissingError) {

@@ -28,7 +28,11 @@ export async function startServeProcess(env: Record<string, string>, timeoutMs =
     child.once("exit", (code, signal) => resolve(code ?? signal ?? "unknown")),
   );
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`tollgate serve did not start:\n${output}`)), timeoutMs);
+    const timer = setTimeout(() => {
+      // Not serving in time: stop it, so nothing outlives the test.
+      child.kill("SIGKILL");
+      reject(new Error(`tollgate serve did not start:\n${output}`));
+    }, timeoutMs);
     const look = (): void => {
       const match = /"port":(\d+)[^\n]*"msg":"serving"/.exec(output);
       if (match) {

@@ -1,0 +1,24 @@
+// The package's library entry point ("tollgate" once installed; built into
+// dist/ by `npm run build:lib`): the typed TaskService client over gRPC, its
+// helpers, and the generated messages and enums. Only this file's imports are
+// compiled for the library; the server is not part of it.
+export {
+  createHealthClient,
+  createTollgateClient,
+  retryAfterMs,
+  submitAndWatch,
+  submitMany,
+  type SubmitInit,
+  type TollgateClient,
+  type TollgateClientOptions,
+} from "./client.js";
+export * from "../gen/ts/tollgate/v1/task_service_pb.js";
+export {
+  Health,
+  HealthCheckResponse_ServingStatus,
+  type HealthCheckRequest,
+  type HealthCheckResponse,
+} from "../gen/ts/grpc/health/v1/health_pb.js";
+// Errors are Connect errors: re-exported so that `instanceof` and the codes
+// come from the same @connectrpc/connect copy the client uses.
+export { Code, ConnectError } from "@connectrpc/connect";
