@@ -1,4 +1,5 @@
 import cluster, { type Worker } from "node:cluster";
+import { loadAuthenticator } from "./auth.js";
 import { isWorkerMessage } from "./cluster-messages.js";
 import { WORKER_INDEX_ENV } from "./cluster-worker.js";
 import type { Config } from "./config.js";
@@ -44,6 +45,8 @@ export async function runPrimary(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel, { role: "primary" });
   let embedded: EmbeddedRedis | undefined;
   let metrics: MetricsServer | undefined;
+  // A bad key file stops everything now, with its line, rather than every worker.
+  await loadAuthenticator(config.authKeys);
   try {
     if (config.redisUrl === undefined) embedded = await startEmbeddedRedis(config.dataDir, logger);
     const redisUrl = config.redisUrl ?? embedded!.url;

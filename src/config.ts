@@ -69,18 +69,36 @@ function integer(min: number, max: number, what: string) {
   };
 }
 
+/** A whole-number setting within [min, max]; `what` names it in errors ("a port number"). */
+function integerSetting(
+  env: string,
+  fallback: number,
+  help: string,
+  min: number,
+  max: number,
+  what: string,
+  defaultText = String(fallback),
+): Setting<number> {
+  const parse = integer(min, max, `${what} from ${min} to ${max}`);
+  return setting(env, defaultText, help, (v) => (v === undefined ? fallback : parse(v)));
+}
+
+/** A file path, resolved against the working directory; unset stays unset. */
+function pathSetting(env: string, defaultText: string, help: string): Setting<string | undefined> {
+  return setting(env, defaultText, help, (v) => {
+    const path = optional(v);
+    return path === undefined ? undefined : resolve(path);
+  });
+}
+
 const optional = (value: string | undefined): string | undefined =>
   value === undefined || value.trim() === "" ? undefined : value.trim();
 
 /** The settings, in the order README documents them. */
 export const SETTINGS = {
   host: setting("TOLLGATE_HOST", "0.0.0.0", "address to listen on", (v) => optional(v) ?? "0.0.0.0"),
-  port: setting("TOLLGATE_PORT", "50051", "gRPC port (0 picks a free one)", (v) =>
-    v === undefined ? 50051 : integer(0, 65535, "a port number from 0 to 65535")(v),
-  ),
-  workers: setting("TOLLGATE_WORKERS", "available parallelism", "worker processes", (v) =>
-    v === undefined ? availableParallelism() : integer(1, 1024, "a number of workers from 1 to 1024")(v),
-  ),
+  port: integerSetting("TOLLGATE_PORT", 50051, "gRPC port (0 picks a free one)", 0, 65535, "a port number"),
+  workers: integerSetting("TOLLGATE_WORKERS", availableParallelism(), "worker processes", 1, 1024, "a number of workers", "available parallelism"),
   redisUrl: setting("TOLLGATE_REDIS_URL", "unset: embedded redis-server", "Redis to use", (v) => {
     const url = optional(v);
     if (url !== undefined && !/^rediss?:\/\/[^\s]+$/.test(url)) {
@@ -98,49 +116,21 @@ export const SETTINGS = {
       throw new ConfigError((error as Error).message);
     }
   }),
-  maxBacklog: setting("TOLLGATE_MAX_BACKLOG", "10000", "queued tasks per user before Submit refuses", (v) =>
-    v === undefined ? 10_000 : integer(1, 100_000_000, "a backlog cap from 1 to 100000000")(v),
-  ),
-  concurrency: setting("TOLLGATE_CONCURRENCY", "64", "tasks running at once per worker (0: run none here)", (v) =>
-    v === undefined ? 64 : integer(0, 100_000, "a concurrency from 0 to 100000")(v),
-  ),
-  maxAttempts: setting("TOLLGATE_MAX_ATTEMPTS", "5", "attempts per task before it is dead-lettered", (v) =>
-    v === undefined ? 5 : integer(1, 1000, "a number of attempts from 1 to 1000")(v),
-  ),
-  taskTimeoutMs: setting("TOLLGATE_TASK_TIMEOUT_MS", "30000", "an attempt running longer fails", (v) =>
-    v === undefined ? 30_000 : integer(1, 86_400_000, "a timeout in ms from 1 to 86400000")(v),
-  ),
-  leaseMs: setting("TOLLGATE_LEASE_MS", "30000", "running-task lease; a dead process's tasks rerun after it", (v) =>
-    v === undefined ? 30_000 : integer(300, 3_600_000, "a lease in ms from 300 to 3600000")(v),
-  ),
-  retryBackoffMs: setting("TOLLGATE_RETRY_BACKOFF_MS", "1000", "backoff before the 2nd attempt; doubles, jittered", (v) =>
-    v === undefined ? 1_000 : integer(0, 3_600_000, "a backoff in ms from 0 to 3600000")(v),
-  ),
-  shutdownGraceMs: setting("TOLLGATE_SHUTDOWN_GRACE_MS", "10000", "time running tasks get to finish on SIGTERM", (v) =>
-    v === undefined ? 10_000 : integer(0, 3_600_000, "a grace in ms from 0 to 3600000")(v),
-  ),
-  heartbeatTimeoutMs: setting("TOLLGATE_HEARTBEAT_TIMEOUT_MS", "10000", "a worker silent this long is replaced", (v) =>
-    v === undefined ? 10_000 : integer(500, 600_000, "a timeout in ms from 500 to 600000")(v),
-  ),
-  handler: setting("TOLLGATE_HANDLER", "built-in: append to the task log", "task handler module", (v) => {
-    const path = optional(v);
-    return path === undefined ? undefined : resolve(path);
-  }),
+  maxBacklog: integerSetting("TOLLGATE_MAX_BACKLOG", 10_000, "queued tasks per user before Submit refuses", 1, 100_000_000, "a backlog cap"),
+  concurrency: integerSetting("TOLLGATE_CONCURRENCY", 64, "tasks running at once per worker (0: run none here)", 0, 100_000, "a concurrency"),
+  maxAttempts: integerSetting("TOLLGATE_MAX_ATTEMPTS", 5, "attempts per task before it is dead-lettered", 1, 1000, "a number of attempts"),
+  taskTimeoutMs: integerSetting("TOLLGATE_TASK_TIMEOUT_MS", 30_000, "an attempt running longer fails", 1, 86_400_000, "a timeout in ms"),
+  leaseMs: integerSetting("TOLLGATE_LEASE_MS", 30_000, "running-task lease; a dead process's tasks rerun after it", 300, 3_600_000, "a lease in ms"),
+  retryBackoffMs: integerSetting("TOLLGATE_RETRY_BACKOFF_MS", 1_000, "backoff before the 2nd attempt; doubles, jittered", 0, 3_600_000, "a backoff in ms"),
+  shutdownGraceMs: integerSetting("TOLLGATE_SHUTDOWN_GRACE_MS", 10_000, "time running tasks get to finish on SIGTERM", 0, 3_600_000, "a grace in ms"),
+  heartbeatTimeoutMs: integerSetting("TOLLGATE_HEARTBEAT_TIMEOUT_MS", 10_000, "a worker silent this long is replaced", 500, 600_000, "a timeout in ms"),
+  handler: pathSetting("TOLLGATE_HANDLER", "built-in: append to the task log", "task handler module"),
   taskLog: setting("TOLLGATE_TASK_LOG", "<data dir>/tasks.log", "file the built-in handler appends to", (v, resolved) =>
     resolve(optional(v) ?? `${String(resolved.dataDir)}/tasks.log`),
   ),
-  maxPayloadBytes: setting("TOLLGATE_MAX_PAYLOAD_BYTES", "65536", "largest task payload accepted", (v) =>
-    v === undefined ? 65_536 : integer(0, 16 * 1024 * 1024, "a payload cap in bytes from 0 to 16777216")(v),
-  ),
-  metricsPort: setting("TOLLGATE_METRICS_PORT", "9464", "Prometheus /metrics port (0 turns it off)", (v) =>
-    v === undefined ? 9464 : integer(0, 65535, "a port number from 0 to 65535")(v),
-  ),
-  authKeys: setting("TOLLGATE_AUTH_KEYS", "unset: no auth", "API key file (not built yet: setting it is an error)", (v) => {
-    // Refused rather than ignored: a server an operator believes is locked
-    // must not quietly serve everyone.
-    if (optional(v) !== undefined) throw new ConfigError("API-key auth is not built yet; unset it (see README, Status)");
-    return undefined;
-  }),
+  maxPayloadBytes: integerSetting("TOLLGATE_MAX_PAYLOAD_BYTES", 65_536, "largest task payload accepted", 0, 16 * 1024 * 1024, "a payload cap in bytes"),
+  metricsPort: integerSetting("TOLLGATE_METRICS_PORT", 9464, "Prometheus /metrics port (0 turns it off)", 0, 65535, "a port number"),
+  authKeys: pathSetting("TOLLGATE_AUTH_KEYS", "unset: no auth", "API key file (see README, Auth)"),
   tlsCert: setting("TOLLGATE_TLS_CERT", "unset: plaintext", "TLS certificate (PEM)", (v) => optional(v)),
   tlsKey: setting("TOLLGATE_TLS_KEY", "unset", "TLS private key (PEM)", (v) => optional(v)),
   tlsCa: setting("TOLLGATE_TLS_CA", "unset", "CA for client certificates (mutual TLS)", (v) => optional(v)),

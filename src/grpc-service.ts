@@ -2,10 +2,21 @@ import { fromBinary, toBinary, type DescMessage, type DescService, type MessageS
 import type { MethodDefinition, ServiceDefinition } from "@grpc/grpc-js";
 
 /**
+ * A request that did not decode. The deserializer hands this on instead of
+ * throwing (which grpc-js would answer with INTERNAL), so the interceptor can
+ * answer INVALID_ARGUMENT saying what was wrong; handlers never see one.
+ */
+export class UndecodableRequest {
+  constructor(
+    readonly typeName: string,
+    readonly reason: string,
+  ) {}
+}
+
+/**
  * A grpc-js service definition for a protobuf-es service descriptor: grpc-js
- * carries the bytes, protobuf-es encodes and decodes them. A request that does
- * not decode makes fromBinary throw, which grpc-js answers with INTERNAL
- * without calling the handler.
+ * carries the bytes, protobuf-es encodes and decodes them. A request that
+ * does not decode becomes an UndecodableRequest.
  */
 export function grpcServiceDefinition(service: DescService): ServiceDefinition {
   const definition: Record<string, MethodDefinition<unknown, unknown>> = {};
@@ -32,7 +43,13 @@ function serializer<Desc extends DescMessage>(schema: Desc) {
 }
 
 function deserializer<Desc extends DescMessage>(schema: Desc) {
-  return (bytes: Buffer): MessageShape<Desc> => fromBinary(schema, bytes);
+  return (bytes: Buffer): MessageShape<Desc> | UndecodableRequest => {
+    try {
+      return fromBinary(schema, bytes);
+    } catch (error) {
+      return new UndecodableRequest(schema.typeName, (error as Error).message);
+    }
+  };
 }
 
 /** The path grpc-js reports for a method, "/tollgate.v1.TaskService/Submit". */

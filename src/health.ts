@@ -45,10 +45,6 @@ export class HealthReporter {
     this.redis.off("end", this.onLost);
   }
 
-  get serving(): boolean {
-    return this.current === "SERVING";
-  }
-
   private publish(): void {
     const status: ServingStatus = this.redisReady && !this.shuttingDown ? "SERVING" : "NOT_SERVING";
     if (status === this.current) return;

@@ -1,9 +1,11 @@
 import {
   ServerInterceptingCall,
   status as Status,
+  type Metadata,
   type ServerInterceptingCallInterface,
   type ServerInterceptor,
 } from "@grpc/grpc-js";
+import type { Authenticator, Identity } from "./auth.js";
 import { ServiceError, invalidArgument, reportFailure } from "./errors.js";
 import type { Logger } from "./logger.js";
 import { metrics } from "./metrics.js";
@@ -20,7 +22,7 @@ import {
   type SubmitRequest,
   type WatchQueueRequest,
 } from "../gen/ts/tollgate/v1/task_service_pb.js";
-import { methodPath } from "./grpc-service.js";
+import { UndecodableRequest, methodPath } from "./grpc-service.js";
 
 export interface RateLimitInterceptorOptions {
   readonly queue: TaskQueue;
@@ -28,12 +30,17 @@ export interface RateLimitInterceptorOptions {
   readonly policy: RatePolicy;
   readonly kinds: ReadonlySet<string>;
   readonly maxPayloadBytes: number;
+  readonly auth: Authenticator;
   readonly logger: Logger;
 }
 
-// The decision travels from the interceptor to the handler keyed by the very
-// request object grpc-js hands on, so nothing can spoof or lose it.
+/** Request metadata beyond this is refused; nothing Tollgate reads needs more. */
+export const MAX_METADATA_BYTES = 8 * 1024;
+
+// The decision and the caller travel from the interceptor to the handler keyed
+// by the very request object grpc-js hands on, so nothing can spoof or lose them.
 const admissions = new WeakMap<object, Admission>();
+const callers = new WeakMap<object, Identity>();
 
 /** The decision the interceptor made for this Submit request. */
 export function admissionOf(request: SubmitRequest): Admission {
@@ -42,37 +49,61 @@ export function admissionOf(request: SubmitRequest): Admission {
   return admission;
 }
 
-type RequestCheck = (message: unknown) => Promise<void>;
+/** Who made this TaskService request. */
+export function callerOf(request: object): Identity {
+  const identity = callers.get(request);
+  if (!identity) throw new Error("a request reached its handler without a caller; is the interceptor installed?");
+  return identity;
+}
+
+type RequestCheck = (message: unknown, caller: Identity) => Promise<void>;
 
 /**
- * Applies the rate policy before TaskService's handlers run: it validates
- * every TaskService request, and for Submit makes the decision (start now,
- * queue, or RESOURCE_EXHAUSTED) and stores the task in the same atomic step,
- * since a decision taken apart from its write could be overtaken by another
- * Submit for the same user. The handler turns the decision into the answer.
- * Other services (health, reflection) pass through.
+ * The server interceptor in front of TaskService. It establishes the caller
+ * (its API key, when auth is on), validates every request, and for Submit
+ * applies the rate policy: it makes the decision (start now, queue, or
+ * RESOURCE_EXHAUSTED) and stores the task in the same atomic step, since a
+ * decision taken apart from its write could be overtaken by another Submit
+ * for the same user. The handler turns the decision into the answer. Other
+ * services (health, reflection) pass through untouched and stay open.
  */
 export function rateLimitInterceptor(options: RateLimitInterceptorOptions): ServerInterceptor {
   const checks = new Map<string, RequestCheck>([
-    [methodPath(TaskService, "Submit"), (message) => admit(message as SubmitRequest, options)],
-    [methodPath(TaskService, "WatchQueue"), async (message) => checkWatchQueue(message as WatchQueueRequest)],
+    [methodPath(TaskService, "Submit"), (message, caller) => admit(message as SubmitRequest, caller, options)],
+    [methodPath(TaskService, "WatchQueue"), async (message, caller) => checkWatchQueue(message as WatchQueueRequest, caller)],
     [methodPath(TaskService, "GetTask"), async (message) => checkGetTask(message as GetTaskRequest)],
   ]);
   return (method, call) => {
     const check = checks.get(method.path);
     if (!check) return new ServerInterceptingCall(call);
+    let caller: Identity | undefined;
     const intercepting: ServerInterceptingCallInterface = new ServerInterceptingCall(call, {
       start: (next) =>
         next({
+          onReceiveMetadata: (metadata, passOn) => {
+            try {
+              caller = identify(metadata, options.auth);
+              passOn(metadata);
+            } catch (error) {
+              intercepting.sendStatus(reportFailure(options.logger, error, { method: method.path }));
+            }
+          },
           onReceiveMessage: (message, passOn) => {
-            const timer = metrics.submitSeconds.startTimer();
-            check(message).then(
+            const checked =
+              message instanceof UndecodableRequest
+                ? Promise.reject(
+                    new ServiceError(
+                      Status.INVALID_ARGUMENT,
+                      `the request is not a valid ${message.typeName}: ${message.reason}`,
+                    ),
+                  )
+                : check(message, caller!);
+            checked.then(
               () => {
-                timer();
+                callers.set(message as object, caller!);
                 passOn(message);
               },
               (error: unknown) => {
-                timer();
                 intercepting.sendStatus(reportFailure(options.logger, error, { method: method.path }));
               },
             );
@@ -83,8 +114,48 @@ export function rateLimitInterceptor(options: RateLimitInterceptorOptions): Serv
   };
 }
 
-async function admit(request: SubmitRequest, options: RateLimitInterceptorOptions): Promise<void> {
+function identify(metadata: Metadata, auth: Authenticator): Identity {
+  let bytes = 0;
+  for (const [key, values] of Object.entries(metadata.toJSON())) {
+    for (const value of values) bytes += key.length + (typeof value === "string" ? Buffer.byteLength(value) : value.length);
+  }
+  if (bytes > MAX_METADATA_BYTES) {
+    throw new ServiceError(Status.INVALID_ARGUMENT, `request metadata is ${bytes} bytes; the limit is ${MAX_METADATA_BYTES}`);
+  }
+  const identity = auth.identify(metadata);
+  if (!identity) {
+    throw new ServiceError(
+      Status.UNAUTHENTICATED,
+      "missing or unknown API key: send the metadata header \"authorization: Bearer <key>\"",
+    );
+  }
+  return identity;
+}
+
+/** May this caller act on `userId`'s queue and tasks? */
+export function mayActFor(caller: Identity, userId: string): boolean {
+  return caller.kind !== "user" || caller.userId === userId;
+}
+
+function permissionDenied(caller: Identity, what: string): ServiceError {
+  const who = caller.kind === "user" ? `user "${caller.userId}"` : "this caller";
+  return new ServiceError(Status.PERMISSION_DENIED, `this API key acts for ${who} only; it may not ${what}`);
+}
+
+async function admit(request: SubmitRequest, caller: Identity, options: RateLimitInterceptorOptions): Promise<void> {
+  const timer = metrics.submitSeconds.startTimer();
+  try {
+    await decide(request, caller, options);
+  } finally {
+    timer();
+  }
+}
+
+async function decide(request: SubmitRequest, caller: Identity, options: RateLimitInterceptorOptions): Promise<void> {
+  // With auth, a user's key may leave user_id empty: it means the key's user.
+  if (request.userId === "" && caller.kind === "user") request.userId = caller.userId;
   checkUserId(request.userId);
+  if (!mayActFor(caller, request.userId)) throw permissionDenied(caller, `submit for user "${request.userId}"`);
   checkPayload(request.payload, options.maxPayloadBytes);
   checkKind(request.kind, options.kinds);
   checkIdempotencyKey(request.idempotencyKey);
@@ -144,8 +215,13 @@ async function admit(request: SubmitRequest, options: RateLimitInterceptorOption
   admissions.set(request, admission);
 }
 
-async function checkWatchQueue(request: WatchQueueRequest): Promise<void> {
-  if (request.userId !== "") checkUserId(request.userId);
+async function checkWatchQueue(request: WatchQueueRequest, caller: Identity): Promise<void> {
+  if (request.userId === "") {
+    if (caller.kind === "user") throw permissionDenied(caller, "watch every queue (admins only)");
+    return;
+  }
+  checkUserId(request.userId);
+  if (!mayActFor(caller, request.userId)) throw permissionDenied(caller, `watch user "${request.userId}"'s queue`);
 }
 
 async function checkGetTask(request: GetTaskRequest): Promise<void> {

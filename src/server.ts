@@ -5,12 +5,14 @@ import type { Config } from "./config.js";
 import { grpcServiceDefinition } from "./grpc-service.js";
 import { loadHandlers } from "./handlers.js";
 import { HealthReporter } from "./health.js";
+import { loadAuthenticator } from "./auth.js";
 import { systemClock, type Clock } from "./clock.js";
 import { Drainer, type ClaimObserver } from "./drainer.js";
 import { ServiceError } from "./errors.js";
 import { createKeys } from "./keys.js";
 import { bindMetrics, metrics } from "./metrics.js";
 import type { Logger } from "./logger.js";
+import { protocolErrorsInterceptor } from "./protocol-errors-interceptor.js";
 import { rateLimitInterceptor } from "./rate-limit-interceptor.js";
 import { formatRatePolicy } from "./rate-policy.js";
 import { ProgressHub } from "./progress-hub.js";
@@ -23,6 +25,8 @@ import { file_grpc_health_v1_health } from "../gen/ts/grpc/health/v1/health_pb.j
 import { TaskService, file_tollgate_v1_task_service } from "../gen/ts/tollgate/v1/task_service_pb.js";
 
 const DAY_SECONDS = 86_400;
+/** Streams one connection may have open at once (1,000 watchers need 10 connections). */
+export const MAX_CONCURRENT_STREAMS = 100;
 const DEAD_LETTER_CAP = 10_000;
 const RETRY_MAX_MS = 300_000;
 /**
@@ -66,6 +70,7 @@ export async function startServer(
     retentionSeconds: DAY_SECONDS,
   });
   const handlers = await loadHandlers(config.handler, config.taskLog);
+  const auth = await loadAuthenticator(config.authKeys);
   const runner = new TaskRunner(queue, handlers, logger, clock, {
     concurrency: config.concurrency,
     attemptTimeoutMs: config.taskTimeoutMs,
@@ -90,16 +95,25 @@ export async function startServer(
 
   const server = new Server({
     interceptors: [
+      protocolErrorsInterceptor,
       rateLimitInterceptor({
         queue,
         runner,
         policy: config.ratePolicy,
         kinds: handlers.kinds,
         maxPayloadBytes: config.maxPayloadBytes,
+        auth,
         logger,
       }),
     ],
     "grpc.max_receive_message_length": maxMessageBytes(config.maxPayloadBytes),
+    // Bounds on what one connection may hold or cost: concurrent streams (a
+    // client multiplexing more waits for HTTP/2 flow control), keepalive pings
+    // that find dead peers, and closing connections idle for 5 minutes.
+    "grpc.max_concurrent_streams": MAX_CONCURRENT_STREAMS,
+    "grpc.keepalive_time_ms": 60_000,
+    "grpc.keepalive_timeout_ms": 20_000,
+    "grpc.max_connection_idle_ms": 300_000,
   });
   server.addService(
     grpcServiceDefinition(TaskService),

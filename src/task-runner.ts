@@ -39,10 +39,6 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
     super();
   }
 
-  get runningCount(): number {
-    return this.running.size;
-  }
-
   get freeSlots(): number {
     return Math.max(0, this.options.concurrency - this.running.size - this.reserved);
   }

@@ -12,7 +12,7 @@ import type { Logger } from "./logger.js";
 import type { ProgressHub } from "./progress-hub.js";
 import { serveWatchQueue } from "./queue-watch.js";
 import type { RatePolicy } from "./rate-policy.js";
-import { admissionOf } from "./rate-limit-interceptor.js";
+import { admissionOf, callerOf, mayActFor } from "./rate-limit-interceptor.js";
 import { nthStartTime, type WindowCounter } from "./start-schedule.js";
 import type { TaskQueue, TaskRecord, TaskStateName } from "./task-queue.js";
 import {
@@ -109,6 +109,10 @@ async function getTask(request: GetTaskRequest, { queue, maxAttempts }: TaskServ
   const record = await queue.getTask(request.taskId);
   if (!record) {
     throw new ServiceError(Status.NOT_FOUND, `no task ${request.taskId} (finished tasks are kept for a day)`);
+  }
+  const caller = callerOf(request);
+  if (!mayActFor(caller, record.userId)) {
+    throw new ServiceError(Status.PERMISSION_DENIED, "this API key may read only its own user's tasks");
   }
   return create(GetTaskResponseSchema, { task: taskMessage(record, maxAttempts) });
 }

@@ -1,14 +1,13 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { parseRatePolicy } from "../src/rate-policy.js";
+import { usePrivateRedis } from "./support/fixture.js";
 import { TestRedis } from "./support/redis.js";
 import { startServeProcess, type ServeProcess } from "./support/serve-process.js";
 import { checkStarts, readFixtureLog, waitFor } from "./support/task-log.js";
@@ -17,17 +16,7 @@ import { Disposition, TaskService } from "../gen/ts/tollgate/v1/task_service_pb.
 const FIXTURE_HANDLERS = fileURLToPath(new URL("./fixtures/handlers.ts", import.meta.url));
 const hasProbe = spawnSync("grpc-health-probe", ["-version"]).status === 0;
 
-let redis: TestRedis;
-let dir: string;
-
-before(async () => {
-  redis = await TestRedis.start();
-  dir = await mkdtemp(join(tmpdir(), "tollgate-cluster-"));
-});
-after(async () => {
-  await redis?.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+const ctx = usePrivateRedis("cluster");
 
 function clientFor(port: number): Client<typeof TaskService> {
   // A channel of its own, so calls are not pinned to one worker's connection.
@@ -52,13 +41,13 @@ async function stop(server: ServeProcess): Promise<number | string> {
 
 function baseEnv(name: string, extra: Record<string, string> = {}): Record<string, string> {
   return {
-    TOLLGATE_REDIS_URL: redis.url,
+    TOLLGATE_REDIS_URL: ctx.redis.url,
     TOLLGATE_HOST: "127.0.0.1",
     TOLLGATE_PORT: "0",
     TOLLGATE_WORKERS: "2",
-    TOLLGATE_DATA_DIR: join(dir, name),
+    TOLLGATE_DATA_DIR: join(ctx.dir, name),
     TOLLGATE_HANDLER: FIXTURE_HANDLERS,
-    TOLLGATE_FIXTURE_LOG: join(dir, `${name}.log`),
+    TOLLGATE_FIXTURE_LOG: join(ctx.dir, `${name}.log`),
     ...extra,
   };
 }
@@ -98,7 +87,7 @@ describe("tollgate serve as a cluster", () => {
       await waitFor(() => acknowledged.length >= 60, 10_000, "load after the kill");
       submitting = false;
       await load;
-      const log = join(dir, "kill.log");
+      const log = join(ctx.dir, "kill.log");
       await waitFor(
         async () => {
           const ran = new Set((await readFixtureLog(log)).map((s) => s.taskId));

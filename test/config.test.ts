@@ -178,9 +178,8 @@ describe("parseConfig flags", () => {
     assert.equal(config.tlsCa, "/ca");
   });
 
-  test("TOLLGATE_AUTH_KEYS is refused while auth is not built, rather than ignored", () => {
-    assert.throws(() => parseConfig({ TOLLGATE_AUTH_KEYS: "/keys" }), /TOLLGATE_AUTH_KEYS: API-key auth is not built yet/);
-    assert.throws(() => parseConfig({}, ["--auth-keys", "/keys"]), /--auth-keys: API-key auth is not built yet/);
+  test("TOLLGATE_AUTH_KEYS is a path, resolved", () => {
+    assert.equal(parseConfig({ TOLLGATE_AUTH_KEYS: "keys.txt" }).authKeys, resolve("keys.txt"));
   });
 
   test("a bad flag value names the flag, not the variable", () => {

@@ -1,14 +1,12 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { parseRatePolicy } from "../src/rate-policy.js";
-import { TestRedis } from "./support/redis.js";
+import { usePrivateRedis } from "./support/fixture.js";
 import { startServeProcess } from "./support/serve-process.js";
 import { startTestServer } from "./support/server.js";
 import { checkStarts, readFixtureLog, readTaskLog, waitFor } from "./support/task-log.js";
@@ -16,23 +14,13 @@ import { Disposition, TaskService, TaskState } from "../gen/ts/tollgate/v1/task_
 
 const FIXTURE_HANDLERS = fileURLToPath(new URL("./fixtures/handlers.ts", import.meta.url));
 
-let redis: TestRedis;
-let dir: string;
-
-before(async () => {
-  redis = await TestRedis.start();
-  dir = await mkdtemp(join(tmpdir(), "tollgate-drain-"));
-});
-after(async () => {
-  await redis?.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+const ctx = usePrivateRedis("drain");
 
 describe("drain", () => {
   test("8 tasks at once start when 1/1s,5/5s allows, each within 150 ms, no window overrun", async () => {
     const policyText = "1/1s,5/5s";
-    const taskLog = join(dir, "eight.log");
-    const tollgate = await startTestServer(redis.url, { TOLLGATE_RATE_LIMITS: policyText, TOLLGATE_TASK_LOG: taskLog });
+    const taskLog = join(ctx.dir, "eight.log");
+    const tollgate = await startTestServer(ctx.redis.url, { TOLLGATE_RATE_LIMITS: policyText, TOLLGATE_TASK_LOG: taskLog });
     try {
       const submittedAt = Date.now();
       const answers = await Promise.all(Array.from({ length: 8 }, () => tollgate.client.submit({ userId: "eight" })));
@@ -64,9 +52,9 @@ describe("drain", () => {
   });
 
   test("fairness: with one slot, a user with 200 queued cannot delay another user's single task", async () => {
-    const log = join(dir, "fair.log");
+    const log = join(ctx.dir, "fair.log");
     process.env.TOLLGATE_FIXTURE_LOG = log;
-    const tollgate = await startTestServer(redis.url, {
+    const tollgate = await startTestServer(ctx.redis.url, {
       TOLLGATE_RATE_LIMITS: "1000/1s",
       TOLLGATE_CONCURRENCY: "1",
       TOLLGATE_HANDLER: FIXTURE_HANDLERS,
@@ -90,7 +78,7 @@ describe("drain", () => {
   });
 
   test("retries: fails twice then succeeds -> SUCCEEDED after 3 attempts; always fails -> DEAD and dead-lettered", async () => {
-    const tollgate = await startTestServer(redis.url, {
+    const tollgate = await startTestServer(ctx.redis.url, {
       TOLLGATE_RATE_LIMITS: "100/1s",
       TOLLGATE_HANDLER: FIXTURE_HANDLERS,
       TOLLGATE_MAX_ATTEMPTS: "3",
@@ -116,12 +104,12 @@ describe("drain", () => {
   });
 
   test("SIGKILL while tasks run, then restart: every acknowledged task runs at least once", async () => {
-    const log = join(dir, "kill.log");
+    const log = join(ctx.dir, "kill.log");
     const env = {
-      TOLLGATE_REDIS_URL: redis.url,
+      TOLLGATE_REDIS_URL: ctx.redis.url,
       TOLLGATE_HOST: "127.0.0.1",
       TOLLGATE_PORT: "0",
-      TOLLGATE_DATA_DIR: dir,
+      TOLLGATE_DATA_DIR: ctx.dir,
       TOLLGATE_RATE_LIMITS: "2/1s",
       TOLLGATE_LEASE_MS: "600",
       TOLLGATE_HANDLER: FIXTURE_HANDLERS,
@@ -170,7 +158,7 @@ describe("drain", () => {
   });
 
   test("idle: 1,000 users waiting on a 60 s window cost almost no Redis commands or CPU", async () => {
-    const tollgate = await startTestServer(redis.url, { TOLLGATE_RATE_LIMITS: "1/60s" });
+    const tollgate = await startTestServer(ctx.redis.url, { TOLLGATE_RATE_LIMITS: "1/60s" });
     try {
       const users = Array.from({ length: 1_000 }, (_, i) => `idle-${i}`);
       for (let i = 0; i < users.length; i += 100) {
@@ -181,13 +169,13 @@ describe("drain", () => {
       }
       // Let the immediate starts finish.
       await new Promise((resolve) => setTimeout(resolve, 500));
-      const commandsBefore = await redis.commandCalls();
+      const commandsBefore = await ctx.redis.commandCalls();
       const cpuBefore = process.cpuUsage();
       const wallBefore = process.hrtime.bigint();
       await new Promise((resolve) => setTimeout(resolve, 5_000));
       const cpu = process.cpuUsage(cpuBefore);
       const wallMs = Number(process.hrtime.bigint() - wallBefore) / 1e6;
-      const commands = (await redis.commandCalls()) - commandsBefore - 1; // less the first INFO
+      const commands = (await ctx.redis.commandCalls()) - commandsBefore - 1; // less the first INFO
       const cpuShare = (cpu.user + cpu.system) / 1000 / wallMs;
       assert.ok(commands < 50, `${commands} Redis commands in 5 s of waiting`);
       assert.ok(cpuShare < 0.02, `${(cpuShare * 100).toFixed(2)}% of a core while waiting`);

@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { SETTINGS } from "../src/config.js";
-import { TestRedis } from "./support/redis.js";
+import { usePrivateRedis } from "./support/fixture.js";
 import { startTestServer } from "./support/server.js";
 import { waitFor } from "./support/task-log.js";
 import { Disposition, TaskState } from "../gen/ts/tollgate/v1/task_service_pb.js";
@@ -13,16 +12,7 @@ import { Disposition, TaskState } from "../gen/ts/tollgate/v1/task_service_pb.js
 const README = fileURLToPath(new URL("../README.md", import.meta.url));
 const EXAMPLE_HANDLERS = fileURLToPath(new URL("../examples/handlers.mjs", import.meta.url));
 
-let redis: TestRedis;
-let dir: string;
-before(async () => {
-  redis = await TestRedis.start();
-  dir = await mkdtemp(join(tmpdir(), "tollgate-readme-"));
-});
-after(async () => {
-  await redis?.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+const ctx = usePrivateRedis("readme");
 
 test("the README's configuration table lists every setting with its flag and default", async () => {
   const readme = await readFile(README, "utf8");
@@ -40,9 +30,9 @@ test("the README's handler example is examples/handlers.mjs, and it works as the
   const shown = /```js\n([\s\S]*?)```/.exec(readme)![1]!;
   assert.ok(example.includes(shown.trim()), "the README shows the example file's code");
 
-  const output = join(dir, "example-output.log");
+  const output = join(ctx.dir, "example-output.log");
   process.env.EXAMPLE_OUTPUT = output;
-  const tollgate = await startTestServer(redis.url, {
+  const tollgate = await startTestServer(ctx.redis.url, {
     TOLLGATE_HANDLER: EXAMPLE_HANDLERS,
     TOLLGATE_RATE_LIMITS: "10/1s",
     TOLLGATE_RETRY_BACKOFF_MS: "50",
