@@ -28,17 +28,34 @@ export interface HandlerSet {
 
 /**
  * The built-in handler: appends `<user_id>-task completed at-<epoch ms>` to
- * the task log, as the original design note did. One append-mode handle is
- * shared; O_APPEND keeps lines from several processes whole.
+ * the task log, as the original design note did (the time is the task's
+ * start). Lines that arrive while a write is in flight go out together in the
+ * next one: one write per batch, not per task. O_APPEND keeps each write whole
+ * when several processes share the file.
  */
 export function taskLogHandler(path: string): { handler: TaskHandler; close(): Promise<void> } {
   let file: Promise<FileHandle> | undefined;
-  return {
-    handler: async (task) => {
+  let batch: { lines: string[]; done: Promise<void> } | undefined;
+  let writing: Promise<void> = Promise.resolve();
+  const append = (line: string): Promise<void> => {
+    if (batch) {
+      batch.lines.push(line);
+      return batch.done;
+    }
+    const lines = [line];
+    const done = writing.then(async () => {
+      batch = undefined; // lines from here on wait for the next write
       file ??= mkdir(dirname(path), { recursive: true }).then(() => open(path, "a"));
-      await (await file).write(`${task.userId}-task completed at-${Date.now()}\n`);
-    },
+      await (await file).write(lines.join(""));
+    });
+    batch = { lines, done };
+    writing = done.catch(() => {});
+    return done;
+  };
+  return {
+    handler: (task) => append(`${task.userId}-task completed at-${Date.now()}\n`),
     close: async () => {
+      await writing;
       const handle = file;
       file = undefined;
       if (handle) await (await handle).close();

@@ -61,7 +61,9 @@ let defaultsCollected = false;
 export function bindMetrics(queue: TaskQueue): void {
   source = queue;
   if (!defaultsCollected) {
-    collectDefaultMetrics({ prefix: "tollgate_" });
+    // Event-loop lag sampled once a second, not prom-client's default 10 ms:
+    // a 100-per-second wake-up was most of an idle worker's CPU.
+    collectDefaultMetrics({ prefix: "tollgate_", eventLoopMonitoringPrecision: 1_000 });
     defaultsCollected = true;
     // prom-client answers the primary's metrics requests only in a worker
     // that has built an AggregatorRegistry.

@@ -1,0 +1,669 @@
+// npm run bench [-- --seconds 8 --rounds 2 --loadgen auto|ghz|node --only throughput,redis,memory,drain,idle,profile --profile]
+//
+// Every figure of issue 7, measured in one run on this machine, each beside
+// its target and, where one exists, as a ratio to a baseline measured in the
+// same run:
+//   throughput  Submit through `tollgate serve` (default worker count) against
+//               bench/bare-server.ts (same worker count, empty answer), same
+//               load generator, two mixes: users spread (most start now) and
+//               few users (most queue); plus Tollgate with a no-op handler
+//               (bench/noop-handler.mjs) to tell its cost from the built-in
+//               handler's. All servers are up at once and measured in
+//               interleaved rounds; the best round of each is shown (noise on
+//               a shared machine only ever lowers a figure), every round in
+//               the notes, with the CPU per Submit of server, Redis and load
+//               generator.
+//   redis       Redis round trips and commands per Submit, fast and queued
+//               path, from Redis' MONITOR stream (attributed per script).
+//   memory      used_memory delta over 100,000 queued tasks, minus payloads.
+//   drain       bench/drain.ts at 5,000 users: start lateness and violations.
+//   idle        CPU of the serve process tree and Redis commands per second,
+//               10,000 users waiting on a one-minute window.
+//   profile     (--profile) V8 CPU profile of the workers under the start-now
+//               mix (bench/cpu-profile.mjs): where their time goes.
+// The load generator is ghz when installed (.ci/run's GO_TOOLS), else
+// bench/load.ts. Every process started is stopped, even when interrupted.
+import { createHash } from "node:crypto";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { cpus, loadavg, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import type { Redis } from "ioredis";
+import { freePort } from "../src/embedded-redis.js";
+import { createKeys } from "../src/keys.js";
+import { benchDrain } from "./drain.js";
+import { pickLoadGenerator, type LoadGenerator, type LoadResult, type LoadSpec } from "./loadgen.js";
+import { printProfileSummary, summariseProfiles } from "./profile.js";
+import {
+  WORKERS,
+  commandStats,
+  commandsBetween,
+  contention,
+  cpuSecondsByPid,
+  reapedChildrenCpuSeconds,
+  redisServerPid,
+  sleep,
+  startBareServer,
+  startRedis,
+  startTollgate,
+  submittedByDisposition,
+  sum,
+  treeCpuSeconds,
+  treePids,
+  usedMemory,
+  waitFor,
+} from "./processes.js";
+
+const SECTIONS = ["throughput", "redis", "memory", "drain", "idle", "profile"] as const;
+type Section = (typeof SECTIONS)[number];
+
+const { values: flags } = parseArgs({
+  options: {
+    seconds: { type: "string", default: "8" },
+    rounds: { type: "string", default: "2" },
+    warmup: { type: "string", default: "2" },
+    concurrency: { type: "string", default: "50" },
+    connections: { type: "string", default: "10" },
+    loadgen: { type: "string", default: process.env.BENCH_LOADGEN ?? "auto" },
+    only: { type: "string", default: "throughput,redis,memory,drain,idle" },
+    profile: { type: "boolean", default: false },
+    "memory-tasks": { type: "string", default: "100000" },
+    "idle-users": { type: "string", default: "10000" },
+    "idle-seconds": { type: "string", default: "20" },
+    "drain-users": { type: "string", default: "5000" },
+  },
+});
+const SECONDS = Number(flags.seconds);
+const WARMUP = Number(flags.warmup);
+const CONCURRENCY = Number(flags.concurrency);
+const CONNECTIONS = Number(flags.connections);
+const ONLY = new Set(flags.only!.split(",").map((s) => s.trim()));
+if (flags.profile) ONLY.add("profile");
+for (const name of ONLY) if (!(SECTIONS as readonly string[]).includes(name)) throw new Error(`--only: unknown section ${name}`);
+const enabled = (section: Section): boolean => ONLY.has(section);
+
+/** Users in the queueing mix: each gets ~1 start per second, the rest queue. */
+const QUEUE_USERS = 50;
+/** Payload of every task in the memory measurement, subtracted from its figure. */
+const PAYLOAD_BYTES = 64;
+const keys = createKeys();
+
+interface Row {
+  readonly figure: string;
+  readonly measured: string;
+  readonly baseline: string;
+  readonly ratio: string;
+  readonly target: string;
+  readonly met: string;
+}
+const rows: Row[] = [];
+const notes: string[] = [];
+
+const fmt = (value: number, digits = 0): string =>
+  Number.isFinite(value) ? value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits }) : "n/a";
+
+function row(
+  figure: string,
+  measured: number,
+  unit: { digits?: number; suffix?: string },
+  baseline: number | undefined,
+  target: { text: string; met?: (measured: number, ratio: number) => boolean },
+): void {
+  const digits = unit.digits ?? 0;
+  const suffix = unit.suffix ?? "";
+  const ratio = baseline === undefined || baseline === 0 ? NaN : measured / baseline;
+  rows.push({
+    figure,
+    measured: `${fmt(measured, digits)}${suffix}`,
+    baseline: baseline === undefined ? "—" : `${fmt(baseline, digits)}${suffix}`,
+    ratio: Number.isFinite(ratio) ? `${ratio.toFixed(2)}x` : "—",
+    target: target.text,
+    met: target.met ? (target.met(measured, ratio) ? "yes" : "NO") : "—",
+  });
+}
+
+function printTable(): void {
+  const header: Row = { figure: "figure", measured: "measured", baseline: "baseline", ratio: "ratio", target: "target", met: "met?" };
+  const all = [header, ...rows];
+  const width = (key: keyof Row): number => Math.max(...all.map((r) => r[key].length));
+  const columns: (keyof Row)[] = ["figure", "measured", "baseline", "ratio", "target", "met"];
+  const line = (r: Row): string =>
+    columns.map((key, i) => (i === 0 ? r[key].padEnd(width(key)) : r[key].padStart(width(key)))).join("  ");
+  console.log(line(header));
+  console.log(columns.map((key) => "-".repeat(width(key))).join("  "));
+  for (const r of rows) console.log(line(r));
+}
+
+function spec(target: string, rest: Partial<LoadSpec> & { prefix: string }): LoadSpec {
+  return {
+    target,
+    concurrency: CONCURRENCY,
+    connections: CONNECTIONS,
+    maxSeconds: 120,
+    ...rest,
+  };
+}
+
+function describeErrors(result: LoadResult): string {
+  const entries = Object.entries(result.errors);
+  return entries.length === 0 ? "" : ` (errors: ${entries.map(([k, v]) => `${k} ${v}`).join(", ")})`;
+}
+
+/** Waits until nothing runs and nothing is due (the drainer has caught up). */
+async function settle(client: Redis, timeoutMs = 20_000): Promise<boolean> {
+  return waitFor(async () => {
+    const [leases, due] = await Promise.all([
+      client.zcard(keys.leases),
+      client.zcount(keys.dueUsers, "-inf", String(Date.now())),
+    ]);
+    return leases === 0 && due === 0;
+  }, timeoutMs);
+}
+
+function log(message: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+// ---------------------------------------------------------------- throughput
+
+interface Measured {
+  readonly result: LoadResult;
+  /** CPU per OK Submit, µs: the server's processes, Redis, the load generator. */
+  readonly serverUs: number;
+  readonly redisUs: number;
+  readonly loadgenUs: number;
+  /** CPU other processes on the machine used meanwhile, % of one core. */
+  readonly othersPct: number;
+}
+
+/** One load run, with the CPU each party used for it; `after` runs before the CPU is read. */
+async function measure(
+  gen: LoadGenerator,
+  load: LoadSpec,
+  serverPid: number,
+  redisPid: number | undefined,
+  after: () => Promise<unknown> = async () => {},
+): Promise<Measured> {
+  const others = contention();
+  const server0 = treeCpuSeconds(serverPid);
+  const redis0 = redisPid === undefined ? NaN : treeCpuSeconds(redisPid);
+  const gen0 = reapedChildrenCpuSeconds();
+  const result = await gen.run(load);
+  const loadgen = reapedChildrenCpuSeconds() - gen0;
+  const othersPct = others();
+  await after();
+  const per = (seconds: number): number => (1e6 * seconds) / result.ok;
+  return {
+    result,
+    serverUs: per(treeCpuSeconds(serverPid) - server0),
+    redisUs: redisPid === undefined ? NaN : per(treeCpuSeconds(redisPid) - redis0),
+    loadgenUs: per(loadgen),
+    othersPct,
+  };
+}
+
+/** The run with the most Submits per second: contention only ever lowers a ceiling. */
+const best = (runs: readonly Measured[]): Measured => runs.reduce((a, b) => (b.result.rps > a.result.rps ? b : a));
+
+function runsNote(label: string, runs: readonly Measured[]): string {
+  const m = best(runs);
+  const redis = Number.isFinite(m.redisUs) ? `, Redis ${fmt(m.redisUs)} µs` : "";
+  const each = runs.map((r) => `${fmt(r.result.rps)}/s (others ${r.othersPct.toFixed(0)}%)`).join(", ");
+  const errors = runs.map((r) => describeErrors(r.result)).filter((e) => e !== "").join("");
+  return (
+    `${label}: runs ${each}; best run's CPU per Submit: server ${fmt(m.serverUs)} µs${redis}, ` +
+    `load generator ${fmt(m.loadgenUs)} µs${errors}`
+  );
+}
+
+type Config = "bare" | "tollgate" | "noop";
+type Mix = "fast" | "queued";
+
+async function throughput(gen: LoadGenerator): Promise<{ bareIdleCpu: number }> {
+  const rounds = Number(flags.rounds);
+  log(
+    `throughput: bare grpc-js cluster, tollgate serve (default policy and concurrency) and tollgate serve with a ` +
+      `no-op handler, ${WORKERS} workers each, all up at once; ${rounds} interleaved rounds`,
+  );
+  const started: { stop(): Promise<void> }[] = [];
+  const clients: Redis[] = [];
+  const runs = new Map<string, Measured[]>();
+  const dispositions = new Map<string, Map<string, number>>();
+  let bareIdleCpu = NaN;
+  try {
+    const bare = await startBareServer();
+    started.push(bare);
+    const servers = new Map<Config, { target: string; pid: number; redisPid?: number; plain?: Redis; metricsPort?: number }>();
+    servers.set("bare", { target: `127.0.0.1:${bare.port}`, pid: bare.pid });
+    for (const config of ["tollgate", "noop"] as const) {
+      const redis = await startRedis();
+      started.push(redis);
+      const metricsPort = await freePort();
+      const env: Record<string, string> = { TOLLGATE_METRICS_PORT: String(metricsPort) };
+      if (config === "noop") env.TOLLGATE_HANDLER = fileURLToPath(new URL("./noop-handler.mjs", import.meta.url));
+      const tollgate = await startTollgate(redis, env);
+      started.push(tollgate);
+      const plain = redis.client();
+      clients.push(plain);
+      servers.set(config, {
+        target: `127.0.0.1:${tollgate.port}`,
+        pid: tollgate.pid,
+        redisPid: redisServerPid(redis.port),
+        plain,
+        metricsPort,
+      });
+    }
+    for (const server of servers.values()) await gen.run(spec(server.target, { prefix: "warm-", durationSeconds: WARMUP }));
+    for (const server of servers.values()) if (server.plain) await settle(server.plain);
+
+    const plan: [Config, Mix][] = [
+      ["bare", "fast"],
+      ["tollgate", "fast"],
+      ["noop", "fast"],
+      ["bare", "queued"],
+      ["tollgate", "queued"],
+    ];
+    for (let round = 1; round <= rounds; round++) {
+      for (const [config, mix] of plan) {
+        const server = servers.get(config)!;
+        const load =
+          mix === "fast"
+            ? spec(server.target, { prefix: `fast${round}-`, durationSeconds: SECONDS })
+            : spec(server.target, { prefix: "queue-", users: QUEUE_USERS, durationSeconds: SECONDS });
+        const before = server.metricsPort ? await submittedByDisposition(server.metricsPort) : undefined;
+        const m = await measure(gen, load, server.pid, server.redisPid, async () => {
+          // A started task's work (its handler and finish) belongs to its Submit.
+          if (mix === "fast" && server.plain && !(await settle(server.plain))) {
+            notes.push(`throughput: ${config} tasks had not all finished 20 s after a run`);
+          }
+        });
+        const key = `${config}:${mix}`;
+        runs.set(key, [...(runs.get(key) ?? []), m]);
+        if (before && server.metricsPort) {
+          const after = await submittedByDisposition(server.metricsPort);
+          const tally = dispositions.get(key) ?? new Map<string, number>();
+          for (const [k, v] of after) tally.set(k, (tally.get(k) ?? 0) + v - (before.get(k) ?? 0));
+          dispositions.set(key, tally);
+        }
+      }
+    }
+    for (const [config, server] of servers) {
+      if (!server.plain) continue;
+      const rewrites = Number(/^aof_rewrites:(\d+)/m.exec(await server.plain.info("persistence"))?.[1] ?? 0);
+      if (rewrites > 0) notes.push(`throughput: ${config}'s Redis (appendonly yes) rewrote its AOF ${rewrites} time(s) during the runs`);
+    }
+    // Idle baseline for the idle section: the bare cluster doing nothing.
+    await sleep(1_000);
+    const cpu0 = treeCpuSeconds(bare.pid);
+    const t0 = performance.now();
+    await sleep(Number(flags["idle-seconds"]) * 1000);
+    bareIdleCpu = (100 * (treeCpuSeconds(bare.pid) - cpu0)) / ((performance.now() - t0) / 1000);
+  } finally {
+    for (const client of clients) client.disconnect();
+    for (const each of started.reverse()) await each.stop();
+  }
+
+  const split = (key: string): string => {
+    const tally = dispositions.get(key) ?? new Map<string, number>();
+    const total = (tally.get("started") ?? 0) + (tally.get("queued") ?? 0);
+    return `${fmt((100 * (tally.get("started") ?? 0)) / total, 1)}% started, ${fmt((100 * (tally.get("queued") ?? 0)) / total, 1)}% queued`;
+  };
+  const get = (key: string): Measured[] => runs.get(key) ?? [];
+  notes.push(runsNote("bare server, start-now mix", get("bare:fast")));
+  notes.push(runsNote("bare server, queueing mix", get("bare:queued")));
+  notes.push(runsNote(`tollgate, start-now mix (every Submit a new user; ${split("tollgate:fast")})`, get("tollgate:fast")));
+  notes.push(runsNote(`tollgate, queueing mix (${QUEUE_USERS} users; ${split("tollgate:queued")})`, get("tollgate:queued")));
+  notes.push(runsNote(`tollgate, start-now mix, no-op handler (${split("noop:fast")})`, get("noop:fast")));
+
+  const atLeast = (min: number) => ({ text: `>= ${min.toFixed(2)}x bare`, met: (_: number, ratio: number) => ratio >= min });
+  for (const [name, mix] of [
+    [`start-now mix`, "fast"],
+    [`queueing mix, ${QUEUE_USERS} users`, "queued"],
+  ] as const) {
+    const t = best(get(`tollgate:${mix}`));
+    const b = best(get(`bare:${mix}`));
+    row(`Submit throughput, ${name} (req/s)`, t.result.rps, {}, b.result.rps, atLeast(0.7));
+    row(`Submit latency p50, ${name}`, t.result.p50Ms, { digits: 1, suffix: " ms" }, b.result.p50Ms, { text: "—" });
+    row(`Submit latency p99, ${name}`, t.result.p99Ms, { digits: 1, suffix: " ms" }, b.result.p99Ms, { text: "—" });
+    row(`Server CPU per Submit, ${name} (workers + primary)`, t.serverUs, { suffix: " µs" }, b.serverUs, { text: "—" });
+  }
+  const bareFast = best(get("bare:fast"));
+  row(`Submit throughput, start-now mix, no-op handler (diagnostic)`, best(get("noop:fast")).result.rps, {}, bareFast.result.rps, {
+    text: "—",
+  });
+  // The arithmetic of the throughput target on a machine whose cores the
+  // load generator, Redis and the server share.
+  const f = best(get("tollgate:fast"));
+  const targetRps = 0.7 * bareFast.result.rps;
+  const budgetUs = (1e6 * WORKERS) / targetRps;
+  notes.push(
+    `throughput target, start-now mix: 0.7x bare is ${fmt(targetRps)} Submits/s; sharing ${WORKERS} cores, that affords ` +
+      `${fmt(budgetUs)} µs of CPU per Submit in all, of which the load generator (${fmt(f.loadgenUs)} µs) and Redis ` +
+      `(${fmt(f.redisUs)} µs) leave ${fmt(budgetUs - f.loadgenUs - f.redisUs)} µs for Tollgate's processes: they use ` +
+      `${fmt(f.serverUs)} µs, the bare server ${fmt(bareFast.serverUs)} µs. With the load generator and Redis on other ` +
+      `cores, 0.7x bare means at most ${fmt(bareFast.serverUs / 0.7)} µs of server CPU per Submit.`,
+  );
+  return { bareIdleCpu };
+}
+
+// ------------------------------------------------------------- redis per Submit
+
+/** Script SHA1 -> name, as src/lua-script.ts computes them. */
+async function scriptNames(): Promise<Map<string, string>> {
+  const dir = new URL("../src/lua/", import.meta.url);
+  const names = new Map<string, string>();
+  for (const file of await readdir(dir)) {
+    if (!file.endsWith(".lua")) continue;
+    const source = await readFile(new URL(file, dir), "utf8");
+    names.set(createHash("sha1").update(source).digest("hex"), file.replace(/-(\d+|n)\.lua$/, ""));
+  }
+  return names;
+}
+
+interface Tally {
+  roundTrips: number;
+  commands: number;
+  /** Per client command (script name for EVALSHA): [calls, commands including those inside]. */
+  readonly by: Map<string, [number, number]>;
+}
+
+async function redisPerSubmit(gen: LoadGenerator): Promise<void> {
+  log("Redis round trips and commands per Submit (MONITOR)");
+  const names = await scriptNames();
+  const redis = await startRedis();
+  // The default policy's two windows, lengthened so nothing the queued path
+  // stores can start (and be claimed) while it is measured.
+  const policy = "1/1m,20/1h";
+  const tollgate = await startTollgate(redis, { TOLLGATE_RATE_LIMITS: policy });
+  const plain = redis.client();
+  const monitorClient = redis.client();
+  const SUBMITS = 2_000;
+  const USERS = 100;
+  try {
+    const target = `127.0.0.1:${tollgate.port}`;
+    const ownAddr = /addr=(\S+)/.exec(String(await plain.call("CLIENT", "INFO")))?.[1] ?? "";
+    // Warm up (scripts loaded, JIT) and give the queued path's users their one start.
+    await gen.run(spec(target, { prefix: "rt-warm-", total: 500, maxSeconds: 60 }));
+    await gen.run(spec(target, { prefix: "rt-q-", total: USERS, maxSeconds: 60 }));
+    await settle(plain);
+
+    const tallies = new Map<string, Tally>();
+    let current: Tally | undefined;
+    let lastClient: [number, number] | undefined;
+    const monitor = await monitorClient.monitor();
+    let markersSeen = 0;
+    monitor.on("monitor", (_time: string, args: string[], source: string) => {
+      const name = (args[0] ?? "").toLowerCase();
+      if (source === ownAddr) {
+        if (name === "echo" && String(args[1]).startsWith("bench:")) {
+          const [, phase, edge] = String(args[1]).split(":");
+          current = edge === "start" ? { roundTrips: 0, commands: 0, by: new Map() } : undefined;
+          if (current) tallies.set(phase!, current);
+          markersSeen++;
+        }
+        return;
+      }
+      if (!current) return;
+      current.commands++;
+      if (source === "lua") {
+        if (lastClient) lastClient[1]++;
+        return;
+      }
+      current.roundTrips++;
+      const key = name === "evalsha" || name === "eval" ? (names.get(String(args[1])) ?? `${name} (unknown script)`) : name;
+      lastClient = current.by.get(key) ?? [0, 0];
+      lastClient[0]++;
+      lastClient[1]++;
+      current.by.set(key, lastClient);
+    });
+    await sleep(200);
+
+    await plain.echo("bench:fast:start");
+    const fast = await gen.run(spec(target, { prefix: "rt-fast-", total: SUBMITS, maxSeconds: 60 }));
+    if (!(await settle(plain))) notes.push("redis: fast-path tasks had not all finished when counting stopped");
+    await sleep(300);
+    await plain.echo("bench:fast:end");
+
+    await plain.echo("bench:queued:start");
+    const queued = await gen.run(spec(target, { prefix: "rt-q-", users: USERS, total: SUBMITS, maxSeconds: 60 }));
+    await sleep(500);
+    await plain.echo("bench:queued:end");
+    await waitFor(async () => markersSeen >= 4, 10_000);
+    monitor.disconnect();
+
+    const report = (label: string, result: LoadResult, tally: Tally | undefined, what: string): void => {
+      if (!tally) throw new Error(`MONITOR saw no ${label} markers`);
+      const n = result.ok;
+      const per = [...tally.by]
+        .sort((a, b) => b[1][1] - a[1][1])
+        .map(([key, [calls, commands]]) => `${key} ${(calls / n).toFixed(2)} (${(commands / n).toFixed(1)} cmds)`)
+        .join(", ");
+      notes.push(`redis, ${label} (${fmt(n)} Submits, policy ${policy}, ${what}): per Submit ${per}${describeErrors(result)}`);
+      return;
+    };
+    const fastTally = tallies.get("fast");
+    const queuedTally = tallies.get("queued");
+    report("fast path", fast, fastTally, "each a new user, counted until its task finished");
+    report("queued path", queued, queuedTally, `${USERS} users whose window is used`);
+    row("Redis round trips per Submit, fast path (incl. its finish)", fastTally!.roundTrips / fast.ok, { digits: 2 }, undefined, {
+      text: "<= 2",
+      met: (m) => m <= 2.005,
+    });
+    row("Redis commands per Submit, fast path", fastTally!.commands / fast.ok, { digits: 1 }, undefined, { text: "—" });
+    row("Redis round trips per Submit, queued path", queuedTally!.roundTrips / queued.ok, { digits: 2 }, undefined, { text: "—" });
+    row("Redis commands per Submit, queued path", queuedTally!.commands / queued.ok, { digits: 1 }, undefined, { text: "—" });
+  } finally {
+    monitorClient.disconnect();
+    plain.disconnect();
+    await tollgate.stop();
+    await redis.stop();
+  }
+}
+
+// ------------------------------------------------------------------- memory
+
+async function memory(gen: LoadGenerator): Promise<void> {
+  const tasks = Number(flags["memory-tasks"]);
+  const users = 1_000;
+  log(`Redis memory per queued task (${fmt(tasks)} tasks, ${users} users)`);
+  const redis = await startRedis();
+  const plain = redis.client();
+  const payload = new Uint8Array(PAYLOAD_BYTES).map((_, i) => 65 + (i % 26));
+  let tollgate: Awaited<ReturnType<typeof startTollgate>> | undefined;
+  try {
+    // Baseline: the same ids and payloads as bare entries of per-user lists,
+    // the least any Redis queue stores.
+    const base0 = await usedMemory(plain);
+    for (let first = 0; first < tasks; first += 10_000) {
+      const pipeline = plain.pipeline();
+      for (let i = first; i < Math.min(tasks, first + 10_000); i++) {
+        pipeline.rpush(`base:${i % users}`, Buffer.concat([Buffer.from(`${String(i).padStart(22, "0")}`), payload]));
+      }
+      await pipeline.exec();
+    }
+    await sleep(300);
+    const baseline = ((await usedMemory(plain)) - base0) / tasks - PAYLOAD_BYTES;
+    await plain.flushall("SYNC");
+
+    tollgate = await startTollgate(redis, { TOLLGATE_RATE_LIMITS: "1/1h" });
+    const target = `127.0.0.1:${tollgate.port}`;
+    // Each user's first task starts (and uses the hour's one start); the
+    // tasks measured below then all queue.
+    await gen.run(spec(target, { prefix: "mem-", total: users, maxSeconds: 60 }));
+    await settle(plain);
+    await sleep(500);
+    const queued0 = Number((await plain.hget(keys.totals, "q")) ?? 0);
+    const before = await usedMemory(plain);
+    const result = await gen.run(
+      spec(target, { prefix: "mem-", users, total: tasks, payload, concurrency: 100, maxSeconds: 300 }),
+    );
+    await sleep(500);
+    const after = await usedMemory(plain);
+    const queued = Number((await plain.hget(keys.totals, "q")) ?? 0) - queued0;
+    if (queued !== result.ok) notes.push(`memory: ${fmt(result.ok)} Submits answered OK but ${fmt(queued)} tasks queued`);
+    const perTask = (after - before - queued * PAYLOAD_BYTES) / queued;
+    notes.push(
+      `memory: used_memory +${fmt((after - before) / 1e6, 1)} MB for ${fmt(queued)} queued tasks ` +
+        `(${users} users, ${PAYLOAD_BYTES}-byte payloads)${describeErrors(result)}; baseline = the same ids and payloads RPUSHed to ${users} plain lists`,
+    );
+    row("Redis memory per queued task, beyond payload", perTask, { suffix: " B" }, baseline, {
+      text: "<= 250 B",
+      met: (m) => m <= 250,
+    });
+  } finally {
+    plain.disconnect();
+    await tollgate?.stop();
+    await redis.stop();
+  }
+}
+
+// -------------------------------------------------------------------- drain
+
+async function drain(): Promise<void> {
+  const users = Number(flags["drain-users"]);
+  const policy = "1/1s,2/3s";
+  log(`drain: ${fmt(users)} users x 3 tasks under ${policy} (bench/drain.ts)`);
+  const figures = await benchDrain(users, 3, policy, 256);
+  notes.push(
+    `drain: ${fmt(figures.tasks)} tasks, ${fmt(figures.queued)} queued, drained in ${figures.seconds.toFixed(1)} s; ` +
+      `${figures.commandsPerStart.toFixed(1)} Redis commands per task`,
+  );
+  row(`Drain start lateness p50 (${fmt(users)} users, ${policy})`, figures.latenessP50, { suffix: " ms" }, undefined, { text: "—" });
+  row(`Drain start lateness p99`, figures.latenessP99, { suffix: " ms" }, undefined, { text: "<= 50 ms", met: (m) => m <= 50 });
+  row(`Drain start lateness max`, figures.latenessMax, { suffix: " ms" }, undefined, { text: "—" });
+  row(`Drain window violations`, figures.violations, {}, undefined, { text: "0", met: (m) => m === 0 });
+}
+
+// --------------------------------------------------------------------- idle
+
+async function idle(gen: LoadGenerator, bareIdleCpu: number | undefined): Promise<void> {
+  const users = Number(flags["idle-users"]);
+  const seconds = Number(flags["idle-seconds"]);
+  log(`idle: ${fmt(users)} users waiting on 1/1m, measured over ${seconds} s`);
+  const redis = await startRedis();
+  const tollgate = await startTollgate(redis, { TOLLGATE_RATE_LIMITS: "1/1m" });
+  const plain = redis.client();
+  try {
+    const target = `127.0.0.1:${tollgate.port}`;
+    // Request n and n + users are the same user: the first starts, the second waits a minute.
+    const result = await gen.run(spec(target, { prefix: "idle-", users, total: 2 * users, maxSeconds: 60 }));
+    const settled = await waitFor(
+      async () => (await plain.zcard(keys.leases)) === 0 && (await plain.zcard(keys.dueUsers)) === users,
+      20_000,
+    );
+    if (!settled) notes.push(`idle: did not settle to ${users} waiting users and nothing running`);
+    await sleep(2_000);
+    const cpu0 = treeCpuSeconds(tollgate.pid);
+    const byPid0 = cpuSecondsByPid(tollgate.pid);
+    const stats0 = await commandStats(plain);
+    const t0 = performance.now();
+    await sleep(seconds * 1000);
+    const cpu1 = treeCpuSeconds(tollgate.pid);
+    const byPid1 = cpuSecondsByPid(tollgate.pid);
+    const stats1 = await commandStats(plain);
+    const elapsed = (performance.now() - t0) / 1000;
+    const [nowSeconds] = await plain.time();
+    const head = await plain.zrange(keys.dueUsers, 0, 0, "WITHSCORES");
+    const firstDue = Number(head[1] ?? Infinity);
+    if (firstDue <= Number(nowSeconds) * 1000) notes.push("idle: a waiting task became due during the measurement");
+    const commands = commandsBetween(stats0, stats1);
+    const cpuPct = (100 * (cpu1 - cpu0)) / elapsed;
+    const perProcess = [...byPid1]
+      .map(([pid, cpu]) => `${pid === tollgate.pid ? "primary" : "worker"} ${((100 * (cpu - (byPid0.get(pid) ?? cpu))) / elapsed).toFixed(2)}%`)
+      .join(", ");
+    notes.push(
+      `idle: ${fmt(result.ok)} Submits${describeErrors(result)}, then ${elapsed.toFixed(1)} s with ${fmt(users)} users waiting; ` +
+        `Redis commands: ${[...commands].map(([k, v]) => `${k} ${v}`).join(", ") || "none"}; ` +
+        `first task due ${((firstDue - Number(nowSeconds) * 1000) / 1000).toFixed(0)} s after the window; ` +
+        `CPU by process: ${perProcess} (of one core; /proc ticks are 10 ms, so ±0.1% each); CPU baseline = the bare cluster idle`,
+    );
+    row(`Idle CPU, serve process tree (${WORKERS} workers + primary)`, cpuPct, { digits: 2, suffix: "% core" }, bareIdleCpu, {
+      text: "< 1% core",
+      met: (m) => m < 1,
+    });
+    row(`Idle Redis commands per second`, sum(commands.values()) / elapsed, { digits: 2 }, undefined, {
+      text: "< 10/s",
+      met: (m) => m < 10,
+    });
+  } finally {
+    plain.disconnect();
+    await tollgate.stop();
+    await redis.stop();
+  }
+}
+
+// ------------------------------------------------------------------ profile
+
+async function profile(gen: LoadGenerator): Promise<void> {
+  log("profiling tollgate serve's workers under the start-now mix (V8 CPU profiler)");
+  const dir = await mkdtemp(join(tmpdir(), "tollgate-cpuprof-"));
+  const redis = await startRedis();
+  const preload = fileURLToPath(new URL("./cpu-profile.mjs", import.meta.url));
+  const tollgate = await startTollgate(redis, {
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --import ${preload}`.trim(),
+    BENCH_CPU_PROF_DIR: dir,
+  });
+  let result: LoadResult;
+  try {
+    const target = `127.0.0.1:${tollgate.port}`;
+    await gen.run(spec(target, { prefix: "warm-", durationSeconds: WARMUP }));
+    for (const pid of treePids(tollgate.pid)) if (pid !== tollgate.pid) process.kill(pid, "SIGURG"); // start profiling
+    result = await gen.run(spec(target, { prefix: "prof-", durationSeconds: SECONDS }));
+  } finally {
+    await tollgate.stop(); // profiles are written as the processes exit
+    await redis.stop();
+  }
+  const workers = (await readdir(dir)).filter((name) => name.endsWith(".cpuprofile")).map((name) => join(dir, name));
+  console.log(
+    `\nCPU profile of ${workers.length} workers under the start-now mix (${fmt(result.rps)} Submits/s while profiled, ${SECONDS} s after a ${WARMUP} s warm-up)`,
+  );
+  printProfileSummary(summariseProfiles(workers));
+  if (process.env.BENCH_KEEP_PROFILES === "1") console.log(`  (profiles kept in ${dir}; npx tsx bench/profile.ts ${dir})`);
+  else await rm(dir, { recursive: true, force: true });
+}
+
+// --------------------------------------------------------------------- main
+
+const startedAt = performance.now();
+const gen = pickLoadGenerator(flags.loadgen!);
+log(`load generator: ${gen.name}; ${CONCURRENCY} calls in flight over ${CONNECTIONS} connections, ${SECONDS} s per run`);
+const loadBefore = loadavg()[0]!;
+const othersBySection: string[] = [];
+/** Runs one section, noting how busy the rest of the machine was meanwhile. */
+async function section(name: Section, body: () => Promise<void>): Promise<void> {
+  if (!enabled(name)) return;
+  const others = contention();
+  await body();
+  othersBySection.push(`${name} ${others().toFixed(0)}%`);
+}
+let bareIdleCpu: number | undefined;
+await section("throughput", async () => void ({ bareIdleCpu } = await throughput(gen)));
+await section("redis", () => redisPerSubmit(gen));
+await section("memory", () => memory(gen));
+await section("drain", () => drain());
+await section("idle", () => idle(gen, bareIdleCpu));
+notes.push(
+  `machine: load average ${loadBefore.toFixed(2)} when the bench started; CPU used by processes outside this bench, ` +
+    `in % of one core, per section: ${othersBySection.join(", ")} (well above 0 means other work skewed the figures)`,
+);
+
+const redisVersion = await (async () => {
+  const { execFileSync } = await import("node:child_process");
+  try {
+    return /v=(\S+)/.exec(execFileSync("redis-server", ["--version"], { encoding: "utf8" }))?.[1] ?? "?";
+  } catch {
+    return "?";
+  }
+})();
+console.log(
+  `\nTollgate benchmark — ${cpus().length} × ${cpus()[0]?.model.trim() ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ` +
+    `Node ${process.versions.node}, Redis ${redisVersion}; ${WORKERS} workers for both servers; load generator ${gen.name.split(" ")[0]}, ` +
+    `${CONCURRENCY} in flight over ${CONNECTIONS} connections, ${SECONDS} s per throughput run after ${WARMUP} s warm-up\n`,
+);
+printTable();
+console.log("");
+for (const note of notes) console.log(`- ${note}`);
+if (enabled("profile")) await profile(gen);
+console.log(`\n(${((performance.now() - startedAt) / 1000).toFixed(0)} s in all)`);
+process.exit(0);
