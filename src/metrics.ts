@@ -36,6 +36,14 @@ export const metrics = {
       if (count !== undefined) this.set(count);
     },
   }),
+  watchMessagesSent: new Counter({
+    name: "tollgate_watch_messages_sent_total",
+    help: "WatchQueue messages handed to their streams",
+  }),
+  watchMessagesSuperseded: new Counter({
+    name: "tollgate_watch_messages_superseded_total",
+    help: "WatchQueue snapshots replaced by a newer one before a slow reader could take them",
+  }),
   submitSeconds: new Histogram({
     name: "tollgate_submit_duration_seconds",
     help: "Time to validate, decide and store a Submit",

@@ -3,6 +3,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import { reportFailure } from "./errors.js";
 import type { Logger } from "./logger.js";
+import { metrics } from "./metrics.js";
 import type { ProgressHub } from "./progress-hub.js";
 import type { RatePolicy } from "./rate-policy.js";
 import { nthStartTime } from "./start-schedule.js";
@@ -83,9 +84,11 @@ export async function serveWatchQueue(
   const send = (message: WatchQueueResponse): void => {
     if (finished) return;
     if (waitingForDrain) {
+      if (pending) metrics.watchMessagesSuperseded.inc();
       pending = message;
       return;
     }
+    metrics.watchMessagesSent.inc();
     if (!call.write(message)) waitingForDrain = true;
     if (message.drained && !follow) finish(() => call.end());
   };

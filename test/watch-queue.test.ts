@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { connect } from "node:http2";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { register } from "prom-client";
 import { TestRedis } from "./support/redis.js";
 import { startTestServer } from "./support/server.js";
 import { waitFor } from "./support/task-log.js";
-import type { WatchQueueResponse } from "../gen/ts/tollgate/v1/task_service_pb.js";
+import { WatchQueueRequestSchema, type WatchQueueResponse } from "../gen/ts/tollgate/v1/task_service_pb.js";
 
 let redis: TestRedis;
 
@@ -99,3 +102,53 @@ describe("WatchQueue", () => {
     }
   });
 });
+
+describe("WatchQueue and a reader that reads nothing", () => {
+  test("10 s while 500 tasks drain: the stream holds a few snapshots, never a growing buffer", async () => {
+    const tollgate = await startTestServer(redis.url, { TOLLGATE_RATE_LIMITS: "1/1s" });
+    // A raw HTTP/2 client that grants the server no flow-control window: the
+    // server can send headers but not one byte of message.
+    const session = connect(tollgate.address, { settings: { initialWindowSize: 0 } });
+    try {
+      // 50 users x 10 tasks under 1/1s, their first starts spread over a
+      // second: the queues change all the time for 10 s.
+      for (let u = 0; u < 50; u++) {
+        await Promise.all(Array.from({ length: 10 }, () => tollgate.client.submit({ userId: `slow-${u}` })));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      const sentBefore = await counter("tollgate_watch_messages_sent_total");
+      const supersededBefore = await counter("tollgate_watch_messages_superseded_total");
+      const request = toBinary(WatchQueueRequestSchema, create(WatchQueueRequestSchema, { userId: "", follow: true }));
+      const frame = Buffer.alloc(5 + request.length);
+      frame.writeUInt32BE(request.length, 1);
+      Buffer.from(request).copy(frame, 5);
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/tollgate.v1.TaskService/WatchQueue",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      stream.on("error", () => {});
+      stream.pause(); // and never read
+      stream.end(frame);
+      await new Promise((resolve) => setTimeout(resolve, 10_000));
+      const sent = (await counter("tollgate_watch_messages_sent_total")) - sentBefore;
+      const superseded = (await counter("tollgate_watch_messages_superseded_total")) - supersededBefore;
+      const left = (await tollgate.server.queue.snapshotAll()).queued;
+      assert.ok(left < 100, `${left} still queued: the drain went on meanwhile`);
+      // grpc-js's writable side takes up to 16 messages before it pushes back.
+      assert.ok(sent <= 17, `${sent} messages handed to a stream that can take none`);
+      assert.ok(superseded >= 30, `only ${superseded} snapshots were superseded`);
+      stream.close();
+    } finally {
+      session.destroy();
+      await tollgate.close();
+    }
+  });
+});
+
+async function counter(name: string): Promise<number> {
+  const metric = register.getSingleMetric(name);
+  const value = await metric?.get();
+  return value?.values[0]?.value ?? 0;
+}
