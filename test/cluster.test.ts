@@ -10,7 +10,7 @@ import { parseRatePolicy } from "../src/rate-policy.js";
 import { usePrivateRedis } from "./support/fixture.js";
 import { TestRedis } from "./support/redis.js";
 import { startServeProcess, type ServeProcess } from "./support/serve-process.js";
-import { checkStarts, readFixtureLog, waitFor } from "./support/task-log.js";
+import { checkStarts, readFixtureLog, waitFor, waitUntilAllRan } from "./support/task-log.js";
 import { Disposition, TaskService } from "../gen/ts/tollgate/v1/task_service_pb.js";
 
 const FIXTURE_HANDLERS = fileURLToPath(new URL("./fixtures/handlers.ts", import.meta.url));
@@ -88,14 +88,7 @@ describe("tollgate serve as a cluster", () => {
       submitting = false;
       await load;
       const log = join(ctx.dir, "kill.log");
-      await waitFor(
-        async () => {
-          const ran = new Set((await readFixtureLog(log)).map((s) => s.taskId));
-          return acknowledged.every((id) => ran.has(id));
-        },
-        15_000,
-        "every acknowledged task to run",
-      );
+      await waitUntilAllRan(log, acknowledged, 15_000);
     } finally {
       assert.equal(await stop(server), 0);
     }
@@ -163,14 +156,7 @@ describe("tollgate serve as a cluster", () => {
 
     const second = await startServeProcess(env);
     try {
-      await waitFor(
-        async () => {
-          const ran = new Set((await readFixtureLog(env.TOLLGATE_FIXTURE_LOG!)).map((s) => s.taskId));
-          return acknowledged.every((id) => ran.has(id));
-        },
-        15_000,
-        "every acknowledged task to run",
-      );
+      await waitUntilAllRan(env.TOLLGATE_FIXTURE_LOG!, acknowledged, 15_000);
     } finally {
       assert.equal(await stop(second), 0);
     }

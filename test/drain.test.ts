@@ -9,7 +9,7 @@ import { parseRatePolicy } from "../src/rate-policy.js";
 import { usePrivateRedis } from "./support/fixture.js";
 import { startServeProcess } from "./support/serve-process.js";
 import { startTestServer } from "./support/server.js";
-import { checkStarts, readFixtureLog, readTaskLog, waitFor } from "./support/task-log.js";
+import { checkStarts, readFixtureLog, readTaskLog, waitFor, waitUntilAllRan } from "./support/task-log.js";
 import { Disposition, TaskService, TaskState } from "../gen/ts/tollgate/v1/task_service_pb.js";
 
 const FIXTURE_HANDLERS = fileURLToPath(new URL("./fixtures/handlers.ts", import.meta.url));
@@ -133,14 +133,7 @@ describe("drain", () => {
 
     const second = await startServeProcess(env);
     try {
-      await waitFor(
-        async () => {
-          const ran = new Set((await readFixtureLog(log)).map((s) => s.taskId));
-          return acknowledged.every((id) => ran.has(id));
-        },
-        15_000,
-        "every acknowledged task to run",
-      );
+      await waitUntilAllRan(log, acknowledged, 15_000);
       const starts = await readFixtureLog(log);
       const seen = new Map<string, number[]>();
       for (const s of starts) seen.set(s.taskId, [...(seen.get(s.taskId) ?? []), s.at]);

@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { usePrivateRedis } from "./support/fixture.js";
 import { startTestServer } from "./support/server.js";
-import { readFixtureLog, waitFor } from "./support/task-log.js";
+import { waitFor, waitUntilAllRan } from "./support/task-log.js";
 
 const FIXTURE_HANDLERS = fileURLToPath(new URL("./fixtures/handlers.ts", import.meta.url));
 
@@ -40,14 +40,7 @@ test("Redis restarted under load: UNAVAILABLE while down, nothing acknowledged l
     running = false;
     await load;
     assert.deepEqual([...refusals.keys()].filter((code) => code !== Code.Unavailable), [], "only UNAVAILABLE while down");
-    await waitFor(
-      async () => {
-        const ran = new Set((await readFixtureLog(log)).map((s) => s.taskId));
-        return acknowledged.every((id) => ran.has(id));
-      },
-      30_000,
-      `all ${acknowledged.length} acknowledged tasks to run after the restart`,
-    );
+    await waitUntilAllRan(log, acknowledged, 30_000);
   } finally {
     await tollgate.close();
     delete process.env.TOLLGATE_FIXTURE_LOG;

@@ -80,3 +80,15 @@ export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
+
+/** Waits until every one of `taskIds` has a start in the fixture log at `path`. */
+export async function waitUntilAllRan(path: string, taskIds: readonly string[], timeoutMs: number): Promise<void> {
+  await waitFor(
+    async () => {
+      const ran = new Set((await readFixtureLog(path)).map((s) => s.taskId));
+      return taskIds.every((id) => ran.has(id));
+    },
+    timeoutMs,
+    `all ${taskIds.length} acknowledged tasks to run`,
+  );
+}
