@@ -64,7 +64,11 @@ export function nthStartTime(
   }
 }
 
-/** The earliest moments of the next starts, in order, without end. */
+/**
+ * The earliest moments of the next starts, in order, without end: the plain
+ * statement of the schedule, one start at a time. nthStartTime is the fast
+ * form Submit uses; tests check the two agree.
+ */
 export function* startTimes(
   policy: RatePolicy,
   counters: readonly WindowCounter[],
