@@ -1,43 +1,19 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { TestRedis } from "./support/redis.js";
-import { startServeProcess, type ServeProcess } from "./support/serve-process.js";
+import { useServeProcess } from "./support/fixture.js";
 import { waitFor } from "./support/task-log.js";
 
 const BIN = fileURLToPath(new URL("../bin/tollgate.js", import.meta.url));
 const hasTmux = spawnSync("tmux", ["-V"]).status === 0;
 
-let redis: TestRedis;
-let server: ServeProcess;
-let dir: string;
-
-before(async () => {
-  redis = await TestRedis.start();
-  dir = await mkdtemp(join(tmpdir(), "tollgate-cli-"));
-  server = await startServeProcess({
-    TOLLGATE_REDIS_URL: redis.url,
-    TOLLGATE_HOST: "127.0.0.1",
-    TOLLGATE_PORT: "0",
-    TOLLGATE_DATA_DIR: dir,
-    TOLLGATE_RATE_LIMITS: "8/1s",
-  });
-});
-after(async () => {
-  server?.child.kill("SIGTERM");
-  await server?.exited;
-  await redis?.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+const served = useServeProcess("cli", { TOLLGATE_RATE_LIMITS: "8/1s" });
 
 test("tollgate submit --count 25 --watch draws a progress bar in a real terminal and exits 0", async (t) => {
   if (!hasTmux) return t.skip("tmux is not installed (apt-get install -y tmux); .ci/run installs it");
   const session = `tollgate-test-${process.pid}`;
-  const command = `${process.execPath} ${BIN} submit --addr 127.0.0.1:${server.port} --user 123 --count 25 --watch; echo EXIT=$?; sleep 30`;
+  const command = `${process.execPath} ${BIN} submit --addr 127.0.0.1:${served.server.port} --user 123 --count 25 --watch; echo EXIT=$?; sleep 30`;
   execFileSync("tmux", ["new-session", "-d", "-s", session, "-x", "160", "-y", "12", command]);
   try {
     const doneCounts: number[] = [];
@@ -63,12 +39,12 @@ test("tollgate submit --count 25 --watch draws a progress bar in a real terminal
 });
 
 test("tollgate watch --json prints one JSON object per message and ends with drained", async () => {
-  const submit = spawnSync(process.execPath, [BIN, "submit", "--addr", `127.0.0.1:${server.port}`, "--user", "json", "--count", "10"], {
+  const submit = spawnSync(process.execPath, [BIN, "submit", "--addr", `127.0.0.1:${served.server.port}`, "--user", "json", "--count", "10"], {
     encoding: "utf8",
   });
   assert.equal(submit.status, 0, submit.stderr);
   assert.equal(submit.stdout.trim().split("\n").length, 10);
-  const watch = spawnSync(process.execPath, [BIN, "watch", "--addr", `127.0.0.1:${server.port}`, "--user", "json", "--json"], {
+  const watch = spawnSync(process.execPath, [BIN, "watch", "--addr", `127.0.0.1:${served.server.port}`, "--user", "json", "--json"], {
     encoding: "utf8",
     timeout: 15_000,
   });
@@ -80,7 +56,7 @@ test("tollgate watch --json prints one JSON object per message and ends with dra
 });
 
 test("a failed call prints one line with its gRPC code and exits 1; bad usage exits 2", () => {
-  const bad = spawnSync(process.execPath, [BIN, "submit", "--addr", `127.0.0.1:${server.port}`, "--user", "a\u0001b"], {
+  const bad = spawnSync(process.execPath, [BIN, "submit", "--addr", `127.0.0.1:${served.server.port}`, "--user", "a\u0001b"], {
     encoding: "utf8",
   });
   assert.equal(bad.status, 1);
@@ -88,7 +64,7 @@ test("a failed call prints one line with its gRPC code and exits 1; bad usage ex
   assert.equal(bad.stderr.trim().split("\n").length, 1);
   const usage = spawnSync(process.execPath, [BIN, "submit", "--frobnicate"], { encoding: "utf8" });
   assert.equal(usage.status, 2);
-  const notFound = spawnSync(process.execPath, [BIN, "task", "AAAAAAAAAAAAAAAAAAAAAA", "--addr", `127.0.0.1:${server.port}`], {
+  const notFound = spawnSync(process.execPath, [BIN, "task", "AAAAAAAAAAAAAAAAAAAAAA", "--addr", `127.0.0.1:${served.server.port}`], {
     encoding: "utf8",
   });
   assert.equal(notFound.status, 1);

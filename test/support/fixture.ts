@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before } from "node:test";
 import { TestRedis } from "./redis.js";
+import { startServeProcess, type ServeProcess } from "./serve-process.js";
 
 export interface PrivateRedis {
   readonly redis: TestRedis;
@@ -10,17 +11,51 @@ export interface PrivateRedis {
   readonly dir: string;
 }
 
+export interface ServedRedis extends PrivateRedis {
+  /** The running `tollgate serve`. */
+  readonly server: ServeProcess;
+  /** "127.0.0.1:<port>" of its gRPC port. */
+  readonly addr: string;
+}
+
 /**
  * A private Redis and a scratch directory for one test file: started before
- * its tests, removed after them. Read the fields inside tests, not at load.
+ * its tests, removed after them. Read the fields inside tests, not at load
+ * nor in a root-level hook of the file's own: Node 20 starts root-level hooks
+ * as they are registered, so such a hook would not wait for these.
  */
 export function usePrivateRedis(name: string): PrivateRedis {
-  const context: { redis?: TestRedis; dir?: string } = {};
+  return useFixture(name, undefined);
+}
+
+/**
+ * The same, plus `tollgate serve` (2 workers) on that Redis, as a user runs
+ * it, with these settings over the defaults; stopped with SIGTERM after the
+ * file's tests, before its Redis.
+ */
+export function useServeProcess(name: string, env: Record<string, string> = {}): ServedRedis {
+  return useFixture(name, env);
+}
+
+function useFixture(name: string, serveEnv: Record<string, string> | undefined): ServedRedis {
+  const context: { redis?: TestRedis; dir?: string; server?: ServeProcess } = {};
   before(async () => {
     context.redis = await TestRedis.start();
     context.dir = await mkdtemp(join(tmpdir(), `tollgate-${name}-`));
+    if (serveEnv === undefined) return;
+    context.server = await startServeProcess({
+      TOLLGATE_REDIS_URL: context.redis.url,
+      TOLLGATE_HOST: "127.0.0.1",
+      TOLLGATE_PORT: "0",
+      TOLLGATE_WORKERS: "2",
+      TOLLGATE_DATA_DIR: context.dir,
+      ...serveEnv,
+    });
   });
   after(async () => {
+    // The server first, while its Redis still answers.
+    context.server?.child.kill("SIGTERM");
+    await context.server?.exited;
     await context.redis?.stop();
     if (context.dir) await rm(context.dir, { recursive: true, force: true });
   });
@@ -30,6 +65,12 @@ export function usePrivateRedis(name: string): PrivateRedis {
     },
     get dir() {
       return context.dir!;
+    },
+    get server() {
+      return context.server!;
+    },
+    get addr() {
+      return `127.0.0.1:${context.server!.port}`;
     },
   };
 }
