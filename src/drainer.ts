@@ -134,9 +134,7 @@ export class Drainer {
         this.waitingForSlot = true;
       }
     }
-    this.wakeAt = Infinity;
-    this.cancelTimer?.();
-    this.cancelTimer = undefined;
+    this.wakeAt = Infinity; // forget the old plan; schedule() replaces its timer
     this.schedule(next);
   }
 

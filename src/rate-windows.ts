@@ -15,9 +15,11 @@ export class RateWindows {
 
   constructor(
     redis: Redis,
-    readonly policy: RatePolicy,
+    policy: RatePolicy,
     keys: Keys,
   ) {
+    this.admitArgs = policy.flatMap((window) => [window.limit, window.durationMs / 1000]);
+    this.claimArgs = policy.flatMap((window) => [keys.windowPrefix(window.durationMs), window.limit, window.durationMs / 1000]);
     this.limiters = policy.map(
       (window) =>
         new RateLimiterRedis({
@@ -34,10 +36,10 @@ export class RateWindows {
     return this.limiters.map((limiter) => limiter.getKey(userId));
   }
 
-  /** The Lua scripts' per-window arguments: limit, duration in seconds. */
-  scriptArgs(): number[] {
-    return this.policy.flatMap((window) => [window.limit, window.durationMs / 1000]);
-  }
+  /** admit's per-window arguments: limit, duration in seconds (built once; Submit's hot path). */
+  readonly admitArgs: readonly number[];
+  /** claim's per-window arguments: key prefix, limit, duration in seconds (claim builds the keys itself). */
+  readonly claimArgs: readonly (string | number)[];
 
   /** Reads a user's windows through rate-limiter-flexible. */
   async read(userId: string, now: number): Promise<WindowCounter[]> {

@@ -153,7 +153,7 @@ export class TaskQueue {
       submission.canStartNow ? "1" : "0",
       this.keys.wakeChannel,
       this.keys.progressChannel,
-      ...this.windows.scriptArgs(),
+      ...this.windows.admitArgs,
     ];
     const reply = (await scripts.admit.run(this.redis, keys, args)) as unknown[];
     const [outcome, id, n, nowValue] = reply;
@@ -180,11 +180,6 @@ export class TaskQueue {
    * due tasks, users earliest-due first: one round trip.
    */
   async claim(maxClaims: number): Promise<ClaimResult> {
-    const windowArgs = this.windows.policy.flatMap((window) => [
-      this.keys.windowPrefix(window.durationMs),
-      window.limit,
-      window.durationMs / 1000,
-    ]);
     const reply = (await scripts.claim.runBuffer(
       this.redis,
       [this.keys.dueUsers, this.keys.leases, this.keys.retries, this.keys.totals],
@@ -198,7 +193,7 @@ export class TaskQueue {
         this.keys.stats(""),
         this.options.deadLetterCap,
         this.keys.progressChannel,
-        ...windowArgs,
+        ...this.windows.claimArgs,
       ],
     )) as (number | Buffer)[];
     const moment = (value: unknown): number | undefined => (Number(String(value)) >= 0 ? Number(String(value)) : undefined);

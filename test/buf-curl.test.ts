@@ -3,27 +3,16 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { resolve } from "node:path";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { promisify } from "node:util";
-import { TestRedis } from "./support/redis.js";
-import { startTestServer, type TestServer } from "./support/server.js";
+import { useTestServer } from "./support/fixture.js";
 
 const run = promisify(execFile);
 // node_modules/.bin/buf is what `npx buf` runs, without npx's start-up cost.
 const BUF = resolve("node_modules/.bin/buf");
 
-let redis: TestRedis;
-let tollgate: TestServer;
-
-before(async () => {
-  redis = await TestRedis.start();
   // A long first window, so the second Submit is QUEUED however slow buf curl starts.
-  tollgate = await startTestServer(redis.url, { TOLLGATE_RATE_LIMITS: "1/1m,20/1h" });
-});
-after(async () => {
-  await tollgate?.close();
-  await redis?.stop();
-});
+const ctx = useTestServer("buf-curl", { TOLLGATE_RATE_LIMITS: "1/1m,20/1h" });
 
 /** `buf curl` over plaintext HTTP/2 gRPC against the test server; rejects on a non-zero exit. */
 async function bufCurl(...args: string[]): Promise<string> {
@@ -39,7 +28,7 @@ async function bufCurl(...args: string[]): Promise<string> {
 }
 
 test("--list-methods lists every TaskService and Health method through reflection", async () => {
-  const methods = (await bufCurl("--list-methods", tollgate.address)).split("\n").filter((line) => line !== "");
+  const methods = (await bufCurl("--list-methods", ctx.tollgate.address)).split("\n").filter((line) => line !== "");
   for (const method of [
     "tollgate.v1.TaskService/Submit",
     "tollgate.v1.TaskService/WatchQueue",
@@ -53,7 +42,7 @@ test("--list-methods lists every TaskService and Health method through reflectio
 
 test("Submit with -d '{\"user_id\":\"123\"}' answers JSON with a task id and disposition", async () => {
   const response = JSON.parse(
-    await bufCurl("-d", '{"user_id":"123"}', `${tollgate.address}/tollgate.v1.TaskService/Submit`),
+    await bufCurl("-d", '{"user_id":"123"}', `${ctx.tollgate.address}/tollgate.v1.TaskService/Submit`),
   ) as Record<string, unknown>;
   assert.match(String(response.taskId), /^[A-Za-z0-9_-]{22}$/, `taskId in ${JSON.stringify(response)}`);
   assert.equal(response.disposition, "DISPOSITION_STARTED");
@@ -61,23 +50,23 @@ test("Submit with -d '{\"user_id\":\"123\"}' answers JSON with a task id and dis
   assert.equal(typeof response.estimatedStart, "string", "estimatedStart is an RFC 3339 timestamp");
 
   const again = JSON.parse(
-    await bufCurl("-d", '{"user_id":"123"}', `${tollgate.address}/tollgate.v1.TaskService/Submit`),
+    await bufCurl("-d", '{"user_id":"123"}', `${ctx.tollgate.address}/tollgate.v1.TaskService/Submit`),
   ) as Record<string, unknown>;
   assert.equal(again.disposition, "DISPOSITION_QUEUED");
   assert.equal(again.queuePosition, 1);
 
   const task = JSON.parse(
-    await bufCurl("-d", JSON.stringify({ task_id: response.taskId }), `${tollgate.address}/tollgate.v1.TaskService/GetTask`),
+    await bufCurl("-d", JSON.stringify({ task_id: response.taskId }), `${ctx.tollgate.address}/tollgate.v1.TaskService/GetTask`),
   ) as { task?: Record<string, unknown> };
   assert.equal(task.task?.taskId, response.taskId);
   assert.equal(task.task?.userId, "123");
 });
 
 test("grpc.health.v1.Health/Check answers SERVING, for the server and for TaskService", async () => {
-  assert.deepEqual(JSON.parse(await bufCurl(`${tollgate.address}/grpc.health.v1.Health/Check`)), { status: "SERVING" });
+  assert.deepEqual(JSON.parse(await bufCurl(`${ctx.tollgate.address}/grpc.health.v1.Health/Check`)), { status: "SERVING" });
   assert.deepEqual(
     JSON.parse(
-      await bufCurl("-d", '{"service":"tollgate.v1.TaskService"}', `${tollgate.address}/grpc.health.v1.Health/Check`),
+      await bufCurl("-d", '{"service":"tollgate.v1.TaskService"}', `${ctx.tollgate.address}/grpc.health.v1.Health/Check`),
     ),
     { status: "SERVING" },
   );
@@ -85,7 +74,7 @@ test("grpc.health.v1.Health/Check answers SERVING, for the server and for TaskSe
 
 test("an error reaches buf curl as its gRPC status", async () => {
   await assert.rejects(
-    bufCurl("-d", '{"user_id":""}', `${tollgate.address}/tollgate.v1.TaskService/Submit`),
+    bufCurl("-d", '{"user_id":""}', `${ctx.tollgate.address}/tollgate.v1.TaskService/Submit`),
     /invalid_argument[\s\S]*user_id/i,
   );
 });

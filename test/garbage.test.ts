@@ -1,26 +1,15 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { connect, constants, type ClientHttp2Session } from "node:http2";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { TestRedis } from "./support/redis.js";
-import { startTestServer, type TestServer } from "./support/server.js";
+import { useTestServer } from "./support/fixture.js";
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
 
-let redis: TestRedis;
-let tollgate: TestServer;
-
-before(async () => {
-  redis = await TestRedis.start();
-  tollgate = await startTestServer(redis.url, { TOLLGATE_RATE_LIMITS: "1/1h", TOLLGATE_MAX_BACKLOG: "5" });
-});
-after(async () => {
-  await tollgate?.close();
-  await redis?.stop();
-});
+const ctx = useTestServer("garbage", { TOLLGATE_RATE_LIMITS: "1/1h", TOLLGATE_MAX_BACKLOG: "5" });
 
 const METHODS = [
   "/tollgate.v1.TaskService/Submit",
@@ -93,7 +82,7 @@ function call(session: ClientHttp2Session, path: string, body: Buffer): Promise<
 }
 
 test("10,000 malformed frames and messages to every method: refused, never a crash, memory comes back", async () => {
-  const url = `http://127.0.0.1:${tollgate.server.port}`;
+  const url = `http://127.0.0.1:${ctx.tollgate.server.port}`;
   gc();
   const heapBefore = process.memoryUsage().heapUsed;
   const statuses = new Map<string, number>();
@@ -131,7 +120,7 @@ test("10,000 malformed frames and messages to every method: refused, never a cra
   assert.ok((statuses.get("3") ?? 0) > 4_000, `INVALID_ARGUMENT is the common answer: ${described}`);
 
   // Still serving, and what the garbage allocated is collectable.
-  assert.ok((await tollgate.client.submit({ userId: "after-garbage" })).taskId);
+  assert.ok((await ctx.tollgate.client.submit({ userId: "after-garbage" })).taskId);
   await new Promise((resolve) => setTimeout(resolve, 200));
   gc();
   const grownMb = (process.memoryUsage().heapUsed - heapBefore) / 1024 / 1024;

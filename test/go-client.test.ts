@@ -4,50 +4,24 @@
 // Skips, saying so, when Go is not installed.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { after, before, test } from "node:test";
+import { resolve } from "node:path";
+import { test } from "node:test";
 import { describeRun, runCommand } from "./support/command.js";
-import { TestRedis } from "./support/redis.js";
-import { startServeProcess, type ServeProcess } from "./support/serve-process.js";
+import { useServeProcess } from "./support/fixture.js";
 
 const hasGo = spawnSync("go", ["version"]).status === 0;
 const NO_GO = "go is not installed (https://go.dev/doc/install): the Go client was not tested";
 // A cold Go build cache compiles grpc-go first (about 30 s on 2 cores); .ci/run warms it.
 const GO_TIMEOUT_MS = 100_000;
 
-let redis: TestRedis | undefined;
-let server: ServeProcess | undefined;
-let dir: string | undefined;
-let addr = "";
-
-before(async () => {
-  if (!hasGo) return;
-  redis = await TestRedis.start();
-  dir = await mkdtemp(join(tmpdir(), "tollgate-go-"));
-  // The default policy (1/1s,20/1m): the Go test expects one start, then a queue.
-  server = await startServeProcess({
-    TOLLGATE_REDIS_URL: redis.url,
-    TOLLGATE_HOST: "127.0.0.1",
-    TOLLGATE_PORT: "0",
-    TOLLGATE_WORKERS: "2",
-    TOLLGATE_DATA_DIR: dir,
-    TOLLGATE_RATE_LIMITS: "1/1s,20/1m",
-  });
-  addr = `127.0.0.1:${server.port}`;
-});
-after(async () => {
-  server?.child.kill("SIGTERM");
-  await server?.exited;
-  await redis?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+// The default policy (1/1s,20/1m): the Go test expects one start, then a queue.
+// (Started even without Go, for simplicity: the tests then only say they skipped.)
+const served = useServeProcess("go", { TOLLGATE_RATE_LIMITS: "1/1s,20/1m" });
 
 function go(args: string[], cwd: string) {
   return runCommand("go", args, {
     cwd: resolve(cwd),
-    env: { ...process.env, TOLLGATE_ADDR: addr },
+    env: { ...process.env, TOLLGATE_ADDR: served.addr },
     timeoutMs: GO_TIMEOUT_MS,
   });
 }
@@ -68,7 +42,7 @@ test("examples/go vets, builds and runs: submits, reads a task back, and watches
   if (!hasGo) return t.skip(NO_GO);
   const vet = await go(["vet", "./..."], "examples/go");
   assert.equal(vet.code, 0, `go vet in examples/go: ${describeRun(vet)}`);
-  const run = await go(["run", ".", "-addr", addr, "-user", "go-example", "-count", "3"], "examples/go");
+  const run = await go(["run", ".", "-addr", served.addr, "-user", "go-example", "-count", "3"], "examples/go");
   assert.equal(run.code, 0, `go run examples/go: ${describeRun(run)}`);
   const lines = run.stdout.trim().split("\n");
   assert.equal(lines.filter((line) => / DISPOSITION_(STARTED|QUEUED), queue position \d+/.test(line)).length, 3, run.stdout);

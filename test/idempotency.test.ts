@@ -2,27 +2,16 @@
 // DISPOSITION_DUPLICATE with the first task's id and stores nothing new; the
 // same key for a different user is independent.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { TestRedis } from "./support/redis.js";
-import { startTestServer, type TestServer } from "./support/server.js";
+import { test } from "node:test";
+import { useTestServer } from "./support/fixture.js";
 import { keys, snapshot } from "./support/store.js";
 import { Disposition, OverLimit } from "../gen/ts/tollgate/v1/task_service_pb.js";
 
-let redis: TestRedis;
-let tollgate: TestServer;
-
-before(async () => {
-  redis = await TestRedis.start();
   // Long windows: nothing resets or drains while the file runs.
-  tollgate = await startTestServer(redis.url, { TOLLGATE_RATE_LIMITS: "1/1h" });
-});
-after(async () => {
-  await tollgate?.close();
-  await redis?.stop();
-});
+const ctx = useTestServer("idempotency", { TOLLGATE_RATE_LIMITS: "1/1h" });
 
 test("a repeated key for a started task: DUPLICATE with the first id, nothing new stored, no window unit used", async () => {
-  const { client, config, redis } = tollgate;
+  const { client, config, redis } = ctx.tollgate;
   const first = await client.submit({ userId: "alice", idempotencyKey: "order-1", payload: new Uint8Array([1]) });
   assert.equal(first.disposition, Disposition.STARTED);
   const before = await snapshot(redis, "alice", config.ratePolicy);
@@ -37,7 +26,7 @@ test("a repeated key for a started task: DUPLICATE with the first id, nothing ne
 });
 
 test("a repeated key for a queued task: DUPLICATE with the first id, the queue does not grow", async () => {
-  const { client, config, redis } = tollgate;
+  const { client, config, redis } = ctx.tollgate;
   const first = await client.submit({ userId: "alice", idempotencyKey: "order-2" });
   assert.equal(first.disposition, Disposition.QUEUED);
   const before = await snapshot(redis, "alice", config.ratePolicy);
@@ -49,7 +38,7 @@ test("a repeated key for a queued task: DUPLICATE with the first id, the queue d
 });
 
 test("a repeat with over_limit=REJECT while over the limit is still a DUPLICATE, not an error", async () => {
-  const { client } = tollgate;
+  const { client } = ctx.tollgate;
   const first = await client.submit({ userId: "alice", idempotencyKey: "order-1" });
   const again = await client.submit({ userId: "alice", idempotencyKey: "order-1", overLimit: OverLimit.REJECT });
   assert.equal(again.disposition, Disposition.DUPLICATE);
@@ -57,7 +46,7 @@ test("a repeat with over_limit=REJECT while over the limit is still a DUPLICATE,
 });
 
 test("the same key for another user is independent", async () => {
-  const { client } = tollgate;
+  const { client } = ctx.tollgate;
   const alices = await client.submit({ userId: "alice", idempotencyKey: "shared-key" });
   const bobs = await client.submit({ userId: "bob", idempotencyKey: "shared-key" });
   assert.notEqual(alices.disposition, Disposition.DUPLICATE);
@@ -69,7 +58,7 @@ test("the same key for another user is independent", async () => {
 });
 
 test("user and key cannot be shifted into each other: (a, b:c) and (a:b, c) are different", async () => {
-  const { client } = tollgate;
+  const { client } = ctx.tollgate;
   const one = await client.submit({ userId: "a", idempotencyKey: "b:c" });
   const two = await client.submit({ userId: "a:b", idempotencyKey: "c" });
   assert.equal(one.disposition, Disposition.STARTED);
@@ -78,7 +67,7 @@ test("user and key cannot be shifted into each other: (a, b:c) and (a:b, c) are 
 });
 
 test("without a key, identical Submits are separate tasks", async () => {
-  const { client } = tollgate;
+  const { client } = ctx.tollgate;
   const one = await client.submit({ userId: "carol", payload: new Uint8Array([9]) });
   const two = await client.submit({ userId: "carol", payload: new Uint8Array([9]) });
   assert.equal(one.disposition, Disposition.STARTED);

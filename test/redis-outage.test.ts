@@ -3,38 +3,27 @@
 // data) health is SERVING again and Submit works, without restarting the
 // server.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { Code } from "@connectrpc/connect";
 import { expectCode, pollUntil } from "./support/expect.js";
 import { checkStatus, healthClient } from "./support/health.js";
-import { TestRedis } from "./support/redis.js";
-import { startTestServer, type TestServer } from "./support/server.js";
+import { useTestServer } from "./support/fixture.js";
 import { Disposition } from "../gen/ts/tollgate/v1/task_service_pb.js";
 
 const SERVICES = ["", "tollgate.v1.TaskService"];
 
-let redis: TestRedis;
-let tollgate: TestServer;
-
-before(async () => {
-  redis = await TestRedis.start();
-  tollgate = await startTestServer(redis.url, { TOLLGATE_RATE_LIMITS: "1/1h" });
-});
-after(async () => {
-  await tollgate?.close();
-  await redis?.stop();
-});
+const ctx = useTestServer("outage", { TOLLGATE_RATE_LIMITS: "1/1h" });
 
 test("Redis stops and returns: UNAVAILABLE and NOT_SERVING, then SERVING and Submit again", async () => {
-  const health = healthClient(tollgate.address);
-  const { client } = tollgate;
+  const health = healthClient(ctx.tollgate.address);
+  const { client } = ctx.tollgate;
   for (const service of SERVICES) assert.equal(await checkStatus(health, service), "SERVING", `"${service}" before`);
   const before = await client.submit({ userId: "survivor" });
   assert.equal(before.disposition, Disposition.STARTED);
   const queuedBefore = await client.submit({ userId: "survivor" });
   assert.equal(queuedBefore.disposition, Disposition.QUEUED);
 
-  await redis.stop();
+  await ctx.redis.stop();
 
   const started = Date.now();
   const error = await expectCode(client.submit({ userId: "survivor" }), Code.Unavailable, "Submit with Redis stopped");
@@ -56,7 +45,7 @@ test("Redis stops and returns: UNAVAILABLE and NOT_SERVING, then SERVING and Sub
     assert.ok(Date.now() - t0 < 1_000, `Submit #${i + 2} with Redis stopped took ${Date.now() - t0} ms`);
   }
 
-  await redis.start();
+  await ctx.redis.start();
 
   for (const service of SERVICES) {
     await pollUntil(`"${service}" SERVING again`, async () => (await checkStatus(health, service)) === "SERVING", {

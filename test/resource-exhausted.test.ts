@@ -3,35 +3,20 @@
 // a retry-after-ms trailer, and store nothing: no task, no queue entry, no
 // idempotency key, and no unit of any window.
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { Code } from "@connectrpc/connect";
 import { expectCode, retryHint } from "./support/expect.js";
-import { TestRedis } from "./support/redis.js";
-import { startTestServer, type TestServer } from "./support/server.js";
+import { useTestServer } from "./support/fixture.js";
 import { keys, snapshot, windowCount } from "./support/store.js";
 import { Disposition, OverLimit } from "../gen/ts/tollgate/v1/task_service_pb.js";
 
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
 
-/** A private Redis and a server over it, for one describe block. */
-function serverFixture(env: Record<string, string>) {
-  const fixture = {} as { redis: TestRedis; tollgate: TestServer };
-  before(async () => {
-    fixture.redis = await TestRedis.start();
-    fixture.tollgate = await startTestServer(fixture.redis.url, env);
-  });
-  after(async () => {
-    await fixture.tollgate?.close();
-    await fixture.redis?.stop();
-  });
-  return fixture;
-}
-
 // Long windows, so nothing resets (and nothing drains) while a test runs.
 for (const policy of ["1/1m,10/1h", "10/1h,1/1m"]) {
   describe(`over_limit=REJECT under policy ${policy}`, () => {
-    const fixture = serverFixture({ TOLLGATE_RATE_LIMITS: policy });
+    const fixture = useTestServer("reject", { TOLLGATE_RATE_LIMITS: policy });
 
     test("a REJECT Submit with room in every window starts the task", async () => {
       const response = await fixture.tollgate.client.submit({ userId: "roomy", overLimit: OverLimit.REJECT });
@@ -90,7 +75,7 @@ for (const policy of ["1/1m,10/1h", "10/1h,1/1m"]) {
 }
 
 describe("backlog at its cap (TOLLGATE_MAX_BACKLOG=3)", () => {
-  const fixture = serverFixture({ TOLLGATE_RATE_LIMITS: "1/1h", TOLLGATE_MAX_BACKLOG: "3" });
+  const fixture = useTestServer("backlog", { TOLLGATE_RATE_LIMITS: "1/1h", TOLLGATE_MAX_BACKLOG: "3" });
 
   test("the fourth queued task is refused with RESOURCE_EXHAUSTED and RetryInfo; nothing is stored", async () => {
     const { client, config, redis } = fixture.tollgate;

@@ -1,25 +1,14 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { TestRedis } from "./support/redis.js";
-import { startTestServer, type TestServer } from "./support/server.js";
+import { useTestServer } from "./support/fixture.js";
 import { Disposition } from "../gen/ts/tollgate/v1/task_service_pb.js";
 
-let redis: TestRedis;
-let tollgate: TestServer;
-
-before(async () => {
-  redis = await TestRedis.start();
-  tollgate = await startTestServer(redis.url);
-});
-after(async () => {
-  await tollgate?.close();
-  await redis?.stop();
-});
+const ctx = useTestServer("submit");
 
 test("25 Submits in a burst under the default policy: 1 STARTED, 24 QUEUED in order", async () => {
   const responses = [];
-  for (let i = 0; i < 25; i++) responses.push(await tollgate.client.submit({ userId: "123" }));
+  for (let i = 0; i < 25; i++) responses.push(await ctx.tollgate.client.submit({ userId: "123" }));
   assert.equal(responses[0]!.disposition, Disposition.STARTED);
   const queued = responses.slice(1);
   assert.deepEqual(

@@ -4,15 +4,12 @@
 // (skipped, saying so, only when it is not installed).
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { after, before, describe, test } from "node:test";
-import { HealthCheckResponse_ServingStatus, createHealthClient, createTollgateClient, type TollgateClient } from "../src/index.js";
+import { resolve } from "node:path";
+import { describe, test } from "node:test";
+import { HealthCheckResponse_ServingStatus, createHealthClient, createTollgateClient } from "../src/index.js";
 import { freePort } from "../src/embedded-redis.js";
 import { describeRun, runCommand, type Finished } from "./support/command.js";
-import { TestRedis } from "./support/redis.js";
-import { startServeProcess, type ServeProcess } from "./support/serve-process.js";
+import { useServeProcess } from "./support/fixture.js";
 import { waitFor } from "./support/task-log.js";
 
 const BUF = resolve("node_modules/.bin/buf");
@@ -21,32 +18,7 @@ const PROBE = "grpc-health-probe";
 const hasProbe = spawnSync(PROBE, ["-version"]).status === 0;
 const NO_PROBE = "grpc-health-probe is not installed (go install github.com/grpc-ecosystem/grpc-health-probe@v0.4.62; .ci/run does)";
 
-let redis: TestRedis;
-let server: ServeProcess;
-let dir: string;
-let addr: string;
-let client: TollgateClient;
-
-before(async () => {
-  redis = await TestRedis.start();
-  dir = await mkdtemp(join(tmpdir(), "tollgate-tools-"));
-  server = await startServeProcess({
-    TOLLGATE_REDIS_URL: redis.url,
-    TOLLGATE_HOST: "127.0.0.1",
-    TOLLGATE_PORT: "0",
-    TOLLGATE_WORKERS: "2",
-    TOLLGATE_DATA_DIR: dir,
-    TOLLGATE_RATE_LIMITS: "1/1s,20/1m",
-  });
-  addr = `127.0.0.1:${server.port}`;
-  client = createTollgateClient({ baseUrl: `http://${addr}` });
-});
-after(async () => {
-  server?.child.kill("SIGTERM");
-  await server?.exited;
-  await redis?.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+const served = useServeProcess("tools", { TOLLGATE_RATE_LIMITS: "1/1s,20/1m" });
 
 /** Every top-level JSON object in `text`, in order (buf curl prints one per streamed message). */
 function jsonObjects(text: string): Record<string, unknown>[] {
@@ -70,7 +42,7 @@ function jsonObjects(text: string): Record<string, unknown>[] {
 
 async function bufCurl(method: string, body?: unknown): Promise<Record<string, unknown>[]> {
   const data = body === undefined ? [] : ["-d", JSON.stringify(body)];
-  const run = await runCommand(BUF, ["curl", "--protocol", "grpc", "--http2-prior-knowledge", ...data, `http://${addr}/${method}`], {
+  const run = await runCommand(BUF, ["curl", "--protocol", "grpc", "--http2-prior-knowledge", ...data, `http://${served.addr}/${method}`], {
     timeoutMs: 30_000,
   });
   assert.equal(run.code, 0, `buf curl ${method}: ${describeRun(run)}`);
@@ -92,6 +64,7 @@ describe("buf curl through server reflection, against tollgate serve", () => {
 
   test("WatchQueue streams several JSON messages; only the last says drained", async () => {
     // 1/1s: one starts now and four wait, so the queue takes about 4 s to drain.
+    const client = createTollgateClient({ baseUrl: `http://${served.addr}` });
     for (let i = 0; i < 5; i++) await client.submit({ userId: "buf-watch" });
     const messages = await bufCurl("tollgate.v1.TaskService/WatchQueue", { user_id: "buf-watch" });
     assert.ok(messages.length >= 2, `several messages, got ${JSON.stringify(messages)}`);
@@ -144,9 +117,9 @@ describe("the tollgate CLI as a client", () => {
 
   test("usage errors exit 2 with one line that says what is wrong", async () => {
     const cases: [string[], RegExp][] = [
-      [["submit", "--addr", addr], /tollgate submit: --user is required \(see tollgate submit --help\)/],
+      [["submit", "--addr", served.addr], /tollgate submit: --user is required \(see tollgate submit --help\)/],
       [["submit", "--user", "u", "--bogus"], /tollgate submit: .*--bogus/],
-      [["task", "--addr", addr], /tollgate task: give exactly one task id/],
+      [["task", "--addr", served.addr], /tollgate task: give exactly one task id/],
       [["health", "--addr"], /tollgate health: .*--addr/],
     ];
     const runs = await Promise.all(cases.map(([args]) => tollgate(args)));
@@ -157,7 +130,7 @@ describe("the tollgate CLI as a client", () => {
   });
 
   test("--json: submit, task, watch and health print JSON for scripts, and exit 0", async () => {
-    const submit = await tollgate(["submit", "--addr", addr, "--user", "cli-json", "--count", "2", "--payload", "hi", "--json"]);
+    const submit = await tollgate(["submit", "--addr", served.addr, "--user", "cli-json", "--count", "2", "--payload", "hi", "--json"]);
     assert.equal(submit.code, 0, describeRun(submit));
     const answers = submit.stdout.trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
     // Both calls are in flight at once, so either may be the one that started.
@@ -165,10 +138,10 @@ describe("the tollgate CLI as a client", () => {
     const started = answers.find((a) => a.disposition === "DISPOSITION_STARTED")!;
 
     const [task, watch, health] = await Promise.all([
-      tollgate(["task", String(started.taskId), "--addr", addr, "--json"]),
-      tollgate(["watch", "--addr", addr, "--user", "cli-json", "--json"]),
+      tollgate(["task", String(started.taskId), "--addr", served.addr, "--json"]),
+      tollgate(["watch", "--addr", served.addr, "--user", "cli-json", "--json"]),
       // The address from TOLLGATE_ADDR, and an API key (sent, unused: auth is off).
-      tollgate(["health", "--json", "--api-key", "some-key"], { TOLLGATE_ADDR: addr }),
+      tollgate(["health", "--json", "--api-key", "some-key"], { TOLLGATE_ADDR: served.addr }),
     ]);
     assert.equal(task.code, 0, describeRun(task));
     const shown = (JSON.parse(oneLine(task.stdout)) as { task: Record<string, unknown> }).task;
@@ -184,13 +157,13 @@ describe("the tollgate CLI as a client", () => {
   test("a failed call exits 1 with one line naming the gRPC code", async () => {
     const closed = await freePort();
     const [invalid, missing, rejected, unreachable, tls] = await Promise.all([
-      tollgate(["task", "not-a-task-id", "--addr", addr]),
-      tollgate(["task", "AAAAAAAAAAAAAAAAAAAAAA", "--addr", addr, "--json"]),
+      tollgate(["task", "not-a-task-id", "--addr", served.addr]),
+      tollgate(["task", "AAAAAAAAAAAAAAAAAAAAAA", "--addr", served.addr, "--json"]),
       // Two at once for a fresh user under 1/1s: one starts, REJECT refuses the other.
-      tollgate(["submit", "--addr", addr, "--user", "cli-reject", "--count", "2", "--reject"]),
+      tollgate(["submit", "--addr", served.addr, "--user", "cli-reject", "--count", "2", "--reject"]),
       tollgate(["health", "--addr", `127.0.0.1:${closed}`]),
       // --tls against a plaintext server: the flag is taken, and the handshake fails.
-      tollgate(["health", "--addr", addr, "--tls"]),
+      tollgate(["health", "--addr", served.addr, "--tls"]),
     ]);
     for (const run of [invalid, missing, rejected, unreachable, tls]) assert.equal(run.code, 1, describeRun(run));
     assert.match(oneLine(invalid.stderr), /^tollgate task: INVALID_ARGUMENT: task_id/);
@@ -209,9 +182,9 @@ describe("grpc-health-probe against tollgate serve", () => {
     if (!hasProbe) return t.skip(NO_PROBE);
     const closed = await freePort();
     const [server, service, unknown, nothing] = await Promise.all([
-      probe(`-addr=${addr}`),
-      probe(`-addr=${addr}`, "-service=tollgate.v1.TaskService"),
-      probe(`-addr=${addr}`, "-service=no.such.Service"),
+      probe(`-addr=${served.addr}`),
+      probe(`-addr=${served.addr}`, "-service=tollgate.v1.TaskService"),
+      probe(`-addr=${served.addr}`, "-service=no.such.Service"),
       probe(`-addr=127.0.0.1:${closed}`),
     ]);
     assert.equal(server.code, 0, describeRun(server));
@@ -224,31 +197,31 @@ describe("grpc-health-probe against tollgate serve", () => {
   test("when Redis stops: tollgate health exits 1 (NOT_SERVING) and the probe exits 4; both pass again when it is back", async (t) => {
     /** Health as a fresh connection sees it: each connection lands on one worker. */
     const check = async (): Promise<number> => {
-      const health = createHealthClient({ baseUrl: `http://${addr}` });
+      const health = createHealthClient({ baseUrl: `http://${served.addr}` });
       return (await health.check({ service: "" }, { timeoutMs: 2_000 }).catch(() => ({ status: -1 }))).status;
     };
     const until = async (status: HealthCheckResponse_ServingStatus, what: string): Promise<void> => {
       let inARow = 0;
       await waitFor(async () => ((await check()) === status ? ++inARow >= 4 : ((inARow = 0), false)), 15_000, what);
     };
-    await redis.stop();
+    await served.redis.stop();
     try {
       await until(HealthCheckResponse_ServingStatus.NOT_SERVING, "every worker to say NOT_SERVING");
-      const health = await tollgate(["health", "--addr", addr, "--service", "tollgate.v1.TaskService"]);
+      const health = await tollgate(["health", "--addr", served.addr, "--service", "tollgate.v1.TaskService"]);
       assert.equal(health.code, 1, describeRun(health));
       assert.equal(oneLine(health.stdout), "NOT_SERVING");
       for (let i = 0; hasProbe && i < 4; i++) {
-        const down = await probe(`-addr=${addr}`);
+        const down = await probe(`-addr=${served.addr}`);
         assert.equal(down.code, 4, describeRun(down));
       }
     } finally {
-      await redis.start();
+      await served.redis.start();
     }
     await until(HealthCheckResponse_ServingStatus.SERVING, "every worker to say SERVING again");
-    const health = await tollgate(["health", "--addr", addr]);
+    const health = await tollgate(["health", "--addr", served.addr]);
     assert.equal(health.code, 0, describeRun(health));
     if (!hasProbe) return t.skip(`the tollgate health half ran; ${NO_PROBE}`);
-    const up = await probe(`-addr=${addr}`);
+    const up = await probe(`-addr=${served.addr}`);
     assert.equal(up.code, 0, describeRun(up));
   });
 });

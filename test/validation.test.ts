@@ -2,12 +2,11 @@
 // INVALID_ARGUMENT with a message naming the field, stores nothing, and the
 // server keeps serving; a well-formed but unknown task id is NOT_FOUND.
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { expectCode } from "./support/expect.js";
-import { TestRedis } from "./support/redis.js";
-import { startTestServer, type TestServer } from "./support/server.js";
+import { useTestServer } from "./support/fixture.js";
 import { snapshot } from "./support/store.js";
 import {
   Disposition,
@@ -18,21 +17,11 @@ import {
 
 const MAX_PAYLOAD = 16;
 
-let redis: TestRedis;
-let tollgate: TestServer;
-
-before(async () => {
-  redis = await TestRedis.start();
-  tollgate = await startTestServer(redis.url, {
+const ctx = useTestServer("validation", {
     TOLLGATE_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD),
     // Long windows: nothing resets or drains while the file runs.
     TOLLGATE_RATE_LIMITS: "100/1h",
   });
-});
-after(async () => {
-  await tollgate?.close();
-  await redis?.stop();
-});
 
 type SubmitInit = MessageInitShape<typeof SubmitRequestSchema>;
 
@@ -56,15 +45,15 @@ describe("Submit with malformed input", () => {
   for (const [name, request, field] of malformedSubmits) {
     test(`${name}: INVALID_ARGUMENT naming ${field}, nothing stored`, async () => {
       const userId = request.userId ?? "";
-      const before = await snapshot(tollgate.redis, userId, tollgate.config.ratePolicy);
-      const error = await expectCode(tollgate.client.submit(request), Code.InvalidArgument, name);
+      const before = await snapshot(ctx.tollgate.redis, userId, ctx.tollgate.config.ratePolicy);
+      const error = await expectCode(ctx.tollgate.client.submit(request), Code.InvalidArgument, name);
       assert.match(error.rawMessage, new RegExp(`\\b${field}\\b`), `the message names ${field}: "${error.rawMessage}"`);
-      assert.deepEqual(await snapshot(tollgate.redis, userId, tollgate.config.ratePolicy), before, "nothing stored");
+      assert.deepEqual(await snapshot(ctx.tollgate.redis, userId, ctx.tollgate.config.ratePolicy), before, "nothing stored");
     });
   }
 
   test("the limits are inclusive: 128-byte user_id and idempotency_key, payload of exactly the cap", async () => {
-    const response = await tollgate.client.submit({
+    const response = await ctx.tollgate.client.submit({
       userId: "é".repeat(64),
       idempotencyKey: "k".repeat(128),
       payload: new Uint8Array(MAX_PAYLOAD),
@@ -74,7 +63,7 @@ describe("Submit with malformed input", () => {
 
   test("user ids with colons, braces and globs are accepted as plain data", async () => {
     for (const userId of ["a:b", "{tag}", "*", "tg:q:victim", "名前"]) {
-      const response = await tollgate.client.submit({ userId });
+      const response = await ctx.tollgate.client.submit({ userId });
       assert.equal(response.disposition, Disposition.STARTED, `user ${JSON.stringify(userId)}`);
     }
   });
@@ -90,23 +79,23 @@ describe("GetTask with malformed input", () => {
   ];
   for (const [name, taskId] of malformedIds) {
     test(`${name}: INVALID_ARGUMENT naming task_id`, async () => {
-      const error = await expectCode(tollgate.client.getTask({ taskId }), Code.InvalidArgument, name);
+      const error = await expectCode(ctx.tollgate.client.getTask({ taskId }), Code.InvalidArgument, name);
       assert.match(error.rawMessage, /\btask_id\b/, `the message names task_id: "${error.rawMessage}"`);
     });
   }
 
   test("a well-formed unknown task id: NOT_FOUND", async () => {
     for (const taskId of ["A".repeat(22), "abcdefghij_-0123456789"]) {
-      await expectCode(tollgate.client.getTask({ taskId }), Code.NotFound, `GetTask ${taskId}`);
+      await expectCode(ctx.tollgate.client.getTask({ taskId }), Code.NotFound, `GetTask ${taskId}`);
     }
   });
 });
 
 test("after all the malformed calls the server still serves: Submit and GetTask work", async () => {
-  const submitted = await tollgate.client.submit({ userId: "after-the-storm", payload: new Uint8Array([1, 2, 3]) });
+  const submitted = await ctx.tollgate.client.submit({ userId: "after-the-storm", payload: new Uint8Array([1, 2, 3]) });
   assert.equal(submitted.disposition, Disposition.STARTED);
   assert.equal(submitted.taskId.length, 22);
-  const { task } = await tollgate.client.getTask({ taskId: submitted.taskId });
+  const { task } = await ctx.tollgate.client.getTask({ taskId: submitted.taskId });
   assert.equal(task?.taskId, submitted.taskId);
   assert.equal(task?.userId, "after-the-storm");
   assert.ok(

@@ -4,11 +4,17 @@ import { join } from "node:path";
 import { after, before } from "node:test";
 import { TestRedis } from "./redis.js";
 import { startServeProcess, type ServeProcess } from "./serve-process.js";
+import { startTestServer, type TestServer } from "./server.js";
 
 export interface PrivateRedis {
   readonly redis: TestRedis;
   /** A scratch directory for the file's logs and data. */
   readonly dir: string;
+}
+
+export interface TestServerOnRedis extends PrivateRedis {
+  /** An in-process server on port 0 and its generated client. */
+  readonly tollgate: TestServer;
 }
 
 export interface ServedRedis extends PrivateRedis {
@@ -25,7 +31,7 @@ export interface ServedRedis extends PrivateRedis {
  * as they are registered, so such a hook would not wait for these.
  */
 export function usePrivateRedis(name: string): PrivateRedis {
-  return useFixture(name, undefined);
+  return useFixture(name);
 }
 
 /**
@@ -34,26 +40,41 @@ export function usePrivateRedis(name: string): PrivateRedis {
  * file's tests, before its Redis.
  */
 export function useServeProcess(name: string, env: Record<string, string> = {}): ServedRedis {
-  return useFixture(name, env);
+  return useFixture(name, { process: env });
 }
 
-function useFixture(name: string, serveEnv: Record<string, string> | undefined): ServedRedis {
-  const context: { redis?: TestRedis; dir?: string; server?: ServeProcess } = {};
+/**
+ * The same, plus a real server in this process (startTestServer) with these
+ * settings; closed after the tests, before its Redis.
+ */
+export function useTestServer(name: string, env: Record<string, string> = {}): TestServerOnRedis {
+  return useFixture(name, { inProcess: env });
+}
+
+type Serve = { readonly process: Record<string, string> } | { readonly inProcess: Record<string, string> };
+
+function useFixture(name: string, serve?: Serve): ServedRedis & TestServerOnRedis {
+  const context: { redis?: TestRedis; dir?: string; server?: ServeProcess; tollgate?: TestServer } = {};
   before(async () => {
     context.redis = await TestRedis.start();
     context.dir = await mkdtemp(join(tmpdir(), `tollgate-${name}-`));
-    if (serveEnv === undefined) return;
+    if (serve === undefined) return;
+    if ("inProcess" in serve) {
+      context.tollgate = await startTestServer(context.redis.url, serve.inProcess);
+      return;
+    }
     context.server = await startServeProcess({
       TOLLGATE_REDIS_URL: context.redis.url,
       TOLLGATE_HOST: "127.0.0.1",
       TOLLGATE_PORT: "0",
       TOLLGATE_WORKERS: "2",
       TOLLGATE_DATA_DIR: context.dir,
-      ...serveEnv,
+      ...serve.process,
     });
   });
   after(async () => {
     // The server first, while its Redis still answers.
+    await context.tollgate?.close();
     context.server?.child.kill("SIGTERM");
     await context.server?.exited;
     await context.redis?.stop();
@@ -65,6 +86,9 @@ function useFixture(name: string, serveEnv: Record<string, string> | undefined):
     },
     get dir() {
       return context.dir!;
+    },
+    get tollgate() {
+      return context.tollgate!;
     },
     get server() {
       return context.server!;
