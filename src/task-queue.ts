@@ -24,6 +24,17 @@ export interface ClaimedTask {
   readonly attempt: number;
   /** The earliest moment the policy allowed this start (Redis clock, ms). */
   readonly dueAt: number;
+  /** The claim that took it (see claim()). */
+  readonly claimId: string;
+}
+
+/** Enough of a claimed or started task to hand it back with release(). */
+export interface HeldTask {
+  readonly taskId: string;
+  readonly userId: string;
+  readonly attempt: number;
+  /** Checked against the task when given; a start at Submit has none. */
+  readonly claimId?: string;
 }
 
 export interface ClaimResult {
@@ -110,12 +121,21 @@ const STATE_NAMES: Readonly<Record<string, TaskStateName>> = {
 
 const scripts = {
   admit: new LuaScript("admit-n.lua"),
-  claim: new LuaScript("claim-4.lua"),
+  claim: new LuaScript("claim-5.lua"),
   finish: new LuaScript("finish-6.lua"),
   snapshot: new LuaScript("snapshot-n.lua"),
   snapshotAll: new LuaScript("snapshot-all-3.lua"),
   renew: new LuaScript("renew-1.lua"),
+  release: new LuaScript("release-6.lua"),
 };
+
+/**
+ * How long a claim's record is kept for a caller whose client timed out: it
+ * reads it back on its next step, at most seconds later even while Redis is
+ * slow (drainer back-off tops at 5 s); leases cover anything later. Short,
+ * since every claim that takes something writes one.
+ */
+const CLAIM_RECORD_MS = 15_000;
 
 /** The per-user queues, task records and leases in Redis. */
 export class TaskQueue {
@@ -177,12 +197,14 @@ export class TaskQueue {
 
   /**
    * Recovers expired leases and due retries, then claims up to `maxClaims`
-   * due tasks, users earliest-due first: one round trip.
+   * due tasks, users earliest-due first: one round trip. `claimId` (unique
+   * per call) marks what it took, so that claimedBy() can tell a caller who
+   * did not see the reply.
    */
-  async claim(maxClaims: number): Promise<ClaimResult> {
+  async claim(maxClaims: number, claimId: string): Promise<ClaimResult> {
     const reply = (await scripts.claim.runBuffer(
       this.redis,
-      [this.keys.dueUsers, this.keys.leases, this.keys.retries, this.keys.totals],
+      [this.keys.dueUsers, this.keys.leases, this.keys.retries, this.keys.totals, this.keys.claim(claimId)],
       [
         maxClaims,
         this.options.leaseMs,
@@ -193,6 +215,8 @@ export class TaskQueue {
         this.keys.stats(""),
         this.options.deadLetterCap,
         this.keys.progressChannel,
+        claimId,
+        CLAIM_RECORD_MS,
         ...this.windows.claimArgs,
       ],
     )) as (number | Buffer)[];
@@ -206,6 +230,7 @@ export class TaskQueue {
         payload: reply[i + 3] as Buffer,
         attempt: Number(reply[i + 4]),
         dueAt: Number(reply[i + 5]),
+        claimId,
       });
     }
     return {
@@ -248,6 +273,41 @@ export class TaskQueue {
       ],
     );
     return FINISH_OUTCOMES[Number(replied)] ?? "lease-lost";
+  }
+
+  /**
+   * Hands back a task this process holds but will not run to an outcome: to
+   * the head of its queue, due now, the attempt not counted. False when its
+   * lease was no longer this attempt's.
+   */
+  async release(task: HeldTask): Promise<boolean> {
+    const released = await scripts.release.run(
+      this.redis,
+      [
+        this.keys.task(task.taskId),
+        this.keys.leases,
+        this.keys.queue(task.userId),
+        this.keys.dueUsers,
+        this.keys.stats(task.userId),
+        this.keys.totals,
+      ],
+      [task.taskId, task.attempt, task.userId, task.claimId ?? "", this.keys.progressChannel, this.keys.wakeChannel],
+    );
+    return Number(released) === 1;
+  }
+
+  /**
+   * What the claim with this id took, if it ran and its record is still kept
+   * (empty when it never ran). Sent after the claim on the same connection,
+   * it is answered after the claim ran.
+   */
+  async claimedBy(claimId: string): Promise<HeldTask[]> {
+    const entries = await this.redis.lrange(this.keys.claim(claimId), 0, -1);
+    const tasks: HeldTask[] = [];
+    for (let i = 0; i + 2 < entries.length; i += 3) {
+      tasks.push({ taskId: entries[i]!, userId: entries[i + 1]!, attempt: Number(entries[i + 2]), claimId });
+    }
+    return tasks;
   }
 
   /** Extends the leases of tasks still running here; returns how many were extended. */
