@@ -68,6 +68,7 @@ export async function startServer(
     deadLetterCap: DEAD_LETTER_CAP,
     idempotencyTtlSeconds: DAY_SECONDS,
     retentionSeconds: DAY_SECONDS,
+    clock,
   });
   const handlers = await loadHandlers(config.handler, config.taskLog);
   const auth = await loadAuthenticator(config.authKeys);

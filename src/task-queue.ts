@@ -1,7 +1,9 @@
 import type { Redis } from "ioredis";
+import { systemClock, type Clock } from "./clock.js";
 import type { Keys } from "./keys.js";
 import { LuaScript } from "./lua-script.js";
 import { countersFromReply, type RateWindows } from "./rate-windows.js";
+import { commandTimeoutOf, isUnanswered } from "./redis-connection.js";
 import type { WindowCounter } from "./start-schedule.js";
 import { newTaskId } from "./task-id.js";
 
@@ -87,6 +89,32 @@ export type Admission =
       readonly windows: WindowCounter[];
     };
 
+/**
+ * admit sent its script but got no reply (Redis stalled past the command
+ * timeout, or the connection dropped), and then read the task's record:
+ * `stored` is "no" when the record showed nothing was stored, "unknown" when
+ * Redis did not answer that read in time either.
+ */
+export class AdmitReplyLost extends Error {
+  override readonly name = "AdmitReplyLost";
+  constructor(
+    readonly taskId: string,
+    readonly stored: "no" | "unknown",
+    override readonly cause: unknown,
+  ) {
+    super(`admit of task ${taskId} got no reply (${cause instanceof Error ? cause.message : String(cause)}); stored: ${stored}`);
+  }
+}
+
+/**
+ * After admit's reply is lost, how long (in command timeouts) to keep reading
+ * the task's record while Redis is connected but slow. A stall that long is
+ * an outage; the caller is then told the outcome is unknown.
+ */
+const OUTCOME_WAIT_COMMAND_TIMEOUTS = 3;
+/** Pause between reads of the record when Redis answered one with an error (BUSY, LOADING). */
+const OUTCOME_RETRY_PAUSE_MS = 50;
+
 export type TaskStateName = "queued" | "running" | "succeeded" | "failed" | "dead";
 
 export interface TaskRecord {
@@ -109,6 +137,8 @@ export interface TaskQueueOptions {
   readonly deadLetterCap: number;
   readonly idempotencyTtlSeconds: number;
   readonly retentionSeconds: number;
+  /** Paces admit's wait for a lost reply's outcome; the system clock by default. */
+  readonly clock?: Clock;
 }
 
 const STATE_NAMES: Readonly<Record<string, TaskStateName>> = {
@@ -121,6 +151,7 @@ const STATE_NAMES: Readonly<Record<string, TaskStateName>> = {
 
 const scripts = {
   admit: new LuaScript("admit-n.lua"),
+  admitOutcome: new LuaScript("admit-outcome-n.lua"),
   claim: new LuaScript("claim-5.lua"),
   finish: new LuaScript("finish-6.lua"),
   snapshot: new LuaScript("snapshot-n.lua"),
@@ -175,7 +206,16 @@ export class TaskQueue {
       this.keys.progressChannel,
       ...this.windows.admitArgs,
     ];
-    const reply = (await scripts.admit.run(this.redis, keys, args)) as unknown[];
+    let reply: unknown[];
+    try {
+      reply = (await scripts.admit.run(this.redis, keys, args)) as unknown[];
+    } catch (error) {
+      // The script may have run: answering "nothing stored" could be a lie
+      // that a retry turns into a duplicate, and a task stored as running
+      // would wait out its lease. The id was made here, so its record tells.
+      if (!isUnanswered(error)) throw error;
+      return this.admitOutcome(taskId, userId, error);
+    }
     const [outcome, id, n, nowValue] = reply;
     const now = Number(nowValue);
     const windows = countersFromReply(reply.slice(4), now);
@@ -192,6 +232,48 @@ export class TaskQueue {
         return { outcome: "backlog-full", queued: Number(n), now, windows };
       default:
         throw new Error(`admit script replied with unknown outcome ${String(outcome)}`);
+    }
+  }
+
+  /**
+   * What an admit whose reply was lost did, read from the task's record on
+   * the same connection: Redis serves a connection in order, so the read is
+   * answered only after the admit script ran (if it ran). Read again while
+   * Redis is connected but slow, for a few command timeouts; then, or at once
+   * when the connection is down, the outcome is unknown.
+   */
+  private async admitOutcome(taskId: string, userId: string, lost: unknown): Promise<Admission> {
+    const clock = this.options.clock ?? systemClock;
+    const deadline = clock.now() + OUTCOME_WAIT_COMMAND_TIMEOUTS * commandTimeoutOf(this.redis);
+    for (;;) {
+      let reply: unknown[];
+      try {
+        reply = (await scripts.admitOutcome.run(
+          this.redis,
+          [this.keys.task(taskId), this.keys.queue(userId), ...this.windows.keysFor(userId)],
+          [taskId],
+        )) as unknown[];
+      } catch (error) {
+        // Unreachable: the outcome can be learnt only after reconnecting,
+        // and a Submit should not hang through an outage.
+        if (this.redis.status !== "ready" || clock.now() >= deadline) throw new AdmitReplyLost(taskId, "unknown", lost);
+        // A timed-out read has waited already; Redis' own "not now" has not.
+        if (!isUnanswered(error)) await new Promise<void>((resolve) => clock.setTimer(resolve, OUTCOME_RETRY_PAUSE_MS));
+        continue;
+      }
+      const [state, attempts, byAdmit, startedAt, position, nowValue] = reply;
+      const now = Number(nowValue);
+      const windows = countersFromReply(reply.slice(6), now);
+      if (state === "") throw new AdmitReplyLost(taskId, "no", lost);
+      // Started by admit and still on its first attempt: the lease is the
+      // admitting process's, which must run it now.
+      if (state === "r" && Number(byAdmit) === 1 && Number(attempts) === 1) {
+        return { outcome: "started", taskId, now: Number(startedAt), windows };
+      }
+      // Queued, or (the lease ran out or a drainer claimed it while we
+      // waited) already out of the queue: position 0. Either way it is
+      // stored and the drainers run it.
+      return { outcome: "queued", taskId, position: Number(position), now, windows };
     }
   }
 
