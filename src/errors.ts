@@ -53,6 +53,12 @@ const UNAVAILABLE_PATTERNS = [
   /^(LOADING|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|BUSY)\b/,
 ];
 
+// Redis at its maxmemory under noeviction refuses a script before it runs, so
+// nothing was written; the operator has to make room.
+const STORE_FULL =
+  "the task store (Redis) is full (maxmemory reached); nothing was stored; retry later, and operators: raise maxmemory or drain queues";
+const isStoreFull = (error: unknown): boolean => error instanceof Error && /^OOM\b/.test(error.message);
+
 export function isStoreUnavailable(error: unknown): boolean {
   return error instanceof Error && UNAVAILABLE_PATTERNS.some((pattern) => pattern.test(error.message));
 }
@@ -82,6 +88,9 @@ export function toStatus(error: unknown): StatusMapping {
   if (error instanceof AdmitReplyLost) {
     const details = error.stored === "no" ? NOT_STORED : outcomeUnknown(error.taskId);
     return { status: { code: Status.UNAVAILABLE, details }, unexpected: error };
+  }
+  if (isStoreFull(error)) {
+    return { status: { code: Status.UNAVAILABLE, details: STORE_FULL }, unexpected: error };
   }
   if (isStoreUnavailable(error)) {
     return { status: { code: Status.UNAVAILABLE, details: STORE_UNAVAILABLE }, unexpected: error };
