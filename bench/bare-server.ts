@@ -13,7 +13,7 @@ import cluster from "node:cluster";
 import { availableParallelism } from "node:os";
 import { create } from "@bufbuild/protobuf";
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
-import { grpcServiceDefinition } from "../src/grpc-service.js";
+import { grpcServiceDefinition } from "../src/grpc/service-definition.js";
 import { SubmitResponseSchema, TaskService, type SubmitResponse } from "../gen/ts/tollgate/v1/task_service_pb.js";
 
 const workers = Number(process.argv[2] ?? availableParallelism());

@@ -23,15 +23,15 @@
 //               mix (bench/cpu-profile.mjs): where their time goes.
 // The load generator is ghz when installed (.ci/run's GO_TOOLS), else
 // bench/load.ts. Every process started is stopped, even when interrupted.
-import { createHash } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { Redis } from "ioredis";
-import { freePort } from "../src/embedded-redis.js";
-import { createKeys } from "../src/keys.js";
+import { freePort } from "../src/redis/embedded-redis.js";
+import { createKeys } from "../src/redis/keys.js";
+import { LuaScript } from "../src/redis/lua-script.js";
 import { benchDrain } from "./drain.js";
 import { pickLoadGenerator, type LoadGenerator, type LoadResult, type LoadSpec } from "./loadgen.js";
 import { printProfileSummary, summariseProfiles } from "./profile.js";
@@ -349,14 +349,14 @@ async function throughput(gen: LoadGenerator): Promise<{ bareIdleCpu: number }> 
 
 // ------------------------------------------------------------- redis per Submit
 
-/** Script SHA1 -> name, as src/lua-script.ts computes them. */
+/** Script SHA1 -> name, with includes expanded as the store sends them. */
 async function scriptNames(): Promise<Map<string, string>> {
-  const dir = new URL("../src/lua/", import.meta.url);
+  const dir = new URL("../src/redis/lua/", import.meta.url);
   const names = new Map<string, string>();
   for (const file of await readdir(dir)) {
     if (!file.endsWith(".lua")) continue;
-    const source = await readFile(new URL(file, dir), "utf8");
-    names.set(createHash("sha1").update(source).digest("hex"), file.replace(/-(\d+|n)\.lua$/, ""));
+    const script = new LuaScript(file);
+    names.set(script.sha, script.name);
   }
   return names;
 }

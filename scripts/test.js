@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// npm test [-- FILE...]: every test/**/*.test.ts (or the files given) under
+// npm test [-- FILE|DIR...]: every test/**/*.test.ts (or the files given, and
+// every test file under the folders given, e.g. test/unit) under
 // node's test runner with tsx. The glob is expanded here, not by the shell, so
 // it behaves the same everywhere.
 import { spawnSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { goBinDirectory } from "./go-tools.js";
 
@@ -15,7 +16,8 @@ function findTests(dir) {
   });
 }
 
-const files = process.argv.length > 2 ? process.argv.slice(2) : findTests("test").sort();
+const given = process.argv.length > 2 ? process.argv.slice(2) : ["test"];
+const files = given.flatMap((path) => (statSync(path).isDirectory() ? findTests(path).sort() : [path]));
 const goBin = goBinDirectory();
 const env = { ...process.env, PATH: goBin ? `${goBin}:${process.env.PATH}` : process.env.PATH };
 const result = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-timeout=120000", ...files], {

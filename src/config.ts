@@ -1,6 +1,6 @@
 import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
-import { parseRatePolicy, type RatePolicy } from "./rate-policy.js";
+import { parseRatePolicy, type RatePolicy } from "./core/rate-policy.js";
 
 /** Everything the server reads from its environment, parsed and checked once. */
 export interface Config {

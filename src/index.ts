@@ -11,7 +11,7 @@ export {
   type SubmitInit,
   type TollgateClient,
   type TollgateClientOptions,
-} from "./client.js";
+} from "./client/client.js";
 export * from "../gen/ts/tollgate/v1/task_service_pb.js";
 export {
   Health,

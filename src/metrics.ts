@@ -1,6 +1,6 @@
 import cluster from "node:cluster";
 import { AggregatorRegistry, Counter, Gauge, Histogram, collectDefaultMetrics } from "prom-client";
-import type { TaskQueue } from "./task-queue.js";
+import type { TaskQueue } from "./redis/redis-store.js";
 
 /**
  * Tollgate's Prometheus metrics, in prom-client's default registry of each

@@ -1,6 +1,6 @@
 import cluster from "node:cluster";
-import { runPrimary } from "./cluster-primary.js";
-import { runWorker } from "./cluster-worker.js";
+import { runPrimary } from "./cluster/primary.js";
+import { runWorker } from "./cluster/worker.js";
 import type { Config } from "./config.js";
 
 /**

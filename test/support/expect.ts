@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { RETRY_INFO_TYPE, decodeRetryInfo } from "../../src/retry-info.js";
+import { RETRY_INFO_TYPE, decodeRetryInfo } from "../../src/grpc/retry-info.js";
 
 /** Awaits a call that must fail with `code`; returns the ConnectError. */
 export async function expectCode(call: Promise<unknown>, code: Code, what = "the call"): Promise<ConnectError> {

@@ -3,7 +3,7 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
-import { freePort, spawnRedisServer, type RedisServerProcess } from "../../src/embedded-redis.js";
+import { freePort, spawnRedisServer, type RedisServerProcess } from "../../src/redis/embedded-redis.js";
 
 // Data directories of this test process's Redis servers, removed when it exits.
 const directories = new Set<string>();

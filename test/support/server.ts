@@ -6,8 +6,8 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Redis } from "ioredis";
 import { parseConfig, type Config } from "../../src/config.js";
 import { createLogger } from "../../src/logger.js";
-import { connectRedis } from "../../src/redis-connection.js";
-import { startServer, type RunningServer } from "../../src/server.js";
+import { connectRedis } from "../../src/redis/connection.js";
+import { startServer, type RunningServer } from "../../src/grpc/server.js";
 import { TaskService } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 export interface TestServer {

@@ -1,6 +1,6 @@
 import type { Redis } from "ioredis";
-import { createKeys } from "../../src/keys.js";
-import type { RatePolicy } from "../../src/rate-policy.js";
+import { createKeys } from "../../src/redis/keys.js";
+import type { RatePolicy } from "../../src/core/rate-policy.js";
 
 const keys = createKeys();
 

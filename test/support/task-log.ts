@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import type { RatePolicy } from "../../src/rate-policy.js";
+import type { RatePolicy } from "../../src/core/rate-policy.js";
 
 export interface LoggedStart {
   readonly userId: string;

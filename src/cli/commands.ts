@@ -1,0 +1,232 @@
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { toJson } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  createHealthClient,
+  createTollgateClient,
+  retryAfterMs,
+  submitMany,
+  type TollgateClientOptions,
+} from "../client/client.js";
+import { progressOf, renderProgress } from "./progress-bar.js";
+import { HealthCheckResponse_ServingStatus } from "../../gen/ts/grpc/health/v1/health_pb.js";
+import {
+  GetTaskResponseSchema,
+  OverLimit,
+  SubmitResponseSchema,
+  WatchQueueResponseSchema,
+  type SubmitResponse,
+  type WatchQueueResponse,
+} from "../../gen/ts/tollgate/v1/task_service_pb.js";
+
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+const CONNECTION_OPTIONS = {
+  addr: { type: "string" },
+  "api-key": { type: "string" },
+  tls: { type: "boolean" },
+  "tls-ca": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies ParseArgsConfig["options"];
+
+export const CONNECTION_HELP = `Connection flags (every command):
+  --addr HOST:PORT     server address (env TOLLGATE_ADDR; default localhost:50051)
+  --api-key KEY        sent as "authorization: Bearer KEY" (env TOLLGATE_API_KEY)
+  --tls                use TLS; --tls-ca FILE to trust a private CA,
+  --tls-cert FILE --tls-key FILE for mutual TLS
+  --json               print one JSON object per answer or message, for scripts`;
+
+type Values = Record<string, string | boolean | undefined>;
+
+function parse<T extends NonNullable<ParseArgsConfig["options"]>>(args: readonly string[], options: T, positionals = false) {
+  try {
+    return parseArgs({ args: [...args], options: { ...CONNECTION_OPTIONS, ...options }, allowPositionals: positionals, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+function connection(values: Values): TollgateClientOptions {
+  const addr = (values.addr as string | undefined) ?? process.env.TOLLGATE_ADDR ?? "localhost:50051";
+  const secure = values.tls === true || values["tls-ca"] !== undefined || values["tls-cert"] !== undefined;
+  const baseUrl = /^https?:\/\//.test(addr) ? addr : `${secure ? "https" : "http"}://${addr}`;
+  const apiKey = (values["api-key"] as string | undefined) ?? process.env.TOLLGATE_API_KEY;
+  return {
+    baseUrl,
+    ...(apiKey ? { apiKey } : {}),
+    ...(secure
+      ? {
+          tls: {
+            ca: values["tls-ca"] as string | undefined,
+            cert: values["tls-cert"] as string | undefined,
+            key: values["tls-key"] as string | undefined,
+          },
+        }
+      : {}),
+  };
+}
+
+function requireUser(values: Values): string {
+  const user = values.user;
+  if (typeof user !== "string" || user === "") throw new UsageError("--user is required");
+  return user;
+}
+
+/** One readable line for a failed call: the gRPC code, the message, and when to retry. */
+export function describeCallError(error: unknown): string {
+  if (error instanceof ConnectError) {
+    const retry = retryAfterMs(error);
+    const code = Code[error.code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+    return `${code}: ${error.rawMessage}${retry !== undefined ? ` (retry after ${retry} ms)` : ""}`;
+  }
+  return (error as Error).message;
+}
+
+export const SUBMIT_HELP = `Usage: tollgate submit --user ID [flags]
+
+Submits tasks; prints each answer (task id, STARTED/QUEUED/DUPLICATE, queue
+position, estimated start).
+  --user ID              the user the tasks run for (required)
+  --count N              submit N tasks (default 1)
+  --payload TEXT         the task payload (UTF-8)
+  --kind NAME            the handler to run
+  --idempotency-key KEY  a repeated key answers DUPLICATE (only with --count 1)
+  --reject               refuse instead of queueing when over the limit
+  --watch                then watch the queue drain (see tollgate watch)
+
+${CONNECTION_HELP}`;
+
+export async function submitCommand(args: readonly string[]): Promise<number> {
+  const { values } = parse(args, {
+    user: { type: "string" },
+    count: { type: "string" },
+    payload: { type: "string" },
+    kind: { type: "string" },
+    "idempotency-key": { type: "string" },
+    reject: { type: "boolean" },
+    watch: { type: "boolean" },
+  });
+  if (values.help) return help(SUBMIT_HELP);
+  const userId = requireUser(values);
+  const count = Number(values.count ?? "1");
+  if (!Number.isSafeInteger(count) || count < 1 || count > 1_000_000) throw new UsageError("--count must be a whole number from 1");
+  if (values["idempotency-key"] !== undefined && count > 1) throw new UsageError("--idempotency-key needs --count 1");
+  const client = createTollgateClient(connection(values));
+  const request = {
+    userId,
+    payload: new TextEncoder().encode(values.payload ?? ""),
+    kind: values.kind ?? "",
+    idempotencyKey: values["idempotency-key"] ?? "",
+    overLimit: values.reject ? OverLimit.REJECT : OverLimit.QUEUE,
+  };
+  const answers = await submitMany(client, Array.from({ length: count }, () => request), 8);
+  if (!values.watch || values.json) {
+    for (const answer of answers) {
+      console.log(values.json ? JSON.stringify(toJson(SubmitResponseSchema, answer)) : describeSubmit(answer));
+    }
+  } else {
+    const started = answers.filter((a) => a.disposition === 1).length;
+    console.log(`submitted ${count} for ${userId}: ${started} started, ${count - started} queued`);
+  }
+  if (!values.watch) return 0;
+  return watchUntilDrained(client, userId, values.json === true, false, count);
+}
+
+function describeSubmit(answer: SubmitResponse): string {
+  const json = toJson(SubmitResponseSchema, answer) as Record<string, unknown>;
+  const disposition = String(json.disposition ?? "").replace("DISPOSITION_", "");
+  const position = json.queuePosition ? ` position ${String(json.queuePosition)}` : "";
+  const start = json.estimatedStart ? ` starts ${String(json.estimatedStart)}` : "";
+  return `${String(json.taskId)} ${disposition}${position}${start}`;
+}
+
+export const WATCH_HELP = `Usage: tollgate watch --user ID [flags]
+
+Draws a live progress bar of the user's queue (done of total, queued,
+running, failed, ETA) and exits 0 when it drains. Without --user, watches
+every queue.
+  --user ID    the queue to watch
+  --follow     keep watching after the queue drains
+
+${CONNECTION_HELP}`;
+
+export async function watchCommand(args: readonly string[]): Promise<number> {
+  const { values } = parse(args, { user: { type: "string" }, follow: { type: "boolean" } });
+  if (values.help) return help(WATCH_HELP);
+  const client = createTollgateClient(connection(values));
+  return watchUntilDrained(client, values.user ?? "", values.json === true, values.follow === true, undefined);
+}
+
+async function watchUntilDrained(
+  client: ReturnType<typeof createTollgateClient>,
+  userId: string,
+  json: boolean,
+  follow: boolean,
+  known: number | undefined,
+): Promise<number> {
+  const tty = process.stdout.isTTY === true && !json;
+  let first: WatchQueueResponse | undefined;
+  let line = "";
+  for await (const message of client.watchQueue({ userId, follow })) {
+    first ??= message;
+    if (json) {
+      console.log(JSON.stringify(toJson(WatchQueueResponseSchema, message)));
+      continue;
+    }
+    const next = renderProgress(userId, progressOf(message, first, known));
+    if (next === line) continue;
+    line = next;
+    process.stdout.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
+  }
+  if (tty) process.stdout.write("\n");
+  return 0;
+}
+
+export const TASK_HELP = `Usage: tollgate task TASK_ID [flags]
+
+Prints a task's state, attempts and timestamps.
+
+${CONNECTION_HELP}`;
+
+export async function taskCommand(args: readonly string[]): Promise<number> {
+  const { values, positionals } = parse(args, {}, true);
+  if (values.help) return help(TASK_HELP);
+  if (positionals.length !== 1) throw new UsageError("give exactly one task id");
+  const client = createTollgateClient(connection(values));
+  const answer = await client.getTask({ taskId: positionals[0]! });
+  const json = toJson(GetTaskResponseSchema, answer) as { task?: Record<string, unknown> };
+  if (values.json) {
+    console.log(JSON.stringify(json));
+  } else {
+    for (const [key, value] of Object.entries(json.task ?? {})) console.log(`${key}: ${String(value)}`);
+  }
+  return 0;
+}
+
+export const HEALTH_HELP = `Usage: tollgate health [--service NAME] [flags]
+
+Asks grpc.health.v1 whether the server is serving; exits 0 when it is, 1 when
+it is not or cannot be reached.
+  --service NAME   "" (the default) for the whole server, or tollgate.v1.TaskService
+
+${CONNECTION_HELP}`;
+
+export async function healthCommand(args: readonly string[]): Promise<number> {
+  const { values } = parse(args, { service: { type: "string" } });
+  if (values.help) return help(HEALTH_HELP);
+  const client = createHealthClient(connection(values));
+  const answer = await client.check({ service: values.service ?? "" }, { timeoutMs: 5_000 });
+  const status = HealthCheckResponse_ServingStatus[answer.status];
+  console.log(values.json ? JSON.stringify({ status }) : status);
+  return answer.status === HealthCheckResponse_ServingStatus.SERVING ? 0 : 1;
+}
+
+function help(text: string): number {
+  console.log(text);
+  return 0;
+}

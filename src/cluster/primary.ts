@@ -1,0 +1,185 @@
+import cluster, { type Worker } from "node:cluster";
+import { loadAuthenticator } from "../grpc/api-keys.js";
+import { isWorkerMessage } from "./messages.js";
+import { WORKER_INDEX_ENV } from "./worker.js";
+import type { Config } from "../config.js";
+import { startEmbeddedRedis, type EmbeddedRedis } from "../redis/embedded-redis.js";
+import { createLogger, type Logger } from "../logger.js";
+import { startMetricsServer, type MetricsServer } from "./metrics-server.js";
+import { connectRedis, redactUrl } from "../redis/connection.js";
+import { checkRedisRequirements } from "../redis/requirements.js";
+
+/** A worker that dies sooner than this after starting counts as crashing. */
+const STABLE_AFTER_MS = 10_000;
+const RESTART_BASE_MS = 250;
+const RESTART_MAX_MS = 30_000;
+/** Workers get this long to load before their first heartbeat is due. */
+const STARTUP_ALLOWANCE_MS = 20_000;
+/** Beyond the tasks' grace, how long stopping workers get before SIGKILL. */
+const STOP_MARGIN_MS = 5_000;
+
+interface Slot {
+  readonly index: number;
+  worker: Worker | undefined;
+  startedAt: number;
+  lastHeartbeat: number;
+  lagMs: number;
+  served: boolean;
+  crashes: number;
+  cancelRestart: (() => void) | undefined;
+}
+
+type Lifecycle =
+  | { readonly kind: "running" }
+  | { readonly kind: "stopping"; readonly done: Promise<void> }
+  | { readonly kind: "forcing" };
+
+/**
+ * The cluster primary: owns the embedded Redis (when no Redis is configured)
+ * and the metrics endpoint, forks the workers that share the gRPC port, and
+ * keeps them alive: a dead worker is replaced (with growing delay while it
+ * keeps dying), and one whose heartbeats stop (a blocked event loop) is
+ * killed and replaced. Each worker is watched on its own IPC channel, never
+ * through the shared port.
+ */
+export async function runPrimary(config: Config): Promise<void> {
+  const logger = createLogger(config.logLevel, { role: "primary" });
+  let embedded: EmbeddedRedis | undefined;
+  let metrics: MetricsServer | undefined;
+  // A bad key file stops everything now, with its line, rather than every worker.
+  await loadAuthenticator(config.authKeys);
+  try {
+    if (config.redisUrl === undefined) embedded = await startEmbeddedRedis(config.dataDir, logger);
+    const redisUrl = config.redisUrl ?? embedded!.url;
+    // Fail at once, with one clear message, rather than crash-loop workers:
+    // an unreachable Redis, or one the scripts cannot run on or that may
+    // evict their keys (exit 2, naming the fix).
+    const probe = await connectRedis(redisUrl, logger);
+    try {
+      await checkRedisRequirements(probe, config, logger);
+    } finally {
+      await probe.quit().catch(() => probe.disconnect());
+    }
+    logger.info({ redis: redactUrl(redisUrl), embedded: embedded !== undefined, workers: config.workers }, "starting workers");
+    if (config.metricsPort > 0) metrics = await startMetricsServer(config.host, config.metricsPort, logger);
+    supervise(config, redisUrl, logger, async () => {
+      await metrics?.close();
+      await embedded?.stop();
+    });
+  } catch (error) {
+    await metrics?.close();
+    await embedded?.stop();
+    throw error;
+  }
+}
+
+function supervise(config: Config, redisUrl: string, logger: Logger, cleanUp: () => Promise<void>): void {
+  let lifecycle: Lifecycle = { kind: "running" };
+  let everServed = false;
+  const slots: Slot[] = Array.from({ length: config.workers }, (_, index) => ({
+    index,
+    worker: undefined,
+    startedAt: 0,
+    lastHeartbeat: 0,
+    lagMs: 0,
+    served: false,
+    crashes: 0,
+    cancelRestart: undefined,
+  }));
+  const slotOf = (worker: Worker): Slot | undefined => slots.find((slot) => slot.worker === worker);
+
+  const fork = (slot: Slot): void => {
+    slot.cancelRestart = undefined;
+    const worker = cluster.fork({ TOLLGATE_REDIS_URL: redisUrl, [WORKER_INDEX_ENV]: String(slot.index) });
+    slot.worker = worker;
+    slot.startedAt = Date.now();
+    slot.lastHeartbeat = Date.now() + STARTUP_ALLOWANCE_MS;
+    slot.served = false;
+    worker.on("message", (message: unknown) => {
+      if (!isWorkerMessage(message)) return;
+      slot.lastHeartbeat = Date.now();
+      if (message.type === "tollgate:heartbeat") slot.lagMs = message.eventLoopLagMs;
+      if (message.type === "tollgate:serving") {
+        slot.served = true;
+        everServed = true;
+        logger.info({ worker: slot.index, pid: worker.process.pid, port: message.port }, "worker serving");
+      }
+    });
+  };
+
+  cluster.on("exit", (worker, code, signal) => {
+    const slot = slotOf(worker);
+    if (!slot) return;
+    slot.worker = undefined;
+    if (lifecycle.kind !== "running") return;
+    if (!slot.served && !everServed) {
+      logger.fatal({ worker: slot.index, code, signal }, "a worker failed to start; stopping (see its error above)");
+      void stopAll(1);
+      return;
+    }
+    const lived = Date.now() - slot.startedAt;
+    slot.crashes = lived < STABLE_AFTER_MS ? slot.crashes + 1 : 0;
+    // The first replacement is immediate; a worker that keeps dying waits
+    // 250 ms, 500 ms, 1 s, ... up to 30 s between tries.
+    const delay = slot.crashes <= 1 ? 0 : Math.min(RESTART_MAX_MS, RESTART_BASE_MS * 2 ** (slot.crashes - 2));
+    logger.warn(
+      { worker: slot.index, pid: worker.process.pid, code, signal, livedMs: lived, restartInMs: delay },
+      "worker exited; replacing it",
+    );
+    const timer = setTimeout(() => fork(slot), delay);
+    slot.cancelRestart = () => clearTimeout(timer);
+  });
+
+  const watchdog = setInterval(() => {
+    const now = Date.now();
+    for (const slot of slots) {
+      const silentMs = now - slot.lastHeartbeat;
+      if (slot.worker && silentMs > config.heartbeatTimeoutMs && !slot.worker.isDead()) {
+        logger.error(
+          { worker: slot.index, pid: slot.worker.process.pid, silentMs, lastLagMs: slot.lagMs },
+          "worker stopped heartbeating (event loop blocked?); killing it",
+        );
+        slot.lastHeartbeat = Infinity; // one kill per stall
+        slot.worker.process.kill("SIGKILL");
+      }
+    }
+  }, Math.max(100, Math.floor(config.heartbeatTimeoutMs / 4)));
+
+  const stopAll = (code: number): Promise<void> => {
+    if (lifecycle.kind !== "running") return lifecycle.kind === "stopping" ? lifecycle.done : Promise.resolve();
+    clearInterval(watchdog);
+    for (const slot of slots) slot.cancelRestart?.();
+    const done = (async () => {
+      const live = slots.flatMap((slot) => (slot.worker && !slot.worker.isDead() ? [slot.worker] : []));
+      const exited = live.map((worker) => new Promise<void>((resolve) => worker.once("exit", () => resolve())));
+      for (const worker of live) worker.process.kill("SIGTERM");
+      const force = setTimeout(() => {
+        for (const worker of live) if (!worker.isDead()) worker.process.kill("SIGKILL");
+      }, config.shutdownGraceMs + STOP_MARGIN_MS);
+      await Promise.all(exited);
+      clearTimeout(force);
+      await cleanUp();
+      logger.info("stopped");
+      process.exit(code);
+    })();
+    lifecycle = { kind: "stopping", done };
+    return done;
+  };
+
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (lifecycle.kind === "running") {
+      logger.info({ signal }, "stopping: workers finish their tasks");
+      void stopAll(0);
+      return;
+    }
+    if (lifecycle.kind === "forcing") return;
+    lifecycle = { kind: "forcing" };
+    logger.warn({ signal }, "second signal: killing workers now");
+    for (const slot of slots) slot.worker?.process.kill("SIGKILL");
+    void cleanUp().finally(() => process.exit(1));
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+
+  for (const slot of slots) fork(slot);
+}

@@ -1,0 +1,79 @@
+import cluster from "node:cluster";
+import type { Redis } from "ioredis";
+import type { WorkerMessage } from "./messages.js";
+import type { Config } from "../config.js";
+import { createLogger } from "../logger.js";
+import { connectRedis } from "../redis/connection.js";
+import { checkRedisRequirements } from "../redis/requirements.js";
+import { startServer, type RunningServer } from "../grpc/server.js";
+
+/** Set in the environment of forked workers: which slot of the pool this is. */
+export const WORKER_INDEX_ENV = "TOLLGATE_WORKER_INDEX";
+/** Test-only: "1" lets SIGUSR2 block the event loop forever (heartbeat tests). */
+export const TEST_FAULTS_ENV = "TOLLGATE_TEST_FAULTS";
+
+function send(message: WorkerMessage): void {
+  if (process.connected) process.send?.(message);
+}
+
+/**
+ * One cluster worker: the gRPC server and drainer over the primary's Redis,
+ * heartbeating its event-loop lag to the primary. SIGTERM or SIGINT (or the
+ * primary going away) stops it gracefully; the primary decides when to force.
+ */
+export async function runWorker(config: Config): Promise<void> {
+  const worker = Number(process.env[WORKER_INDEX_ENV] ?? cluster.worker?.id ?? 0);
+  const logger = createLogger(config.logLevel, { worker });
+  // Heartbeats start before anything else, so a worker stuck in start-up is
+  // caught like one stuck later. The lag they carry is how late the heartbeat
+  // timer itself fired: no extra timer wakes an idle worker to measure it.
+  const periodMs = Math.max(100, Math.floor(config.heartbeatTimeoutMs / 5));
+  let due = Date.now() + periodMs;
+  const heartbeat = setInterval(() => {
+    const now = Date.now();
+    send({ type: "tollgate:heartbeat", eventLoopLagMs: Math.max(0, now - due) });
+    due = now + periodMs;
+  }, periodMs);
+  send({ type: "tollgate:heartbeat", eventLoopLagMs: 0 });
+  if (process.env[TEST_FAULTS_ENV] === "1") {
+    process.on("SIGUSR2", () => {
+      logger.warn("test fault: blocking the event loop");
+      for (;;) {
+        // Blocks until killed: what a stuck handler or an endless loop looks like.
+      }
+    });
+  }
+
+  let redis: Redis | undefined;
+  let server: RunningServer | undefined;
+  let stopping = false;
+  const stop = (why: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ why }, "worker stopping");
+    (async () => {
+      await server?.close(config.shutdownGraceMs);
+      clearInterval(heartbeat);
+      await redis?.quit().catch(() => redis?.disconnect());
+    })().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, "error while stopping");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("disconnect", () => stop("the primary went away"));
+
+  try {
+    redis = await connectRedis(config.redisUrl!, logger);
+    await checkRedisRequirements(redis, config, logger); // again: Redis may have changed since the primary checked
+    server = await startServer(config, redis, logger);
+  } catch (error) {
+    logger.error({ err: error }, "worker could not start");
+    process.exit(1);
+  }
+  send({ type: "tollgate:serving", port: server.port });
+}

@@ -1,0 +1,53 @@
+import { invalidArgument } from "../grpc/status.js";
+
+export const MAX_USER_ID_BYTES = 128;
+export const MAX_IDEMPOTENCY_KEY_BYTES = 128;
+export const MAX_KIND_BYTES = 64;
+
+// Control characters (C0, DEL, C1) and line/paragraph separators: they break
+// logs and terminals and have no place in an identifier.
+const FORBIDDEN_CHARACTERS = /[\p{Cc}\p{Zl}\p{Zp}]/u;
+const KIND_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
+
+function checkIdentifier(field: string, value: string, maxBytes: number): void {
+  const bytes = Buffer.byteLength(value, "utf8");
+  if (bytes > maxBytes) {
+    throw invalidArgument(field, `is ${bytes} bytes long; the limit is ${maxBytes} bytes of UTF-8`);
+  }
+  const forbidden = FORBIDDEN_CHARACTERS.exec(value);
+  if (forbidden) {
+    const code = forbidden[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0");
+    throw invalidArgument(field, `contains the control character U+${code} at index ${forbidden.index}`);
+  }
+}
+
+export function checkUserId(userId: string, field = "user_id"): void {
+  if (userId === "") throw invalidArgument(field, "is required");
+  checkIdentifier(field, userId, MAX_USER_ID_BYTES);
+}
+
+export function checkIdempotencyKey(key: string): void {
+  checkIdentifier("idempotency_key", key, MAX_IDEMPOTENCY_KEY_BYTES);
+}
+
+export function checkPayload(payload: Uint8Array, maxBytes: number): void {
+  if (payload.byteLength > maxBytes) {
+    throw invalidArgument("payload", `is ${payload.byteLength} bytes; the limit is ${maxBytes} bytes`);
+  }
+}
+
+export function checkKind(kind: string, knownKinds: ReadonlySet<string>): void {
+  if (kind === "") return;
+  if (Buffer.byteLength(kind) > MAX_KIND_BYTES || !KIND_PATTERN.test(kind)) {
+    throw invalidArgument("kind", `"${kind.slice(0, MAX_KIND_BYTES)}" is not a handler name`);
+  }
+  if (!knownKinds.has(kind)) {
+    const known = [...knownKinds].sort();
+    throw invalidArgument(
+      "kind",
+      known.length === 0
+        ? `no handler named "${kind}"; this server runs every task with its default handler (leave kind empty)`
+        : `no handler named "${kind}"; known: ${known.join(", ")}`,
+    );
+  }
+}

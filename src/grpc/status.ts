@@ -1,0 +1,116 @@
+import { Metadata, status as Status, type StatusObject } from "@grpc/grpc-js";
+import type { Logger } from "../logger.js";
+import { encodeStatusWithRetryInfo } from "./retry-info.js";
+import { AdmitReplyLost } from "../redis/redis-store.js";
+
+/**
+ * The one error type services throw on purpose. Anything else that reaches
+ * toStatus is either a store outage (UNAVAILABLE) or a bug (INTERNAL, details
+ * logged, not sent).
+ */
+export class ServiceError extends Error {
+  override readonly name = "ServiceError";
+  constructor(
+    readonly code: Status,
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+}
+
+export function invalidArgument(field: string, problem: string): ServiceError {
+  return new ServiceError(Status.INVALID_ARGUMENT, `${field}: ${problem}`);
+}
+
+export const RETRY_AFTER_TRAILER = "retry-after-ms";
+
+const STORE_UNAVAILABLE =
+  "the task store (Redis) is unreachable; retry later (with the same idempotency key, a retry is safe)";
+
+// A Submit whose admit script got no reply and whose record could not be read
+// either: the task may have been stored. UNAVAILABLE like any store outage,
+// but the message must not promise that nothing was stored.
+const outcomeUnknown = (taskId: string): string =>
+  `the task store (Redis) did not answer in time (a stall or a dropped connection), so whether task ${taskId} was stored is unknown: ` +
+  "retry with the same idempotency key (safe: it answers DUPLICATE if the task was stored), " +
+  `or ask GetTask for ${taskId} before retrying without one (a retry may store the task twice)`;
+
+// The same, but the record was read afterwards and showed nothing stored.
+const NOT_STORED =
+  "the task store (Redis) did not answer in time (a stall or a dropped connection); the task was not stored, so a retry is safe";
+
+// Connection-level failures of ioredis and Redis' own "not now" replies:
+// UNAVAILABLE invites a retry. A command that timed out or was in flight when
+// the connection dropped may still have run: Submit's admit reads what
+// happened before answering (AdmitReplyLost above).
+const UNAVAILABLE_PATTERNS = [
+  /Connection is closed/i,
+  /enableOfflineQueue/i,
+  /Command timed out/i,
+  /Reached the max retries per request/i,
+  /\bE(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|HOSTUNREACH)\b/,
+  /^(LOADING|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|BUSY)\b/,
+];
+
+// Redis at its maxmemory under noeviction refuses a script before it runs, so
+// nothing was written; the operator has to make room.
+const STORE_FULL =
+  "the task store (Redis) is full (maxmemory reached); nothing was stored; retry later, and operators: raise maxmemory or drain queues";
+const isStoreFull = (error: unknown): boolean => error instanceof Error && /^OOM\b/.test(error.message);
+
+export function isStoreUnavailable(error: unknown): boolean {
+  return error instanceof Error && UNAVAILABLE_PATTERNS.some((pattern) => pattern.test(error.message));
+}
+
+export type GrpcStatus = Partial<StatusObject> & { code: Status; details: string };
+
+export interface StatusMapping {
+  readonly status: GrpcStatus;
+  /** Set when the error was not expected: log it, it is a bug or an outage. */
+  readonly unexpected?: unknown;
+}
+
+/** The one place that turns anything thrown into a gRPC status. */
+export function toStatus(error: unknown): StatusMapping {
+  if (error instanceof ServiceError) {
+    const metadata = new Metadata();
+    if (error.retryAfterMs !== undefined) {
+      const retryAfterMs = Math.max(0, Math.ceil(error.retryAfterMs));
+      metadata.set(RETRY_AFTER_TRAILER, String(retryAfterMs));
+      metadata.set(
+        "grpc-status-details-bin",
+        Buffer.from(encodeStatusWithRetryInfo(error.code, error.message, retryAfterMs)),
+      );
+    }
+    return { status: { code: error.code, details: error.message, metadata } };
+  }
+  if (error instanceof AdmitReplyLost) {
+    const details = error.stored === "no" ? NOT_STORED : outcomeUnknown(error.taskId);
+    return { status: { code: Status.UNAVAILABLE, details }, unexpected: error };
+  }
+  if (isStoreFull(error)) {
+    return { status: { code: Status.UNAVAILABLE, details: STORE_FULL }, unexpected: error };
+  }
+  if (isStoreUnavailable(error)) {
+    return { status: { code: Status.UNAVAILABLE, details: STORE_UNAVAILABLE }, unexpected: error };
+  }
+  return { status: { code: Status.INTERNAL, details: "internal error" }, unexpected: error };
+}
+
+/**
+ * toStatus, and the log line the failure deserves: nothing for a refusal the
+ * caller caused, a one-line warning for a store outage (it is expected and
+ * health already says so), the whole error for anything else.
+ */
+export function reportFailure(logger: Logger, error: unknown, context: Record<string, unknown>): GrpcStatus {
+  const { status, unexpected } = toStatus(error);
+  if (unexpected !== undefined) {
+    if (status.code === Status.UNAVAILABLE) {
+      logger.warn({ ...context, error: (unexpected as Error).message }, "request failed: store unavailable");
+    } else {
+      logger.error({ ...context, err: unexpected }, "request failed");
+    }
+  }
+  return status;
+}

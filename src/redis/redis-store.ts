@@ -1,0 +1,465 @@
+import type { Redis } from "ioredis";
+import { systemClock, type Clock } from "../core/clock.js";
+import type { Keys } from "./keys.js";
+import { LuaScript } from "./lua-script.js";
+import { countersFromReply, type RateWindows } from "./rate-windows.js";
+import { commandTimeoutOf, isUnanswered } from "./connection.js";
+import type { WindowCounter } from "../core/start-schedule.js";
+import { newTaskId } from "../core/task-id.js";
+
+export interface Submission {
+  readonly userId: string;
+  readonly payload: Uint8Array;
+  readonly kind: string;
+  readonly idempotencyKey: string;
+  readonly rejectOverLimit: boolean;
+  /** This process has a free slot; without one the task queues even when within the policy. */
+  readonly canStartNow: boolean;
+}
+
+/** A task the drainer claimed: it is running under a lease now. */
+export interface ClaimedTask {
+  readonly taskId: string;
+  readonly userId: string;
+  readonly kind: string;
+  readonly payload: Buffer;
+  readonly attempt: number;
+  /** The earliest moment the policy allowed this start (Redis clock, ms). */
+  readonly dueAt: number;
+  /** The claim that took it (see claim()). */
+  readonly claimId: string;
+}
+
+/** Enough of a claimed or started task to hand it back with release(). */
+export interface HeldTask {
+  readonly taskId: string;
+  readonly userId: string;
+  readonly attempt: number;
+  /** Checked against the task when given; a start at Submit has none. */
+  readonly claimId?: string;
+}
+
+export interface ClaimResult {
+  /** Redis' clock when the claim ran, ms. */
+  readonly now: number;
+  readonly claimed: readonly ClaimedTask[];
+  /** The next moments something needs the drainer (Redis clock, ms), if any. */
+  readonly nextDue: number | undefined;
+  readonly nextRetry: number | undefined;
+  readonly nextLeaseExpiry: number | undefined;
+}
+
+/** Counts for WatchQueue; succeeded, failed and dead only ever grow. */
+export interface QueueSnapshot {
+  /** Redis' clock when read, ms. */
+  readonly now: number;
+  /** Waiting in the queue or for a retry. */
+  readonly queued: number;
+  readonly running: number;
+  readonly succeeded: number;
+  /** Failed attempts. */
+  readonly failed: number;
+  readonly dead: number;
+  /** When the user's head task is due (the drainer's schedule). */
+  readonly dueAt: number | undefined;
+  /** The user's windows; undefined for the every-queue snapshot. */
+  readonly windows: WindowCounter[] | undefined;
+}
+
+export type AttemptResult = { readonly ok: true } | { readonly ok: false; readonly error: string };
+
+export type FinishOutcome = "succeeded" | "retry-scheduled" | "dead" | "lease-lost";
+const FINISH_OUTCOMES: readonly FinishOutcome[] = ["lease-lost", "succeeded", "retry-scheduled", "dead"];
+
+/** What admit decided, with the user's windows as they were after it. */
+export type Admission =
+  | { readonly outcome: "started"; readonly taskId: string; readonly now: number; readonly windows: WindowCounter[] }
+  | {
+      readonly outcome: "queued";
+      readonly taskId: string;
+      readonly position: number;
+      readonly now: number;
+      readonly windows: WindowCounter[];
+    }
+  | { readonly outcome: "duplicate"; readonly taskId: string; readonly now: number }
+  | {
+      readonly outcome: "over-limit" | "backlog-full";
+      readonly queued: number;
+      readonly now: number;
+      readonly windows: WindowCounter[];
+    };
+
+/**
+ * admit sent its script but got no reply (Redis stalled past the command
+ * timeout, or the connection dropped), and then read the task's record:
+ * `stored` is "no" when the record showed nothing was stored, "unknown" when
+ * Redis did not answer that read in time either.
+ */
+export class AdmitReplyLost extends Error {
+  override readonly name = "AdmitReplyLost";
+  constructor(
+    readonly taskId: string,
+    readonly stored: "no" | "unknown",
+    override readonly cause: unknown,
+  ) {
+    super(`admit of task ${taskId} got no reply (${cause instanceof Error ? cause.message : String(cause)}); stored: ${stored}`);
+  }
+}
+
+/**
+ * After admit's reply is lost, how long (in command timeouts) to keep reading
+ * the task's record while Redis is connected but slow. A stall that long is
+ * an outage; the caller is then told the outcome is unknown.
+ */
+const OUTCOME_WAIT_COMMAND_TIMEOUTS = 3;
+/** Pause between reads of the record when Redis answered one with an error (BUSY, LOADING). */
+const OUTCOME_RETRY_PAUSE_MS = 50;
+
+export type TaskStateName = "queued" | "running" | "succeeded" | "failed" | "dead";
+
+export interface TaskRecord {
+  readonly taskId: string;
+  readonly userId: string;
+  readonly kind: string;
+  readonly payload: Buffer;
+  readonly state: TaskStateName;
+  readonly attempts: number;
+  readonly submittedAt: number;
+  readonly startedAt: number | undefined;
+  readonly finishedAt: number | undefined;
+  readonly lastError: string;
+}
+
+export interface TaskQueueOptions {
+  readonly maxBacklog: number;
+  readonly leaseMs: number;
+  readonly maxAttempts: number;
+  readonly deadLetterCap: number;
+  readonly idempotencyTtlSeconds: number;
+  readonly retentionSeconds: number;
+  /** Paces admit's wait for a lost reply's outcome; the system clock by default. */
+  readonly clock?: Clock;
+}
+
+const STATE_NAMES: Readonly<Record<string, TaskStateName>> = {
+  q: "queued",
+  r: "running",
+  ok: "succeeded",
+  f: "failed",
+  d: "dead",
+};
+
+const scripts = {
+  admit: new LuaScript("admit-n.lua"),
+  admitOutcome: new LuaScript("admit-outcome-n.lua"),
+  claim: new LuaScript("claim-5.lua"),
+  finish: new LuaScript("finish-6.lua"),
+  snapshot: new LuaScript("snapshot-n.lua"),
+  snapshotAll: new LuaScript("snapshot-all-3.lua"),
+  renew: new LuaScript("renew-1.lua"),
+  release: new LuaScript("release-6.lua"),
+};
+
+/**
+ * How long a claim's record is kept for a caller whose client timed out: it
+ * reads it back on its next step, at most seconds later even while Redis is
+ * slow (drainer back-off tops at 5 s); leases cover anything later. Short,
+ * since every claim that takes something writes one.
+ */
+const CLAIM_RECORD_MS = 15_000;
+
+/** The per-user queues, task records and leases in Redis. */
+export class TaskQueue {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly windows: RateWindows,
+    private readonly options: TaskQueueOptions,
+  ) {}
+
+  /** Decides start-now, queue or reject for one task and stores it: one round trip. */
+  async admit(submission: Submission): Promise<Admission> {
+    const { userId } = submission;
+    const taskId = newTaskId();
+    const keys = [
+      this.keys.queue(userId),
+      this.keys.dueUsers,
+      this.keys.task(taskId),
+      this.keys.idempotency(userId, submission.idempotencyKey),
+      this.keys.leases,
+      this.keys.stats(userId),
+      this.keys.totals,
+      ...this.windows.keysFor(userId),
+    ];
+    const args = [
+      taskId,
+      userId,
+      Buffer.from(submission.payload.buffer, submission.payload.byteOffset, submission.payload.byteLength),
+      submission.idempotencyKey,
+      submission.kind,
+      submission.rejectOverLimit ? "reject" : "queue",
+      this.options.maxBacklog,
+      this.options.idempotencyTtlSeconds,
+      this.options.leaseMs,
+      submission.canStartNow ? "1" : "0",
+      this.keys.wakeChannel,
+      this.keys.progressChannel,
+      ...this.windows.admitArgs,
+    ];
+    let reply: unknown[];
+    try {
+      reply = (await scripts.admit.run(this.redis, keys, args)) as unknown[];
+    } catch (error) {
+      // The script may have run: answering "nothing stored" could be a lie
+      // that a retry turns into a duplicate, and a task stored as running
+      // would wait out its lease. The id was made here, so its record tells.
+      if (!isUnanswered(error)) throw error;
+      return this.admitOutcome(taskId, userId, error);
+    }
+    const [outcome, id, n, nowValue] = reply;
+    const now = Number(nowValue);
+    const windows = countersFromReply(reply.slice(4), now);
+    switch (Number(outcome)) {
+      case 1:
+        return { outcome: "started", taskId: String(id), now, windows };
+      case 2:
+        return { outcome: "queued", taskId: String(id), position: Number(n), now, windows };
+      case 3:
+        return { outcome: "duplicate", taskId: String(id), now };
+      case 4:
+        return { outcome: "over-limit", queued: Number(n), now, windows };
+      case 5:
+        return { outcome: "backlog-full", queued: Number(n), now, windows };
+      default:
+        throw new Error(`admit script replied with unknown outcome ${String(outcome)}`);
+    }
+  }
+
+  /**
+   * What an admit whose reply was lost did, read from the task's record on
+   * the same connection: Redis serves a connection in order, so the read is
+   * answered only after the admit script ran (if it ran). Read again while
+   * Redis is connected but slow, for a few command timeouts; then, or at once
+   * when the connection is down, the outcome is unknown.
+   */
+  private async admitOutcome(taskId: string, userId: string, lost: unknown): Promise<Admission> {
+    const clock = this.options.clock ?? systemClock;
+    const deadline = clock.now() + OUTCOME_WAIT_COMMAND_TIMEOUTS * commandTimeoutOf(this.redis);
+    for (;;) {
+      let reply: unknown[];
+      try {
+        reply = (await scripts.admitOutcome.run(
+          this.redis,
+          [this.keys.task(taskId), this.keys.queue(userId), ...this.windows.keysFor(userId)],
+          [taskId],
+        )) as unknown[];
+      } catch (error) {
+        // Unreachable: the outcome can be learnt only after reconnecting,
+        // and a Submit should not hang through an outage.
+        if (this.redis.status !== "ready" || clock.now() >= deadline) throw new AdmitReplyLost(taskId, "unknown", lost);
+        // A timed-out read has waited already; Redis' own "not now" has not.
+        if (!isUnanswered(error)) await new Promise<void>((resolve) => clock.setTimer(resolve, OUTCOME_RETRY_PAUSE_MS));
+        continue;
+      }
+      const [state, attempts, byAdmit, startedAt, position, nowValue] = reply;
+      const now = Number(nowValue);
+      const windows = countersFromReply(reply.slice(6), now);
+      if (state === "") throw new AdmitReplyLost(taskId, "no", lost);
+      // Started by admit and still on its first attempt: the lease is the
+      // admitting process's, which must run it now.
+      if (state === "r" && Number(byAdmit) === 1 && Number(attempts) === 1) {
+        return { outcome: "started", taskId, now: Number(startedAt), windows };
+      }
+      // Queued, or (the lease ran out or a drainer claimed it while we
+      // waited) already out of the queue: position 0. Either way it is
+      // stored and the drainers run it.
+      return { outcome: "queued", taskId, position: Number(position), now, windows };
+    }
+  }
+
+  /**
+   * Recovers expired leases and due retries, then claims up to `maxClaims`
+   * due tasks, users earliest-due first: one round trip. `claimId` (unique
+   * per call) marks what it took, so that claimedBy() can tell a caller who
+   * did not see the reply.
+   */
+  async claim(maxClaims: number, claimId: string): Promise<ClaimResult> {
+    const reply = (await scripts.claim.runBuffer(
+      this.redis,
+      [this.keys.dueUsers, this.keys.leases, this.keys.retries, this.keys.totals, this.keys.claim(claimId)],
+      [
+        maxClaims,
+        this.options.leaseMs,
+        this.options.maxAttempts,
+        this.keys.queue(""),
+        this.keys.task(""),
+        this.keys.deadLetters(""),
+        this.keys.stats(""),
+        this.options.deadLetterCap,
+        this.keys.progressChannel,
+        claimId,
+        CLAIM_RECORD_MS,
+        ...this.windows.claimArgs,
+      ],
+    )) as (number | Buffer)[];
+    const moment = (value: unknown): number | undefined => (Number(String(value)) >= 0 ? Number(String(value)) : undefined);
+    const claimed: ClaimedTask[] = [];
+    for (let i = 4; i + 5 < reply.length; i += 6) {
+      claimed.push({
+        taskId: String(reply[i]),
+        userId: String(reply[i + 1]),
+        kind: String(reply[i + 2]),
+        payload: reply[i + 3] as Buffer,
+        attempt: Number(reply[i + 4]),
+        dueAt: Number(reply[i + 5]),
+        claimId,
+      });
+    }
+    return {
+      now: Number(reply[0]),
+      claimed,
+      nextDue: moment(reply[1]),
+      nextRetry: moment(reply[2]),
+      nextLeaseExpiry: moment(reply[3]),
+    };
+  }
+
+  /** Records the end of one attempt and releases its lease. */
+  async finish(
+    task: { readonly taskId: string; readonly userId: string; readonly attempt: number },
+    result: AttemptResult,
+    retryDelayMs: number,
+  ): Promise<FinishOutcome> {
+    const replied = await scripts.finish.run(
+      this.redis,
+      [
+        this.keys.task(task.taskId),
+        this.keys.leases,
+        this.keys.retries,
+        this.keys.deadLetters(task.userId),
+        this.keys.stats(task.userId),
+        this.keys.totals,
+      ],
+      [
+        task.taskId,
+        task.attempt,
+        result.ok ? "ok" : "failed",
+        result.ok ? "" : result.error.slice(0, 1_000),
+        this.options.retentionSeconds,
+        this.options.maxAttempts,
+        Math.round(retryDelayMs),
+        this.options.deadLetterCap,
+        this.keys.progressChannel,
+        task.userId,
+        this.keys.wakeChannel,
+      ],
+    );
+    return FINISH_OUTCOMES[Number(replied)] ?? "lease-lost";
+  }
+
+  /**
+   * Hands back a task this process holds but will not run to an outcome: to
+   * the head of its queue, due now, the attempt not counted. False when its
+   * lease was no longer this attempt's.
+   */
+  async release(task: HeldTask): Promise<boolean> {
+    const released = await scripts.release.run(
+      this.redis,
+      [
+        this.keys.task(task.taskId),
+        this.keys.leases,
+        this.keys.queue(task.userId),
+        this.keys.dueUsers,
+        this.keys.stats(task.userId),
+        this.keys.totals,
+      ],
+      [task.taskId, task.attempt, task.userId, task.claimId ?? "", this.keys.progressChannel, this.keys.wakeChannel],
+    );
+    return Number(released) === 1;
+  }
+
+  /**
+   * What the claim with this id took, if it ran and its record is still kept
+   * (empty when it never ran). Sent after the claim on the same connection,
+   * it is answered after the claim ran.
+   */
+  async claimedBy(claimId: string): Promise<HeldTask[]> {
+    const entries = await this.redis.lrange(this.keys.claim(claimId), 0, -1);
+    const tasks: HeldTask[] = [];
+    for (let i = 0; i + 2 < entries.length; i += 3) {
+      tasks.push({ taskId: entries[i]!, userId: entries[i + 1]!, attempt: Number(entries[i + 2]), claimId });
+    }
+    return tasks;
+  }
+
+  /** Extends the leases of tasks still running here; returns how many were extended. */
+  async renew(taskIds: readonly string[]): Promise<number> {
+    if (taskIds.length === 0) return 0;
+    return Number(await scripts.renew.run(this.redis, [this.keys.leases], [this.options.leaseMs, ...taskIds]));
+  }
+
+  async getTask(taskId: string): Promise<TaskRecord | undefined> {
+    const fields = await this.redis.hgetallBuffer(this.keys.task(taskId));
+    if (!fields || Object.keys(fields).length === 0) return undefined;
+    const text = (name: string): string => fields[name]?.toString("utf8") ?? "";
+    const time = (name: string): number | undefined => (fields[name] ? Number(text(name)) : undefined);
+    return {
+      taskId,
+      userId: text("u"),
+      kind: text("k"),
+      payload: fields.p ?? Buffer.alloc(0),
+      state: STATE_NAMES[text("s")] ?? "queued",
+      attempts: Number(text("a") || "0"),
+      submittedAt: time("sub") ?? 0,
+      startedAt: time("st"),
+      finishedAt: time("fin"),
+      lastError: text("err"),
+    };
+  }
+
+  /** One user's counts and windows, read together. */
+  async snapshot(userId: string): Promise<QueueSnapshot> {
+    const reply = (await scripts.snapshot.run(
+      this.redis,
+      [this.keys.queue(userId), this.keys.stats(userId), this.keys.dueUsers, ...this.windows.keysFor(userId)],
+      [userId],
+    )) as number[];
+    const [now = 0, queued = 0, running = 0, waiting = 0, succeeded = 0, failed = 0, dead = 0, due = -1] = reply;
+    return {
+      now,
+      queued: queued + waiting,
+      running: Math.max(0, running),
+      succeeded,
+      failed,
+      dead,
+      dueAt: due >= 0 ? due : undefined,
+      windows: countersFromReply(reply.slice(8), now),
+    };
+  }
+
+  /** Every queue's counts together (windows are per user, so none). */
+  async snapshotAll(): Promise<QueueSnapshot> {
+    const reply = (await scripts.snapshotAll.run(
+      this.redis,
+      [this.keys.totals, this.keys.leases, this.keys.dueUsers],
+      [],
+    )) as number[];
+    const [now = 0, queued = 0, running = 0, succeeded = 0, failed = 0, dead = 0, due = -1] = reply;
+    return { now, queued, running, succeeded, failed, dead, dueAt: due >= 0 ? due : undefined, windows: undefined };
+  }
+
+  /** How many users have a queued task scheduled. */
+  async dueUserCount(): Promise<number> {
+    return this.redis.zcard(this.keys.dueUsers);
+  }
+
+  /** A user's dead-lettered task ids, newest first. */
+  async deadLetterIds(userId: string): Promise<string[]> {
+    return this.redis.lrange(this.keys.deadLetters(userId), 0, -1);
+  }
+
+  /** The ids in a user's queue, head first (for inspection and tests). */
+  async queuedTaskIds(userId: string): Promise<string[]> {
+    return this.redis.lrange(this.keys.queue(userId), 0, -1);
+  }
+}

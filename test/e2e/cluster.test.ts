@@ -1,0 +1,221 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { createClient, type Client } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { parseRatePolicy } from "../../src/core/rate-policy.js";
+import { usePrivateRedis } from "../support/fixture.js";
+import { TestRedis } from "../support/redis.js";
+import { startServeProcess, type ServeProcess } from "../support/serve-process.js";
+import { checkStarts, readFixtureLog, waitFor, waitUntilAllRan } from "../support/task-log.js";
+import { Disposition, TaskService } from "../../gen/ts/tollgate/v1/task_service_pb.js";
+
+const FIXTURE_HANDLERS = fileURLToPath(new URL("../fixtures/handlers.ts", import.meta.url));
+const hasProbe = spawnSync("grpc-health-probe", ["-version"]).status === 0;
+
+const ctx = usePrivateRedis("cluster");
+
+function clientFor(port: number): Client<typeof TaskService> {
+  // A channel of its own, so calls are not pinned to one worker's connection.
+  return createClient(TaskService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }));
+}
+
+/** Worker pids the primary has logged as serving, by worker slot. */
+function servingWorkers(server: ServeProcess): Map<number, number[]> {
+  const bySlot = new Map<number, number[]>();
+  for (const line of server.output().split("\n")) {
+    if (!line.includes('"msg":"worker serving"')) continue;
+    const entry = JSON.parse(line) as { worker: number; pid: number };
+    bySlot.set(entry.worker, [...(bySlot.get(entry.worker) ?? []), entry.pid]);
+  }
+  return bySlot;
+}
+
+async function stop(server: ServeProcess): Promise<number | string> {
+  server.child.kill("SIGTERM");
+  return server.exited;
+}
+
+function baseEnv(name: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    TOLLGATE_REDIS_URL: ctx.redis.url,
+    TOLLGATE_HOST: "127.0.0.1",
+    TOLLGATE_PORT: "0",
+    TOLLGATE_WORKERS: "2",
+    TOLLGATE_DATA_DIR: join(ctx.dir, name),
+    TOLLGATE_HANDLER: FIXTURE_HANDLERS,
+    TOLLGATE_FIXTURE_LOG: join(ctx.dir, `${name}.log`),
+    ...extra,
+  };
+}
+
+async function waitForWorkers(server: ServeProcess, count: number): Promise<void> {
+  await waitFor(() => servingWorkers(server).size >= count, 15_000, `${count} workers serving`);
+}
+
+describe("tollgate serve as a cluster", () => {
+  test("SIGKILL a worker under load: replaced within 2 s, no acknowledged task lost", async () => {
+    const server = await startServeProcess(baseEnv("kill", { TOLLGATE_RATE_LIMITS: "100/1s", TOLLGATE_LEASE_MS: "1000" }));
+    try {
+      await waitForWorkers(server, 2);
+      const acknowledged: string[] = [];
+      let submitting = true;
+      // Four channels, spread over both workers by the cluster's round robin.
+      const clients = Array.from({ length: 4 }, () => clientFor(server.port));
+      const load = Promise.all(
+        clients.map(async (client, c) => {
+          for (let i = 0; submitting && i < 500; i++) {
+            try {
+              const answer = await client.submit({ userId: `load-${c}-${i % 5}` }, { timeoutMs: 2_000 });
+              acknowledged.push(answer.taskId);
+            } catch {
+              // Calls on the killed worker's connection fail; they were not acknowledged.
+            }
+          }
+        }),
+      );
+      await waitFor(() => acknowledged.length >= 20, 10_000, "load to run");
+      const victim = servingWorkers(server).get(0)!.at(-1)!;
+      process.kill(victim, "SIGKILL");
+      const killedAt = Date.now();
+      await waitFor(() => (servingWorkers(server).get(0) ?? []).length >= 2, 5_000, "a replacement worker");
+      const replacedInMs = Date.now() - killedAt;
+      assert.ok(replacedInMs <= 2_000, `replacement served after ${replacedInMs} ms`);
+      await waitFor(() => acknowledged.length >= 60, 10_000, "load after the kill");
+      submitting = false;
+      await load;
+      const log = join(ctx.dir, "kill.log");
+      await waitUntilAllRan(log, acknowledged, 15_000);
+    } finally {
+      assert.equal(await stop(server), 0);
+    }
+  });
+
+  test("a worker whose event loop blocks is killed and replaced within the heartbeat timeout", async () => {
+    const server = await startServeProcess(
+      baseEnv("stall", { TOLLGATE_TEST_FAULTS: "1", TOLLGATE_HEARTBEAT_TIMEOUT_MS: "1500" }),
+    );
+    try {
+      await waitForWorkers(server, 2);
+      const victim = servingWorkers(server).get(1)!.at(-1)!;
+      process.kill(victim, "SIGUSR2");
+      const stalledAt = Date.now();
+      await waitFor(() => server.output().includes("stopped heartbeating"), 5_000, "the watchdog to notice");
+      const noticedInMs = Date.now() - stalledAt;
+      assert.ok(noticedInMs <= 1_500 + 500, `noticed after ${noticedInMs} ms`);
+      await waitFor(() => (servingWorkers(server).get(1) ?? []).length >= 2, 5_000, "a replacement worker");
+      assert.equal(spawnSync("kill", ["-0", String(victim)]).status !== 0, true, "the stalled worker is gone");
+    } finally {
+      assert.equal(await stop(server), 0);
+    }
+  });
+
+  test("health: grpc_health_probe fails within 2 s of Redis stopping and passes again when it is back", async (t) => {
+    if (!hasProbe) return t.skip("grpc-health-probe is not installed (.ci/run installs it with go install)");
+    const outage = await TestRedis.start();
+    const server = await startServeProcess(baseEnv("health", { TOLLGATE_REDIS_URL: outage.url }));
+    const probe = () =>
+      spawnSync("grpc-health-probe", [`-addr=127.0.0.1:${server.port}`, "-connect-timeout=1s", "-rpc-timeout=1s"]).status;
+    try {
+      await waitForWorkers(server, 2);
+      assert.equal(probe(), 0);
+      await outage.stop();
+      const stoppedAt = Date.now();
+      // Every worker must say so: probe until several in a row fail.
+      let failures = 0;
+      await waitFor(() => (probe() !== 0 ? ++failures >= 4 : ((failures = 0), false)), 5_000, "the probe to fail");
+      assert.ok(Date.now() - stoppedAt <= 2_000 + 1_000, "the probe failed within about 2 s");
+      await outage.start();
+      let passes = 0;
+      await waitFor(() => (probe() === 0 ? ++passes >= 4 : ((passes = 0), false)), 10_000, "the probe to pass again");
+    } finally {
+      assert.equal(await stop(server), 0);
+      await outage.stop();
+    }
+  });
+
+  test("SIGTERM during a drain exits 0 within the grace period; after a restart every task completes", async () => {
+    const env = baseEnv("term", {
+      TOLLGATE_RATE_LIMITS: "4/1s",
+      TOLLGATE_SHUTDOWN_GRACE_MS: "2000",
+      TOLLGATE_LEASE_MS: "1000",
+    });
+    const first = await startServeProcess(env);
+    const acknowledged: string[] = [];
+    await waitForWorkers(first, 2);
+    const client = clientFor(first.port);
+    const payload = new TextEncoder().encode("300");
+    for (let i = 0; i < 16; i++) acknowledged.push((await client.submit({ userId: "term", kind: "slow", payload })).taskId);
+    await waitFor(async () => (await readFixtureLog(env.TOLLGATE_FIXTURE_LOG!)).length >= 4, 5_000, "the drain to begin");
+    const termAt = Date.now();
+    assert.equal(await stop(first), 0, first.output());
+    assert.ok(Date.now() - termAt <= 2_000 + 1_500, `stopped after ${Date.now() - termAt} ms`);
+
+    const second = await startServeProcess(env);
+    try {
+      await waitUntilAllRan(env.TOLLGATE_FIXTURE_LOG!, acknowledged, 15_000);
+    } finally {
+      assert.equal(await stop(second), 0);
+    }
+  });
+
+  test("/metrics is Prometheus text, aggregated over workers, and counts what happened", async () => {
+    const metricsPort = 20_000 + (process.pid % 20_000);
+    const server = await startServeProcess(
+      baseEnv("metrics", { TOLLGATE_RATE_LIMITS: "1/1s", TOLLGATE_METRICS_PORT: String(metricsPort) }),
+    );
+    try {
+      await waitForWorkers(server, 2);
+      // Separate channels, so both workers serve some of the calls.
+      const answers = [];
+      for (let i = 0; i < 6; i++) answers.push(await clientFor(server.port).submit({ userId: `m${i % 3}` }));
+      const started = answers.filter((a) => a.disposition === Disposition.STARTED).length;
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).ok, 5_000, "metrics");
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      const samples = new Map<string, number>();
+      for (const line of text.split("\n")) {
+        if (line === "" || line.startsWith("#")) continue;
+        const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$/.exec(line);
+        assert.ok(match, `not Prometheus text: ${line}`);
+        samples.set(match[1]!, Number(match[2]));
+      }
+      assert.equal(samples.get('tollgate_tasks_submitted_total{disposition="started"}'), started);
+      assert.equal(samples.get('tollgate_tasks_submitted_total{disposition="queued"}'), 6 - started);
+      assert.equal(samples.get("tollgate_submit_duration_seconds_count"), 6);
+      assert.equal(samples.get("tollgate_tasks_queued"), 6 - started);
+      assert.ok(text.includes("# TYPE tollgate_start_lateness_seconds histogram"));
+    } finally {
+      assert.equal(await stop(server), 0);
+    }
+  });
+
+  test("two instances on one Redis hold one policy per user between them", async () => {
+    const policy = "1/1s";
+    const a = await startServeProcess(baseEnv("host-a", { TOLLGATE_RATE_LIMITS: policy, TOLLGATE_WORKERS: "1" }));
+    const b = await startServeProcess(baseEnv("host-b", { TOLLGATE_RATE_LIMITS: policy, TOLLGATE_WORKERS: "1" }));
+    try {
+      const clients = [clientFor(a.port), clientFor(b.port)];
+      const submittedAt = Date.now();
+      const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => clients[i % 2]!.submit({ userId: "shared" })));
+      assert.equal(answers.filter((x) => x.disposition === Disposition.STARTED).length, 1);
+      await waitFor(
+        async () => {
+          const tasks = await Promise.all(answers.map((x) => clients[0]!.getTask({ taskId: x.taskId })));
+          return tasks.every((t) => t.task?.startedAt !== undefined && t.task.state >= 3);
+        },
+        10_000,
+        "all six to run",
+      );
+      const starts = await Promise.all(
+        answers.map(async (x) => timestampMs((await clients[1]!.getTask({ taskId: x.taskId })).task!.startedAt!)),
+      );
+      assert.equal(checkStarts(parseRatePolicy(policy), starts, submittedAt, 2).violations, 0, `starts ${starts.join(",")}`);
+    } finally {
+      assert.equal(await stop(a), 0);
+      assert.equal(await stop(b), 0);
+    }
+  });
+});

@@ -1,0 +1,180 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { parseRatePolicy } from "../../src/core/rate-policy.js";
+import { usePrivateRedis } from "../support/fixture.js";
+import { startServeProcess } from "../support/serve-process.js";
+import { startTestServer } from "../support/server.js";
+import { checkStarts, readFixtureLog, readTaskLog, waitFor, waitUntilAllRan } from "../support/task-log.js";
+import { Disposition, TaskService, TaskState } from "../../gen/ts/tollgate/v1/task_service_pb.js";
+
+const FIXTURE_HANDLERS = fileURLToPath(new URL("../fixtures/handlers.ts", import.meta.url));
+
+const ctx = usePrivateRedis("drain");
+
+describe("drain", () => {
+  test("8 tasks at once start when 1/1s,5/5s allows, each within 150 ms, no window overrun", async () => {
+    const policyText = "1/1s,5/5s";
+    const taskLog = join(ctx.dir, "eight.log");
+    const tollgate = await startTestServer(ctx.redis.url, { TOLLGATE_RATE_LIMITS: policyText, TOLLGATE_TASK_LOG: taskLog });
+    try {
+      const submittedAt = Date.now();
+      const answers = await Promise.all(Array.from({ length: 8 }, () => tollgate.client.submit({ userId: "eight" })));
+      assert.equal(answers.filter((a) => a.disposition === Disposition.STARTED).length, 1);
+      await waitFor(async () => (await readTaskLog(taskLog, "eight")).length >= 8, 12_000, "8 starts in the task log");
+      await new Promise((resolve) => setTimeout(resolve, 50)); // the last one's record
+      const policy = parseRatePolicy(policyText);
+      // Redis' own record of each start: the clock the windows run on.
+      const recorded = await Promise.all(
+        answers.map(async (a) => timestampMs((await tollgate.client.getTask({ taskId: a.taskId })).task!.startedAt!)),
+      );
+      const exact = checkStarts(policy, recorded, submittedAt, 2);
+      assert.equal(exact.violations, 0, `starts ${recorded.map((s) => s - submittedAt).join(",")} overran a window`);
+      assert.ok(Math.max(...exact.lateness) <= 150, `lateness ${exact.lateness.join(",")} ms`);
+      // The task log shows the same starts, by the handler's clock: a line
+      // each, written just after Redis recorded the start.
+      const logged = (await readTaskLog(taskLog, "eight")).sort((a, b) => a - b);
+      const byRedis = [...recorded].sort((a, b) => a - b);
+      assert.equal(logged.length, 8);
+      logged.forEach((at, i) => {
+        const gap = at - byRedis[i]!;
+        assert.ok(gap >= -2 && gap <= 150, `task log line ${i} is ${gap} ms from its start`);
+      });
+      // The 5-second window really bound: the sixth start waited for it.
+      assert.ok(byRedis[5]! - byRedis[0]! >= 5_000, "the sixth start waited for the 5 s window");
+    } finally {
+      await tollgate.close();
+    }
+  });
+
+  test("fairness: with one slot, a user with 200 queued cannot delay another user's single task", async () => {
+    const log = join(ctx.dir, "fair.log");
+    process.env.TOLLGATE_FIXTURE_LOG = log;
+    const tollgate = await startTestServer(ctx.redis.url, {
+      TOLLGATE_RATE_LIMITS: "1000/1s",
+      TOLLGATE_CONCURRENCY: "1",
+      TOLLGATE_HANDLER: FIXTURE_HANDLERS,
+    });
+    try {
+      const payload = new TextEncoder().encode("40");
+      for (let i = 0; i < 200; i++) await tollgate.client.submit({ userId: "hog", kind: "slow", payload });
+      const b = await tollgate.client.submit({ userId: "bee", kind: "slow", payload });
+      assert.equal(b.disposition, Disposition.QUEUED, "the only slot is busy, so B queues");
+      await waitFor(async () => (await readFixtureLog(log)).some((s) => s.userId === "bee"), 5_000, "B's start");
+      const submittedAt = timestampMs((await tollgate.client.getTask({ taskId: b.taskId })).task!.submittedAt!);
+      const starts = await readFixtureLog(log);
+      const bStart = starts.find((s) => s.userId === "bee")!;
+      // Starts from B's submission on, B's own included: B must be the first or second.
+      const place = starts.filter((s) => s.at >= submittedAt && s.at <= bStart.at).length;
+      assert.ok(place <= 2, `B was start number ${place} after its submission`);
+    } finally {
+      await tollgate.close();
+      delete process.env.TOLLGATE_FIXTURE_LOG;
+    }
+  });
+
+  test("retries: fails twice then succeeds -> SUCCEEDED after 3 attempts; always fails -> DEAD and dead-lettered", async () => {
+    const tollgate = await startTestServer(ctx.redis.url, {
+      TOLLGATE_RATE_LIMITS: "100/1s",
+      TOLLGATE_HANDLER: FIXTURE_HANDLERS,
+      TOLLGATE_MAX_ATTEMPTS: "3",
+      TOLLGATE_RETRY_BACKOFF_MS: "50",
+    });
+    try {
+      const flaky = await tollgate.client.submit({ userId: "retry", kind: "flaky" });
+      const broken = await tollgate.client.submit({ userId: "retry", kind: "broken" });
+      const finalState = async (taskId: string) => (await tollgate.client.getTask({ taskId })).task!;
+      await waitFor(async () => (await finalState(flaky.taskId)).state === TaskState.SUCCEEDED, 5_000, "flaky to succeed");
+      const done = await finalState(flaky.taskId);
+      assert.equal(done.attempts, 3);
+      assert.equal(done.attemptsLeft, 0);
+      assert.ok(done.finishedAt && done.startedAt);
+      await waitFor(async () => (await finalState(broken.taskId)).state === TaskState.DEAD, 5_000, "broken to die");
+      const dead = await finalState(broken.taskId);
+      assert.equal(dead.attempts, 3);
+      assert.equal(dead.lastError, "broken handler");
+      assert.deepEqual(await tollgate.server.queue.deadLetterIds("retry"), [broken.taskId]);
+    } finally {
+      await tollgate.close();
+    }
+  });
+
+  test("SIGKILL while tasks run, then restart: every acknowledged task runs at least once", async () => {
+    const log = join(ctx.dir, "kill.log");
+    const env = {
+      TOLLGATE_REDIS_URL: ctx.redis.url,
+      TOLLGATE_HOST: "127.0.0.1",
+      TOLLGATE_PORT: "0",
+      TOLLGATE_DATA_DIR: ctx.dir,
+      TOLLGATE_RATE_LIMITS: "2/1s",
+      TOLLGATE_LEASE_MS: "600",
+      TOLLGATE_HANDLER: FIXTURE_HANDLERS,
+      TOLLGATE_FIXTURE_LOG: log,
+    };
+    const first = await startServeProcess(env);
+    const client = createClient(
+      TaskService,
+      createGrpcTransport({ baseUrl: `http://127.0.0.1:${first.port}` }),
+    );
+    const payload = new TextEncoder().encode("400");
+    const acknowledged: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      const answer = await client.submit({ userId: `k${i % 3}`, kind: "slow", payload });
+      acknowledged.push(answer.taskId);
+    }
+    await waitFor(async () => (await readFixtureLog(log)).length >= 4, 5_000, "some tasks to start");
+    first.child.kill("SIGKILL");
+    await first.exited;
+    const killedAt = Date.now();
+
+    const second = await startServeProcess(env);
+    try {
+      await waitUntilAllRan(log, acknowledged, 15_000);
+      const starts = await readFixtureLog(log);
+      const seen = new Map<string, number[]>();
+      for (const s of starts) seen.set(s.taskId, [...(seen.get(s.taskId) ?? []), s.at]);
+      for (const [taskId, times] of seen) {
+        if (times.length > 1) {
+          // Only a task running at the kill may run twice: it started before
+          // the kill and its 400 ms had not passed.
+          assert.ok(times[0]! <= killedAt && times[0]! + 400 > killedAt - 50, `${taskId} ran twice without cause`);
+        }
+      }
+    } finally {
+      second.child.kill("SIGTERM");
+      assert.equal(await second.exited, 0);
+    }
+  });
+
+  test("idle: 1,000 users waiting on a 60 s window cost almost no Redis commands or CPU", async () => {
+    const tollgate = await startTestServer(ctx.redis.url, { TOLLGATE_RATE_LIMITS: "1/60s" });
+    try {
+      const users = Array.from({ length: 1_000 }, (_, i) => `idle-${i}`);
+      for (let i = 0; i < users.length; i += 100) {
+        await Promise.all(users.slice(i, i + 100).flatMap((userId) => [
+          tollgate.client.submit({ userId }),
+          tollgate.client.submit({ userId }),
+        ]));
+      }
+      // Let the immediate starts finish.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const commandsBefore = await ctx.redis.commandCalls();
+      const cpuBefore = process.cpuUsage();
+      const wallBefore = process.hrtime.bigint();
+      await new Promise((resolve) => setTimeout(resolve, 5_000));
+      const cpu = process.cpuUsage(cpuBefore);
+      const wallMs = Number(process.hrtime.bigint() - wallBefore) / 1e6;
+      const commands = (await ctx.redis.commandCalls()) - commandsBefore - 1; // less the first INFO
+      const cpuShare = (cpu.user + cpu.system) / 1000 / wallMs;
+      assert.ok(commands < 50, `${commands} Redis commands in 5 s of waiting`);
+      assert.ok(cpuShare < 0.02, `${(cpuShare * 100).toFixed(2)}% of a core while waiting`);
+      assert.equal((await tollgate.server.queue.queuedTaskIds("idle-7")).length, 1);
+    } finally {
+      await tollgate.close();
+    }
+  });
+});

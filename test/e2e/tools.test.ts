@@ -1,0 +1,227 @@
+// Issue 6: the tools people call Tollgate with, each used for real against
+// `tollgate serve` (a 2-worker cluster on a private Redis): buf curl through
+// server reflection, the `tollgate` CLI as a client, and grpc-health-probe
+// (skipped, saying so, only when it is not installed).
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { resolve } from "node:path";
+import { describe, test } from "node:test";
+import { HealthCheckResponse_ServingStatus, createHealthClient, createTollgateClient } from "../../src/index.js";
+import { freePort } from "../../src/redis/embedded-redis.js";
+import { describeRun, runCommand, type Finished } from "../support/command.js";
+import { useServeProcess } from "../support/fixture.js";
+import { waitFor } from "../support/task-log.js";
+
+const BUF = resolve("node_modules/.bin/buf");
+const BIN = resolve("bin/tollgate.js");
+const PROBE = "grpc-health-probe";
+const hasProbe = spawnSync(PROBE, ["-version"]).status === 0;
+const NO_PROBE = "grpc-health-probe is not installed (go install github.com/grpc-ecosystem/grpc-health-probe@v0.4.62; .ci/run does)";
+
+const served = useServeProcess("tools", { TOLLGATE_RATE_LIMITS: "1/1s,20/1m" });
+
+/** Every top-level JSON object in `text`, in order (buf curl prints one per streamed message). */
+function jsonObjects(text: string): Record<string, unknown>[] {
+  const objects: Record<string, unknown>[] = [];
+  let depth = 0;
+  let start = 0;
+  let inString = false;
+  let escaped = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (escaped) escaped = false;
+      else if (c === "\\") escaped = true;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === "{" && depth++ === 0) start = i;
+    else if (c === "}" && --depth === 0) objects.push(JSON.parse(text.slice(start, i + 1)) as Record<string, unknown>);
+  }
+  return objects;
+}
+
+async function bufCurl(method: string, body?: unknown): Promise<Record<string, unknown>[]> {
+  const data = body === undefined ? [] : ["-d", JSON.stringify(body)];
+  const run = await runCommand(BUF, ["curl", "--protocol", "grpc", "--http2-prior-knowledge", ...data, `http://${served.addr}/${method}`], {
+    timeoutMs: 30_000,
+  });
+  assert.equal(run.code, 0, `buf curl ${method}: ${describeRun(run)}`);
+  return jsonObjects(run.stdout);
+}
+
+describe("buf curl through server reflection, against tollgate serve", () => {
+  test("Submit, then GetTask of the task it answered", async () => {
+    const [submitted] = await bufCurl("tollgate.v1.TaskService/Submit", { user_id: "buf-1", payload: "aGVsbG8=" });
+    assert.equal(submitted?.disposition, "DISPOSITION_STARTED", JSON.stringify(submitted));
+    assert.match(String(submitted?.taskId), /^[\w-]{22}$/);
+    assert.equal((submitted?.windows as unknown[]).length, 2);
+    const [answer] = await bufCurl("tollgate.v1.TaskService/GetTask", { task_id: submitted?.taskId });
+    const task = answer?.task as Record<string, unknown>;
+    assert.equal(task.taskId, submitted?.taskId);
+    assert.equal(task.userId, "buf-1");
+    assert.match(String(task.state), /^TASK_STATE_(RUNNING|SUCCEEDED)$/);
+  });
+
+  test("WatchQueue streams several JSON messages; only the last says drained", async () => {
+    // 1/1s: one starts now and four wait, so the queue takes about 4 s to drain.
+    const client = createTollgateClient({ baseUrl: `http://${served.addr}` });
+    for (let i = 0; i < 5; i++) await client.submit({ userId: "buf-watch" });
+    const messages = await bufCurl("tollgate.v1.TaskService/WatchQueue", { user_id: "buf-watch" });
+    assert.ok(messages.length >= 2, `several messages, got ${JSON.stringify(messages)}`);
+    const last = messages.at(-1)!;
+    assert.equal(last.drained, true, JSON.stringify(last));
+    assert.equal(last.userId, "buf-watch");
+    assert.equal(last.queued, undefined, "nothing queued (proto3 JSON leaves zeros out)");
+    for (const message of messages.slice(0, -1)) assert.notEqual(message.drained, true, JSON.stringify(message));
+    assert.ok(Number(messages[0]!.queued) >= 1, `the first message shows a queue: ${JSON.stringify(messages[0])}`);
+  });
+
+  test("grpc.health.v1.Health/Check answers SERVING for the server and for TaskService", async () => {
+    assert.deepEqual(await bufCurl("grpc.health.v1.Health/Check"), [{ status: "SERVING" }]);
+    assert.deepEqual(await bufCurl("grpc.health.v1.Health/Check", { service: "tollgate.v1.TaskService" }), [{ status: "SERVING" }]);
+  });
+});
+
+/** `tollgate ARGS` as a user runs it. */
+function tollgate(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Finished> {
+  return runCommand(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, timeoutMs: 30_000 });
+}
+
+function oneLine(text: string): string {
+  const lines = text.trim().split("\n");
+  assert.equal(lines.length, 1, `one line, got:\n${text}`);
+  return lines[0]!;
+}
+
+describe("the tollgate CLI as a client", () => {
+  test("tollgate --help lists every command and the exit codes; no command is a usage error (2)", async () => {
+    const [help, none, unknown] = await Promise.all([tollgate(["--help"]), tollgate([]), tollgate(["frobnicate"])]);
+    assert.equal(help.code, 0, describeRun(help));
+    for (const command of ["serve", "submit", "watch", "task", "health"]) assert.match(help.stdout, new RegExp(`^  ${command} `, "m"));
+    assert.match(help.stdout, /Exit codes: 0 ok, 1 the call failed .*\n2 usage/);
+    assert.equal(none.code, 2, describeRun(none));
+    assert.equal(unknown.code, 2, describeRun(unknown));
+    assert.match(unknown.stderr, /unknown command "frobnicate"/);
+  });
+
+  test("each command's --help exits 0 and shows its flags; client commands take --addr, --api-key, --json and the TLS flags", async () => {
+    const commands = ["submit", "watch", "task", "health", "serve"];
+    const helps = await Promise.all(commands.map((command) => tollgate([command, "--help"])));
+    for (const [i, help] of helps.entries()) {
+      assert.equal(help.code, 0, `${commands[i]} --help: ${describeRun(help)}`);
+      assert.match(help.stdout, new RegExp(`^Usage: tollgate ${commands[i]}`));
+      const flags = commands[i] === "serve" ? ["--tls-cert", "--tls-key", "--tls-ca", "--auth-keys"] : ["--addr", "--api-key", "--json", "--tls", "--tls-ca", "--tls-cert", "--tls-key"];
+      for (const flag of flags) assert.match(help.stdout, new RegExp(`${flag}\\b`), `${commands[i]} --help names ${flag}`);
+    }
+  });
+
+  test("usage errors exit 2 with one line that says what is wrong", async () => {
+    const cases: [string[], RegExp][] = [
+      [["submit", "--addr", served.addr], /tollgate submit: --user is required \(see tollgate submit --help\)/],
+      [["submit", "--user", "u", "--bogus"], /tollgate submit: .*--bogus/],
+      [["task", "--addr", served.addr], /tollgate task: give exactly one task id/],
+      [["health", "--addr"], /tollgate health: .*--addr/],
+    ];
+    const runs = await Promise.all(cases.map(([args]) => tollgate(args)));
+    for (const [i, run] of runs.entries()) {
+      assert.equal(run.code, 2, `${cases[i]![0].join(" ")}: ${describeRun(run)}`);
+      assert.match(oneLine(run.stderr), cases[i]![1]);
+    }
+  });
+
+  test("--json: submit, task, watch and health print JSON for scripts, and exit 0", async () => {
+    const submit = await tollgate(["submit", "--addr", served.addr, "--user", "cli-json", "--count", "2", "--payload", "hi", "--json"]);
+    assert.equal(submit.code, 0, describeRun(submit));
+    const answers = submit.stdout.trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+    // Both calls are in flight at once, so either may be the one that started.
+    assert.deepEqual(answers.map((a) => a.disposition).sort(), ["DISPOSITION_QUEUED", "DISPOSITION_STARTED"]);
+    const started = answers.find((a) => a.disposition === "DISPOSITION_STARTED")!;
+
+    const [task, watch, health] = await Promise.all([
+      tollgate(["task", String(started.taskId), "--addr", served.addr, "--json"]),
+      tollgate(["watch", "--addr", served.addr, "--user", "cli-json", "--json"]),
+      // The address from TOLLGATE_ADDR, and an API key (sent, unused: auth is off).
+      tollgate(["health", "--json", "--api-key", "some-key"], { TOLLGATE_ADDR: served.addr }),
+    ]);
+    assert.equal(task.code, 0, describeRun(task));
+    const shown = (JSON.parse(oneLine(task.stdout)) as { task: Record<string, unknown> }).task;
+    assert.equal(shown.taskId, started.taskId);
+    assert.equal(shown.userId, "cli-json");
+    assert.equal(watch.code, 0, describeRun(watch));
+    const messages = watch.stdout.trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.equal(messages.at(-1)!.drained, true);
+    assert.equal(health.code, 0, describeRun(health));
+    assert.deepEqual(JSON.parse(oneLine(health.stdout)), { status: "SERVING" });
+  });
+
+  test("a failed call exits 1 with one line naming the gRPC code", async () => {
+    const closed = await freePort();
+    const [invalid, missing, rejected, unreachable, tls] = await Promise.all([
+      tollgate(["task", "not-a-task-id", "--addr", served.addr]),
+      tollgate(["task", "AAAAAAAAAAAAAAAAAAAAAA", "--addr", served.addr, "--json"]),
+      // Two at once for a fresh user under 1/1s: one starts, REJECT refuses the other.
+      tollgate(["submit", "--addr", served.addr, "--user", "cli-reject", "--count", "2", "--reject"]),
+      tollgate(["health", "--addr", `127.0.0.1:${closed}`]),
+      // --tls against a plaintext server: the flag is taken, and the handshake fails.
+      tollgate(["health", "--addr", served.addr, "--tls"]),
+    ]);
+    for (const run of [invalid, missing, rejected, unreachable, tls]) assert.equal(run.code, 1, describeRun(run));
+    assert.match(oneLine(invalid.stderr), /^tollgate task: INVALID_ARGUMENT: task_id/);
+    assert.match(oneLine(missing.stderr), /^tollgate task: NOT_FOUND: /);
+    assert.match(oneLine(rejected.stderr), /^tollgate submit: RESOURCE_EXHAUSTED: .*\(retry after \d+ ms\)$/);
+    assert.match(oneLine(unreachable.stderr), /^tollgate health: UNAVAILABLE: /);
+    assert.match(oneLine(tls.stderr), /^tollgate health: [A-Z_]+: /);
+  });
+});
+
+describe("grpc-health-probe against tollgate serve", () => {
+  const probe = (...args: string[]) =>
+    runCommand(PROBE, ["-connect-timeout=2s", "-rpc-timeout=2s", ...args], { timeoutMs: 10_000 });
+
+  test("exits 0 while serving (server and TaskService), 3 for an unknown service, 2 when nothing listens", async (t) => {
+    if (!hasProbe) return t.skip(NO_PROBE);
+    const closed = await freePort();
+    const [server, service, unknown, nothing] = await Promise.all([
+      probe(`-addr=${served.addr}`),
+      probe(`-addr=${served.addr}`, "-service=tollgate.v1.TaskService"),
+      probe(`-addr=${served.addr}`, "-service=no.such.Service"),
+      probe(`-addr=127.0.0.1:${closed}`),
+    ]);
+    assert.equal(server.code, 0, describeRun(server));
+    assert.match(server.stdout + server.stderr, /status: SERVING/);
+    assert.equal(service.code, 0, describeRun(service));
+    assert.equal(unknown.code, 3, describeRun(unknown));
+    assert.equal(nothing.code, 2, describeRun(nothing));
+  });
+
+  test("when Redis stops: tollgate health exits 1 (NOT_SERVING) and the probe exits 4; both pass again when it is back", async (t) => {
+    /** Health as a fresh connection sees it: each connection lands on one worker. */
+    const check = async (): Promise<number> => {
+      const health = createHealthClient({ baseUrl: `http://${served.addr}` });
+      return (await health.check({ service: "" }, { timeoutMs: 2_000 }).catch(() => ({ status: -1 }))).status;
+    };
+    const until = async (status: HealthCheckResponse_ServingStatus, what: string): Promise<void> => {
+      let inARow = 0;
+      await waitFor(async () => ((await check()) === status ? ++inARow >= 4 : ((inARow = 0), false)), 15_000, what);
+    };
+    await served.redis.stop();
+    try {
+      await until(HealthCheckResponse_ServingStatus.NOT_SERVING, "every worker to say NOT_SERVING");
+      const health = await tollgate(["health", "--addr", served.addr, "--service", "tollgate.v1.TaskService"]);
+      assert.equal(health.code, 1, describeRun(health));
+      assert.equal(oneLine(health.stdout), "NOT_SERVING");
+      for (let i = 0; hasProbe && i < 4; i++) {
+        const down = await probe(`-addr=${served.addr}`);
+        assert.equal(down.code, 4, describeRun(down));
+      }
+    } finally {
+      await served.redis.start();
+    }
+    await until(HealthCheckResponse_ServingStatus.SERVING, "every worker to say SERVING again");
+    const health = await tollgate(["health", "--addr", served.addr]);
+    assert.equal(health.code, 0, describeRun(health));
+    if (!hasProbe) return t.skip(`the tollgate health half ran; ${NO_PROBE}`);
+    const up = await probe(`-addr=${served.addr}`);
+    assert.equal(up.code, 0, describeRun(up));
+  });
+});

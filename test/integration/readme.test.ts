@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { SETTINGS } from "../../src/config.js";
+import { usePrivateRedis } from "../support/fixture.js";
+import { startTestServer } from "../support/server.js";
+import { waitFor } from "../support/task-log.js";
+import { Disposition, TaskState } from "../../gen/ts/tollgate/v1/task_service_pb.js";
+
+const README = fileURLToPath(new URL("../../README.md", import.meta.url));
+const EXAMPLE_HANDLERS = fileURLToPath(new URL("../../examples/handlers.mjs", import.meta.url));
+
+const ctx = usePrivateRedis("readme");
+
+test("the README's configuration table lists every setting with its flag and default", async () => {
+  const readme = await readFile(README, "utf8");
+  for (const spec of Object.values(SETTINGS)) {
+    const row = readme.split("\n").find((line) => line.startsWith(`| \`${spec.env}\` |`));
+    assert.ok(row, `README has no row for ${spec.env}`);
+    assert.ok(row.includes(`\`--${spec.flag}\``), `${spec.env}'s row names --${spec.flag}`);
+    assert.ok(row.includes(spec.defaultText), `${spec.env}'s row gives the default ${spec.defaultText}`);
+  }
+});
+
+test("the README's handler example is examples/handlers.mjs, and it works as the README says", async () => {
+  const readme = await readFile(README, "utf8");
+  const example = await readFile(EXAMPLE_HANDLERS, "utf8");
+  const shown = /```js\n([\s\S]*?)```/.exec(readme)![1]!;
+  assert.ok(example.includes(shown.trim()), "the README shows the example file's code");
+
+  const output = join(ctx.dir, "example-output.log");
+  process.env.EXAMPLE_OUTPUT = output;
+  const tollgate = await startTestServer(ctx.redis.url, {
+    TOLLGATE_HANDLER: EXAMPLE_HANDLERS,
+    TOLLGATE_RATE_LIMITS: "10/1s",
+    TOLLGATE_RETRY_BACKOFF_MS: "50",
+  });
+  try {
+    const hello = await tollgate.client.submit({ userId: "123", payload: new TextEncoder().encode("hello") });
+    assert.equal(hello.disposition, Disposition.STARTED);
+    await waitFor(async () => (await readFile(output, "utf8").catch(() => "")).includes(`123 ${hello.taskId} hello`), 5_000, "the default handler's line");
+
+    const failing = await tollgate.client.submit({ userId: "123", kind: "fail" });
+    await waitFor(
+      async () => (await tollgate.client.getTask({ taskId: failing.taskId })).task?.state === TaskState.SUCCEEDED,
+      5_000,
+      "kind fail to succeed on its second attempt",
+    );
+    assert.equal((await tollgate.client.getTask({ taskId: failing.taskId })).task!.attempts, 2);
+
+    const paused = await tollgate.client.submit({ userId: "123", kind: "pause", payload: new TextEncoder().encode("10") });
+    await waitFor(
+      async () => (await tollgate.client.getTask({ taskId: paused.taskId })).task?.state === TaskState.SUCCEEDED,
+      5_000,
+      "kind pause to finish",
+    );
+    await assert.rejects(tollgate.client.submit({ userId: "123", kind: "nope" }), /kind: no handler named "nope"; known: fail, pause/);
+  } finally {
+    await tollgate.close();
+    delete process.env.EXAMPLE_OUTPUT;
+  }
+});

@@ -1,0 +1,107 @@
+import assert from "node:assert/strict";
+import { execFile, spawnSync } from "node:child_process";
+import { rm } from "node:fs/promises";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { ConnectError } from "@connectrpc/connect";
+import { createTollgateClient } from "../../src/client/client.js";
+import { makeCertificates, type TestCertificates } from "../support/certs.js";
+import { TestRedis } from "../support/redis.js";
+import { startTestServer, type TestServer } from "../support/server.js";
+
+const run = promisify(execFile);
+const BIN = fileURLToPath(new URL("../../bin/tollgate.js", import.meta.url));
+const hasProbe = spawnSync("grpc-health-probe", ["-version"]).status === 0;
+
+let redis: TestRedis;
+let certs: TestCertificates;
+
+before(async () => {
+  redis = await TestRedis.start();
+  certs = await makeCertificates();
+});
+after(async () => {
+  await redis?.stop();
+  if (certs) await rm(certs.dir, { recursive: true, force: true });
+});
+
+describe("TLS", () => {
+  let tollgate: TestServer;
+  let addr: string;
+  before(async () => {
+    tollgate = await startTestServer(redis.url, { TOLLGATE_TLS_CERT: certs.serverCert, TOLLGATE_TLS_KEY: certs.serverKey });
+    addr = `localhost:${tollgate.server.port}`;
+  });
+  after(async () => tollgate?.close());
+
+  test("the TS client speaks TLS with the CA; plaintext and an untrusted server are refused", async () => {
+    const client = createTollgateClient({ baseUrl: `https://${addr}`, tls: { ca: certs.ca } });
+    assert.ok((await client.submit({ userId: "tls" })).taskId);
+    const plaintext = createTollgateClient({ baseUrl: `http://${addr}` });
+    await assert.rejects(plaintext.submit({ userId: "tls" }), ConnectError);
+    const untrusted = createTollgateClient({ baseUrl: `https://${addr}` });
+    await assert.rejects(untrusted.submit({ userId: "tls" }), /certificate/i);
+  });
+
+  test("the CLI speaks TLS with --tls-ca", async () => {
+    const { stdout } = await run(process.execPath, [BIN, "submit", "--addr", addr, "--tls-ca", certs.ca, "--user", "tls", "--json"]);
+    assert.match(stdout, /"taskId"/);
+    const health = await run(process.execPath, [BIN, "health", "--addr", addr, "--tls-ca", certs.ca]);
+    assert.equal(health.stdout.trim(), "SERVING");
+  });
+
+  test("buf curl speaks TLS with --cacert, through reflection", async () => {
+    const buf = fileURLToPath(new URL("../../node_modules/.bin/buf", import.meta.url));
+    const { stdout } = await run(buf, [
+      "curl", "--protocol", "grpc", "--cacert", certs.ca, "-d", '{"user_id":"tls-buf"}',
+      `https://${addr}/tollgate.v1.TaskService/Submit`,
+    ]);
+    assert.match(stdout, /"disposition": "DISPOSITION_(STARTED|QUEUED)"/);
+  });
+
+  test("grpc-health-probe -tls works", async (t) => {
+    if (!hasProbe) return t.skip("grpc-health-probe is not installed (.ci/run installs it)");
+    const { stdout, stderr } = await run("grpc-health-probe", [`-addr=${addr}`, "-tls", `-tls-ca-cert=${certs.ca}`]);
+    assert.match(stdout + stderr, /status: SERVING/);
+  });
+});
+
+describe("mutual TLS", () => {
+  let tollgate: TestServer;
+  let addr: string;
+  before(async () => {
+    tollgate = await startTestServer(redis.url, {
+      TOLLGATE_TLS_CERT: certs.serverCert,
+      TOLLGATE_TLS_KEY: certs.serverKey,
+      TOLLGATE_TLS_CA: certs.ca,
+    });
+    addr = `localhost:${tollgate.server.port}`;
+  });
+  after(async () => tollgate?.close());
+
+  test("a client without a certificate is refused; one with a certificate signed by the CA gets in", async () => {
+    const anonymous = createTollgateClient({ baseUrl: `https://${addr}`, tls: { ca: certs.ca } });
+    await assert.rejects(anonymous.submit({ userId: "mtls" }), ConnectError);
+    const known = createTollgateClient({
+      baseUrl: `https://${addr}`,
+      tls: { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey },
+    });
+    assert.ok((await known.submit({ userId: "mtls" })).taskId);
+    const cli = await run(process.execPath, [
+      BIN, "task", (await known.submit({ userId: "mtls" })).taskId, "--json",
+      "--addr", addr, "--tls-ca", certs.ca, "--tls-cert", certs.clientCert, "--tls-key", certs.clientKey,
+    ]);
+    assert.match(cli.stdout, /"userId":"mtls"/);
+  });
+
+  test("grpc-health-probe with a client certificate", async (t) => {
+    if (!hasProbe) return t.skip("grpc-health-probe is not installed (.ci/run installs it)");
+    const { stdout, stderr } = await run("grpc-health-probe", [
+      `-addr=${addr}`, "-tls", `-tls-ca-cert=${certs.ca}`, `-tls-client-cert=${certs.clientCert}`, `-tls-client-key=${certs.clientKey}`,
+    ]);
+    assert.match(stdout + stderr, /status: SERVING/);
+    const refused = await run("grpc-health-probe", [`-addr=${addr}`, "-tls", `-tls-ca-cert=${certs.ca}`]).catch((error: { code: number }) => error);
+    assert.notEqual((refused as { code?: number }).code ?? 0, 0);
+  });
+});
