@@ -1,6 +1,6 @@
 import cluster from "node:cluster";
 import { AggregatorRegistry, Counter, Gauge, Histogram, collectDefaultMetrics } from "prom-client";
-import type { TaskQueue } from "./redis/redis-store.js";
+import type { TaskStore } from "./core/store.js";
 
 /**
  * Tollgate's Prometheus metrics, in prom-client's default registry of each
@@ -62,11 +62,11 @@ export const metrics = {
 };
 
 /** Where the Redis-read gauges come from (the latest server started here). */
-let source: TaskQueue | undefined;
+let source: TaskStore | undefined;
 let defaultsCollected = false;
 
 /** Process metrics, and the queue the Redis-read gauges read at scrape time. */
-export function bindMetrics(queue: TaskQueue): void {
+export function bindMetrics(queue: TaskStore): void {
   source = queue;
   if (!defaultsCollected) {
     // Event-loop lag sampled once a second, not prom-client's default 10 ms:

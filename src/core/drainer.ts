@@ -1,7 +1,7 @@
 import type { Redis } from "ioredis";
 import type { Clock } from "./clock.js";
 import type { Logger } from "../logger.js";
-import type { ClaimResult, HeldTask, TaskQueue } from "../redis/redis-store.js";
+import type { ClaimResult, HeldTask, TaskStore } from "./store.js";
 import { newTaskId } from "./task-id.js";
 import type { TaskRunner } from "./task-runner.js";
 
@@ -59,7 +59,7 @@ export class Drainer {
   private failures = 0;
 
   constructor(
-    private readonly queue: TaskQueue,
+    private readonly queue: TaskStore,
     private readonly runner: TaskRunner,
     private readonly subscriber: Redis,
     private readonly wakeChannel: string,

@@ -1,7 +1,7 @@
 import type { Redis } from "ioredis";
 import type { Clock } from "./clock.js";
 import type { Logger } from "../logger.js";
-import type { QueueSnapshot, TaskQueue } from "../redis/redis-store.js";
+import type { QueueSnapshot, TaskStore } from "./store.js";
 
 /** Gets the snapshots of the queue it watches, or the error that ends the watch. */
 export interface SnapshotListener {
@@ -30,7 +30,7 @@ export class ProgressHub {
   private closed = false;
 
   constructor(
-    private readonly queue: TaskQueue,
+    private readonly queue: TaskStore,
     private readonly subscriber: Redis,
     private readonly channel: string,
     private readonly clock: Clock,

@@ -3,7 +3,7 @@ import type { Clock } from "./clock.js";
 import type { HandlerSet, TaskHandler, TaskInput } from "./handlers.js";
 import type { Logger } from "../logger.js";
 import { metrics } from "../metrics.js";
-import type { AttemptResult, TaskQueue } from "../redis/redis-store.js";
+import type { AttemptResult, TaskStore } from "./store.js";
 
 export interface TaskRunnerOptions {
   /** Tasks running at once in this process. */
@@ -18,7 +18,7 @@ export interface TaskRunnerOptions {
 }
 
 /** The queue calls the runner makes. */
-export type RunnerQueue = Pick<TaskQueue, "finish" | "renew" | "release">;
+export type RunnerQueue = Pick<TaskStore, "finish" | "renew" | "release">;
 
 /** A task to run, with the claim that took it when a drainer claimed it. */
 export type StartedTask = TaskInput & { readonly claimId?: string };

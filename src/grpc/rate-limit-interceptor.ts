@@ -11,7 +11,7 @@ import type { Logger } from "../logger.js";
 import { metrics } from "../metrics.js";
 import type { RatePolicy } from "../core/rate-policy.js";
 import { nthStartTime } from "../core/start-schedule.js";
-import type { Admission, TaskQueue } from "../redis/redis-store.js";
+import type { Admission, TaskStore } from "../core/store.js";
 import type { TaskRunner } from "../core/task-runner.js";
 import { isTaskId } from "../core/task-id.js";
 import { checkIdempotencyKey, checkKind, checkPayload, checkUserId } from "../core/validation.js";
@@ -25,7 +25,7 @@ import {
 import { UndecodableRequest, methodPath } from "./service-definition.js";
 
 export interface RateLimitInterceptorOptions {
-  readonly queue: TaskQueue;
+  readonly queue: TaskStore;
   readonly runner: TaskRunner;
   readonly policy: RatePolicy;
   readonly kinds: ReadonlySet<string>;

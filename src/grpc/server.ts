@@ -18,7 +18,7 @@ import { formatRatePolicy } from "../core/rate-policy.js";
 import { ProgressHub } from "../core/progress-hub.js";
 import { RateWindows } from "../redis/rate-windows.js";
 import { reflectionService } from "./reflection.js";
-import { TaskQueue } from "../redis/redis-store.js";
+import { RedisStore } from "../redis/redis-store.js";
 import { TaskRunner } from "../core/task-runner.js";
 import { taskServiceImplementation } from "./task-service.js";
 import { file_grpc_health_v1_health } from "../../gen/ts/grpc/health/v1/health_pb.js";
@@ -45,7 +45,7 @@ export interface ServerOptions {
 export interface RunningServer {
   readonly port: number;
   readonly health: HealthReporter;
-  readonly queue: TaskQueue;
+  readonly queue: RedisStore;
   readonly hub: ProgressHub;
   /** Stops serving: NOT_SERVING, refuse new calls, let running tasks finish. Idempotent. */
   close(graceMs?: number): Promise<void>;
@@ -61,7 +61,7 @@ export async function startServer(
   const clock = options.clock ?? systemClock;
   const keys = createKeys();
   const windows = new RateWindows(redis, config.ratePolicy, keys);
-  const queue = new TaskQueue(redis, keys, windows, {
+  const queue = new RedisStore(redis, keys, windows, {
     maxBacklog: config.maxBacklog,
     leaseMs: config.leaseMs,
     maxAttempts: config.maxAttempts,

@@ -1,7 +1,7 @@
 import { Metadata, status as Status, type StatusObject } from "@grpc/grpc-js";
 import type { Logger } from "../logger.js";
 import { encodeStatusWithRetryInfo } from "./retry-info.js";
-import { AdmitReplyLost } from "../redis/redis-store.js";
+import { AdmitReplyLost } from "../core/store.js";
 
 /**
  * The one error type services throw on purpose. Anything else that reaches

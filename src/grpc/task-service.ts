@@ -14,7 +14,7 @@ import { serveWatchQueue } from "./watch-queue.js";
 import type { RatePolicy } from "../core/rate-policy.js";
 import { admissionOf, callerOf, mayActFor } from "./rate-limit-interceptor.js";
 import { nthStartTime, type WindowCounter } from "../core/start-schedule.js";
-import type { TaskQueue, TaskRecord, TaskStateName } from "../redis/redis-store.js";
+import type { TaskStore, TaskRecord, TaskStateName } from "../core/store.js";
 import {
   Disposition,
   GetTaskResponseSchema,
@@ -31,7 +31,7 @@ import {
 } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 export interface TaskServiceOptions {
-  readonly queue: TaskQueue;
+  readonly queue: TaskStore;
   readonly policy: RatePolicy;
   readonly logger: Logger;
   readonly maxAttempts: number;

@@ -7,7 +7,7 @@ import { metrics } from "../metrics.js";
 import type { ProgressHub } from "../core/progress-hub.js";
 import type { RatePolicy } from "../core/rate-policy.js";
 import { nthStartTime } from "../core/start-schedule.js";
-import type { QueueSnapshot } from "../redis/redis-store.js";
+import type { QueueSnapshot } from "../core/store.js";
 import {
   WatchQueueResponseSchema,
   type WatchQueueRequest,

@@ -4,107 +4,21 @@ import type { Keys } from "./keys.js";
 import { LuaScript } from "./lua-script.js";
 import { countersFromReply, type RateWindows } from "./rate-windows.js";
 import { commandTimeoutOf, isUnanswered } from "./connection.js";
-import type { WindowCounter } from "../core/start-schedule.js";
 import { newTaskId } from "../core/task-id.js";
-
-export interface Submission {
-  readonly userId: string;
-  readonly payload: Uint8Array;
-  readonly kind: string;
-  readonly idempotencyKey: string;
-  readonly rejectOverLimit: boolean;
-  /** This process has a free slot; without one the task queues even when within the policy. */
-  readonly canStartNow: boolean;
-}
-
-/** A task the drainer claimed: it is running under a lease now. */
-export interface ClaimedTask {
-  readonly taskId: string;
-  readonly userId: string;
-  readonly kind: string;
-  readonly payload: Buffer;
-  readonly attempt: number;
-  /** The earliest moment the policy allowed this start (Redis clock, ms). */
-  readonly dueAt: number;
-  /** The claim that took it (see claim()). */
-  readonly claimId: string;
-}
-
-/** Enough of a claimed or started task to hand it back with release(). */
-export interface HeldTask {
-  readonly taskId: string;
-  readonly userId: string;
-  readonly attempt: number;
-  /** Checked against the task when given; a start at Submit has none. */
-  readonly claimId?: string;
-}
-
-export interface ClaimResult {
-  /** Redis' clock when the claim ran, ms. */
-  readonly now: number;
-  readonly claimed: readonly ClaimedTask[];
-  /** The next moments something needs the drainer (Redis clock, ms), if any. */
-  readonly nextDue: number | undefined;
-  readonly nextRetry: number | undefined;
-  readonly nextLeaseExpiry: number | undefined;
-}
-
-/** Counts for WatchQueue; succeeded, failed and dead only ever grow. */
-export interface QueueSnapshot {
-  /** Redis' clock when read, ms. */
-  readonly now: number;
-  /** Waiting in the queue or for a retry. */
-  readonly queued: number;
-  readonly running: number;
-  readonly succeeded: number;
-  /** Failed attempts. */
-  readonly failed: number;
-  readonly dead: number;
-  /** When the user's head task is due (the drainer's schedule). */
-  readonly dueAt: number | undefined;
-  /** The user's windows; undefined for the every-queue snapshot. */
-  readonly windows: WindowCounter[] | undefined;
-}
-
-export type AttemptResult = { readonly ok: true } | { readonly ok: false; readonly error: string };
-
-export type FinishOutcome = "succeeded" | "retry-scheduled" | "dead" | "lease-lost";
-const FINISH_OUTCOMES: readonly FinishOutcome[] = ["lease-lost", "succeeded", "retry-scheduled", "dead"];
-
-/** What admit decided, with the user's windows as they were after it. */
-export type Admission =
-  | { readonly outcome: "started"; readonly taskId: string; readonly now: number; readonly windows: WindowCounter[] }
-  | {
-      readonly outcome: "queued";
-      readonly taskId: string;
-      readonly position: number;
-      readonly now: number;
-      readonly windows: WindowCounter[];
-    }
-  | { readonly outcome: "duplicate"; readonly taskId: string; readonly now: number }
-  | {
-      readonly outcome: "over-limit" | "backlog-full";
-      readonly queued: number;
-      readonly now: number;
-      readonly windows: WindowCounter[];
-    };
-
-/**
- * admit sent its script but got no reply (Redis stalled past the command
- * timeout, or the connection dropped), and then read the task's record:
- * `stored` is "no" when the record showed nothing was stored, "unknown" when
- * Redis did not answer that read in time either.
- */
-export class AdmitReplyLost extends Error {
-  override readonly name = "AdmitReplyLost";
-  constructor(
-    readonly taskId: string,
-    readonly stored: "no" | "unknown",
-    override readonly cause: unknown,
-  ) {
-    super(`admit of task ${taskId} got no reply (${cause instanceof Error ? cause.message : String(cause)}); stored: ${stored}`);
-  }
-}
+import {
+  AdmitReplyLost,
+  type Admission,
+  type AttemptResult,
+  type ClaimResult,
+  type ClaimedTask,
+  type FinishOutcome,
+  type HeldTask,
+  type QueueSnapshot,
+  type Submission,
+  type TaskRecord,
+  type TaskStateName,
+  type TaskStore,
+} from "../core/store.js";
 
 /**
  * After admit's reply is lost, how long (in command timeouts) to keep reading
@@ -115,22 +29,7 @@ const OUTCOME_WAIT_COMMAND_TIMEOUTS = 3;
 /** Pause between reads of the record when Redis answered one with an error (BUSY, LOADING). */
 const OUTCOME_RETRY_PAUSE_MS = 50;
 
-export type TaskStateName = "queued" | "running" | "succeeded" | "failed" | "dead";
-
-export interface TaskRecord {
-  readonly taskId: string;
-  readonly userId: string;
-  readonly kind: string;
-  readonly payload: Buffer;
-  readonly state: TaskStateName;
-  readonly attempts: number;
-  readonly submittedAt: number;
-  readonly startedAt: number | undefined;
-  readonly finishedAt: number | undefined;
-  readonly lastError: string;
-}
-
-export interface TaskQueueOptions {
+export interface RedisStoreOptions {
   readonly maxBacklog: number;
   readonly leaseMs: number;
   readonly maxAttempts: number;
@@ -140,6 +39,8 @@ export interface TaskQueueOptions {
   /** Paces admit's wait for a lost reply's outcome; the system clock by default. */
   readonly clock?: Clock;
 }
+
+const FINISH_OUTCOMES: readonly FinishOutcome[] = ["lease-lost", "succeeded", "retry-scheduled", "dead"];
 
 const STATE_NAMES: Readonly<Record<string, TaskStateName>> = {
   q: "queued",
@@ -168,13 +69,13 @@ const scripts = {
  */
 const CLAIM_RECORD_MS = 15_000;
 
-/** The per-user queues, task records and leases in Redis. */
-export class TaskQueue {
+/** The task store in Redis: per-user queues, task records, leases, windows and counters. */
+export class RedisStore implements TaskStore {
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
     private readonly windows: RateWindows,
-    private readonly options: TaskQueueOptions,
+    private readonly options: RedisStoreOptions,
   ) {}
 
   /** Decides start-now, queue or reject for one task and stores it: one round trip. */

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { ClaimResult } from "../../src/redis/redis-store.js";
+import type { ClaimResult } from "../../src/core/store.js";
 import { useTestServer } from "../support/fixture.js";
 import { pollUntil } from "../support/expect.js";
 import { keys } from "../support/store.js";

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import type { Redis } from "ioredis";
-import type { ClaimResult } from "../../src/redis/redis-store.js";
+import type { ClaimResult } from "../../src/core/store.js";
 import { usePrivateRedis } from "../support/fixture.js";
 import { pollUntil } from "../support/expect.js";
 import { startTestServer } from "../support/server.js";

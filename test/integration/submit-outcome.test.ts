@@ -13,7 +13,8 @@ import { createLogger } from "../../src/logger.js";
 import { parseRatePolicy } from "../../src/core/rate-policy.js";
 import { RateWindows } from "../../src/redis/rate-windows.js";
 import { connectRedis } from "../../src/redis/connection.js";
-import { AdmitReplyLost, TaskQueue, type Admission } from "../../src/redis/redis-store.js";
+import { AdmitReplyLost, type Admission } from "../../src/core/store.js";
+import { RedisStore } from "../../src/redis/redis-store.js";
 import { useTestServer } from "../support/fixture.js";
 import { snapshot } from "../support/store.js";
 import { readFixtureLog, waitUntilAllRan } from "../support/task-log.js";
@@ -116,10 +117,10 @@ test("Submits held up by a Redis stall past the command timeout: OK ones run, fa
  * drainer leaves them alone) over a connection with a 200 ms command timeout,
  * so each outcome of a lost reply is quick to reach.
  */
-async function withQueue(work: (queue: TaskQueue, stall: (ms: number) => Promise<void>) => Promise<void>): Promise<void> {
+async function withQueue(work: (queue: RedisStore, stall: (ms: number) => Promise<void>) => Promise<void>): Promise<void> {
   const redis = await connectRedis(ctx.redis.url, createLogger("silent"), { commandTimeoutMs: 200 });
   const keys = createKeys("lost");
-  const queue = new TaskQueue(redis, keys, new RateWindows(redis, parseRatePolicy("1/1h"), keys), {
+  const queue = new RedisStore(redis, keys, new RateWindows(redis, parseRatePolicy("1/1h"), keys), {
     maxBacklog: 100,
     leaseMs: 30_000,
     maxAttempts: 3,

@@ -10,7 +10,7 @@ import type { Clock } from "../../src/core/clock.js";
 import { systemClock } from "../../src/core/clock.js";
 import type { HandlerSet, TaskHandler, TaskInput } from "../../src/core/handlers.js";
 import { createLogger } from "../../src/logger.js";
-import type { AttemptResult, FinishOutcome, TaskQueue } from "../../src/redis/redis-store.js";
+import type { AttemptResult, FinishOutcome, TaskStore } from "../../src/core/store.js";
 import { TaskRunner, type TaskRunnerOptions } from "../../src/core/task-runner.js";
 
 interface Recorded {
@@ -77,7 +77,7 @@ function handlerSet(handler: TaskHandler): HandlerSet {
 }
 
 function newRunner(queue: FakeQueue, handler: TaskHandler, clock: Clock, options: Partial<TaskRunnerOptions>): TaskRunner {
-  return new TaskRunner(queue as unknown as TaskQueue, handlerSet(handler), createLogger("silent"), clock, {
+  return new TaskRunner(queue as unknown as TaskStore, handlerSet(handler), createLogger("silent"), clock, {
     concurrency: 4,
     attemptTimeoutMs: 60_000,
     leaseMs: 3_000,

@@ -1,0 +1,155 @@
+import type { WindowCounter } from "./start-schedule.js";
+
+// The storage boundary: everything the core needs from where tasks live. The
+// core (drainer, runner, progress, Submit's decision) depends on this
+// interface only; src/redis implements it with atomic Lua scripts, so every
+// multi-key change below happens whole or not at all.
+
+export interface Submission {
+  readonly userId: string;
+  readonly payload: Uint8Array;
+  readonly kind: string;
+  readonly idempotencyKey: string;
+  readonly rejectOverLimit: boolean;
+  /** This process has a free slot; without one the task queues even when within the policy. */
+  readonly canStartNow: boolean;
+}
+
+/** A task the drainer claimed: it is running under a lease now. */
+export interface ClaimedTask {
+  readonly taskId: string;
+  readonly userId: string;
+  readonly kind: string;
+  readonly payload: Buffer;
+  readonly attempt: number;
+  /** The earliest moment the policy allowed this start (Redis clock, ms). */
+  readonly dueAt: number;
+  /** The claim that took it (see claim()). */
+  readonly claimId: string;
+}
+
+/** Enough of a claimed or started task to hand it back with release(). */
+export interface HeldTask {
+  readonly taskId: string;
+  readonly userId: string;
+  readonly attempt: number;
+  /** Checked against the task when given; a start at Submit has none. */
+  readonly claimId?: string;
+}
+
+export interface ClaimResult {
+  /** Redis' clock when the claim ran, ms. */
+  readonly now: number;
+  readonly claimed: readonly ClaimedTask[];
+  /** The next moments something needs the drainer (Redis clock, ms), if any. */
+  readonly nextDue: number | undefined;
+  readonly nextRetry: number | undefined;
+  readonly nextLeaseExpiry: number | undefined;
+}
+
+/** Counts for WatchQueue; succeeded, failed and dead only ever grow. */
+export interface QueueSnapshot {
+  /** Redis' clock when read, ms. */
+  readonly now: number;
+  /** Waiting in the queue or for a retry. */
+  readonly queued: number;
+  readonly running: number;
+  readonly succeeded: number;
+  /** Failed attempts. */
+  readonly failed: number;
+  readonly dead: number;
+  /** When the user's head task is due (the drainer's schedule). */
+  readonly dueAt: number | undefined;
+  /** The user's windows; undefined for the every-queue snapshot. */
+  readonly windows: WindowCounter[] | undefined;
+}
+
+export type AttemptResult = { readonly ok: true } | { readonly ok: false; readonly error: string };
+
+export type FinishOutcome = "succeeded" | "retry-scheduled" | "dead" | "lease-lost";
+
+/** What admit decided, with the user's windows as they were after it. */
+export type Admission =
+  | { readonly outcome: "started"; readonly taskId: string; readonly now: number; readonly windows: WindowCounter[] }
+  | {
+      readonly outcome: "queued";
+      readonly taskId: string;
+      readonly position: number;
+      readonly now: number;
+      readonly windows: WindowCounter[];
+    }
+  | { readonly outcome: "duplicate"; readonly taskId: string; readonly now: number }
+  | {
+      readonly outcome: "over-limit" | "backlog-full";
+      readonly queued: number;
+      readonly now: number;
+      readonly windows: WindowCounter[];
+    };
+
+/**
+ * admit sent its script but got no reply (Redis stalled past the command
+ * timeout, or the connection dropped), and then read the task's record:
+ * `stored` is "no" when the record showed nothing was stored, "unknown" when
+ * Redis did not answer that read in time either.
+ */
+export class AdmitReplyLost extends Error {
+  override readonly name = "AdmitReplyLost";
+  constructor(
+    readonly taskId: string,
+    readonly stored: "no" | "unknown",
+    override readonly cause: unknown,
+  ) {
+    super(`admit of task ${taskId} got no reply (${cause instanceof Error ? cause.message : String(cause)}); stored: ${stored}`);
+  }
+}
+
+export type TaskStateName = "queued" | "running" | "succeeded" | "failed" | "dead";
+
+export interface TaskRecord {
+  readonly taskId: string;
+  readonly userId: string;
+  readonly kind: string;
+  readonly payload: Buffer;
+  readonly state: TaskStateName;
+  readonly attempts: number;
+  readonly submittedAt: number;
+  readonly startedAt: number | undefined;
+  readonly finishedAt: number | undefined;
+  readonly lastError: string;
+}
+
+/**
+ * Stops a subscription; idempotent.
+ */
+export type Unsubscribe = () => Promise<void>;
+
+/** Where tasks, queues, leases and windows live, shared by every process and host. */
+export interface TaskStore {
+  /** Decides start-now, queue or reject for one task and stores it, in one atomic step. */
+  admit(submission: Submission): Promise<Admission>;
+  /**
+   * Recovers expired leases and due retries, then claims up to `maxClaims`
+   * due tasks, users earliest-due first. `claimId` marks what it took, so
+   * that claimedBy() can tell a caller who did not see the reply.
+   */
+  claim(maxClaims: number, claimId: string): Promise<ClaimResult>;
+  /** What the claim `claimId` took, for a caller whose reply was lost. */
+  claimedBy(claimId: string): Promise<HeldTask[]>;
+  /** Records the end of one attempt and releases its lease. */
+  finish(
+    task: { readonly taskId: string; readonly userId: string; readonly attempt: number },
+    result: AttemptResult,
+    retryDelayMs: number,
+  ): Promise<FinishOutcome>;
+  /** Hands a held task back to the head of its queue, its attempt not counted; false when its lease was gone. */
+  release(task: HeldTask): Promise<boolean>;
+  /** Extends the leases of tasks still running here; returns how many were extended. */
+  renew(taskIds: readonly string[]): Promise<number>;
+  getTask(taskId: string): Promise<TaskRecord | undefined>;
+  /** One user's counts and windows, read together. */
+  snapshot(userId: string): Promise<QueueSnapshot>;
+  /** Every queue's counts together. */
+  snapshotAll(): Promise<QueueSnapshot>;
+  /** How many users have a queued task scheduled. */
+  dueUserCount(): Promise<number>;
+}
