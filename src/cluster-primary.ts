@@ -7,6 +7,7 @@ import { startEmbeddedRedis, type EmbeddedRedis } from "./embedded-redis.js";
 import { createLogger, type Logger } from "./logger.js";
 import { startMetricsServer, type MetricsServer } from "./metrics-server.js";
 import { connectRedis, redactUrl } from "./redis-connection.js";
+import { checkRedisRequirements } from "./redis-requirements.js";
 
 /** A worker that dies sooner than this after starting counts as crashing. */
 const STABLE_AFTER_MS = 10_000;
@@ -50,9 +51,15 @@ export async function runPrimary(config: Config): Promise<void> {
   try {
     if (config.redisUrl === undefined) embedded = await startEmbeddedRedis(config.dataDir, logger);
     const redisUrl = config.redisUrl ?? embedded!.url;
-    // Fail at once, with one clear message, rather than crash-loop workers.
+    // Fail at once, with one clear message, rather than crash-loop workers:
+    // an unreachable Redis, or one the scripts cannot run on or that may
+    // evict their keys (exit 2, naming the fix).
     const probe = await connectRedis(redisUrl, logger);
-    await probe.quit();
+    try {
+      await checkRedisRequirements(probe, config, logger);
+    } finally {
+      await probe.quit().catch(() => probe.disconnect());
+    }
     logger.info({ redis: redactUrl(redisUrl), embedded: embedded !== undefined, workers: config.workers }, "starting workers");
     if (config.metricsPort > 0) metrics = await startMetricsServer(config.host, config.metricsPort, logger);
     supervise(config, redisUrl, logger, async () => {

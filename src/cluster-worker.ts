@@ -4,6 +4,7 @@ import type { WorkerMessage } from "./cluster-messages.js";
 import type { Config } from "./config.js";
 import { createLogger } from "./logger.js";
 import { connectRedis } from "./redis-connection.js";
+import { checkRedisRequirements } from "./redis-requirements.js";
 import { startServer, type RunningServer } from "./server.js";
 
 /** Set in the environment of forked workers: which slot of the pool this is. */
@@ -68,6 +69,7 @@ export async function runWorker(config: Config): Promise<void> {
 
   try {
     redis = await connectRedis(config.redisUrl!, logger);
+    await checkRedisRequirements(redis, config, logger); // again: Redis may have changed since the primary checked
     server = await startServer(config, redis, logger);
   } catch (error) {
     logger.error({ err: error }, "worker could not start");

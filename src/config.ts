@@ -9,6 +9,8 @@ export interface Config {
   readonly workers: number;
   /** Unset: an embedded redis-server is started under dataDir. */
   readonly redisUrl: string | undefined;
+  /** Start on a Redis whose maxmemory-policy may evict keys (warned, not refused). */
+  readonly allowEviction: boolean;
   readonly dataDir: string;
   readonly ratePolicy: RatePolicy;
   readonly maxBacklog: number;
@@ -105,6 +107,11 @@ export const SETTINGS = {
       throw new ConfigError(`expected a redis:// or rediss:// URL, got "${url.replace(/\/\/[^@/]*@/, "//***@")}"`);
     }
     return url;
+  }),
+  allowEviction: setting("TOLLGATE_ALLOW_EVICTION", "no", "start even if Redis' maxmemory-policy is not noeviction (yes or no)", (v) => {
+    const value = (optional(v) ?? "no").toLowerCase();
+    if (value !== "yes" && value !== "no") throw new ConfigError(`expected yes or no, got "${value}"`);
+    return value === "yes";
   }),
   dataDir: setting("TOLLGATE_DATA_DIR", "./.tollgate", "embedded Redis data and the task log", (v) =>
     resolve(optional(v) ?? ".tollgate"),

@@ -1,7 +1,8 @@
 import type { Redis } from "ioredis";
 import type { Clock } from "./clock.js";
 import type { Logger } from "./logger.js";
-import type { ClaimResult, TaskQueue } from "./task-queue.js";
+import type { ClaimResult, HeldTask, TaskQueue } from "./task-queue.js";
+import { newTaskId } from "./task-id.js";
 import type { TaskRunner } from "./task-runner.js";
 
 export interface DrainerOptions {
@@ -12,6 +13,13 @@ export interface DrainerOptions {
    */
   readonly maxSleepMs: number;
 }
+
+/**
+ * Claims whose reply never came (a client-side timeout, a dropped connection)
+ * remembered at most: each is looked up on the next step, so only a long
+ * outage piles them up, and their records in Redis expire anyway.
+ */
+const MAX_UNANSWERED_CLAIMS = 20;
 
 /** Reports what one claim step did, for lateness metrics and tests. */
 export type ClaimObserver = (result: ClaimResult) => void;
@@ -33,6 +41,17 @@ export class Drainer {
   private again = false;
   private cancelTimer: (() => void) | undefined;
   private wakeAt = Infinity;
+  /**
+   * Earliest moment a wake asked for while a claim was in flight. That
+   * claim's reply may predate the wake's cause, so plan() must not drop it.
+   */
+  private wokenAt = Infinity;
+  /** The claim step in flight, which close() waits for. */
+  private stepping: Promise<void> | undefined;
+  /** Ids of claims that may have run in Redis though their reply never came. */
+  private readonly unanswered: string[] = [];
+  private readonly claimIdPrefix = newTaskId();
+  private claimCount = 0;
   /** Redis clock minus local clock, ms, from the latest claim. */
   private offsetMs = 0;
   /** Due users were left waiting for a free slot. */
@@ -62,7 +81,9 @@ export class Drainer {
   private readonly onMessage = (channel: string, message: string): void => {
     if (channel !== this.wakeChannel) return;
     const due = Number(message);
-    this.schedule(Number.isFinite(due) ? due - this.offsetMs : this.clock.now());
+    const at = Number.isFinite(due) ? due - this.offsetMs : this.clock.now();
+    if (this.state.kind === "running") this.wokenAt = Math.min(this.wokenAt, at);
+    this.schedule(at);
   };
 
   private readonly onReconnect = (): void => {
@@ -85,21 +106,48 @@ export class Drainer {
     }, at - this.clock.now());
   }
 
-  private async cycle(): Promise<void> {
-    if (this.state.kind === "closed") return;
+  private cycle(): Promise<void> {
+    if (this.state.kind === "closed") return Promise.resolve();
     if (this.state.kind === "running") {
       this.again = true;
-      return;
+      return Promise.resolve();
     }
     this.state = { kind: "running" };
+    const step = this.step().finally(() => {
+      if (this.stepping === step) this.stepping = undefined;
+    });
+    this.stepping = step;
+    return step;
+  }
+
+  private async step(): Promise<void> {
     try {
       do {
         this.again = false;
+        await this.settleUnanswered();
+        const claimId = `${this.claimIdPrefix}.${++this.claimCount}`;
+        // Wakes from here on may be newer than what this claim reads.
+        this.wokenAt = Infinity;
         const before = this.clock.now();
-        const result = await this.queue.claim(this.runner.freeSlots);
+        let result: ClaimResult;
+        try {
+          result = await this.queue.claim(this.runner.freeSlots, claimId);
+        } catch (error) {
+          // It may still have run in Redis (a timeout while Redis was busy):
+          // look up what it took on the next step instead of leaving that
+          // to wait out its leases.
+          this.unanswered.push(claimId);
+          if (this.unanswered.length > MAX_UNANSWERED_CLAIMS) this.unanswered.shift();
+          throw error;
+        }
         const after = this.clock.now();
         this.offsetMs = result.now - (before + after) / 2;
         this.failures = 0;
+        if ((this.state as State).kind === "closed") {
+          // Closed while the claim was in flight: hand back what it took.
+          await this.handBack(result.claimed);
+          return;
+        }
         for (const task of result.claimed) this.runner.start(task);
         this.observe(result);
         this.plan(result);
@@ -134,11 +182,43 @@ export class Drainer {
         this.waitingForSlot = true;
       }
     }
+    // A wake that came during the claim may be about something its reply
+    // could not see yet.
+    next = Math.min(next, this.wokenAt);
+    this.wokenAt = Infinity;
     this.wakeAt = Infinity; // forget the old plan; schedule() replaces its timer
     this.schedule(next);
   }
 
-  /** Stops claiming; running tasks are the runner's to finish. Idempotent. */
+  /** Hands back what claims without a reply took, if they ran; throws when Redis does not answer. */
+  private async settleUnanswered(): Promise<void> {
+    while (this.unanswered.length > 0) {
+      const claimId = this.unanswered[0]!;
+      const tasks = await this.queue.claimedBy(claimId);
+      this.unanswered.shift();
+      if (tasks.length > 0) {
+        this.logger.warn({ tasks: tasks.length }, "a claim whose reply was lost had taken tasks; handing them back");
+        await this.handBack(tasks);
+      }
+    }
+  }
+
+  /** Puts claimed tasks that will not run here back at the head of their queues. */
+  private async handBack(tasks: readonly HeldTask[]): Promise<void> {
+    await Promise.all(
+      tasks.map((task) =>
+        this.queue.release(task).catch((error: unknown) => {
+          this.logger.warn({ error: (error as Error).message, taskId: task.taskId }, "could not hand a claimed task back; it runs when its lease runs out");
+        }),
+      ),
+    );
+  }
+
+  /**
+   * Stops claiming. A claim in flight is waited for and what it took is
+   * handed back, as is what claims without a reply took; running tasks are
+   * the runner's to finish. Idempotent.
+   */
   async close(): Promise<void> {
     if (this.state.kind === "closed") return;
     this.state = { kind: "closed" };
@@ -146,6 +226,10 @@ export class Drainer {
     this.runner.off("slot-free", this.onSlotFree);
     this.subscriber.off("message", this.onMessage);
     this.subscriber.off("ready", this.onReconnect);
+    await this.stepping;
+    await this.settleUnanswered().catch((error: unknown) => {
+      this.logger.warn({ error: (error as Error).message }, "could not look up claims whose reply was lost; their tasks run when their leases run out");
+    });
     await this.subscriber.unsubscribe(this.wakeChannel).catch(() => {});
   }
 }

@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { mkdir, readFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import { systemClock, type Clock } from "./clock.js";
 import type { Logger } from "./logger.js";
 
 export class RedisServerMissingError extends Error {
@@ -17,25 +18,59 @@ export class RedisServerMissingError extends Error {
 export interface EmbeddedRedis {
   readonly url: string;
   readonly port: number;
-  /** Stops redis-server (it writes its append-only file first); idempotent. */
+  /** redis-server's pid now (it changes when it is restarted). */
+  readonly pid: number | undefined;
+  /** Stops redis-server (it writes its append-only file first) and restarts no more; idempotent. */
   stop(): Promise<void>;
 }
 
-// The shell in between ties Redis' life to ours: when this process exits,
-// however it exits, its end of the pipe closes, `read` returns, and the EXIT
-// trap stops Redis cleanly, so a killed Tollgate never leaves an orphan.
+// The shell in between ties Redis' life to ours, both ways. Our end of its
+// stdin closing (a stop, or this process exiting however it exits) makes the
+// reader stop Redis with SIGTERM, so a killed Tollgate never leaves an
+// orphan; and the shell exits when Redis does, however Redis ends, so a dead
+// Redis is seen and restarted. A background job's stdin is /dev/null, so the
+// reader gets ours on fd 3.
 const SUPERVISOR = `
-redis-server "$@" &
+exec 3<&0
+redis-server "$@" 3<&- &
 child=$!
-trap 'kill -TERM $child 2>/dev/null; wait $child' EXIT
-read _ || true
+(read _ <&3 || true; kill -TERM $child 2>/dev/null) &
+reader=$!
+exec 3<&-
+wait $child
+status=$?
+kill $reader 2>/dev/null
+exit $status
 `;
+
+/** Restart delays: 250 ms doubling to 30 s, from the start again once Redis stayed up 10 s. */
+export const EMBEDDED_RESTART = { baseMs: 250, maxMs: 30_000, stableAfterMs: 10_000 } as const;
+
+/**
+ * The wait before each restart of something that keeps dying: `baseMs`,
+ * doubling up to `maxMs`, back to `baseMs` once a run lasted `stableAfterMs`.
+ */
+export class RestartBackoff {
+  private failures = 0;
+
+  constructor(private readonly options: { readonly baseMs: number; readonly maxMs: number; readonly stableAfterMs: number }) {}
+
+  /** The delay before restarting after a run (or a failed start) that lasted `livedMs`. */
+  next(livedMs: number): number {
+    if (livedMs >= this.options.stableAfterMs) this.failures = 0;
+    const delay = Math.min(this.options.maxMs, this.options.baseMs * 2 ** Math.min(this.failures, 30));
+    this.failures++;
+    return delay;
+  }
+}
 
 /**
  * Starts a private redis-server: loopback only, a free port, append-only file
- * on, data under `<dataDir>/redis`.
+ * on, data under `<dataDir>/redis`. When it dies it is started again on the
+ * same port with the same data (see EMBEDDED_RESTART), so workers, whose
+ * clients keep reconnecting, serve again by themselves.
  */
-export async function startEmbeddedRedis(dataDir: string, logger: Logger): Promise<EmbeddedRedis> {
+export async function startEmbeddedRedis(dataDir: string, logger: Logger, clock: Clock = systemClock): Promise<EmbeddedRedis> {
   const dir = join(dataDir, "redis");
   await mkdir(dir, { recursive: true });
   await refuseIfInUse(join(dir, "redis.pid"), dir);
@@ -53,49 +88,122 @@ export async function startEmbeddedRedis(dataDir: string, logger: Logger): Promi
     "--daemonize", "no",
     "--logfile", "",
   ];
-  const server = await spawnRedisServer(args);
-  logger.info({ port, dir }, "embedded redis-server started");
+  const backoff = new RestartBackoff(EMBEDDED_RESTART);
+  let current = await spawnRedisServer(args);
+  logger.info({ port, dir, redisPid: current.pid }, "embedded redis-server started");
+  let stopping = false;
+  let cancelRestart: (() => void) | undefined;
+  let restarting: Promise<void> | undefined;
+
+  const scheduleRestart = (delayMs: number): void => {
+    cancelRestart = clock.setTimer(() => {
+      cancelRestart = undefined;
+      restarting = restart().finally(() => (restarting = undefined));
+    }, delayMs);
+  };
+  const supervise = (server: RedisServerProcess, startedAt: number): void => {
+    void server.exited.then((code) => {
+      if (stopping || server !== current) return;
+      const livedMs = clock.now() - startedAt;
+      const restartInMs = backoff.next(livedMs);
+      logger.error(
+        { port, redisPid: server.pid, code, livedMs, restartInMs, lastOutput: server.lastOutput() },
+        "embedded redis-server exited; restarting it",
+      );
+      scheduleRestart(restartInMs);
+    });
+  };
+  const restart = async (): Promise<void> => {
+    if (stopping) return;
+    const startedAt = clock.now();
+    let server: RedisServerProcess;
+    try {
+      server = await spawnRedisServer(args);
+    } catch (error) {
+      // Its port taken meanwhile, its data unreadable...: keep trying, slower.
+      const restartInMs = backoff.next(clock.now() - startedAt);
+      logger.error({ port, error: (error as Error).message, restartInMs }, "embedded redis-server did not restart; trying again");
+      if (!stopping) scheduleRestart(restartInMs);
+      return;
+    }
+    if (stopping) {
+      await server.stop();
+      return;
+    }
+    current = server;
+    logger.info({ port, dir, redisPid: server.pid }, "embedded redis-server restarted");
+    supervise(server, startedAt);
+  };
+  supervise(current, clock.now());
+
   let stopped: Promise<void> | undefined;
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
+    get pid() {
+      return current.pid;
+    },
     stop: () =>
-      (stopped ??= server.stop().then(() => {
+      (stopped ??= (async () => {
+        stopping = true;
+        cancelRestart?.();
+        await restarting;
+        await current.stop();
         logger.info("embedded redis-server stopped");
-      })),
+      })()),
   };
 }
 
 export interface RedisServerProcess {
+  /** redis-server's own pid, from its start-up line (the shell in between has another). */
+  readonly pid: number | undefined;
+  /** Resolves when redis-server has exited, stopped or not: its exit status, 128 + n for signal n. */
+  readonly exited: Promise<number | null>;
+  /** The tail of what it printed, for saying why it died. */
+  lastOutput(): string;
   /** Stops it with SIGTERM (it writes its append-only file first); idempotent. */
   stop(): Promise<void>;
 }
+
+const OUTPUT_TAIL_CHARS = 2_000;
 
 /**
  * Runs `redis-server <args>` tied to this process's life (see SUPERVISOR)
  * and resolves once it accepts connections.
  */
 export async function spawnRedisServer(args: readonly string[]): Promise<RedisServerProcess> {
-  const child = spawn("sh", ["-c", SUPERVISOR, "sh", ...args], { stdio: ["pipe", "pipe", "pipe"] });
-  const output: string[] = [];
+  // Its own session: a Ctrl-C meant for Tollgate must not stop Redis before
+  // the workers have finished with it; Tollgate stops it last.
+  const child = spawn("sh", ["-c", SUPERVISOR, "sh", ...args], { stdio: ["pipe", "pipe", "pipe"], detached: true });
+  let output = "";
+  let pid: number | undefined;
+  let ready = false;
+  let onReady = (): void => {};
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  // Our end of its stdin is only ever closed; once the shell is gone, close it too.
+  child.stdin.on("error", () => {});
+  void exited.then(() => child.stdin.end());
+  const onOutput = (chunk: Buffer): void => {
+    output = (output + chunk.toString()).slice(-2 * OUTPUT_TAIL_CHARS);
+    pid ??= Number(/\bpid=(\d+)/.exec(output)?.[1]) || undefined;
+    if (!ready && output.includes("Ready to accept connections")) {
+      ready = true;
+      onReady();
+    }
+  };
+  child.stdout.on("data", onOutput);
+  child.stderr.on("data", onOutput);
   await new Promise<void>((resolve, reject) => {
-    const onData = (chunk: Buffer): void => {
-      output.push(chunk.toString());
-      if (output.join("").includes("Ready to accept connections")) resolve();
-    };
-    child.stdout.on("data", onData);
-    child.stderr.on("data", onData);
+    onReady = resolve;
     void exited.then((code) =>
-      reject(new Error(`redis-server exited (code ${code}) before it was ready:\n${output.join("").slice(-2000)}`)),
+      reject(new Error(`redis-server exited (code ${code}) before it was ready:\n${output.slice(-OUTPUT_TAIL_CHARS)}`)),
     );
   });
-  child.stdout.removeAllListeners("data");
-  child.stderr.removeAllListeners("data");
-  child.stdout.resume();
-  child.stderr.resume();
   let stopping: Promise<void> | undefined;
   return {
+    pid,
+    exited,
+    lastOutput: () => output.slice(-OUTPUT_TAIL_CHARS),
     stop: () =>
       (stopping ??= (async () => {
         child.stdin.end();

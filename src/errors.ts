@@ -1,6 +1,7 @@
 import { Metadata, status as Status, type StatusObject } from "@grpc/grpc-js";
 import type { Logger } from "./logger.js";
 import { encodeStatusWithRetryInfo } from "./retry-info.js";
+import { AdmitReplyLost } from "./task-queue.js";
 
 /**
  * The one error type services throw on purpose. Anything else that reaches
@@ -27,9 +28,22 @@ export const RETRY_AFTER_TRAILER = "retry-after-ms";
 const STORE_UNAVAILABLE =
   "the task store (Redis) is unreachable; retry later (with the same idempotency key, a retry is safe)";
 
-// Connection-level failures of ioredis and Redis' own "not now" replies: the
-// call did not happen (or a script ran whole or not at all), so UNAVAILABLE
-// invites a safe retry.
+// A Submit whose admit script got no reply and whose record could not be read
+// either: the task may have been stored. UNAVAILABLE like any store outage,
+// but the message must not promise that nothing was stored.
+const outcomeUnknown = (taskId: string): string =>
+  `the task store (Redis) did not answer in time (a stall or a dropped connection), so whether task ${taskId} was stored is unknown: ` +
+  "retry with the same idempotency key (safe: it answers DUPLICATE if the task was stored), " +
+  `or ask GetTask for ${taskId} before retrying without one (a retry may store the task twice)`;
+
+// The same, but the record was read afterwards and showed nothing stored.
+const NOT_STORED =
+  "the task store (Redis) did not answer in time (a stall or a dropped connection); the task was not stored, so a retry is safe";
+
+// Connection-level failures of ioredis and Redis' own "not now" replies:
+// UNAVAILABLE invites a retry. A command that timed out or was in flight when
+// the connection dropped may still have run: Submit's admit reads what
+// happened before answering (AdmitReplyLost above).
 const UNAVAILABLE_PATTERNS = [
   /Connection is closed/i,
   /enableOfflineQueue/i,
@@ -38,6 +52,12 @@ const UNAVAILABLE_PATTERNS = [
   /\bE(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|HOSTUNREACH)\b/,
   /^(LOADING|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|BUSY)\b/,
 ];
+
+// Redis at its maxmemory under noeviction refuses a script before it runs, so
+// nothing was written; the operator has to make room.
+const STORE_FULL =
+  "the task store (Redis) is full (maxmemory reached); nothing was stored; retry later, and operators: raise maxmemory or drain queues";
+const isStoreFull = (error: unknown): boolean => error instanceof Error && /^OOM\b/.test(error.message);
 
 export function isStoreUnavailable(error: unknown): boolean {
   return error instanceof Error && UNAVAILABLE_PATTERNS.some((pattern) => pattern.test(error.message));
@@ -64,6 +84,13 @@ export function toStatus(error: unknown): StatusMapping {
       );
     }
     return { status: { code: error.code, details: error.message, metadata } };
+  }
+  if (error instanceof AdmitReplyLost) {
+    const details = error.stored === "no" ? NOT_STORED : outcomeUnknown(error.taskId);
+    return { status: { code: Status.UNAVAILABLE, details }, unexpected: error };
+  }
+  if (isStoreFull(error)) {
+    return { status: { code: Status.UNAVAILABLE, details: STORE_FULL }, unexpected: error };
   }
   if (isStoreUnavailable(error)) {
     return { status: { code: Status.UNAVAILABLE, details: STORE_UNAVAILABLE }, unexpected: error };

@@ -30,8 +30,19 @@ export interface Keys {
   readonly totals: string;
   /** Pub/sub channel: the published user's counts changed. */
   readonly progressChannel: string;
-  /** Hash: one task's record. */
+  /**
+   * Hash: one task's record. u user id, p payload, k kind, s state (q, r, ok,
+   * f, d), a attempts started, sub/st/fin submitted, started, finished (ms),
+   * err last error, retry next attempt's moment, c the claim id of the claim
+   * that started the current attempt (absent for a start at Submit).
+   */
   task(taskId: string): string;
+  /**
+   * List: what one claim took (task id, user id, attempt per task), kept
+   * briefly so a drainer whose client timed out waiting for the claim's reply
+   * can learn what it claimed and hand it back.
+   */
+  claim(claimId: string): string;
   /** String: the task id that first used this idempotency key. */
   idempotency(userId: string, key: string): string;
   /** rate-limiter-flexible's keyPrefix for one window of the policy. */
@@ -52,6 +63,7 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): Keys {
     totals: `${prefix}:totals`,
     progressChannel: `${prefix}:progress`,
     task: (taskId: string) => `${prefix}:t:${taskId}`,
+    claim: (claimId: string) => `${prefix}:c:${claimId}`,
     idempotency: (userId: string, key: string) =>
       `${prefix}:i:${Buffer.byteLength(userId)}:${userId}:${key}`,
     // rate-limiter-flexible appends ":<user id>" to this.

@@ -3,7 +3,7 @@ import type { Clock } from "./clock.js";
 import type { Logger } from "./logger.js";
 import type { QueueSnapshot, TaskQueue } from "./task-queue.js";
 
-/** Gets the snapshots of the queue it watches; returns false to stop. */
+/** Gets the snapshots of the queue it watches, or the error that ends the watch. */
 export interface SnapshotListener {
   deliver(snapshot: QueueSnapshot): void;
   fail(error: unknown): void;
@@ -38,7 +38,11 @@ export class ProgressHub {
     private readonly options: ProgressHubOptions,
   ) {}
 
-  /** Starts delivering snapshots of `userId`'s queue ("" for every queue); returns the way to stop. */
+  /**
+   * Starts delivering snapshots of `userId`'s queue ("" for every queue);
+   * returns the way to stop. Rejects (and leaves nothing behind) when the
+   * progress channel cannot be subscribed, e.g. while Redis is down.
+   */
   async watch(userId: string, listener: SnapshotListener): Promise<() => void> {
     if (this.closed) throw new Error("progress hub is closed");
     let topic = this.topics.get(userId);
@@ -51,14 +55,11 @@ export class ProgressHub {
       this.topics.set(userId, topic);
     }
     topic.listeners.add(listener);
-    if (!this.subscribed) {
-      this.subscriber.on("message", this.onMessage);
-      this.subscribed = this.subscriber.subscribe(this.channel);
-    }
-    await this.subscribed;
-    topic.refresh(listener);
     const current = topic;
-    return () => {
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
       current.listeners.delete(listener);
       if (current.listeners.size === 0) {
         current.stop();
@@ -66,6 +67,39 @@ export class ProgressHub {
         if (this.topics.size === 0) this.unsubscribe();
       }
     };
+    try {
+      await this.subscribe();
+    } catch (error) {
+      // A watcher that could not subscribe must not stay registered: it would
+      // keep its topic (and the hub's subscription state) alive for nobody.
+      release();
+      throw error;
+    }
+    if (this.closed) {
+      release();
+      throw new Error("progress hub is closed");
+    }
+    current.refresh(listener);
+    return release;
+  }
+
+  /**
+   * Subscribes to the progress channel once for every watcher. A failed
+   * attempt is forgotten as soon as it fails, so the next watch tries again
+   * rather than inheriting the rejection until the process restarts.
+   */
+  private subscribe(): Promise<unknown> {
+    if (!this.subscribed) {
+      this.subscriber.on("message", this.onMessage);
+      const attempt = this.subscriber.subscribe(this.channel);
+      this.subscribed = attempt;
+      attempt.catch(() => {
+        if (this.subscribed !== attempt) return;
+        this.subscribed = undefined;
+        this.subscriber.off("message", this.onMessage);
+      });
+    }
+    return this.subscribed;
   }
 
   get watchedQueues(): number {

@@ -77,6 +77,18 @@ export function rateLimitInterceptor(options: RateLimitInterceptorOptions): Serv
     const check = checks.get(method.path);
     if (!check) return new ServerInterceptingCall(call);
     let caller: Identity | undefined;
+    // Every TaskService method takes exactly one request message. It is
+    // checked (for Submit: admitted and stored) only when the request stream
+    // ends with that one message, so a call refused for carrying a second
+    // message has stored nothing. grpc-js clients send the end with
+    // the message, so this waits for nothing; and grpc-js calls a unary or
+    // server-streaming handler only at the end anyway.
+    let request: { readonly message: unknown } | undefined;
+    let refused = false;
+    const refuse = (error: unknown): void => {
+      refused = true;
+      intercepting.sendStatus(reportFailure(options.logger, error, { method: method.path }));
+    };
     const intercepting: ServerInterceptingCallInterface = new ServerInterceptingCall(call, {
       start: (next) =>
         next({
@@ -85,27 +97,42 @@ export function rateLimitInterceptor(options: RateLimitInterceptorOptions): Serv
               caller = identify(metadata, options.auth);
               passOn(metadata);
             } catch (error) {
-              intercepting.sendStatus(reportFailure(options.logger, error, { method: method.path }));
+              refuse(error);
             }
           },
           onReceiveMessage: (message, passOn) => {
-            const checked =
-              message instanceof UndecodableRequest
-                ? Promise.reject(
-                    new ServiceError(
-                      Status.INVALID_ARGUMENT,
-                      `the request is not a valid ${message.typeName}: ${message.reason}`,
-                    ),
-                  )
-                : check(message, caller!);
-            checked.then(
+            if (refused) return;
+            if (request !== undefined) {
+              // Not passed on: grpc-js would refuse it too, but only after
+              // the first had been checked on its own.
+              refuse(
+                new ServiceError(
+                  Status.INVALID_ARGUMENT,
+                  `${method.path} takes exactly one request message and this call sent more; nothing was stored`,
+                ),
+              );
+              return;
+            }
+            if (message instanceof UndecodableRequest) {
+              refuse(new ServiceError(Status.INVALID_ARGUMENT, `the request is not a valid ${message.typeName}: ${message.reason}`));
+              return;
+            }
+            request = { message };
+            // grpc-js keeps it for the handler and reads on: to a second
+            // message or the end of the stream, where the check runs.
+            passOn(message);
+          },
+          onReceiveHalfClose: (passOn) => {
+            if (refused) return;
+            // Without a message grpc-js answers "no request message" itself.
+            if (request === undefined) return passOn();
+            const { message } = request;
+            check(message, caller!).then(
               () => {
                 callers.set(message as object, caller!);
-                passOn(message);
+                passOn();
               },
-              (error: unknown) => {
-                intercepting.sendStatus(reportFailure(options.logger, error, { method: method.path }));
-              },
+              refuse,
             );
           },
         }),
@@ -164,7 +191,8 @@ async function decide(request: SubmitRequest, caller: Identity, options: RateLim
   }
   // A slot is held across the admit so that a task told STARTED can run at
   // once; without a free slot the task queues and any process's drainer
-  // starts it when a slot frees.
+  // starts it when a slot frees. The slot is held until admit knows the
+  // outcome, which after a lost reply takes a read of the task's record.
   const reserved = options.runner.reserve();
   let admission: Admission;
   try {

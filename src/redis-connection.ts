@@ -1,6 +1,9 @@
 import { Redis } from "ioredis";
 import type { Logger } from "./logger.js";
 
+/** How long a command may go unanswered before it fails (a hung or paused Redis). */
+export const DEFAULT_COMMAND_TIMEOUT_MS = 2_000;
+
 export interface RedisConnectionOptions {
   /** Fail a command not answered in this long (a hung or paused Redis). */
   readonly commandTimeoutMs?: number;
@@ -19,7 +22,7 @@ export async function connectRedis(url: string, logger: Logger, options: RedisCo
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     connectTimeout: 2_000,
-    commandTimeout: options.commandTimeoutMs ?? 2_000,
+    commandTimeout: options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
     connectionName: options.connectionName ?? "tollgate",
     retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 5), 1_000),
   });
@@ -45,4 +48,21 @@ export async function connectRedis(url: string, logger: Logger, options: RedisCo
 /** The URL without its password, for logs and messages. */
 export function redactUrl(url: string): string {
   return url.replace(/\/\/([^@/]*)@/, "//***@");
+}
+
+// ioredis' errors for a command it wrote to Redis but got no reply to: its
+// command timeout, and, with maxRetriesPerRequest 0, the flush of commands in
+// flight when the connection drops. Redis may have run such a command (a
+// script runs whole or not at all, but which is unknown), unlike a command
+// refused before sending ("Stream isn't writeable ...").
+const UNANSWERED_PATTERNS = [/^Command timed out/, /^Reached the max retries per request limit/];
+
+/** Did this command fail after it was sent, so that it may have run? */
+export function isUnanswered(error: unknown): boolean {
+  return error instanceof Error && UNANSWERED_PATTERNS.some((pattern) => pattern.test(error.message));
+}
+
+/** The command timeout this client was made with. */
+export function commandTimeoutOf(redis: Redis): number {
+  return redis.options.commandTimeout ?? DEFAULT_COMMAND_TIMEOUT_MS;
 }

@@ -68,6 +68,7 @@ export async function startServer(
     deadLetterCap: DEAD_LETTER_CAP,
     idempotencyTtlSeconds: DAY_SECONDS,
     retentionSeconds: DAY_SECONDS,
+    clock,
   });
   const handlers = await loadHandlers(config.handler, config.taskLog);
   const auth = await loadAuthenticator(config.authKeys);
@@ -140,6 +141,9 @@ export async function startServer(
     close: (graceMs = 10_000) =>
       (closing ??= (async () => {
         health.shutdown();
+        // Claim nothing more from now on (other processes take over); a claim
+        // in flight is waited for and what it took handed back.
+        const drainerClosed = drainer.close();
         // Open streams would hold tryShutdown forever: end them first.
         hub.close(new ServiceError(status.UNAVAILABLE, "server shutting down; reconnect to another instance"));
         await new Promise<void>((resolve) => {
@@ -149,7 +153,8 @@ export async function startServer(
             resolve();
           });
         });
-        await drainer.close();
+        await drainerClosed;
+        // Then running tasks get their grace; those cut short are handed back.
         await runner.close(graceMs);
         subscriber.disconnect();
         await handlers.close();

@@ -1,7 +1,9 @@
 import type { Redis } from "ioredis";
+import { systemClock, type Clock } from "./clock.js";
 import type { Keys } from "./keys.js";
 import { LuaScript } from "./lua-script.js";
 import { countersFromReply, type RateWindows } from "./rate-windows.js";
+import { commandTimeoutOf, isUnanswered } from "./redis-connection.js";
 import type { WindowCounter } from "./start-schedule.js";
 import { newTaskId } from "./task-id.js";
 
@@ -24,6 +26,17 @@ export interface ClaimedTask {
   readonly attempt: number;
   /** The earliest moment the policy allowed this start (Redis clock, ms). */
   readonly dueAt: number;
+  /** The claim that took it (see claim()). */
+  readonly claimId: string;
+}
+
+/** Enough of a claimed or started task to hand it back with release(). */
+export interface HeldTask {
+  readonly taskId: string;
+  readonly userId: string;
+  readonly attempt: number;
+  /** Checked against the task when given; a start at Submit has none. */
+  readonly claimId?: string;
 }
 
 export interface ClaimResult {
@@ -76,6 +89,32 @@ export type Admission =
       readonly windows: WindowCounter[];
     };
 
+/**
+ * admit sent its script but got no reply (Redis stalled past the command
+ * timeout, or the connection dropped), and then read the task's record:
+ * `stored` is "no" when the record showed nothing was stored, "unknown" when
+ * Redis did not answer that read in time either.
+ */
+export class AdmitReplyLost extends Error {
+  override readonly name = "AdmitReplyLost";
+  constructor(
+    readonly taskId: string,
+    readonly stored: "no" | "unknown",
+    override readonly cause: unknown,
+  ) {
+    super(`admit of task ${taskId} got no reply (${cause instanceof Error ? cause.message : String(cause)}); stored: ${stored}`);
+  }
+}
+
+/**
+ * After admit's reply is lost, how long (in command timeouts) to keep reading
+ * the task's record while Redis is connected but slow. A stall that long is
+ * an outage; the caller is then told the outcome is unknown.
+ */
+const OUTCOME_WAIT_COMMAND_TIMEOUTS = 3;
+/** Pause between reads of the record when Redis answered one with an error (BUSY, LOADING). */
+const OUTCOME_RETRY_PAUSE_MS = 50;
+
 export type TaskStateName = "queued" | "running" | "succeeded" | "failed" | "dead";
 
 export interface TaskRecord {
@@ -98,6 +137,8 @@ export interface TaskQueueOptions {
   readonly deadLetterCap: number;
   readonly idempotencyTtlSeconds: number;
   readonly retentionSeconds: number;
+  /** Paces admit's wait for a lost reply's outcome; the system clock by default. */
+  readonly clock?: Clock;
 }
 
 const STATE_NAMES: Readonly<Record<string, TaskStateName>> = {
@@ -110,12 +151,22 @@ const STATE_NAMES: Readonly<Record<string, TaskStateName>> = {
 
 const scripts = {
   admit: new LuaScript("admit-n.lua"),
-  claim: new LuaScript("claim-4.lua"),
+  admitOutcome: new LuaScript("admit-outcome-n.lua"),
+  claim: new LuaScript("claim-5.lua"),
   finish: new LuaScript("finish-6.lua"),
   snapshot: new LuaScript("snapshot-n.lua"),
   snapshotAll: new LuaScript("snapshot-all-3.lua"),
   renew: new LuaScript("renew-1.lua"),
+  release: new LuaScript("release-6.lua"),
 };
+
+/**
+ * How long a claim's record is kept for a caller whose client timed out: it
+ * reads it back on its next step, at most seconds later even while Redis is
+ * slow (drainer back-off tops at 5 s); leases cover anything later. Short,
+ * since every claim that takes something writes one.
+ */
+const CLAIM_RECORD_MS = 15_000;
 
 /** The per-user queues, task records and leases in Redis. */
 export class TaskQueue {
@@ -155,7 +206,16 @@ export class TaskQueue {
       this.keys.progressChannel,
       ...this.windows.admitArgs,
     ];
-    const reply = (await scripts.admit.run(this.redis, keys, args)) as unknown[];
+    let reply: unknown[];
+    try {
+      reply = (await scripts.admit.run(this.redis, keys, args)) as unknown[];
+    } catch (error) {
+      // The script may have run: answering "nothing stored" could be a lie
+      // that a retry turns into a duplicate, and a task stored as running
+      // would wait out its lease. The id was made here, so its record tells.
+      if (!isUnanswered(error)) throw error;
+      return this.admitOutcome(taskId, userId, error);
+    }
     const [outcome, id, n, nowValue] = reply;
     const now = Number(nowValue);
     const windows = countersFromReply(reply.slice(4), now);
@@ -176,13 +236,57 @@ export class TaskQueue {
   }
 
   /**
-   * Recovers expired leases and due retries, then claims up to `maxClaims`
-   * due tasks, users earliest-due first: one round trip.
+   * What an admit whose reply was lost did, read from the task's record on
+   * the same connection: Redis serves a connection in order, so the read is
+   * answered only after the admit script ran (if it ran). Read again while
+   * Redis is connected but slow, for a few command timeouts; then, or at once
+   * when the connection is down, the outcome is unknown.
    */
-  async claim(maxClaims: number): Promise<ClaimResult> {
+  private async admitOutcome(taskId: string, userId: string, lost: unknown): Promise<Admission> {
+    const clock = this.options.clock ?? systemClock;
+    const deadline = clock.now() + OUTCOME_WAIT_COMMAND_TIMEOUTS * commandTimeoutOf(this.redis);
+    for (;;) {
+      let reply: unknown[];
+      try {
+        reply = (await scripts.admitOutcome.run(
+          this.redis,
+          [this.keys.task(taskId), this.keys.queue(userId), ...this.windows.keysFor(userId)],
+          [taskId],
+        )) as unknown[];
+      } catch (error) {
+        // Unreachable: the outcome can be learnt only after reconnecting,
+        // and a Submit should not hang through an outage.
+        if (this.redis.status !== "ready" || clock.now() >= deadline) throw new AdmitReplyLost(taskId, "unknown", lost);
+        // A timed-out read has waited already; Redis' own "not now" has not.
+        if (!isUnanswered(error)) await new Promise<void>((resolve) => clock.setTimer(resolve, OUTCOME_RETRY_PAUSE_MS));
+        continue;
+      }
+      const [state, attempts, byAdmit, startedAt, position, nowValue] = reply;
+      const now = Number(nowValue);
+      const windows = countersFromReply(reply.slice(6), now);
+      if (state === "") throw new AdmitReplyLost(taskId, "no", lost);
+      // Started by admit and still on its first attempt: the lease is the
+      // admitting process's, which must run it now.
+      if (state === "r" && Number(byAdmit) === 1 && Number(attempts) === 1) {
+        return { outcome: "started", taskId, now: Number(startedAt), windows };
+      }
+      // Queued, or (the lease ran out or a drainer claimed it while we
+      // waited) already out of the queue: position 0. Either way it is
+      // stored and the drainers run it.
+      return { outcome: "queued", taskId, position: Number(position), now, windows };
+    }
+  }
+
+  /**
+   * Recovers expired leases and due retries, then claims up to `maxClaims`
+   * due tasks, users earliest-due first: one round trip. `claimId` (unique
+   * per call) marks what it took, so that claimedBy() can tell a caller who
+   * did not see the reply.
+   */
+  async claim(maxClaims: number, claimId: string): Promise<ClaimResult> {
     const reply = (await scripts.claim.runBuffer(
       this.redis,
-      [this.keys.dueUsers, this.keys.leases, this.keys.retries, this.keys.totals],
+      [this.keys.dueUsers, this.keys.leases, this.keys.retries, this.keys.totals, this.keys.claim(claimId)],
       [
         maxClaims,
         this.options.leaseMs,
@@ -193,6 +297,8 @@ export class TaskQueue {
         this.keys.stats(""),
         this.options.deadLetterCap,
         this.keys.progressChannel,
+        claimId,
+        CLAIM_RECORD_MS,
         ...this.windows.claimArgs,
       ],
     )) as (number | Buffer)[];
@@ -206,6 +312,7 @@ export class TaskQueue {
         payload: reply[i + 3] as Buffer,
         attempt: Number(reply[i + 4]),
         dueAt: Number(reply[i + 5]),
+        claimId,
       });
     }
     return {
@@ -248,6 +355,41 @@ export class TaskQueue {
       ],
     );
     return FINISH_OUTCOMES[Number(replied)] ?? "lease-lost";
+  }
+
+  /**
+   * Hands back a task this process holds but will not run to an outcome: to
+   * the head of its queue, due now, the attempt not counted. False when its
+   * lease was no longer this attempt's.
+   */
+  async release(task: HeldTask): Promise<boolean> {
+    const released = await scripts.release.run(
+      this.redis,
+      [
+        this.keys.task(task.taskId),
+        this.keys.leases,
+        this.keys.queue(task.userId),
+        this.keys.dueUsers,
+        this.keys.stats(task.userId),
+        this.keys.totals,
+      ],
+      [task.taskId, task.attempt, task.userId, task.claimId ?? "", this.keys.progressChannel, this.keys.wakeChannel],
+    );
+    return Number(released) === 1;
+  }
+
+  /**
+   * What the claim with this id took, if it ran and its record is still kept
+   * (empty when it never ran). Sent after the claim on the same connection,
+   * it is answered after the claim ran.
+   */
+  async claimedBy(claimId: string): Promise<HeldTask[]> {
+    const entries = await this.redis.lrange(this.keys.claim(claimId), 0, -1);
+    const tasks: HeldTask[] = [];
+    for (let i = 0; i + 2 < entries.length; i += 3) {
+      tasks.push({ taskId: entries[i]!, userId: entries[i + 1]!, attempt: Number(entries[i + 2]), claimId });
+    }
+    return tasks;
   }
 
   /** Extends the leases of tasks still running here; returns how many were extended. */

@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import type { Clock } from "./clock.js";
-import type { HandlerSet, TaskInput } from "./handlers.js";
+import type { HandlerSet, TaskHandler, TaskInput } from "./handlers.js";
 import type { Logger } from "./logger.js";
 import { metrics } from "./metrics.js";
 import type { AttemptResult, TaskQueue } from "./task-queue.js";
@@ -17,20 +17,49 @@ export interface TaskRunnerOptions {
   readonly retryMaxMs: number;
 }
 
+/** The queue calls the runner makes. */
+export type RunnerQueue = Pick<TaskQueue, "finish" | "renew" | "release">;
+
+/** A task to run, with the claim that took it when a drainer claimed it. */
+export type StartedTask = TaskInput & { readonly claimId?: string };
+
+/**
+ * One attempt running here. Attempts are kept by identity, not by task id:
+ * when a lease runs out while its process lives on, that process may claim
+ * the same task again, and both attempts then run here at once.
+ */
+interface Attempt {
+  readonly task: StartedTask;
+  /** Settles once the outcome is recorded or the task handed back. */
+  readonly recorded: Promise<void>;
+  /** Settles once the handler has too: it may run on past its timeout. */
+  readonly settled: Promise<void>;
+  /** Until the outcome is recorded, the lease is this attempt's to renew. */
+  holdsLease: boolean;
+}
+
 /**
  * Runs started tasks in this process under a concurrency cap: the handler for
  * the task's kind, under a timeout, while the task's lease in Redis is renewed;
  * then records the outcome (success, retry after backoff, or dead letter).
- * Emits "slot-free" whenever a task ends.
+ * A slot stays taken until the handler has really ended, even one that ignores
+ * its abort past the timeout, so a retry never runs beside it past the cap.
+ * Emits "slot-free" whenever a slot frees up.
  */
 export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
-  private readonly running = new Map<string, Promise<void>>();
+  private readonly running = new Set<Attempt>();
+  /** Hand-backs in flight, which close() waits for. */
+  private readonly handingBack = new Set<Promise<void>>();
   private reserved = 0;
+  /** Set by close(): nothing new starts here; what would is handed back. */
+  private closing = false;
+  private closed: Promise<void> | undefined;
+  /** Aborted when the grace period ends: attempts still running are cut short. */
   private readonly stopping = new AbortController();
   private cancelRenewal: (() => void) | undefined;
 
   constructor(
-    private readonly queue: TaskQueue,
+    private readonly queue: RunnerQueue,
     private readonly handlers: HandlerSet,
     private readonly logger: Logger,
     private readonly clock: Clock,
@@ -51,7 +80,7 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
 
   /** Holds a slot for a task about to be admitted; false when none is free. */
   reserve(): boolean {
-    if (this.freeSlots === 0 || this.dueTasksWaiting || this.stopping.signal.aborted) return false;
+    if (this.freeSlots === 0 || this.dueTasksWaiting || this.closing) return false;
     this.reserved++;
     return true;
   }
@@ -62,48 +91,79 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
     this.emit("slot-free");
   }
 
-  /** Runs a started task; `reserved` says it fills a slot taken with reserve(). */
-  start(task: TaskInput, reserved = false): void {
+  /**
+   * Runs a started task; `reserved` says it fills a slot taken with reserve().
+   * Once closing, the task is handed back instead, for another process to run.
+   */
+  start(task: StartedTask, reserved = false): void {
     if (reserved) this.reserved = Math.max(0, this.reserved - 1);
-    const run = this.run(task).finally(() => {
-      this.running.delete(task.taskId);
-      if (this.running.size === 0) this.stopRenewal();
+    if (this.closing) {
+      void this.handBack(task);
       this.emit("slot-free");
-    });
-    this.running.set(task.taskId, run);
-    this.startRenewal();
-  }
-
-  private async run(task: TaskInput): Promise<void> {
+      return;
+    }
     metrics.started.inc();
     const timer = metrics.taskSeconds.startTimer();
-    // One controller per attempt, aborted by its own timer or by stopping: a
-    // plain timer cleared at the end costs less than AbortSignal.timeout/any.
-    const attempt = new AbortController();
-    const timeout = setTimeout(() => attempt.abort(new Error("timed out")), this.options.attemptTimeoutMs);
-    const stop = (): void => attempt.abort(this.stopping.signal.reason);
+    // One controller per attempt, aborted by its own timer or by stopping.
+    const controller = new AbortController();
+    const cancelTimeout = this.clock.setTimer(() => controller.abort(new Error("timed out")), this.options.attemptTimeoutMs);
+    const stop = (): void => controller.abort(this.stopping.signal.reason);
     this.stopping.signal.addEventListener("abort", stop, { once: true });
+    const handling = callHandler(this.handlers.handlerFor(task.kind), task, controller.signal);
+    let handlerEnded = false;
+    const settled = handling.then(
+      () => void (handlerEnded = true),
+      () => void (handlerEnded = true),
+    );
+    const recorded = this.attempt(task, handling, controller.signal, () => {
+      cancelTimeout();
+      this.stopping.signal.removeEventListener("abort", stop);
+      timer();
+    });
+    const entry: Attempt = { task, recorded, settled, holdsLease: true };
+    this.running.add(entry);
+    this.startRenewal();
+    void recorded.then(async () => {
+      entry.holdsLease = false;
+      if (!handlerEnded) {
+        // It ignored its abort: keep its slot until it really ends.
+        const outcomeAt = this.clock.now();
+        await settled;
+        this.logger.warn(
+          { taskId: task.taskId, attempt: task.attempt, overrunMs: this.clock.now() - outcomeAt },
+          "a task handler ignored its abort and ran on after its attempt ended; its slot was held until it returned",
+        );
+      }
+      this.running.delete(entry);
+      if (![...this.running].some((attempt) => attempt.holdsLease)) this.stopRenewal();
+      this.emit("slot-free");
+    });
+  }
+
+  /** Waits for the handler's outcome (or its abort) and records it; never rejects. */
+  private async attempt(task: StartedTask, handling: Promise<void>, signal: AbortSignal, ended: () => void): Promise<void> {
     let result: AttemptResult;
     try {
-      await abortable(this.handlers.handlerFor(task.kind)(task, { signal: attempt.signal }), attempt.signal);
+      await abortable(handling, signal);
       result = { ok: true };
     } catch (error) {
       if (this.stopping.signal.aborted) {
-        // Stopped mid-attempt: the lease runs out and another process runs the
-        // task again, without this stop counting against its attempts' outcome.
+        ended();
+        // Cut short by stopping: hand it back so another process runs it at
+        // once, and the interrupted run does not count as an attempt.
+        await this.handBack(task);
         return;
       }
-      const message = attempt.signal.aborted
-        ? `timed out after ${this.options.attemptTimeoutMs} ms`
-        : error instanceof Error
-          ? error.message
-          : String(error);
-      result = { ok: false, error: message };
-    } finally {
-      clearTimeout(timeout);
-      this.stopping.signal.removeEventListener("abort", stop);
+      result = {
+        ok: false,
+        error: signal.aborted
+          ? `timed out after ${this.options.attemptTimeoutMs} ms`
+          : error instanceof Error
+            ? error.message
+            : String(error),
+      };
     }
-    timer();
+    ended();
     try {
       const outcome = await this.queue.finish(task, result, this.retryDelayMs(task.attempt));
       if (outcome === "succeeded") metrics.completed.inc();
@@ -120,6 +180,26 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
     }
   }
 
+  /** Puts a task this process will not run to an outcome back at the head of its queue; never rejects. */
+  private handBack(task: StartedTask): Promise<void> {
+    const done = this.queue
+      .release({ taskId: task.taskId, userId: task.userId, attempt: task.attempt, claimId: task.claimId })
+      .then(
+        (released) => {
+          if (released) this.logger.info({ taskId: task.taskId, attempt: task.attempt }, "task handed back: stopping");
+        },
+        (error: unknown) => {
+          this.logger.warn(
+            { error: (error as Error).message, taskId: task.taskId },
+            "could not hand a task back; it runs again when its lease runs out",
+          );
+        },
+      )
+      .finally(() => this.handingBack.delete(done));
+    this.handingBack.add(done);
+    return done;
+  }
+
   /** Full-jitter exponential backoff: [d/2, d] with d = base * 2^(attempt-1), capped. */
   private retryDelayMs(attempt: number): number {
     const ceiling = Math.min(this.options.retryMaxMs, this.options.retryBaseMs * 2 ** Math.max(0, attempt - 1));
@@ -130,7 +210,9 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
     if (this.cancelRenewal) return;
     const renew = (): void => {
       this.cancelRenewal = this.clock.setTimer(renew, this.options.leaseMs / 3);
-      this.queue.renew([...this.running.keys()]).catch((error: unknown) => {
+      // Per attempt: only those whose outcome is not recorded yet hold a lease.
+      const taskIds = new Set([...this.running].filter((a) => a.holdsLease).map((a) => a.task.taskId));
+      this.queue.renew([...taskIds]).catch((error: unknown) => {
         this.logger.warn({ error: (error as Error).message }, "could not renew task leases");
       });
     };
@@ -143,16 +225,34 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
   }
 
   /**
-   * Stops taking tasks, waits up to graceMs for running ones, then aborts the
-   * rest; their leases run out and other processes run them again.
+   * Stops taking tasks (any started from now on are handed back), waits up to
+   * graceMs for running ones, then aborts the rest and hands them back, so
+   * another process runs them at once, not after their leases run out.
+   * Idempotent.
    */
-  async close(graceMs: number): Promise<void> {
-    const all = Promise.allSettled([...this.running.values()]);
-    const cancel = this.clock.setTimer(() => this.stopping.abort(new Error("server stopping")), graceMs);
-    if (this.running.size === 0) this.stopping.abort(new Error("server stopping"));
-    await all;
-    cancel();
-    this.stopRenewal();
+  close(graceMs: number): Promise<void> {
+    this.closed ??= (async () => {
+      this.closing = true;
+      let cancelGrace: () => void = () => {};
+      const graceOver = new Promise<void>((resolve) => (cancelGrace = this.clock.setTimer(resolve, graceMs)));
+      await Promise.race([Promise.allSettled([...this.running].map((a) => a.settled)), graceOver]);
+      cancelGrace();
+      this.stopping.abort(new Error("server stopping"));
+      // Handlers that ignore the abort are not waited for; their outcomes are.
+      await Promise.allSettled([...this.running].map((a) => a.recorded));
+      await Promise.allSettled([...this.handingBack]);
+      this.stopRenewal();
+    })();
+    return this.closed;
+  }
+}
+
+/** Calls a handler; a synchronous throw becomes a rejection. */
+function callHandler(handler: TaskHandler, task: TaskInput, signal: AbortSignal): Promise<void> {
+  try {
+    return Promise.resolve(handler(task, { signal }));
+  } catch (error) {
+    return Promise.reject(error);
   }
 }
 

@@ -62,3 +62,20 @@ test("Redis stops and returns: UNAVAILABLE and NOT_SERVING, then SERVING and Sub
   const { task } = await client.getTask({ taskId: queuedBefore.taskId });
   assert.equal(task?.userId, "survivor");
 });
+
+test("Redis at its maxmemory: Submit is UNAVAILABLE saying the store is full, and nothing is stored", async () => {
+  const { client } = ctx.tollgate;
+  const admin = ctx.redis.client();
+  try {
+    await pollUntil("Redis back", async () => (await admin.ping().catch(() => "")) === "PONG", { timeoutMs: 5_000 });
+    const used = Number(/used_memory:(\d+)/.exec(await admin.info("memory"))![1]);
+    await admin.config("SET", "maxmemory", String(used - 1024 * 1024 > 0 ? Math.max(1, used - 1024 * 1024) : 1));
+    const keysBefore = await admin.dbsize();
+    const error = await expectCode(client.submit({ userId: "full" }), Code.Unavailable, "Submit with Redis full");
+    assert.match(error.rawMessage, /full \(maxmemory reached\); nothing was stored/);
+    assert.equal(await admin.dbsize(), keysBefore, "no key was written");
+  } finally {
+    await admin.config("SET", "maxmemory", "0");
+    admin.disconnect();
+  }
+});

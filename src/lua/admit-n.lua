@@ -6,7 +6,7 @@
   The task starts now only if its user has nothing queued, every window has
   room and the admitting process has a free slot; then one unit of every window is used, with rate-limiter-flexible's
   own semantics (SET key 0 EX duration NX, then INCRBY), and the task is
-  recorded as running under a lease. Otherwise it joins the back of the user's
+  recorded as running under a lease (with adm = 1). Otherwise it joins the back of the user's
   queue (due at once if only a free slot was missing), or, in reject mode or
   with the backlog at its cap, nothing is stored.
   A window that is full uses no unit of any other window.
@@ -99,7 +99,10 @@ if withinPolicy and ARGV[10] == '1' then
     end
     counts[i] = counts[i] + 1
   end
-  redis.call('HSET', KEYS[3], 'u', userId, 'p', ARGV[3], 's', 'r', 'a', 1, 'sub', now, 'st', now)
+  -- adm marks a task started here rather than claimed from the queue: a
+  -- Submit that lost this reply reads it to learn whether to run the task
+  -- (admit-outcome-n.lua), and a claimed task can look alike otherwise.
+  redis.call('HSET', KEYS[3], 'u', userId, 'p', ARGV[3], 's', 'r', 'a', 1, 'sub', now, 'st', now, 'adm', 1)
   if ARGV[5] ~= '' then
     redis.call('HSET', KEYS[3], 'k', ARGV[5])
   end

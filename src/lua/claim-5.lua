@@ -13,6 +13,10 @@
      lease, and the user is rescheduled for when its next task may start.
      A user whose windows are full is moved to when they will have room.
   Every user whose counts change is published on the progress channel.
+  Each claimed task is marked with the caller's claim id, and the claim is
+  recorded under that id for a short while: a caller whose client gave up
+  waiting for the reply (a command timeout while Redis was busy) reads it back
+  and hands the tasks back instead of leaving them to wait out their leases.
 
   Per-user keys are built from the prefixes the caller passes (src/keys.ts
   makes them); so all of Tollgate's keys must live in one Redis (standalone or
@@ -22,6 +26,7 @@
   KEYS[2]  leases sorted set
   KEYS[3]  retries sorted set
   KEYS[4]  totals hash
+  KEYS[5]  this claim's record (list: task id, user id, attempt per claimed task)
   ARGV[1]  most tasks to claim (free slots of the caller)
   ARGV[2]  lease length, ms
   ARGV[3]  most attempts per task
@@ -31,7 +36,9 @@
   ARGV[7]  stats key prefix (user id follows)
   ARGV[8]  dead-letter list cap
   ARGV[9]  progress channel
-  ARGV[10..] per window: key prefix (":" and the user id follow), limit, duration in seconds
+  ARGV[10] claim id, stored on each claimed task hash as field c
+  ARGV[11] how long the claim's record is kept, ms
+  ARGV[12..] per window: key prefix (":" and the user id follow), limit, duration in seconds
   Returns  {now, next due, next retry, next lease expiry, claims...}: the next
            moments are ms, or -1 when there is none; each claim is six
            entries: task id, user id, kind, payload, attempt, due moment.
@@ -44,8 +51,9 @@ local maxAttempts = tonumber(ARGV[3])
 local queuePrefix, taskPrefix, deadPrefix, statsPrefix = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local deadCap = tonumber(ARGV[8])
 local progress = ARGV[9]
+local claimId, recordMs = ARGV[10], tonumber(ARGV[11])
 local windows = {}
-for i = 10, #ARGV, 3 do
+for i = 12, #ARGV, 3 do
   windows[#windows + 1] = {prefix = ARGV[i] .. ':', limit = tonumber(ARGV[i + 1]), seconds = ARGV[i + 2]}
 end
 
@@ -144,7 +152,8 @@ if maxClaims > 0 then
         local nextWait = use(userId, counts)
         local task = taskPrefix .. taskId
         local attempt = redis.call('HINCRBY', task, 'a', 1)
-        redis.call('HSET', task, 's', 'r', 'st', now)
+        redis.call('HSET', task, 's', 'r', 'st', now, 'c', claimId)
+        redis.call('RPUSH', KEYS[5], taskId, userId, attempt)
         redis.call('ZADD', KEYS[2], now + leaseMs, taskId)
         redis.call('HINCRBY', statsPrefix .. userId, 'r', 1)
         redis.call('HINCRBY', KEYS[4], 'q', -1)
@@ -164,6 +173,10 @@ if maxClaims > 0 then
       end
     end
   end
+end
+
+if #out > 4 then
+  redis.call('PEXPIRE', KEYS[5], recordMs)
 end
 
 local function first(key)

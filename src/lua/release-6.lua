@@ -1,0 +1,47 @@
+--[[
+  release: hand back a claimed task that this process will not run, or whose
+  run it cut short (it is stopping): the task goes back to the head of its
+  user's queue, the user is due now, and the attempt is not counted, since it
+  never ran to an outcome. Without this the task would wait out its lease and
+  the interrupted run would count as an attempt (dead-lettering a task on its
+  last attempt though its handler never failed). Only the attempt that holds
+  the lease may release it, as in finish; with a claim id, only that claim's.
+  The window units its claim used are not given back: a start was counted.
+
+  KEYS[1]  task hash
+  KEYS[2]  leases sorted set
+  KEYS[3]  the user's queue list
+  KEYS[4]  due-users sorted set
+  KEYS[5]  the user's stats hash
+  KEYS[6]  totals hash
+  ARGV[1]  task id
+  ARGV[2]  attempt number that was claimed
+  ARGV[3]  user id
+  ARGV[4]  claim id the task was claimed with, or "" not to check it
+  ARGV[5]  progress channel
+  ARGV[6]  channel on which drainers are woken (the user is due at the published moment)
+  Returns  1 released, 0 lease lost (it ran out and the task was handed on)
+]]
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) == false
+    or redis.call('HGET', KEYS[1], 'a') ~= ARGV[2]
+    or (ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'c') ~= ARGV[4]) then
+  return 0
+end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZREM', KEYS[2], ARGV[1])
+local attempts = redis.call('HINCRBY', KEYS[1], 'a', -1)
+redis.call('HSET', KEYS[1], 's', 'q')
+redis.call('HDEL', KEYS[1], 'c')
+if attempts == 0 then
+  -- Never started to an outcome: it has no start time either.
+  redis.call('HDEL', KEYS[1], 'st')
+end
+redis.call('LPUSH', KEYS[3], ARGV[1])
+-- LT: keeps an earlier due moment, adds the user when absent.
+redis.call('ZADD', KEYS[4], 'LT', now, ARGV[3])
+redis.call('HINCRBY', KEYS[5], 'r', -1)
+redis.call('HINCRBY', KEYS[6], 'q', 1)
+redis.call('PUBLISH', ARGV[5], ARGV[3])
+redis.call('PUBLISH', ARGV[6], now)
+return 1

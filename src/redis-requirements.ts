@@ -1,0 +1,136 @@
+import type { Redis } from "ioredis";
+import { ConfigError } from "./config.js";
+import { isStoreUnavailable } from "./errors.js";
+import type { Logger } from "./logger.js";
+
+/** The oldest Redis the scripts run on: claim's `ZADD ... LT` came in 6.2. */
+export const MIN_REDIS_VERSION = "6.2.0";
+
+/**
+ * A Redis Tollgate must not run on. A ConfigError, so `tollgate serve` stops
+ * with its message and exit code 2, like any other setting at fault.
+ */
+export class RedisRequirementError extends ConfigError {}
+
+/** `redis_version` from an INFO reply; undefined when it has none. */
+export function parseRedisVersion(info: string): string | undefined {
+  return /^redis_version:([^\r\n]+)/m.exec(info)?.[1]?.trim();
+}
+
+/** Whether `version` ("7.0.15", "6.2.0-rc1") is at least `minimum`; false when it does not parse. */
+export function versionAtLeast(version: string, minimum: string): boolean {
+  const parse = (text: string): number[] | undefined => {
+    const match = /^(\d+)\.(\d+)(?:\.(\d+))?/.exec(text);
+    return match ? [Number(match[1]), Number(match[2]), Number(match[3] ?? 0)] : undefined;
+  };
+  const have = parse(version);
+  const need = parse(minimum);
+  if (!have || !need) return false;
+  for (let i = 0; i < 3; i++) {
+    if (have[i]! !== need[i]!) return have[i]! > need[i]!;
+  }
+  return true;
+}
+
+/** What is wrong with the Redis an INFO reply describes, version-wise; undefined when nothing is. */
+export function versionProblem(info: string): string | undefined {
+  const version = parseRedisVersion(info);
+  if (version === undefined) return undefined;
+  if (versionAtLeast(version, MIN_REDIS_VERSION)) return undefined;
+  return (
+    `Redis ${version} is too old: Tollgate's scripts need Redis ${MIN_REDIS_VERSION} or newer (ZADD ... LT); ` +
+    "upgrade Redis, or point TOLLGATE_REDIS_URL at a newer one"
+  );
+}
+
+/** What a maxmemory-policy other than noeviction risks. */
+function evictionRisk(policy: string): string {
+  return (
+    `Redis maxmemory-policy is "${policy}": when memory runs short Redis would evict Tollgate's keys, ` +
+    "so a queued task's record could vanish (its claim would run an empty payload) and window counters " +
+    "could reset (more starts than the policy allows)"
+  );
+}
+
+/** What is wrong with a maxmemory-policy, and how to fix it; undefined for noeviction, the only safe one. */
+export function evictionProblem(policy: string): string | undefined {
+  if (policy === "noeviction") return undefined;
+  return (
+    `${evictionRisk(policy)}. Fix it with \`redis-cli CONFIG SET maxmemory-policy noeviction\` ` +
+    "(and `maxmemory-policy noeviction` in redis.conf, so it survives a restart), " +
+    "or set TOLLGATE_ALLOW_EVICTION=yes (--allow-eviction yes) to start anyway"
+  );
+}
+
+export interface RedisRequirementOptions {
+  /** Start on an evicting Redis after a warning instead of refusing. */
+  readonly allowEviction: boolean;
+}
+
+/**
+ * Checks, at start, that Redis can run the scripts and will not evict their
+ * keys: throws RedisRequirementError (the message says what to change) for
+ * a Redis older than MIN_REDIS_VERSION, and for a maxmemory-policy other
+ * than noeviction unless allowed. Where the check itself is impossible
+ * (INFO or CONFIG renamed or denied, as on some managed Redis) it warns and
+ * lets the start go on: refusing there would refuse every such host.
+ */
+export async function checkRedisRequirements(
+  redis: Redis,
+  options: RedisRequirementOptions,
+  logger: Logger,
+): Promise<void> {
+  const info = await readOrUndefined(() => redis.info("server"), "INFO server", "Redis' version", logger);
+  if (info !== undefined) {
+    const problem = versionProblem(info);
+    if (problem !== undefined) throw new RedisRequirementError(problem);
+    if (parseRedisVersion(info) === undefined) {
+      logger.warn({ minimum: MIN_REDIS_VERSION }, "INFO server names no redis_version; cannot check that Redis is new enough");
+    }
+  }
+
+  const reply = await readOrUndefined(
+    () => redis.config("GET", "maxmemory-policy"),
+    "CONFIG GET maxmemory-policy",
+    "that maxmemory-policy is noeviction (make sure it is: evicted keys lose tasks)",
+    logger,
+  );
+  if (reply === undefined) return;
+  const policy = Array.isArray(reply) && typeof reply[1] === "string" ? reply[1] : undefined;
+  if (policy === undefined) {
+    logger.warn(
+      { reply },
+      "CONFIG GET maxmemory-policy answered nothing; make sure it is noeviction, or evicted keys can lose tasks",
+    );
+    return;
+  }
+  const problem = evictionProblem(policy);
+  if (problem === undefined) return;
+  if (!options.allowEviction) throw new RedisRequirementError(problem);
+  logger.warn(
+    { maxmemoryPolicy: policy },
+    `${evictionRisk(policy)}; starting anyway because TOLLGATE_ALLOW_EVICTION is yes`,
+  );
+}
+
+/**
+ * Runs a check's command; a Redis that cannot be reached fails the start
+ * (the caller reports that), any refusal of the command itself only warns.
+ */
+async function readOrUndefined<T>(
+  command: () => Promise<T>,
+  what: string,
+  unchecked: string,
+  logger: Logger,
+): Promise<T | undefined> {
+  try {
+    return await command();
+  } catch (error) {
+    if (isStoreUnavailable(error)) throw error;
+    logger.warn(
+      { error: (error as Error).message },
+      `${what} was refused (renamed or disabled?), so Tollgate cannot check ${unchecked}; starting anyway`,
+    );
+    return undefined;
+  }
+}
