@@ -1,8 +1,8 @@
 // Issue 6: the package's TypeScript client library as a consumer gets it.
 // `npm pack` builds dist/ (prepack runs build:lib) and the tarball carries it;
 // installed into a project, `import ... from "tollgate"` resolves through
-// package.json "exports" to JavaScript with .d.ts types, and the README's
-// example runs as written against a real `tollgate serve`.
+// package.json "exports" to JavaScript with .d.ts types, and the example in
+// docs/api.md (Clients) runs as written against a real `tollgate serve`.
 import assert from "node:assert/strict";
 import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -25,7 +25,7 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), "tollgate-library-"));
   project = join(dir, "project");
   await mkdir(join(project, "node_modules", "tollgate"), { recursive: true });
-  // The README example assumes the default policy, 1/1s,20/1m.
+  // The docs/api.md example assumes the default policy, 1/1s,20/1m.
   server = await startServeProcess({
     TOLLGATE_REDIS_URL: redis.url,
     TOLLGATE_HOST: "127.0.0.1",
@@ -109,10 +109,10 @@ void answers; void started; void retry;
   assert.equal(tsc.code, 0, `tsc in the consuming project: ${describeRun(tsc)}`);
 });
 
-test("the README's TypeScript example runs as written, with node, against tollgate serve", async () => {
-  const readme = await readFile(join(ROOT, "README.md"), "utf8");
-  const example = /\n## Clients\n[\s\S]*?```javascript\n([\s\S]*?)```/.exec(readme)?.[1];
-  assert.ok(example, "README's Clients section has a javascript example");
+test("docs/api.md's TypeScript example runs as written, with node, against tollgate serve", async () => {
+  const page = await readFile(join(ROOT, "docs", "api.md"), "utf8");
+  const example = /\n## Clients\n[\s\S]*?```javascript\n([\s\S]*?)```/.exec(page)?.[1];
+  assert.ok(example, "docs/api.md's Clients section has a javascript example");
   await writeFile(join(project, "example.mjs"), example);
   const run = await runCommand(process.execPath, ["example.mjs"], {
     cwd: project,
