@@ -8,21 +8,10 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { RestartBackoff, EMBEDDED_RESTART } from "../../src/redis/embedded-redis.js";
 import { pollUntil } from "../support/expect.js";
 import { checkStatus, healthClient } from "../support/health.js";
 import { startServeProcess, type ServeProcess } from "../support/serve-process.js";
 import { Disposition, TaskService, TaskState } from "../../gen/ts/tollgate/v1/task_service_pb.js";
-
-describe("RestartBackoff", () => {
-  test("250 ms doubling to 30 s while it keeps dying, from 250 ms again after a stable run", () => {
-    const backoff = new RestartBackoff(EMBEDDED_RESTART);
-    const delays = Array.from({ length: 10 }, () => backoff.next(100));
-    assert.deepEqual(delays, [250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
-    assert.equal(backoff.next(EMBEDDED_RESTART.stableAfterMs), 250, "a run of 10 s resets it");
-    assert.equal(backoff.next(0), 500, "a failed start right after counts as dying again");
-  });
-});
 
 interface LoggedRedis {
   readonly port: number;
