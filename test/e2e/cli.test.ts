@@ -9,12 +9,11 @@ import { mkdtemp, readFile, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, describe, test } from "node:test";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createTollgateClient } from "../../src/client/client.js";
 import { pollUntil } from "../support/expect.js";
 import { checkStatus, healthClient } from "../support/health.js";
 import { freePort } from "../../src/redis/embedded-redis.js";
-import { Disposition, TaskService } from "../../gen/ts/tollgate/v1/task_service_pb.js";
+import { Disposition } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 const BIN = resolve("bin/tollgate.js");
 
@@ -168,7 +167,7 @@ test("embedded Redis: serve starts redis-server under the data dir, answers Subm
   void exited.then((exit) => (exitedEarly = exit));
 
   const address = `http://127.0.0.1:${port}`;
-  const client = createClient(TaskService, createGrpcTransport({ baseUrl: address }));
+  const client = createTollgateClient({ baseUrl: address });
   const submitted = await pollUntil(
     "the server to answer Submit",
     async () => {

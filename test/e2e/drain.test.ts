@@ -2,15 +2,15 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createTollgateClient } from "../../src/client/client.js";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { parseRatePolicy } from "../../src/core/rate-policy.js";
 import { usePrivateRedis } from "../support/fixture.js";
 import { startServeProcess } from "../support/serve-process.js";
 import { startTestServer } from "../support/server.js";
-import { checkStarts, readFixtureLog, readTaskLog, waitFor, waitUntilAllRan } from "../support/task-log.js";
-import { Disposition, TaskService, TaskState } from "../../gen/ts/tollgate/v1/task_service_pb.js";
+import { checkStarts, readFixtureLog, readTaskLog, waitUntilAllRan } from "../support/task-log.js";
+import { Disposition, TaskState } from "../../gen/ts/tollgate/v1/task_service_pb.js";
+import { pollUntil } from "../support/expect.js";
 
 const FIXTURE_HANDLERS = fileURLToPath(new URL("../fixtures/handlers.ts", import.meta.url));
 
@@ -25,7 +25,7 @@ describe("drain", () => {
       const submittedAt = Date.now();
       const answers = await Promise.all(Array.from({ length: 8 }, () => tollgate.client.submit({ userId: "eight" })));
       assert.equal(answers.filter((a) => a.disposition === Disposition.STARTED).length, 1);
-      await waitFor(async () => (await readTaskLog(taskLog, "eight")).length >= 8, 12_000, "8 starts in the task log");
+      await pollUntil("8 starts in the task log", async () => (await readTaskLog(taskLog, "eight")).length >= 8, { timeoutMs: 12_000 });
       await new Promise((resolve) => setTimeout(resolve, 50)); // the last one's record
       const policy = parseRatePolicy(policyText);
       // Redis' own record of each start: the clock the windows run on.
@@ -64,7 +64,7 @@ describe("drain", () => {
       for (let i = 0; i < 200; i++) await tollgate.client.submit({ userId: "hog", kind: "slow", payload });
       const b = await tollgate.client.submit({ userId: "bee", kind: "slow", payload });
       assert.equal(b.disposition, Disposition.QUEUED, "the only slot is busy, so B queues");
-      await waitFor(async () => (await readFixtureLog(log)).some((s) => s.userId === "bee"), 5_000, "B's start");
+      await pollUntil("B's start", async () => (await readFixtureLog(log)).some((s) => s.userId === "bee"), { timeoutMs: 5_000 });
       const submittedAt = timestampMs((await tollgate.client.getTask({ taskId: b.taskId })).task!.submittedAt!);
       const starts = await readFixtureLog(log);
       const bStart = starts.find((s) => s.userId === "bee")!;
@@ -88,12 +88,12 @@ describe("drain", () => {
       const flaky = await tollgate.client.submit({ userId: "retry", kind: "flaky" });
       const broken = await tollgate.client.submit({ userId: "retry", kind: "broken" });
       const finalState = async (taskId: string) => (await tollgate.client.getTask({ taskId })).task!;
-      await waitFor(async () => (await finalState(flaky.taskId)).state === TaskState.SUCCEEDED, 5_000, "flaky to succeed");
+      await pollUntil("flaky to succeed", async () => (await finalState(flaky.taskId)).state === TaskState.SUCCEEDED, { timeoutMs: 5_000 });
       const done = await finalState(flaky.taskId);
       assert.equal(done.attempts, 3);
       assert.equal(done.attemptsLeft, 0);
       assert.ok(done.finishedAt && done.startedAt);
-      await waitFor(async () => (await finalState(broken.taskId)).state === TaskState.DEAD, 5_000, "broken to die");
+      await pollUntil("broken to die", async () => (await finalState(broken.taskId)).state === TaskState.DEAD, { timeoutMs: 5_000 });
       const dead = await finalState(broken.taskId);
       assert.equal(dead.attempts, 3);
       assert.equal(dead.lastError, "broken handler");
@@ -116,17 +116,14 @@ describe("drain", () => {
       TOLLGATE_FIXTURE_LOG: log,
     };
     const first = await startServeProcess(env);
-    const client = createClient(
-      TaskService,
-      createGrpcTransport({ baseUrl: `http://127.0.0.1:${first.port}` }),
-    );
+    const client = createTollgateClient({ baseUrl: `http://127.0.0.1:${first.port}` });
     const payload = new TextEncoder().encode("400");
     const acknowledged: string[] = [];
     for (let i = 0; i < 12; i++) {
       const answer = await client.submit({ userId: `k${i % 3}`, kind: "slow", payload });
       acknowledged.push(answer.taskId);
     }
-    await waitFor(async () => (await readFixtureLog(log)).length >= 4, 5_000, "some tasks to start");
+    await pollUntil("some tasks to start", async () => (await readFixtureLog(log)).length >= 4, { timeoutMs: 5_000 });
     first.child.kill("SIGKILL");
     await first.exited;
     const killedAt = Date.now();

@@ -6,12 +6,11 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createTollgateClient } from "../../src/client/client.js";
 import { pollUntil } from "../support/expect.js";
 import { checkStatus, healthClient } from "../support/health.js";
 import { startServeProcess, type ServeProcess } from "../support/serve-process.js";
-import { Disposition, TaskService, TaskState } from "../../gen/ts/tollgate/v1/task_service_pb.js";
+import { Disposition, TaskState } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 interface LoggedRedis {
   readonly port: number;
@@ -49,7 +48,7 @@ describe("tollgate serve with its embedded Redis", () => {
     });
     try {
       const address = `http://127.0.0.1:${server.port}`;
-      const client = createClient(TaskService, createGrpcTransport({ baseUrl: address }));
+      const client = createTollgateClient({ baseUrl: address });
       const health = healthClient(address);
       const [started] = loggedRedis(server, "embedded redis-server started");
       assert.ok(started, `no start line:\n${server.output()}`);

@@ -6,8 +6,8 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { register } from "prom-client";
 import { TestRedis } from "../support/redis.js";
 import { startTestServer } from "../support/server.js";
-import { waitFor } from "../support/task-log.js";
 import { WatchQueueRequestSchema, type WatchQueueResponse } from "../../gen/ts/tollgate/v1/task_service_pb.js";
+import { pollUntil } from "../support/expect.js";
 
 let redis: TestRedis;
 
@@ -89,11 +89,15 @@ describe("WatchQueue", () => {
       assert.equal(tollgate.server.hub.watchedQueues, 2);
       controllers.forEach((c) => c.abort());
       await Promise.all(iterators.map((it) => it.next().catch(() => undefined)));
-      await waitFor(() => tollgate.server.hub.watchedQueues === 0, 2_000, "every watch released");
-      await waitFor(async () => {
-        const [, count] = (await plain.pubsub("NUMSUB", channel)) as [string, number];
-        return Number(count) === 0;
-      }, 2_000, "the subscription to go");
+      await pollUntil("every watch released", () => tollgate.server.hub.watchedQueues === 0, { timeoutMs: 2_000 });
+      await pollUntil(
+        "the subscription to go",
+        async () => {
+          const [, count] = (await plain.pubsub("NUMSUB", channel)) as [string, number];
+          return Number(count) === 0;
+        },
+        { timeoutMs: 2_000 },
+      );
       const resourcesAfter = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
       assert.ok(resourcesAfter <= resourcesBefore, `${resourcesAfter - resourcesBefore} timers left behind`);
     } finally {
