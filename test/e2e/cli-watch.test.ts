@@ -1,3 +1,6 @@
+// The `tollgate` CLI as a client of a running `tollgate serve`: submit --watch
+// drawing its progress bar in a real terminal (tmux), watch --json, and the
+// exit codes of a failed call and of bad usage.
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { test } from "node:test";

@@ -1,4 +1,4 @@
-// Issue 2, acceptance 9: the `tollgate` executable as a user runs it. A bad
+// The `tollgate` executable as a user runs it. A bad
 // setting or a missing redis-server exits 2 with one clear line; with no
 // TOLLGATE_REDIS_URL it runs its own redis-server under the data dir, serves,
 // and on SIGTERM exits 0 leaving no redis-server behind.

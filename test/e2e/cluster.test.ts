@@ -1,3 +1,8 @@
+// `tollgate serve` as a cluster: a killed worker is replaced without losing
+// acknowledged tasks, a worker with a blocked event loop is killed by the
+// heartbeat watchdog, health follows Redis (grpc-health-probe), SIGTERM drains
+// and exits 0, /metrics aggregates the workers, and two instances on one
+// Redis hold one policy per user between them.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";

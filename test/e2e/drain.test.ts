@@ -1,3 +1,7 @@
+// The drain as `tollgate serve` runs it: starts exactly when the policy allows
+// them, fairness between users, retries to success or the dead-letter list,
+// every acknowledged task run after a SIGKILL and restart, and near-zero
+// Redis and CPU cost while users wait on a long window.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, test } from "node:test";

@@ -1,4 +1,4 @@
-// Issue 6: the tools people call Tollgate with, each used for real against
+// The tools people call Tollgate with, each used for real against
 // `tollgate serve` (a 2-worker cluster on a private Redis): buf curl through
 // server reflection, the `tollgate` CLI as a client, and grpc-health-probe
 // (skipped, saying so, only when it is not installed).

@@ -1,3 +1,7 @@
+// API-key auth: parsing the key file, UNAUTHENTICATED without a known key, a
+// user acting only as itself, admins acting for anyone, health and reflection
+// open without a key, oversized metadata refused, and a bad key file stopping
+// `tollgate serve` at start-up.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";

@@ -1,3 +1,5 @@
+// Redis restarted under Submit load: UNAVAILABLE while it is down, no
+// acknowledged task lost, and the service resuming by itself.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { test } from "node:test";

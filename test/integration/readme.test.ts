@@ -1,3 +1,6 @@
+// The README stays true: its configuration table lists every setting with its
+// flag and default, and its handler example (examples/handlers.mjs) works as
+// described.
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";

@@ -1,4 +1,4 @@
-// Issue 2, acceptance 5: with Redis gone, Submit answers UNAVAILABLE within a
+// A Redis outage: with Redis gone, Submit answers UNAVAILABLE within a
 // second and health goes NOT_SERVING; when Redis comes back (same port, same
 // data) health is SERVING again and Submit works, without restarting the
 // server.

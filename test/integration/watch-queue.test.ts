@@ -1,3 +1,7 @@
+// WatchQueue: the first message predicts the drain and the stream ends drained
+// on time, a watcher on another server sees the drain, cancelled streams leave
+// no subscription or timer behind, and a reader that reads nothing gets a few
+// snapshots rather than a growing buffer.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { connect } from "node:http2";
