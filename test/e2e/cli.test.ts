@@ -192,7 +192,7 @@ test("embedded Redis: serve starts redis-server under the data dir, answers Subm
   await pollUntil(
     "the task's line in tasks.log",
     async () => /^cli-user-task completed at-\d+$/m.test(await readFile(join(dataDir, "tasks.log"), "utf8")),
-    { timeoutMs: 5_000 },
+    { timeoutMs: 15_000 },
   );
 
   child.kill("SIGTERM");
@@ -202,7 +202,7 @@ test("embedded Redis: serve starts redis-server under the data dir, answers Subm
   ]);
   assert.equal(exit.signal, null, `exited by itself, not by ${exit.signal}`);
   assert.equal(exit.code, 0, `exit code after SIGTERM (stderr: ${exit.stderr})`);
-  await pollUntil("the embedded redis-server to exit", async () => !(await alive(redisPid)), { timeoutMs: 5_000 });
+  await pollUntil("the embedded redis-server to exit", async () => !(await alive(redisPid)), { timeoutMs: 15_000 });
   strayPids.delete(redisPid);
   assert.ok(existsSync(join(dataDir, "redis")), "Redis data stays under the data dir");
 });

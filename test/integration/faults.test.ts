@@ -25,7 +25,7 @@ test("Redis restarted under load: UNAVAILABLE while down, nothing acknowledged l
     const load = (async () => {
       for (let i = 0; running && i < 5_000; i++) {
         try {
-          acknowledged.push((await tollgate.client.submit({ userId: `r${i % 10}` }, { timeoutMs: 2_000 })).taskId);
+          acknowledged.push((await tollgate.client.submit({ userId: `r${i % 10}` }, { timeoutMs: 5_000 })).taskId);
         } catch (error) {
           const code = error instanceof ConnectError ? error.code : Code.Unknown;
           refusals.set(code, (refusals.get(code) ?? 0) + 1);
@@ -33,13 +33,13 @@ test("Redis restarted under load: UNAVAILABLE while down, nothing acknowledged l
         }
       }
     })();
-    await pollUntil("load before the restart", () => acknowledged.length >= 50, { timeoutMs: 5_000 });
+    await pollUntil("load before the restart", () => acknowledged.length >= 50, { timeoutMs: 15_000 });
     await ctx.redis.stop();
     const ackedWhenStopped = acknowledged.length;
-    await pollUntil("UNAVAILABLE while Redis is down", () => (refusals.get(Code.Unavailable) ?? 0) >= 5, { timeoutMs: 3_000 });
+    await pollUntil("UNAVAILABLE while Redis is down", () => (refusals.get(Code.Unavailable) ?? 0) >= 5, { timeoutMs: 10_000 });
     assert.ok(acknowledged.length <= ackedWhenStopped + 1, "nothing is acknowledged while Redis is down");
     await ctx.redis.start();
-    await pollUntil("Submits to succeed again", () => acknowledged.length >= ackedWhenStopped + 50, { timeoutMs: 10_000 });
+    await pollUntil("Submits to succeed again", () => acknowledged.length >= ackedWhenStopped + 50, { timeoutMs: 20_000 });
     running = false;
     await load;
     assert.deepEqual([...refusals.keys()].filter((code) => code !== Code.Unavailable), [], "only UNAVAILABLE while down");

@@ -11,6 +11,6 @@ export function healthClient(address: string): Client<typeof Health> {
 
 /** The status name Check reports for `service` ("" is the whole server). */
 export async function checkStatus(client: Client<typeof Health>, service = ""): Promise<string> {
-  const response = await client.check({ service }, { timeoutMs: 1_000 });
+  const response = await client.check({ service }, { timeoutMs: 5_000 });
   return HealthCheckResponse_ServingStatus[response.status] ?? String(response.status);
 }
