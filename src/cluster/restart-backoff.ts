@@ -13,7 +13,13 @@ export const WORKER_RESTART = { baseMs: 250, maxMs: 30_000, stableAfterMs: 10_00
 export class WorkerRestartBackoff {
   private crashes = 0;
 
-  constructor(private readonly options: { readonly baseMs: number; readonly maxMs: number; readonly stableAfterMs: number } = WORKER_RESTART) {}
+  constructor(
+    private readonly options: {
+      readonly baseMs: number;
+      readonly maxMs: number;
+      readonly stableAfterMs: number;
+    } = WORKER_RESTART,
+  ) {}
 
   /** Crashes in a row so far, counting the last exit. */
   get crashesInARow(): number {

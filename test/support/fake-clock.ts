@@ -39,7 +39,8 @@ export class FakeClock implements Clock {
     for (;;) {
       let due: Timer | undefined;
       for (const timer of this.timers) {
-        if (timer.at <= until && (!due || timer.at < due.at || (timer.at === due.at && timer.seq < due.seq))) due = timer;
+        if (timer.at > until) continue;
+        if (!due || timer.at < due.at || (timer.at === due.at && timer.seq < due.seq)) due = timer;
       }
       if (!due) break;
       this.timers = this.timers.filter((t) => t !== due);

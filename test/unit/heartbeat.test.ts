@@ -5,7 +5,12 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { Clock } from "../../src/core/clock.js";
-import { HeartbeatMonitor, HeartbeatSender, heartbeatPeriodMs, type SilentWorker } from "../../src/cluster/heartbeat.js";
+import {
+  HeartbeatMonitor,
+  HeartbeatSender,
+  heartbeatPeriodMs,
+  type SilentWorker,
+} from "../../src/cluster/heartbeat.js";
 import { FakeClock } from "../support/fake-clock.js";
 
 /** A clock whose timers fire `blockedMs` late, as on an event loop blocked that long. */
@@ -43,7 +48,11 @@ describe("HeartbeatSender", () => {
     assert.deepEqual(sent.at(-1), { at: 8_300, lagMs: 300 }, "it fired 300 ms late and says so");
 
     clock.advance(1_000);
-    assert.deepEqual(sent.at(-1), { at: 9_300, lagMs: 0 }, "lag is per beat: the next period starts when the late beat ran");
+    assert.deepEqual(
+      sent.at(-1),
+      { at: 9_300, lagMs: 0 },
+      "lag is per beat: the next period starts when the late beat ran",
+    );
   });
 
   test("stop sends no more; start and stop are idempotent", () => {
@@ -71,7 +80,10 @@ describe("HeartbeatMonitor", () => {
   const TIMEOUT_MS = 1_500;
   const ALLOWANCE_MS = 20_000;
 
-  function monitor(clock: FakeClock): { monitor: HeartbeatMonitor<string>; reports: (SilentWorker<string> & { at: number })[] } {
+  function monitor(clock: FakeClock): {
+    monitor: HeartbeatMonitor<string>;
+    reports: (SilentWorker<string> & { at: number })[];
+  } {
     const reports: (SilentWorker<string> & { at: number })[] = [];
     const watchdog = new HeartbeatMonitor<string>(clock, {
       timeoutMs: TIMEOUT_MS,
@@ -148,17 +160,27 @@ describe("HeartbeatMonitor", () => {
     clock.advance(ALLOWANCE_MS);
     assert.equal(reports.length, 0);
     clock.advance(TIMEOUT_MS + watchdog.checkEveryMs);
-    assert.deepEqual(reports.map((r) => r.key), ["a"]);
+    assert.deepEqual(
+      reports.map((r) => r.key),
+      ["a"],
+    );
     watchdog.watch("c");
     watchdog.stop();
     clock.advance(10 * (ALLOWANCE_MS + TIMEOUT_MS));
-    assert.deepEqual(reports.map((r) => r.key), ["a"]);
+    assert.deepEqual(
+      reports.map((r) => r.key),
+      ["a"],
+    );
   });
 
   test("a sender and a monitor together: reported one timeout (plus at most one check) after the sender stops", () => {
     const clock = new FakeClock();
     const reports: SilentWorker<number>[] = [];
-    const watchdog = new HeartbeatMonitor<number>(clock, { timeoutMs: TIMEOUT_MS, startupAllowanceMs: ALLOWANCE_MS, onSilent: (w) => reports.push(w) });
+    const watchdog = new HeartbeatMonitor<number>(clock, {
+      timeoutMs: TIMEOUT_MS,
+      startupAllowanceMs: ALLOWANCE_MS,
+      onSilent: (w) => reports.push(w),
+    });
     watchdog.start();
     watchdog.watch(0);
     const sender = new HeartbeatSender(clock, heartbeatPeriodMs(TIMEOUT_MS), (lagMs) => watchdog.heard(0, lagMs));
@@ -173,6 +195,9 @@ describe("HeartbeatMonitor", () => {
       reportedAt = clock.now();
     }
     const after = reportedAt - stoppedAt;
-    assert.ok(after > TIMEOUT_MS - heartbeatPeriodMs(TIMEOUT_MS) && after <= TIMEOUT_MS + watchdog.checkEveryMs, `reported ${after} ms after the last beat`);
+    assert.ok(
+      after > TIMEOUT_MS - heartbeatPeriodMs(TIMEOUT_MS) && after <= TIMEOUT_MS + watchdog.checkEveryMs,
+      `reported ${after} ms after the last beat`,
+    );
   });
 });

@@ -20,7 +20,11 @@ describe("WorkerRestartBackoff", () => {
     for (let i = 0; i < 5; i++) backoff.next(9_999);
     assert.equal(backoff.next(WORKER_RESTART.stableAfterMs), 0, "a stable run");
     assert.equal(backoff.crashesInARow, 0);
-    assert.deepEqual([backoff.next(0), backoff.next(0), backoff.next(0)], [0, 250, 500], "the same sequence as at first");
+    assert.deepEqual(
+      [backoff.next(0), backoff.next(0), backoff.next(0)],
+      [0, 250, 500],
+      "the same sequence as at first",
+    );
   });
 
   test("a crash only just short of the stable mark still counts", () => {

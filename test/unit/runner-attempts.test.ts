@@ -39,9 +39,25 @@ class FakeStore {
     private readonly maxAttempts = 3,
   ) {}
 
-  async finish(task: { readonly taskId: string; readonly attempt: number }, result: AttemptResult, retryDelayMs: number): Promise<FinishOutcome> {
-    const outcome: FinishOutcome = result.ok ? "succeeded" : task.attempt < this.maxAttempts ? "retry-scheduled" : "dead";
-    this.finished.push({ taskId: task.taskId, attempt: task.attempt, result, ok: result.ok, retryDelayMs, outcome, at: this.clock.now() });
+  async finish(
+    task: { readonly taskId: string; readonly attempt: number },
+    result: AttemptResult,
+    retryDelayMs: number,
+  ): Promise<FinishOutcome> {
+    const outcome: FinishOutcome = result.ok
+      ? "succeeded"
+      : task.attempt < this.maxAttempts
+        ? "retry-scheduled"
+        : "dead";
+    this.finished.push({
+      taskId: task.taskId,
+      attempt: task.attempt,
+      result,
+      ok: result.ok,
+      retryDelayMs,
+      outcome,
+      at: this.clock.now(),
+    });
     return outcome;
   }
 
@@ -60,7 +76,12 @@ function handlerSet(handler: TaskHandler): HandlerSet {
   return { kinds: new Set<string>(), handlerFor: () => handler, close: async () => {} };
 }
 
-function newRunner(store: FakeStore, handler: TaskHandler, clock: FakeClock, options: Partial<TaskRunnerOptions>): TaskRunner {
+function newRunner(
+  store: FakeStore,
+  handler: TaskHandler,
+  clock: FakeClock,
+  options: Partial<TaskRunnerOptions>,
+): TaskRunner {
   return new TaskRunner(store as unknown as TaskStore, handlerSet(handler), createLogger("silent"), clock, {
     concurrency: 4,
     attemptTimeoutMs: 60_000,
@@ -101,10 +122,15 @@ describe("task runner attempts", () => {
     const store = new FakeStore(clock);
     const ends = new Map<number, () => void>();
     const aborted: number[] = [];
-    const runner = newRunner(store, (input, { signal }) => {
-      signal.addEventListener("abort", () => aborted.push(input.attempt));
-      return new Promise<void>((resolve) => ends.set(input.attempt, resolve));
-    }, clock, { concurrency: 4, leaseMs: 3_000 });
+    const runner = newRunner(
+      store,
+      (input, { signal }) => {
+        signal.addEventListener("abort", () => aborted.push(input.attempt));
+        return new Promise<void>((resolve) => ends.set(input.attempt, resolve));
+      },
+      clock,
+      { concurrency: 4, leaseMs: 3_000 },
+    );
 
     runner.start(task("t1", 1));
     runner.start(task("t1", 2));
@@ -113,7 +139,10 @@ describe("task runner attempts", () => {
 
     ends.get(1)!();
     await settle();
-    assert.deepEqual(store.finished.map((f) => f.attempt), [1]);
+    assert.deepEqual(
+      store.finished.map((f) => f.attempt),
+      [1],
+    );
     assert.equal(runner.freeSlots, 3, "attempt 1 ended; attempt 2 still holds its slot");
 
     clock.advance(1_000); // a third of the lease
@@ -128,7 +157,10 @@ describe("task runner attempts", () => {
 
     ends.get(2)!();
     await closing;
-    assert.deepEqual(store.finished.map((f) => `${f.attempt}:${f.ok}`), ["1:true", "2:true"]);
+    assert.deepEqual(
+      store.finished.map((f) => `${f.attempt}:${f.ok}`),
+      ["1:true", "2:true"],
+    );
     assert.equal(runner.freeSlots, 4);
   });
 
@@ -140,17 +172,22 @@ describe("task runner attempts", () => {
     let endFirst: () => void = () => {};
     let firstSettledAt = -1;
     let retryStartedAt = -1;
-    const runner = newRunner(store, async (input) => {
-      active++;
-      mostActive = Math.max(mostActive, active);
-      if (input.attempt === 1) {
-        await new Promise<void>((resolve) => (endFirst = resolve)); // ignores the abort signal
-        firstSettledAt = clock.now();
-      } else {
-        retryStartedAt = clock.now();
-      }
-      active--;
-    }, clock, { concurrency: 1, attemptTimeoutMs: 300 });
+    const runner = newRunner(
+      store,
+      async (input) => {
+        active++;
+        mostActive = Math.max(mostActive, active);
+        if (input.attempt === 1) {
+          await new Promise<void>((resolve) => (endFirst = resolve)); // ignores the abort signal
+          firstSettledAt = clock.now();
+        } else {
+          retryStartedAt = clock.now();
+        }
+        active--;
+      },
+      clock,
+      { concurrency: 1, attemptTimeoutMs: 300 },
+    );
     // What the drainer does: start the retry as soon as a slot is free.
     runner.on("slot-free", () => {
       if (retryStartedAt < 0 && runner.freeSlots > 0 && store.finished.some((f) => !f.ok)) runner.start(task("t2", 2));
@@ -187,7 +224,10 @@ describe("task runner retries and timeouts", () => {
   async function retryDelayAfter(attempt: number, random: number): Promise<number> {
     const clock = new FakeClock();
     const store = new FakeStore(clock, Infinity);
-    const runner = newRunner(store, () => Promise.reject(new Error("boom")), clock, { retryBaseMs: BASE_MS, retryMaxMs: MAX_MS });
+    const runner = newRunner(store, () => Promise.reject(new Error("boom")), clock, {
+      retryBaseMs: BASE_MS,
+      retryMaxMs: MAX_MS,
+    });
     await withRandom(random, async () => {
       runner.start(task("r", attempt));
       await settle();
@@ -203,7 +243,10 @@ describe("task runner retries and timeouts", () => {
       const attempt = i + 1;
       assert.equal(await retryDelayAfter(attempt, 0), d / 2, `attempt ${attempt}: the lowest draw waits d/2`);
       const highest = await retryDelayAfter(attempt, 1 - Number.EPSILON);
-      assert.ok(highest <= d && highest > d - 1, `attempt ${attempt}: the highest draw waits ${highest}, just under d = ${d}`);
+      assert.ok(
+        highest <= d && highest > d - 1,
+        `attempt ${attempt}: the highest draw waits ${highest}, just under d = ${d}`,
+      );
       const middle = await retryDelayAfter(attempt, 0.5);
       assert.equal(middle, (3 * d) / 4, `attempt ${attempt}: uniform between the two`);
     }
@@ -214,13 +257,20 @@ describe("task runner retries and timeouts", () => {
       const d = Math.min(MAX_MS, BASE_MS * 2 ** (attempt - 1));
       const clock = new FakeClock();
       const store = new FakeStore(clock, Infinity);
-      const runner = newRunner(store, () => Promise.reject(new Error("boom")), clock, { concurrency: 50, retryBaseMs: BASE_MS, retryMaxMs: MAX_MS });
+      const runner = newRunner(store, () => Promise.reject(new Error("boom")), clock, {
+        concurrency: 50,
+        retryBaseMs: BASE_MS,
+        retryMaxMs: MAX_MS,
+      });
       for (let i = 0; i < 50; i++) runner.start(task(`j${i}`, attempt));
       await settle();
       await runner.close(0);
       assert.equal(store.finished.length, 50);
       for (const { retryDelayMs } of store.finished) {
-        assert.ok(retryDelayMs >= d / 2 && retryDelayMs <= d, `attempt ${attempt}: ${retryDelayMs} outside [${d / 2}, ${d}]`);
+        assert.ok(
+          retryDelayMs >= d / 2 && retryDelayMs <= d,
+          `attempt ${attempt}: ${retryDelayMs} outside [${d / 2}, ${d}]`,
+        );
       }
     }
   });
@@ -260,14 +310,22 @@ describe("task runner retries and timeouts", () => {
         [3, { ok: false, error: "attempt 3 failed" }, "dead"],
       ],
     );
-    assert.deepEqual(store.finished.map((f) => f.retryDelayMs), [750, 1_500, 3_000], "3/4 of 1 s, 2 s, 4 s with the draw at 0.5");
-    assert.deepEqual(starts, [
-      { attempt: 1, at: 0 },
-      { attempt: 2, at: 750 },
-      { attempt: 3, at: 2_250 },
-    ], "each retry ran once its delay had passed");
-    assert.equal(await counter(metrics.failed) - failedBefore, 3, "every failed attempt is counted");
-    assert.equal(await counter(metrics.dead) - deadBefore, 1, "the task is counted dead once");
+    assert.deepEqual(
+      store.finished.map((f) => f.retryDelayMs),
+      [750, 1_500, 3_000],
+      "3/4 of 1 s, 2 s, 4 s with the draw at 0.5",
+    );
+    assert.deepEqual(
+      starts,
+      [
+        { attempt: 1, at: 0 },
+        { attempt: 2, at: 750 },
+        { attempt: 3, at: 2_250 },
+      ],
+      "each retry ran once its delay had passed",
+    );
+    assert.equal((await counter(metrics.failed)) - failedBefore, 3, "every failed attempt is counted");
+    assert.equal((await counter(metrics.dead)) - deadBefore, 1, "the task is counted dead once");
     assert.equal(runner.freeSlots, 4, "every slot is free again");
     await runner.close(0);
   });
@@ -276,13 +334,18 @@ describe("task runner retries and timeouts", () => {
     const clock = new FakeClock();
     const store = new FakeStore(clock, 3);
     let abortedAt = -1;
-    const runner = newRunner(store, (_input, { signal }) =>
-      new Promise<void>((_resolve, reject) => {
-        signal.addEventListener("abort", () => {
-          abortedAt = clock.now();
-          reject(signal.reason);
-        });
-      }), clock, { attemptTimeoutMs: 5_000 });
+    const runner = newRunner(
+      store,
+      (_input, { signal }) =>
+        new Promise<void>((_resolve, reject) => {
+          signal.addEventListener("abort", () => {
+            abortedAt = clock.now();
+            reject(signal.reason);
+          });
+        }),
+      clock,
+      { attemptTimeoutMs: 5_000 },
+    );
 
     runner.start(task("slow", 1));
     clock.advance(4_999);
@@ -292,9 +355,10 @@ describe("task runner retries and timeouts", () => {
     clock.advance(1);
     await settle();
     assert.equal(abortedAt, 5_000, "its signal aborted at the timeout");
-    assert.deepEqual(store.finished.map((f) => [f.attempt, f.result, f.outcome, f.at]), [
-      [1, { ok: false, error: "timed out after 5000 ms" }, "retry-scheduled", 5_000],
-    ]);
+    assert.deepEqual(
+      store.finished.map((f) => [f.attempt, f.result, f.outcome, f.at]),
+      [[1, { ok: false, error: "timed out after 5000 ms" }, "retry-scheduled", 5_000]],
+    );
     assert.equal(runner.freeSlots, 4, "the aborted handler ended, so its slot is free");
     await runner.close(0);
   });
@@ -303,14 +367,19 @@ describe("task runner retries and timeouts", () => {
     const clock = new FakeClock();
     const store = new FakeStore(clock);
     let end: () => void = () => {};
-    const runner = newRunner(store, () => new Promise<void>((resolve) => (end = resolve)), clock, { attemptTimeoutMs: 5_000 });
+    const runner = newRunner(store, () => new Promise<void>((resolve) => (end = resolve)), clock, {
+      attemptTimeoutMs: 5_000,
+    });
     runner.start(task("quick", 1));
     clock.advance(4_000);
     end();
     await settle();
     clock.advance(10_000);
     await settle();
-    assert.deepEqual(store.finished.map((f) => [f.result, f.outcome]), [[{ ok: true }, "succeeded"]]);
+    assert.deepEqual(
+      store.finished.map((f) => [f.result, f.outcome]),
+      [[{ ok: true }, "succeeded"]],
+    );
     await runner.close(0);
   });
 });
