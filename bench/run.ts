@@ -1,6 +1,6 @@
 // npm run bench [-- --seconds 8 --rounds 2 --loadgen auto|ghz|node --only throughput,redis,memory,drain,idle,profile --profile]
 //
-// Every figure of issue 7, measured in one run on this machine, each beside
+// Every figure DESIGN.md asks to measure, in one run on this machine, each beside
 // its target and, where one exists, as a ratio to a baseline measured in the
 // same run:
 //   throughput  Submit through `tollgate serve` (default worker count) against

@@ -8,11 +8,10 @@ import { createLogger, type Logger } from "../logger.js";
 import { startMetricsServer, type MetricsServer } from "./metrics-server.js";
 import { connectRedis, redactUrl } from "../redis/connection.js";
 import { checkRedisRequirements } from "../redis/requirements.js";
+import { systemClock, type Clock } from "../core/clock.js";
+import { HeartbeatMonitor } from "./heartbeat.js";
+import { WorkerRestartBackoff } from "./restart-backoff.js";
 
-/** A worker that dies sooner than this after starting counts as crashing. */
-const STABLE_AFTER_MS = 10_000;
-const RESTART_BASE_MS = 250;
-const RESTART_MAX_MS = 30_000;
 /** Workers get this long to load before their first heartbeat is due. */
 const STARTUP_ALLOWANCE_MS = 20_000;
 /** Beyond the tasks' grace, how long stopping workers get before SIGKILL. */
@@ -22,10 +21,8 @@ interface Slot {
   readonly index: number;
   worker: Worker | undefined;
   startedAt: number;
-  lastHeartbeat: number;
-  lagMs: number;
   served: boolean;
-  crashes: number;
+  readonly backoff: WorkerRestartBackoff;
   cancelRestart: (() => void) | undefined;
 }
 
@@ -73,32 +70,41 @@ export async function runPrimary(config: Config): Promise<void> {
   }
 }
 
-function supervise(config: Config, redisUrl: string, logger: Logger, cleanUp: () => Promise<void>): void {
+function supervise(config: Config, redisUrl: string, logger: Logger, cleanUp: () => Promise<void>, clock: Clock = systemClock): void {
   let lifecycle: Lifecycle = { kind: "running" };
   let everServed = false;
   const slots: Slot[] = Array.from({ length: config.workers }, (_, index) => ({
     index,
     worker: undefined,
     startedAt: 0,
-    lastHeartbeat: 0,
-    lagMs: 0,
     served: false,
-    crashes: 0,
+    backoff: new WorkerRestartBackoff(),
     cancelRestart: undefined,
   }));
   const slotOf = (worker: Worker): Slot | undefined => slots.find((slot) => slot.worker === worker);
+  const watchdog = new HeartbeatMonitor<Slot>(clock, {
+    timeoutMs: config.heartbeatTimeoutMs,
+    startupAllowanceMs: STARTUP_ALLOWANCE_MS,
+    onSilent: ({ key: slot, silentMs, lastLagMs }) => {
+      if (!slot.worker || slot.worker.isDead()) return;
+      logger.error(
+        { worker: slot.index, pid: slot.worker.process.pid, silentMs, lastLagMs },
+        "worker stopped heartbeating (event loop blocked?); killing it",
+      );
+      slot.worker.process.kill("SIGKILL");
+    },
+  });
 
   const fork = (slot: Slot): void => {
     slot.cancelRestart = undefined;
     const worker = cluster.fork({ TOLLGATE_REDIS_URL: redisUrl, [WORKER_INDEX_ENV]: String(slot.index) });
     slot.worker = worker;
-    slot.startedAt = Date.now();
-    slot.lastHeartbeat = Date.now() + STARTUP_ALLOWANCE_MS;
+    slot.startedAt = clock.now();
     slot.served = false;
+    watchdog.watch(slot);
     worker.on("message", (message: unknown) => {
       if (!isWorkerMessage(message)) return;
-      slot.lastHeartbeat = Date.now();
-      if (message.type === "tollgate:heartbeat") slot.lagMs = message.eventLoopLagMs;
+      watchdog.heard(slot, message.type === "tollgate:heartbeat" ? message.eventLoopLagMs : undefined);
       if (message.type === "tollgate:serving") {
         slot.served = true;
         everServed = true;
@@ -111,43 +117,29 @@ function supervise(config: Config, redisUrl: string, logger: Logger, cleanUp: ()
     const slot = slotOf(worker);
     if (!slot) return;
     slot.worker = undefined;
+    watchdog.forget(slot);
     if (lifecycle.kind !== "running") return;
     if (!slot.served && !everServed) {
       logger.fatal({ worker: slot.index, code, signal }, "a worker failed to start; stopping (see its error above)");
       void stopAll(1);
       return;
     }
-    const lived = Date.now() - slot.startedAt;
-    slot.crashes = lived < STABLE_AFTER_MS ? slot.crashes + 1 : 0;
+    const lived = clock.now() - slot.startedAt;
     // The first replacement is immediate; a worker that keeps dying waits
     // 250 ms, 500 ms, 1 s, ... up to 30 s between tries.
-    const delay = slot.crashes <= 1 ? 0 : Math.min(RESTART_MAX_MS, RESTART_BASE_MS * 2 ** (slot.crashes - 2));
+    const delay = slot.backoff.next(lived);
     logger.warn(
       { worker: slot.index, pid: worker.process.pid, code, signal, livedMs: lived, restartInMs: delay },
       "worker exited; replacing it",
     );
-    const timer = setTimeout(() => fork(slot), delay);
-    slot.cancelRestart = () => clearTimeout(timer);
+    slot.cancelRestart = clock.setTimer(() => fork(slot), delay);
   });
 
-  const watchdog = setInterval(() => {
-    const now = Date.now();
-    for (const slot of slots) {
-      const silentMs = now - slot.lastHeartbeat;
-      if (slot.worker && silentMs > config.heartbeatTimeoutMs && !slot.worker.isDead()) {
-        logger.error(
-          { worker: slot.index, pid: slot.worker.process.pid, silentMs, lastLagMs: slot.lagMs },
-          "worker stopped heartbeating (event loop blocked?); killing it",
-        );
-        slot.lastHeartbeat = Infinity; // one kill per stall
-        slot.worker.process.kill("SIGKILL");
-      }
-    }
-  }, Math.max(100, Math.floor(config.heartbeatTimeoutMs / 4)));
+  watchdog.start();
 
   const stopAll = (code: number): Promise<void> => {
     if (lifecycle.kind !== "running") return lifecycle.kind === "stopping" ? lifecycle.done : Promise.resolve();
-    clearInterval(watchdog);
+    watchdog.stop();
     for (const slot of slots) slot.cancelRestart?.();
     const done = (async () => {
       const live = slots.flatMap((slot) => (slot.worker && !slot.worker.isDead() ? [slot.worker] : []));

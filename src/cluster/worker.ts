@@ -6,6 +6,8 @@ import { createLogger } from "../logger.js";
 import { connectRedis } from "../redis/connection.js";
 import { checkRedisRequirements } from "../redis/requirements.js";
 import { startServer, type RunningServer } from "../grpc/server.js";
+import { systemClock } from "../core/clock.js";
+import { HeartbeatSender, heartbeatPeriodMs } from "./heartbeat.js";
 
 /** Set in the environment of forked workers: which slot of the pool this is. */
 export const WORKER_INDEX_ENV = "TOLLGATE_WORKER_INDEX";
@@ -27,14 +29,10 @@ export async function runWorker(config: Config): Promise<void> {
   // Heartbeats start before anything else, so a worker stuck in start-up is
   // caught like one stuck later. The lag they carry is how late the heartbeat
   // timer itself fired: no extra timer wakes an idle worker to measure it.
-  const periodMs = Math.max(100, Math.floor(config.heartbeatTimeoutMs / 5));
-  let due = Date.now() + periodMs;
-  const heartbeat = setInterval(() => {
-    const now = Date.now();
-    send({ type: "tollgate:heartbeat", eventLoopLagMs: Math.max(0, now - due) });
-    due = now + periodMs;
-  }, periodMs);
-  send({ type: "tollgate:heartbeat", eventLoopLagMs: 0 });
+  const heartbeat = new HeartbeatSender(systemClock, heartbeatPeriodMs(config.heartbeatTimeoutMs), (eventLoopLagMs) =>
+    send({ type: "tollgate:heartbeat", eventLoopLagMs }),
+  );
+  heartbeat.start();
   if (process.env[TEST_FAULTS_ENV] === "1") {
     process.on("SIGUSR2", () => {
       logger.warn("test fault: blocking the event loop");
@@ -53,7 +51,7 @@ export async function runWorker(config: Config): Promise<void> {
     logger.info({ why }, "worker stopping");
     (async () => {
       await server?.close(config.shutdownGraceMs);
-      clearInterval(heartbeat);
+      heartbeat.stop();
       await redis?.quit().catch(() => redis?.disconnect());
     })().then(
       () => process.exit(0),

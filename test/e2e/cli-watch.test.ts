@@ -1,9 +1,12 @@
+// The `tollgate` CLI as a client of a running `tollgate serve`: submit --watch
+// drawing its progress bar in a real terminal (tmux), watch --json, and the
+// exit codes of a failed call and of bad usage.
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { useServeProcess } from "../support/fixture.js";
-import { waitFor } from "../support/task-log.js";
+import { pollUntil } from "../support/expect.js";
 
 const BIN = fileURLToPath(new URL("../../bin/tollgate.js", import.meta.url));
 const hasTmux = spawnSync("tmux", ["-V"]).status === 0;
@@ -18,14 +21,14 @@ test("tollgate submit --count 25 --watch draws a progress bar in a real terminal
   try {
     const doneCounts: number[] = [];
     let screen = "";
-    await waitFor(
+    await pollUntil(
+      "the CLI to exit",
       () => {
         screen = execFileSync("tmux", ["capture-pane", "-p", "-t", session], { encoding: "utf8" });
         for (const match of screen.matchAll(/(\d+)\/25 done/g)) doneCounts.push(Number(match[1]));
         return screen.includes("EXIT=");
       },
-      20_000,
-      "the CLI to exit",
+      { timeoutMs: 20_000 },
     );
     assert.match(screen, /EXIT=0/);
     assert.match(screen, /123 \[#+\] 25\/25 done \| 0 queued \| 0 running \| 0 failed/);

@@ -1,4 +1,4 @@
-// Issue 2, acceptance 9: the `tollgate` executable as a user runs it. A bad
+// The `tollgate` executable as a user runs it. A bad
 // setting or a missing redis-server exits 2 with one clear line; with no
 // TOLLGATE_REDIS_URL it runs its own redis-server under the data dir, serves,
 // and on SIGTERM exits 0 leaving no redis-server behind.
@@ -9,12 +9,11 @@ import { mkdtemp, readFile, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, describe, test } from "node:test";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createTollgateClient } from "../../src/client/client.js";
 import { pollUntil } from "../support/expect.js";
 import { checkStatus, healthClient } from "../support/health.js";
 import { freePort } from "../../src/redis/embedded-redis.js";
-import { Disposition, TaskService } from "../../gen/ts/tollgate/v1/task_service_pb.js";
+import { Disposition } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 const BIN = resolve("bin/tollgate.js");
 
@@ -168,7 +167,7 @@ test("embedded Redis: serve starts redis-server under the data dir, answers Subm
   void exited.then((exit) => (exitedEarly = exit));
 
   const address = `http://127.0.0.1:${port}`;
-  const client = createClient(TaskService, createGrpcTransport({ baseUrl: address }));
+  const client = createTollgateClient({ baseUrl: address });
   const submitted = await pollUntil(
     "the server to answer Submit",
     async () => {
@@ -193,7 +192,7 @@ test("embedded Redis: serve starts redis-server under the data dir, answers Subm
   await pollUntil(
     "the task's line in tasks.log",
     async () => /^cli-user-task completed at-\d+$/m.test(await readFile(join(dataDir, "tasks.log"), "utf8")),
-    { timeoutMs: 5_000 },
+    { timeoutMs: 15_000 },
   );
 
   child.kill("SIGTERM");
@@ -203,7 +202,7 @@ test("embedded Redis: serve starts redis-server under the data dir, answers Subm
   ]);
   assert.equal(exit.signal, null, `exited by itself, not by ${exit.signal}`);
   assert.equal(exit.code, 0, `exit code after SIGTERM (stderr: ${exit.stderr})`);
-  await pollUntil("the embedded redis-server to exit", async () => !(await alive(redisPid)), { timeoutMs: 5_000 });
+  await pollUntil("the embedded redis-server to exit", async () => !(await alive(redisPid)), { timeoutMs: 15_000 });
   strayPids.delete(redisPid);
   assert.ok(existsSync(join(dataDir, "redis")), "Redis data stays under the data dir");
 });

@@ -1,4 +1,4 @@
-// Issue 6: the package's TypeScript client library as a consumer gets it.
+// The package's TypeScript client library as a consumer gets it.
 // `npm pack` builds dist/ (prepack runs build:lib) and the tarball carries it;
 // installed into a project, `import ... from "tollgate"` resolves through
 // package.json "exports" to JavaScript with .d.ts types, and the example in

@@ -6,23 +6,11 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { RestartBackoff, EMBEDDED_RESTART } from "../../src/redis/embedded-redis.js";
+import { createTollgateClient } from "../../src/client/client.js";
 import { pollUntil } from "../support/expect.js";
 import { checkStatus, healthClient } from "../support/health.js";
 import { startServeProcess, type ServeProcess } from "../support/serve-process.js";
-import { Disposition, TaskService, TaskState } from "../../gen/ts/tollgate/v1/task_service_pb.js";
-
-describe("RestartBackoff", () => {
-  test("250 ms doubling to 30 s while it keeps dying, from 250 ms again after a stable run", () => {
-    const backoff = new RestartBackoff(EMBEDDED_RESTART);
-    const delays = Array.from({ length: 10 }, () => backoff.next(100));
-    assert.deepEqual(delays, [250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
-    assert.equal(backoff.next(EMBEDDED_RESTART.stableAfterMs), 250, "a run of 10 s resets it");
-    assert.equal(backoff.next(0), 500, "a failed start right after counts as dying again");
-  });
-});
+import { Disposition, TaskState } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 interface LoggedRedis {
   readonly port: number;
@@ -60,7 +48,7 @@ describe("tollgate serve with its embedded Redis", () => {
     });
     try {
       const address = `http://127.0.0.1:${server.port}`;
-      const client = createClient(TaskService, createGrpcTransport({ baseUrl: address }));
+      const client = createTollgateClient({ baseUrl: address });
       const health = healthClient(address);
       const [started] = loggedRedis(server, "embedded redis-server started");
       assert.ok(started, `no start line:\n${server.output()}`);

@@ -1,4 +1,4 @@
-// Issue 6: the generated Go client (gen/go, grpc-go) against a real
+// The generated Go client (gen/go, grpc-go) against a real
 // `tollgate serve`: the Go end-to-end test in test/go calls Submit, GetTask and
 // WatchQueue (until drained), and the example program in examples/go runs.
 // Skips, saying so, when Go is not installed.

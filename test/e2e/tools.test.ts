@@ -1,4 +1,4 @@
-// Issue 6: the tools people call Tollgate with, each used for real against
+// The tools people call Tollgate with, each used for real against
 // `tollgate serve` (a 2-worker cluster on a private Redis): buf curl through
 // server reflection, the `tollgate` CLI as a client, and grpc-health-probe
 // (skipped, saying so, only when it is not installed).
@@ -10,7 +10,7 @@ import { HealthCheckResponse_ServingStatus, createHealthClient, createTollgateCl
 import { freePort } from "../../src/redis/embedded-redis.js";
 import { describeRun, runCommand, type Finished } from "../support/command.js";
 import { useServeProcess } from "../support/fixture.js";
-import { waitFor } from "../support/task-log.js";
+import { pollUntil } from "../support/expect.js";
 
 const BUF = resolve("node_modules/.bin/buf");
 const BIN = resolve("bin/tollgate.js");
@@ -202,7 +202,7 @@ describe("grpc-health-probe against tollgate serve", () => {
     };
     const until = async (status: HealthCheckResponse_ServingStatus, what: string): Promise<void> => {
       let inARow = 0;
-      await waitFor(async () => ((await check()) === status ? ++inARow >= 4 : ((inARow = 0), false)), 15_000, what);
+      await pollUntil(what, async () => ((await check()) === status ? ++inARow >= 4 : ((inARow = 0), false)), { timeoutMs: 15_000 });
     };
     await served.redis.stop();
     try {

@@ -1,3 +1,7 @@
+// API-key auth: parsing the key file, UNAUTHENTICATED without a known key, a
+// user acting only as itself, admins acting for anyone, health and reflection
+// open without a key, oversized metadata refused, and a bad key file stopping
+// `tollgate serve` at start-up.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
@@ -9,11 +13,12 @@ import { fileURLToPath } from "node:url";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Metadata } from "@grpc/grpc-js";
+import { createHealthClient, createTollgateClient } from "../../src/client/client.js";
 import { parseApiKeys } from "../../src/grpc/api-keys.js";
 import { ConfigError } from "../../src/config.js";
 import { TestRedis } from "../support/redis.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { Health, HealthCheckResponse_ServingStatus } from "../../gen/ts/grpc/health/v1/health_pb.js";
+import { HealthCheckResponse_ServingStatus } from "../../gen/ts/grpc/health/v1/health_pb.js";
 import { Disposition, TaskService } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 const run = promisify(execFile);
@@ -64,14 +69,8 @@ describe("with TOLLGATE_AUTH_KEYS", () => {
   let redis: TestRedis;
   let dir: string;
   let tollgate: TestServer;
-  const as = (key?: string): Client<typeof TaskService> =>
-    createClient(
-      TaskService,
-      createGrpcTransport({
-        baseUrl: tollgate.address,
-        interceptors: key ? [(next) => (request) => (request.header.set("authorization", `Bearer ${key}`), next(request))] : [],
-      }),
-    );
+  // The client library sends `authorization: Bearer <key>` when given a key.
+  const as = (key?: string): Client<typeof TaskService> => createTollgateClient({ baseUrl: tollgate.address, apiKey: key });
   const code = async (call: Promise<unknown>): Promise<Code | "ok"> =>
     call.then(
       () => "ok" as const,
@@ -130,7 +129,7 @@ describe("with TOLLGATE_AUTH_KEYS", () => {
   });
 
   test("health and reflection stay open without a key", async () => {
-    const health = createClient(Health, createGrpcTransport({ baseUrl: tollgate.address }));
+    const health = createHealthClient({ baseUrl: tollgate.address });
     assert.equal((await health.check({ service: "" })).status, HealthCheckResponse_ServingStatus.SERVING);
     const buf = fileURLToPath(new URL("../../node_modules/.bin/buf", import.meta.url));
     // Not spawnSync: the server shares this process's event loop.

@@ -1,4 +1,4 @@
-// Issue 2, acceptance 6: operators call any method by hand with `buf curl`,
+// Operators call any method by hand with `buf curl`,
 // with no schema file: server reflection describes TaskService and Health.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";

@@ -1,4 +1,4 @@
-// Issue 2, acceptance 7: the contract is lint-clean, and the committed gen/
+// The contract: the protos are lint-clean (buf lint), and the committed gen/
 // is exactly what the protos generate (TypeScript always; Go when
 // protoc-gen-go and protoc-gen-go-grpc are installed).
 import assert from "node:assert/strict";

@@ -1,3 +1,5 @@
+// Redis restarted under Submit load: UNAVAILABLE while it is down, no
+// acknowledged task lost, and the service resuming by itself.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -5,7 +7,8 @@ import { fileURLToPath } from "node:url";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { usePrivateRedis } from "../support/fixture.js";
 import { startTestServer } from "../support/server.js";
-import { waitFor, waitUntilAllRan } from "../support/task-log.js";
+import { waitUntilAllRan } from "../support/task-log.js";
+import { pollUntil } from "../support/expect.js";
 
 const FIXTURE_HANDLERS = fileURLToPath(new URL("../fixtures/handlers.ts", import.meta.url));
 
@@ -22,7 +25,7 @@ test("Redis restarted under load: UNAVAILABLE while down, nothing acknowledged l
     const load = (async () => {
       for (let i = 0; running && i < 5_000; i++) {
         try {
-          acknowledged.push((await tollgate.client.submit({ userId: `r${i % 10}` }, { timeoutMs: 2_000 })).taskId);
+          acknowledged.push((await tollgate.client.submit({ userId: `r${i % 10}` }, { timeoutMs: 5_000 })).taskId);
         } catch (error) {
           const code = error instanceof ConnectError ? error.code : Code.Unknown;
           refusals.set(code, (refusals.get(code) ?? 0) + 1);
@@ -30,13 +33,13 @@ test("Redis restarted under load: UNAVAILABLE while down, nothing acknowledged l
         }
       }
     })();
-    await waitFor(() => acknowledged.length >= 50, 5_000, "load before the restart");
+    await pollUntil("load before the restart", () => acknowledged.length >= 50, { timeoutMs: 15_000 });
     await ctx.redis.stop();
     const ackedWhenStopped = acknowledged.length;
-    await waitFor(() => (refusals.get(Code.Unavailable) ?? 0) >= 5, 3_000, "UNAVAILABLE while Redis is down");
+    await pollUntil("UNAVAILABLE while Redis is down", () => (refusals.get(Code.Unavailable) ?? 0) >= 5, { timeoutMs: 10_000 });
     assert.ok(acknowledged.length <= ackedWhenStopped + 1, "nothing is acknowledged while Redis is down");
     await ctx.redis.start();
-    await waitFor(() => acknowledged.length >= ackedWhenStopped + 50, 10_000, "Submits to succeed again");
+    await pollUntil("Submits to succeed again", () => acknowledged.length >= ackedWhenStopped + 50, { timeoutMs: 20_000 });
     running = false;
     await load;
     assert.deepEqual([...refusals.keys()].filter((code) => code !== Code.Unavailable), [], "only UNAVAILABLE while down");

@@ -1,3 +1,5 @@
+// Malformed HTTP/2 frames and protobuf messages sent to every method: each is
+// refused, the server never crashes, and its memory comes back.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { connect, constants, type ClientHttp2Session } from "node:http2";

@@ -1,4 +1,4 @@
-// Issue 2, acceptance 4: a repeated idempotency key answers
+// Idempotency keys: a repeated idempotency key answers
 // DISPOSITION_DUPLICATE with the first task's id and stores nothing new; the
 // same key for a different user is independent.
 import assert from "node:assert/strict";

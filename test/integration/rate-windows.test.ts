@@ -1,3 +1,5 @@
+// The rate windows are rate-limiter-flexible's own Redis counters: what the
+// Lua scripts use, the library sees, and the other way round.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { RateLimiterRedis } from "rate-limiter-flexible";

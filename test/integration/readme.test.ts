@@ -1,3 +1,6 @@
+// The README stays true: its configuration table lists every setting with its
+// flag and default, and its handler example (examples/handlers.mjs) works as
+// described.
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -6,8 +9,8 @@ import { fileURLToPath } from "node:url";
 import { SETTINGS } from "../../src/config.js";
 import { usePrivateRedis } from "../support/fixture.js";
 import { startTestServer } from "../support/server.js";
-import { waitFor } from "../support/task-log.js";
 import { Disposition, TaskState } from "../../gen/ts/tollgate/v1/task_service_pb.js";
+import { pollUntil } from "../support/expect.js";
 
 // The configuration table lives in docs/configuration.md, the handler example in
 // docs/api.md (Handlers); the README links to both.
@@ -44,21 +47,21 @@ test("docs/api.md's handler example is examples/handlers.mjs, and it works as th
   try {
     const hello = await tollgate.client.submit({ userId: "123", payload: new TextEncoder().encode("hello") });
     assert.equal(hello.disposition, Disposition.STARTED);
-    await waitFor(async () => (await readFile(output, "utf8").catch(() => "")).includes(`123 ${hello.taskId} hello`), 5_000, "the default handler's line");
+    await pollUntil("the default handler's line", async () => (await readFile(output, "utf8").catch(() => "")).includes(`123 ${hello.taskId} hello`), { timeoutMs: 5_000 });
 
     const failing = await tollgate.client.submit({ userId: "123", kind: "fail" });
-    await waitFor(
-      async () => (await tollgate.client.getTask({ taskId: failing.taskId })).task?.state === TaskState.SUCCEEDED,
-      5_000,
+    await pollUntil(
       "kind fail to succeed on its second attempt",
+      async () => (await tollgate.client.getTask({ taskId: failing.taskId })).task?.state === TaskState.SUCCEEDED,
+      { timeoutMs: 5_000 },
     );
     assert.equal((await tollgate.client.getTask({ taskId: failing.taskId })).task!.attempts, 2);
 
     const paused = await tollgate.client.submit({ userId: "123", kind: "pause", payload: new TextEncoder().encode("10") });
-    await waitFor(
-      async () => (await tollgate.client.getTask({ taskId: paused.taskId })).task?.state === TaskState.SUCCEEDED,
-      5_000,
+    await pollUntil(
       "kind pause to finish",
+      async () => (await tollgate.client.getTask({ taskId: paused.taskId })).task?.state === TaskState.SUCCEEDED,
+      { timeoutMs: 5_000 },
     );
     await assert.rejects(tollgate.client.submit({ userId: "123", kind: "nope" }), /kind: no handler named "nope"; known: fail, pause/);
   } finally {

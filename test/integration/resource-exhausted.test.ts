@@ -1,4 +1,4 @@
-// Issue 2, acceptance 1 and 2: over the limit with over_limit=REJECT, and a
+// RESOURCE_EXHAUSTED: over the limit with over_limit=REJECT, and a
 // backlog at its cap, answer RESOURCE_EXHAUSTED with google.rpc.RetryInfo and
 // a retry-after-ms trailer, and store nothing: no task, no queue entry, no
 // idempotency key, and no unit of any window.

@@ -63,7 +63,7 @@ describe("shutdown releases leases", () => {
             const found = (await second.client.getTask({ taskId: slow.taskId })).task!;
             return found.state === TaskState.SUCCEEDED || found.state === TaskState.DEAD ? found : undefined;
           },
-          { timeoutMs: 10_000 },
+          { timeoutMs: 20_000 },
         );
         assert.equal(TaskState[task.state], "SUCCEEDED");
         assert.equal(task.attempts, 1);
@@ -98,7 +98,7 @@ describe("shutdown releases leases", () => {
       const queued = await first.client.submit({ userId: "flight" });
       assert.equal(queued.disposition, Disposition.QUEUED);
       // Due about 1 s later: the drainer claims it, and its reply is held.
-      await pollUntil("the queued task claimed", () => claimedWhileHeld, { timeoutMs: 5_000 });
+      await pollUntil("the queued task claimed", () => claimedWhileHeld, { timeoutMs: 10_000 });
 
       const closing = first.server.close(300);
       await sleep(200);
@@ -112,7 +112,7 @@ describe("shutdown releases leases", () => {
         await pollUntil(
           "the released task to succeed on the new server",
           async () => (await second.client.getTask({ taskId: queued.taskId })).task!.state === TaskState.SUCCEEDED,
-          { timeoutMs: 10_000 },
+          { timeoutMs: 20_000 },
         );
       } finally {
         await second.close();

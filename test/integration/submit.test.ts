@@ -1,3 +1,5 @@
+// Submit under the default policy: a burst of 25 gives 1 STARTED and 24
+// QUEUED, in order.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { timestampMs } from "@bufbuild/protobuf/wkt";

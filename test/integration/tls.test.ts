@@ -1,3 +1,6 @@
+// TLS and mutual TLS, with every client people use: the TypeScript client,
+// the CLI, buf curl through reflection and grpc-health-probe; plaintext,
+// untrusted servers and clients without a certificate are refused.
 import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
 import { rm } from "node:fs/promises";

@@ -1,4 +1,4 @@
-// Issue 2, acceptance 3: malformed input of each kind answers
+// Input validation: malformed input of each kind answers
 // INVALID_ARGUMENT with a message naming the field, stores nothing, and the
 // server keeps serving; a well-formed but unknown task id is NOT_FOUND.
 import assert from "node:assert/strict";

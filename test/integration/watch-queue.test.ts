@@ -1,3 +1,7 @@
+// WatchQueue: the first message predicts the drain and the stream ends drained
+// on time, a watcher on another server sees the drain, cancelled streams leave
+// no subscription or timer behind, and a reader that reads nothing gets a few
+// snapshots rather than a growing buffer.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { connect } from "node:http2";
@@ -6,8 +10,8 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { register } from "prom-client";
 import { TestRedis } from "../support/redis.js";
 import { startTestServer } from "../support/server.js";
-import { waitFor } from "../support/task-log.js";
 import { WatchQueueRequestSchema, type WatchQueueResponse } from "../../gen/ts/tollgate/v1/task_service_pb.js";
+import { pollUntil } from "../support/expect.js";
 
 let redis: TestRedis;
 
@@ -44,7 +48,15 @@ describe("WatchQueue", () => {
       assert.equal(last.completed + 1n >= 24n, true, `completed ${last.completed}`);
       const predicted = timestampMs(first.estimatedDrain!);
       const drainedAt = timestampMs(last.observedAt!);
-      assert.ok(Math.abs(drainedAt - predicted) <= 1_000, `drained ${drainedAt - predicted} ms from the prediction`);
+      // The estimate is the schedule's last start: never early by more than
+      // clock granularity allows, and late only by how late starts ran. A
+      // late start pushes every later one back (windows open at starts), so
+      // a loaded machine gets 3 s that way; an estimate that misread the
+      // policy is off by whole windows and still fails.
+      assert.ok(
+        drainedAt - predicted >= -1_000 && drainedAt - predicted <= 3_000,
+        `drained ${drainedAt - predicted} ms from the prediction`,
+      );
       assertNeverBackwards(messages);
       // Coalesced: far fewer messages than the 24 starts and 24 ends.
       assert.ok(messages.length <= 60, `${messages.length} messages`);
@@ -89,11 +101,15 @@ describe("WatchQueue", () => {
       assert.equal(tollgate.server.hub.watchedQueues, 2);
       controllers.forEach((c) => c.abort());
       await Promise.all(iterators.map((it) => it.next().catch(() => undefined)));
-      await waitFor(() => tollgate.server.hub.watchedQueues === 0, 2_000, "every watch released");
-      await waitFor(async () => {
-        const [, count] = (await plain.pubsub("NUMSUB", channel)) as [string, number];
-        return Number(count) === 0;
-      }, 2_000, "the subscription to go");
+      await pollUntil("every watch released", () => tollgate.server.hub.watchedQueues === 0, { timeoutMs: 10_000 });
+      await pollUntil(
+        "the subscription to go",
+        async () => {
+          const [, count] = (await plain.pubsub("NUMSUB", channel)) as [string, number];
+          return Number(count) === 0;
+        },
+        { timeoutMs: 10_000 },
+      );
       const resourcesAfter = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
       assert.ok(resourcesAfter <= resourcesBefore, `${resourcesAfter - resourcesBefore} timers left behind`);
     } finally {
@@ -135,7 +151,8 @@ describe("WatchQueue and a reader that reads nothing", () => {
       const sent = (await counter("tollgate_watch_messages_sent_total")) - sentBefore;
       const superseded = (await counter("tollgate_watch_messages_superseded_total")) - supersededBefore;
       const left = (await tollgate.server.queue.snapshotAll()).queued;
-      assert.ok(left < 100, `${left} still queued: the drain went on meanwhile`);
+      // About none left when idle; a drain blocked by the stuck stream would leave nearly 500.
+      assert.ok(left < 250, `${left} still queued: the drain went on meanwhile`);
       // grpc-js's writable side takes up to 16 messages before it pushes back.
       assert.ok(sent <= 17, `${sent} messages handed to a stream that can take none`);
       assert.ok(superseded >= 30, `only ${superseded} snapshots were superseded`);

@@ -54,11 +54,17 @@ export function retryHint(error: ConnectError): RetryHint {
   return { retryInfoMs, trailerMs };
 }
 
-/** Polls `probe` every `intervalMs` until it returns a truthy value; fails after `timeoutMs`. */
+/**
+ * Polls `probe` every `intervalMs` until it returns a truthy value, and
+ * returns that value; a probe that throws counts as not yet. Fails after
+ * `timeoutMs`, naming `what` and the last answer. The one way tests wait for
+ * something to happen: timeouts are generous (a loaded CI machine), and a
+ * test that needs a bound asserts it separately, saying what it guards.
+ */
 export async function pollUntil<T>(
   what: string,
   probe: () => Promise<T | undefined | false> | T | undefined | false,
-  { timeoutMs = 5_000, intervalMs = 25 }: { timeoutMs?: number; intervalMs?: number } = {},
+  { timeoutMs = 10_000, intervalMs = 25 }: { timeoutMs?: number; intervalMs?: number } = {},
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;

@@ -16,7 +16,7 @@ export interface ServeProcess {
  * `tollgate serve` as a user runs it, in its own process, with these
  * environment variables over the test's; resolves once it is serving.
  */
-export async function startServeProcess(env: Record<string, string>, timeoutMs = 15_000): Promise<ServeProcess> {
+export async function startServeProcess(env: Record<string, string>, timeoutMs = 30_000): Promise<ServeProcess> {
   const child = spawn(process.execPath, [BIN, "serve"], {
     env: { ...process.env, TOLLGATE_LOG_LEVEL: "info", TOLLGATE_METRICS_PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],

@@ -1,5 +1,6 @@
 import { readFile } from "node:fs/promises";
 import type { RatePolicy } from "../../src/core/rate-policy.js";
+import { pollUntil } from "./expect.js";
 
 export interface LoggedStart {
   readonly userId: string;
@@ -71,24 +72,14 @@ export function checkStarts(policy: RatePolicy, starts: readonly number[], ready
   return { lateness, violations };
 }
 
-/** Polls `check` every 25 ms until it returns true or `timeoutMs` passes. */
-export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
-
 /** Waits until every one of `taskIds` has a start in the fixture log at `path`. */
 export async function waitUntilAllRan(path: string, taskIds: readonly string[], timeoutMs: number): Promise<void> {
-  await waitFor(
+  await pollUntil(
+    `all ${taskIds.length} acknowledged tasks to run`,
     async () => {
       const ran = new Set((await readFixtureLog(path)).map((s) => s.taskId));
       return taskIds.every((id) => ran.has(id));
     },
-    timeoutMs,
-    `all ${taskIds.length} acknowledged tasks to run`,
+    { timeoutMs },
   );
 }

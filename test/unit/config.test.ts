@@ -1,4 +1,4 @@
-// Issue 2, acceptance 8 (config): parseConfig's defaults, one clear
+// Configuration: parseConfig's defaults, one clear
 // ConfigError per bad value naming the variable or flag, flags over
 // environment, unknown flags. No I/O.
 import assert from "node:assert/strict";

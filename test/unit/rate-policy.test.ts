@@ -1,4 +1,4 @@
-// Issue 2, acceptance 8 (rate policy): parseRatePolicy accepts "N/duration"
+// Rate policy parsing: parseRatePolicy accepts "N/duration"
 // lists and refuses everything else with a message, sub-second windows
 // included. No I/O.
 import assert from "node:assert/strict";

@@ -1,4 +1,4 @@
-// Issue 2, acceptance 8 (start schedule): nthStartTime against schedules
+// The start schedule: nthStartTime against schedules
 // computed by hand. Windows are fixed windows that open at their first start
 // and reset `duration` later (rate-limiter-flexible). No I/O, no clock.
 import assert from "node:assert/strict";
