@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { Server, ServerCredentials, status } from "@grpc/grpc-js";
+import { Server, ServerCredentials } from "@grpc/grpc-js";
 import type { Redis } from "ioredis";
 import type { Config } from "../config.js";
 import { grpcServiceDefinition } from "./service-definition.js";
@@ -8,7 +8,7 @@ import { HealthReporter } from "./health.js";
 import { loadAuthenticator } from "./api-keys.js";
 import { systemClock, type Clock } from "../core/clock.js";
 import { Drainer, type ClaimObserver } from "../core/drainer.js";
-import { ServiceError } from "./status.js";
+import { unavailable } from "../core/service-error.js";
 import { createKeys } from "../redis/keys.js";
 import { bindMetrics, metrics } from "../metrics.js";
 import type { Logger } from "../logger.js";
@@ -145,7 +145,7 @@ export async function startServer(
         // in flight is waited for and what it took handed back.
         const drainerClosed = drainer.close();
         // Open streams would hold tryShutdown forever: end them first.
-        hub.close(new ServiceError(status.UNAVAILABLE, "server shutting down; reconnect to another instance"));
+        hub.close(unavailable("server shutting down; reconnect to another instance"));
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => server.forceShutdown(), graceMs);
           server.tryShutdown(() => {
