@@ -40,6 +40,8 @@ export interface ServerOptions {
   readonly clock?: Clock;
   /** Sees every claim step (tests and benchmarks measure lateness with it). */
   readonly observeClaims?: ClaimObserver;
+  /** Adds more services, behind the same interceptors (tests add one to see that auth covers it). */
+  readonly addServices?: (server: Server) => void;
 }
 
 export interface RunningServer {
@@ -122,6 +124,7 @@ export async function startServer(
   );
   health.implementation.addToServer(server);
   reflectionService([file_tollgate_v1_task_service, file_grpc_health_v1_health]).addToServer(server);
+  options.addServices?.(server);
 
   const credentials = await serverCredentials(config);
   const port = await new Promise<number>((resolve, reject) =>
