@@ -1,4 +1,5 @@
-import { invalidArgument } from "../grpc/status.js";
+import { invalidArgument } from "./service-error.js";
+import { isTaskId } from "./task-id.js";
 
 export const MAX_USER_ID_BYTES = 128;
 export const MAX_IDEMPOTENCY_KEY_BYTES = 128;
@@ -50,4 +51,9 @@ export function checkKind(kind: string, knownKinds: ReadonlySet<string>): void {
         : `no handler named "${kind}"; known: ${known.join(", ")}`,
     );
   }
+}
+
+export function checkTaskId(taskId: string): void {
+  if (taskId === "") throw invalidArgument("task_id", "is required");
+  if (!isTaskId(taskId)) throw invalidArgument("task_id", "is not a Tollgate task id (22 characters of base64url)");
 }

@@ -2,21 +2,14 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import type { Metadata } from "@grpc/grpc-js";
 import { ConfigError } from "../config.js";
+import { ANYONE, type Identity } from "../core/authorization.js";
 import { checkUserId } from "../core/validation.js";
-
-/** Who is calling: anyone (auth off), one user, or an admin. */
-export type Identity =
-  | { readonly kind: "anyone" }
-  | { readonly kind: "user"; readonly userId: string }
-  | { readonly kind: "admin" };
 
 export interface Authenticator {
   readonly enabled: boolean;
   /** The caller's identity, or undefined when auth is on and the key is missing or unknown. */
   identify(metadata: Metadata): Identity | undefined;
 }
-
-const ANYONE: Identity = Object.freeze({ kind: "anyone" });
 
 export const openAccess: Authenticator = { enabled: false, identify: () => ANYONE };
 

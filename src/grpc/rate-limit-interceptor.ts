@@ -1,20 +1,20 @@
 import {
   ServerInterceptingCall,
-  status as Status,
   type Metadata,
   type ServerInterceptingCallInterface,
   type ServerInterceptor,
 } from "@grpc/grpc-js";
-import type { Authenticator, Identity } from "./api-keys.js";
-import { ServiceError, invalidArgument, reportFailure } from "./status.js";
+import type { Authenticator } from "./api-keys.js";
+import { attachCallContext, type CallContext } from "./call-context.js";
+import { reportFailure } from "./status.js";
 import type { Logger } from "../logger.js";
-import { metrics } from "../metrics.js";
+import type { Identity } from "../core/authorization.js";
 import type { RatePolicy } from "../core/rate-policy.js";
-import { nthStartTime } from "../core/start-schedule.js";
-import type { Admission, TaskStore } from "../core/store.js";
+import { checkGetTask, checkWatchQueue } from "../core/reads.js";
+import { malformedRequest, unauthenticated } from "../core/service-error.js";
+import type { TaskStore } from "../core/store.js";
+import { decideSubmit, type SubmitCommand, type SubmitRules } from "../core/submit.js";
 import type { TaskRunner } from "../core/task-runner.js";
-import { isTaskId } from "../core/task-id.js";
-import { checkIdempotencyKey, checkKind, checkPayload, checkUserId } from "../core/validation.js";
 import {
   OverLimit,
   TaskService,
@@ -37,52 +37,60 @@ export interface RateLimitInterceptorOptions {
 /** Request metadata beyond this is refused; nothing Tollgate reads needs more. */
 export const MAX_METADATA_BYTES = 8 * 1024;
 
-// The decision and the caller travel from the interceptor to the handler keyed
-// by the very request object grpc-js hands on, so nothing can spoof or lose them.
-const admissions = new WeakMap<object, Admission>();
-const callers = new WeakMap<object, Identity>();
+/**
+ * Services anyone may call, key or none: orchestrators' health probes and
+ * schema discovery. Every other service, including any added later, needs a
+ * key when auth is on.
+ */
+const OPEN_SERVICES: ReadonlySet<string> = new Set([
+  "grpc.health.v1.Health",
+  "grpc.reflection.v1.ServerReflection",
+  "grpc.reflection.v1alpha.ServerReflection",
+]);
 
-/** The decision the interceptor made for this Submit request. */
-export function admissionOf(request: SubmitRequest): Admission {
-  const admission = admissions.get(request);
-  if (!admission) throw new Error("Submit reached its handler without an admission; is the interceptor installed?");
-  return admission;
-}
-
-/** Who made this TaskService request. */
-export function callerOf(request: object): Identity {
-  const identity = callers.get(request);
-  if (!identity) throw new Error("a request reached its handler without a caller; is the interceptor installed?");
-  return identity;
-}
-
-type RequestCheck = (message: unknown, caller: Identity) => Promise<void>;
+/** What runs before a method's handler, with its one request message; it may add to the context. */
+type RequestCheck = (message: unknown, context: CallContext) => Promise<void>;
 
 /**
- * The server interceptor in front of TaskService. It establishes the caller
- * (its API key, when auth is on), validates every request, and for Submit
- * applies the rate policy: it makes the decision (start now, queue, or
- * RESOURCE_EXHAUSTED) and stores the task in the same atomic step, since a
- * decision taken apart from its write could be overtaken by another Submit
- * for the same user. The handler turns the decision into the answer. Other
- * services (health, reflection) pass through untouched and stay open.
+ * The server interceptor in front of every service but the open ones. It
+ * establishes the caller (its API key, when auth is on) for every method,
+ * then runs the core's check for the method, if it has one: for Submit the
+ * core's decision, which applies the rate policy (start now, queue, or
+ * RESOURCE_EXHAUSTED) and stores the task before the handler runs. The caller
+ * and the decision reach the handler in the call's context (call-context.ts).
  */
 export function rateLimitInterceptor(options: RateLimitInterceptorOptions): ServerInterceptor {
+  const submitRules: SubmitRules = {
+    store: options.queue,
+    runner: options.runner,
+    policy: options.policy,
+    kinds: options.kinds,
+    maxPayloadBytes: options.maxPayloadBytes,
+  };
   const checks = new Map<string, RequestCheck>([
-    [methodPath(TaskService, "Submit"), (message, caller) => admit(message as SubmitRequest, caller, options)],
-    [methodPath(TaskService, "WatchQueue"), async (message, caller) => checkWatchQueue(message as WatchQueueRequest, caller)],
-    [methodPath(TaskService, "GetTask"), async (message) => checkGetTask(message as GetTaskRequest)],
+    [
+      methodPath(TaskService, "Submit"),
+      async (message, context) => {
+        context.submit = await decideSubmit(submitRules, context.caller, submitCommand(message as SubmitRequest));
+      },
+    ],
+    [
+      methodPath(TaskService, "WatchQueue"),
+      async (message, context) => checkWatchQueue(context.caller, (message as WatchQueueRequest).userId),
+    ],
+    [methodPath(TaskService, "GetTask"), async (message) => checkGetTask((message as GetTaskRequest).taskId)],
   ]);
   return (method, call) => {
+    if (OPEN_SERVICES.has(serviceName(method.path))) return new ServerInterceptingCall(call);
     const check = checks.get(method.path);
-    if (!check) return new ServerInterceptingCall(call);
-    let caller: Identity | undefined;
-    // Every TaskService method takes exactly one request message. It is
-    // checked (for Submit: admitted and stored) only when the request stream
-    // ends with that one message, so a call refused for carrying a second
-    // message has stored nothing. grpc-js clients send the end with
-    // the message, so this waits for nothing; and grpc-js calls a unary or
-    // server-streaming handler only at the end anyway.
+    let context: CallContext | undefined;
+    // A method that takes one request message has it checked (for Submit:
+    // admitted and stored) only when the request stream ends with exactly
+    // that one message, so a call refused for carrying a second message has
+    // stored nothing. grpc-js clients send the end with the message, so this
+    // waits for nothing; and grpc-js calls a unary or server-streaming handler
+    // only at the end anyway. A streaming request's messages pass through.
+    const singleMessage = !method.requestStream;
     let request: { readonly message: unknown } | undefined;
     let refused = false;
     const refuse = (error: unknown): void => {
@@ -94,7 +102,8 @@ export function rateLimitInterceptor(options: RateLimitInterceptorOptions): Serv
         next({
           onReceiveMetadata: (metadata, passOn) => {
             try {
-              caller = identify(metadata, options.auth);
+              context = { caller: identify(metadata, options.auth) };
+              attachCallContext(metadata, context);
               passOn(metadata);
             } catch (error) {
               refuse(error);
@@ -102,21 +111,21 @@ export function rateLimitInterceptor(options: RateLimitInterceptorOptions): Serv
           },
           onReceiveMessage: (message, passOn) => {
             if (refused) return;
-            if (request !== undefined) {
+            if (singleMessage && request !== undefined) {
               // Not passed on: grpc-js would refuse it too, but only after
               // the first had been checked on its own.
               refuse(
-                new ServiceError(
-                  Status.INVALID_ARGUMENT,
+                malformedRequest(
                   `${method.path} takes exactly one request message and this call sent more; nothing was stored`,
                 ),
               );
               return;
             }
             if (message instanceof UndecodableRequest) {
-              refuse(new ServiceError(Status.INVALID_ARGUMENT, `the request is not a valid ${message.typeName}: ${message.reason}`));
+              refuse(malformedRequest(`the request is not a valid ${message.typeName}: ${message.reason}`));
               return;
             }
+            if (!singleMessage) return passOn(message);
             request = { message };
             // grpc-js keeps it for the handler and reads on: to a second
             // message or the end of the stream, where the check runs.
@@ -125,15 +134,9 @@ export function rateLimitInterceptor(options: RateLimitInterceptorOptions): Serv
           onReceiveHalfClose: (passOn) => {
             if (refused) return;
             // Without a message grpc-js answers "no request message" itself.
-            if (request === undefined) return passOn();
-            const { message } = request;
-            check(message, caller!).then(
-              () => {
-                callers.set(message as object, caller!);
-                passOn();
-              },
-              refuse,
-            );
+            // (The context is set unless refused: the metadata comes first.)
+            if (!singleMessage || request === undefined || !check || !context) return passOn();
+            check(request.message, context).then(() => passOn(), refuse);
           },
         }),
     });
@@ -141,118 +144,45 @@ export function rateLimitInterceptor(options: RateLimitInterceptorOptions): Serv
   };
 }
 
+/** "grpc.health.v1.Health" of "/grpc.health.v1.Health/Check". */
+function serviceName(path: string): string {
+  return path.slice(1, path.lastIndexOf("/"));
+}
+
 function identify(metadata: Metadata, auth: Authenticator): Identity {
   let bytes = 0;
   for (const [key, values] of Object.entries(metadata.toJSON())) {
-    for (const value of values) bytes += key.length + (typeof value === "string" ? Buffer.byteLength(value) : value.length);
+    for (const value of values)
+      bytes += key.length + (typeof value === "string" ? Buffer.byteLength(value) : value.length);
   }
   if (bytes > MAX_METADATA_BYTES) {
-    throw new ServiceError(Status.INVALID_ARGUMENT, `request metadata is ${bytes} bytes; the limit is ${MAX_METADATA_BYTES}`);
+    throw malformedRequest(`request metadata is ${bytes} bytes; the limit is ${MAX_METADATA_BYTES}`);
   }
   const identity = auth.identify(metadata);
   if (!identity) {
-    throw new ServiceError(
-      Status.UNAUTHENTICATED,
-      "missing or unknown API key: send the metadata header \"authorization: Bearer <key>\"",
-    );
+    throw unauthenticated('missing or unknown API key: send the metadata header "authorization: Bearer <key>"');
   }
   return identity;
 }
 
-/** May this caller act on `userId`'s queue and tasks? */
-export function mayActFor(caller: Identity, userId: string): boolean {
-  return caller.kind !== "user" || caller.userId === userId;
+function submitCommand(request: SubmitRequest): SubmitCommand {
+  return {
+    userId: request.userId,
+    payload: request.payload,
+    kind: request.kind,
+    idempotencyKey: request.idempotencyKey,
+    overLimit: overLimitMode(request.overLimit),
+  };
 }
 
-function permissionDenied(caller: Identity, what: string): ServiceError {
-  const who = caller.kind === "user" ? `user "${caller.userId}"` : "this caller";
-  return new ServiceError(Status.PERMISSION_DENIED, `this API key acts for ${who} only; it may not ${what}`);
-}
-
-async function admit(request: SubmitRequest, caller: Identity, options: RateLimitInterceptorOptions): Promise<void> {
-  const timer = metrics.submitSeconds.startTimer();
-  try {
-    await decide(request, caller, options);
-  } finally {
-    timer();
+function overLimitMode(value: OverLimit): SubmitCommand["overLimit"] {
+  switch (value) {
+    case OverLimit.UNSPECIFIED:
+    case OverLimit.QUEUE:
+      return "queue";
+    case OverLimit.REJECT:
+      return "reject";
+    default:
+      return { unknown: value };
   }
-}
-
-async function decide(request: SubmitRequest, caller: Identity, options: RateLimitInterceptorOptions): Promise<void> {
-  // With auth, a user's key may leave user_id empty: it means the key's user.
-  if (request.userId === "" && caller.kind === "user") request.userId = caller.userId;
-  checkUserId(request.userId);
-  if (!mayActFor(caller, request.userId)) throw permissionDenied(caller, `submit for user "${request.userId}"`);
-  checkPayload(request.payload, options.maxPayloadBytes);
-  checkKind(request.kind, options.kinds);
-  checkIdempotencyKey(request.idempotencyKey);
-  if (!(request.overLimit in OverLimit)) {
-    throw invalidArgument("over_limit", `unknown value ${request.overLimit}; use QUEUE or REJECT`);
-  }
-  // A slot is held across the admit so that a task told STARTED can run at
-  // once; without a free slot the task queues and any process's drainer
-  // starts it when a slot frees. The slot is held until admit knows the
-  // outcome, which after a lost reply takes a read of the task's record.
-  const reserved = options.runner.reserve();
-  let admission: Admission;
-  try {
-    admission = await options.queue.admit({
-      userId: request.userId,
-      payload: request.payload,
-      kind: request.kind,
-      idempotencyKey: request.idempotencyKey,
-      rejectOverLimit: request.overLimit === OverLimit.REJECT,
-      canStartNow: reserved,
-    });
-  } catch (error) {
-    if (reserved) options.runner.release();
-    throw error;
-  }
-  if (admission.outcome === "started") {
-    // Started here, not in the handler: the task is stored as running and
-    // must run even if the caller goes away before its answer.
-    options.runner.start(
-      { taskId: admission.taskId, userId: request.userId, kind: request.kind, payload: request.payload, attempt: 1 },
-      true,
-    );
-  } else if (reserved) {
-    options.runner.release();
-  }
-  if (admission.outcome === "over-limit" || admission.outcome === "backlog-full") {
-    metrics.submitted.inc({ disposition: admission.outcome });
-  }
-  if (admission.outcome === "over-limit") {
-    // A new task could start once everything queued ahead of it has.
-    const retryAt = nthStartTime(options.policy, admission.windows, admission.now, admission.queued + 1);
-    throw new ServiceError(
-      Status.RESOURCE_EXHAUSTED,
-      `user is over the rate limit${admission.queued > 0 ? ` with ${admission.queued} tasks queued` : ""} and over_limit is REJECT; nothing was stored`,
-      Math.max(1, retryAt - admission.now),
-    );
-  }
-  if (admission.outcome === "backlog-full") {
-    // A place frees up when the head of the queue starts.
-    const retryAt = nthStartTime(options.policy, admission.windows, admission.now, 1);
-    throw new ServiceError(
-      Status.RESOURCE_EXHAUSTED,
-      `user's backlog is full (${admission.queued} tasks queued); nothing was stored`,
-      Math.max(1, retryAt - admission.now),
-    );
-  }
-  metrics.submitted.inc({ disposition: admission.outcome });
-  admissions.set(request, admission);
-}
-
-async function checkWatchQueue(request: WatchQueueRequest, caller: Identity): Promise<void> {
-  if (request.userId === "") {
-    if (caller.kind === "user") throw permissionDenied(caller, "watch every queue (admins only)");
-    return;
-  }
-  checkUserId(request.userId);
-  if (!mayActFor(caller, request.userId)) throw permissionDenied(caller, `watch user "${request.userId}"'s queue`);
-}
-
-async function checkGetTask(request: GetTaskRequest): Promise<void> {
-  if (request.taskId === "") throw invalidArgument("task_id", "is required");
-  if (!isTaskId(request.taskId)) throw invalidArgument("task_id", "is not a Tollgate task id (22 characters of base64url)");
 }

@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { Server, ServerCredentials, status } from "@grpc/grpc-js";
+import { Server, ServerCredentials } from "@grpc/grpc-js";
 import type { Redis } from "ioredis";
 import type { Config } from "../config.js";
 import { grpcServiceDefinition } from "./service-definition.js";
@@ -8,7 +8,7 @@ import { HealthReporter } from "./health.js";
 import { loadAuthenticator } from "./api-keys.js";
 import { systemClock, type Clock } from "../core/clock.js";
 import { Drainer, type ClaimObserver } from "../core/drainer.js";
-import { ServiceError } from "./status.js";
+import { unavailable } from "../core/service-error.js";
 import { createKeys } from "../redis/keys.js";
 import { bindMetrics, metrics } from "../metrics.js";
 import type { Logger } from "../logger.js";
@@ -40,6 +40,8 @@ export interface ServerOptions {
   readonly clock?: Clock;
   /** Sees every claim step (tests and benchmarks measure lateness with it). */
   readonly observeClaims?: ClaimObserver;
+  /** Adds more services, behind the same interceptors (tests add one to see that auth covers it). */
+  readonly addServices?: (server: Server) => void;
 }
 
 export interface RunningServer {
@@ -122,6 +124,7 @@ export async function startServer(
   );
   health.implementation.addToServer(server);
   reflectionService([file_tollgate_v1_task_service, file_grpc_health_v1_health]).addToServer(server);
+  options.addServices?.(server);
 
   const credentials = await serverCredentials(config);
   const port = await new Promise<number>((resolve, reject) =>
@@ -145,7 +148,7 @@ export async function startServer(
         // in flight is waited for and what it took handed back.
         const drainerClosed = drainer.close();
         // Open streams would hold tryShutdown forever: end them first.
-        hub.close(new ServiceError(status.UNAVAILABLE, "server shutting down; reconnect to another instance"));
+        hub.close(unavailable("server shutting down; reconnect to another instance"));
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => server.forceShutdown(), graceMs);
           server.tryShutdown(() => {

@@ -2,26 +2,19 @@ import { Metadata, status as Status, type StatusObject } from "@grpc/grpc-js";
 import type { Logger } from "../logger.js";
 import { encodeStatusWithRetryInfo } from "./retry-info.js";
 import { AdmitReplyLost } from "../core/store.js";
+import { ServiceError, StatusCode } from "../core/service-error.js";
 
-/**
- * The one error type services throw on purpose. Anything else that reaches
- * toStatus is either a store outage (UNAVAILABLE) or a bug (INTERNAL, details
- * logged, not sent).
- */
-export class ServiceError extends Error {
-  override readonly name = "ServiceError";
-  constructor(
-    readonly code: Status,
-    message: string,
-    readonly retryAfterMs?: number,
-  ) {
-    super(message);
-  }
-}
-
-export function invalidArgument(field: string, problem: string): ServiceError {
-  return new ServiceError(Status.INVALID_ARGUMENT, `${field}: ${problem}`);
-}
+// The core's status codes, each to its gRPC status (the same numbers, named
+// here so that a code added to the core must be mapped).
+const GRPC_STATUS: Readonly<Record<StatusCode, Status>> = {
+  [StatusCode.INVALID_ARGUMENT]: Status.INVALID_ARGUMENT,
+  [StatusCode.NOT_FOUND]: Status.NOT_FOUND,
+  [StatusCode.PERMISSION_DENIED]: Status.PERMISSION_DENIED,
+  [StatusCode.RESOURCE_EXHAUSTED]: Status.RESOURCE_EXHAUSTED,
+  [StatusCode.FAILED_PRECONDITION]: Status.FAILED_PRECONDITION,
+  [StatusCode.UNAVAILABLE]: Status.UNAVAILABLE,
+  [StatusCode.UNAUTHENTICATED]: Status.UNAUTHENTICATED,
+};
 
 export const RETRY_AFTER_TRAILER = "retry-after-ms";
 
@@ -71,19 +64,20 @@ export interface StatusMapping {
   readonly unexpected?: unknown;
 }
 
-/** The one place that turns anything thrown into a gRPC status. */
+/** The one place that turns anything thrown (a core ServiceError above all) into a gRPC status. */
 export function toStatus(error: unknown): StatusMapping {
   if (error instanceof ServiceError) {
+    const code = GRPC_STATUS[error.code];
     const metadata = new Metadata();
     if (error.retryAfterMs !== undefined) {
       const retryAfterMs = Math.max(0, Math.ceil(error.retryAfterMs));
       metadata.set(RETRY_AFTER_TRAILER, String(retryAfterMs));
       metadata.set(
         "grpc-status-details-bin",
-        Buffer.from(encodeStatusWithRetryInfo(error.code, error.message, retryAfterMs)),
+        Buffer.from(encodeStatusWithRetryInfo(code, error.message, retryAfterMs)),
       );
     }
-    return { status: { code: error.code, details: error.message, metadata } };
+    return { status: { code, details: error.message, metadata } };
   }
   if (error instanceof AdmitReplyLost) {
     const details = error.stored === "no" ? NOT_STORED : outcomeUnknown(error.taskId);

@@ -1,20 +1,15 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import {
-  status as Status,
-  type sendUnaryData,
-  type ServerUnaryCall,
-  type ServerWritableStream,
-  type UntypedServiceImplementation,
-} from "@grpc/grpc-js";
-import { ServiceError, reportFailure } from "./status.js";
+import type { sendUnaryData, ServerUnaryCall, ServerWritableStream, UntypedServiceImplementation } from "@grpc/grpc-js";
+import { callContextOf } from "./call-context.js";
+import { reportFailure } from "./status.js";
 import type { Logger } from "../logger.js";
 import type { ProgressHub } from "../core/progress-hub.js";
 import { serveWatchQueue } from "./watch-queue.js";
 import type { RatePolicy } from "../core/rate-policy.js";
-import { admissionOf, callerOf, mayActFor } from "./rate-limit-interceptor.js";
-import { nthStartTime, type WindowCounter } from "../core/start-schedule.js";
+import { readTask } from "../core/reads.js";
 import type { TaskStore, TaskRecord, TaskStateName } from "../core/store.js";
+import type { SubmitDecision, WindowState } from "../core/submit.js";
 import {
   Disposition,
   GetTaskResponseSchema,
@@ -38,20 +33,20 @@ export interface TaskServiceOptions {
   readonly hub: ProgressHub;
 }
 
-/** TaskService's handlers; the interceptor has validated and admitted the request. */
+/** TaskService's handlers; the interceptor has identified the caller and checked (for Submit: decided) the request. */
 export function taskServiceImplementation(options: TaskServiceOptions): UntypedServiceImplementation {
   return {
-    submit: unary<SubmitRequest, SubmitResponse>(options.logger, async (request) => submit(request, options)),
-    getTask: unary<GetTaskRequest, GetTaskResponse>(options.logger, async (request) => getTask(request, options)),
+    submit: unary<SubmitRequest, SubmitResponse>(options.logger, async (call) => submitResponse(decisionOf(call))),
+    getTask: unary<GetTaskRequest, GetTaskResponse>(options.logger, async (call) => getTask(call, options)),
     watchQueue: (call: ServerWritableStream<WatchQueueRequest, WatchQueueResponse>) => {
       void serveWatchQueue(call, options.hub, options.policy, options.logger);
     },
   };
 }
 
-function unary<Req, Res>(logger: Logger, handle: (request: Req) => Promise<Res>) {
+function unary<Req, Res>(logger: Logger, handle: (call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-    handle(call.request).then(
+    handle(call).then(
       (response) => callback(null, response),
       (error: unknown) => {
         callback(reportFailure(logger, error, { method: call.getPath() }), null);
@@ -60,40 +55,40 @@ function unary<Req, Res>(logger: Logger, handle: (request: Req) => Promise<Res>)
   };
 }
 
-function submit(request: SubmitRequest, { policy }: TaskServiceOptions): SubmitResponse {
-  const admission = admissionOf(request);
-  switch (admission.outcome) {
+function decisionOf(call: ServerUnaryCall<SubmitRequest, SubmitResponse>): SubmitDecision {
+  const decision = callContextOf(call).submit;
+  if (!decision) throw new Error("Submit reached its handler without a decision; is the interceptor installed?");
+  return decision;
+}
+
+function submitResponse(decision: SubmitDecision): SubmitResponse {
+  switch (decision.outcome) {
     case "started":
       return create(SubmitResponseSchema, {
-        taskId: admission.taskId,
+        taskId: decision.taskId,
         disposition: Disposition.STARTED,
-        estimatedStart: timestampFromMs(admission.now),
-        windows: windowStates(policy, admission.windows),
+        estimatedStart: timestampFromMs(decision.estimatedStart),
+        windows: decision.windows.map(windowStateMessage),
       });
     case "queued":
       return create(SubmitResponseSchema, {
-        taskId: admission.taskId,
+        taskId: decision.taskId,
         disposition: Disposition.QUEUED,
-        queuePosition: admission.position,
-        estimatedStart: timestampFromMs(nthStartTime(policy, admission.windows, admission.now, admission.position)),
-        windows: windowStates(policy, admission.windows),
+        queuePosition: decision.position,
+        estimatedStart: timestampFromMs(decision.estimatedStart),
+        windows: decision.windows.map(windowStateMessage),
       });
     case "duplicate":
-      return create(SubmitResponseSchema, { taskId: admission.taskId, disposition: Disposition.DUPLICATE });
-    default:
-      throw new Error(`Submit handler got a refused admission (${admission.outcome})`);
+      return create(SubmitResponseSchema, { taskId: decision.taskId, disposition: Disposition.DUPLICATE });
   }
 }
 
-function windowStates(policy: RatePolicy, counters: readonly WindowCounter[]) {
-  return policy.map((window, i) => {
-    const counter = counters[i] ?? { count: 0, resetAt: null };
-    return create(WindowStateSchema, {
-      limit: window.limit,
-      duration: durationFromMs(window.durationMs),
-      remaining: Math.max(0, window.limit - counter.count),
-      resetTime: counter.resetAt === null ? undefined : timestampFromMs(counter.resetAt),
-    });
+function windowStateMessage(window: WindowState) {
+  return create(WindowStateSchema, {
+    limit: window.limit,
+    duration: durationFromMs(window.durationMs),
+    remaining: window.remaining,
+    resetTime: window.resetAt === undefined ? undefined : timestampFromMs(window.resetAt),
   });
 }
 
@@ -105,15 +100,11 @@ const TASK_STATES: Readonly<Record<TaskStateName, TaskState>> = {
   dead: TaskState.DEAD,
 };
 
-async function getTask(request: GetTaskRequest, { queue, maxAttempts }: TaskServiceOptions): Promise<GetTaskResponse> {
-  const record = await queue.getTask(request.taskId);
-  if (!record) {
-    throw new ServiceError(Status.NOT_FOUND, `no task ${request.taskId} (finished tasks are kept for a day)`);
-  }
-  const caller = callerOf(request);
-  if (!mayActFor(caller, record.userId)) {
-    throw new ServiceError(Status.PERMISSION_DENIED, "this API key may read only its own user's tasks");
-  }
+async function getTask(
+  call: ServerUnaryCall<GetTaskRequest, GetTaskResponse>,
+  { queue, maxAttempts }: TaskServiceOptions,
+): Promise<GetTaskResponse> {
+  const record = await readTask(queue, callContextOf(call).caller, call.request.taskId);
   return create(GetTaskResponseSchema, { task: taskMessage(record, maxAttempts) });
 }
 

@@ -1,0 +1,50 @@
+import { permissionDenied } from "./service-error.js";
+
+// Who may do what. With auth off every caller is "anyone" and may do
+// everything; with auth on a user's key acts for that user only and an admin's
+// for everyone. Every PERMISSION_DENIED Tollgate answers is decided here.
+
+/** Who is calling: anyone (auth off), one user, or an admin. */
+export type Identity =
+  | { readonly kind: "anyone" }
+  | { readonly kind: "user"; readonly userId: string }
+  | { readonly kind: "admin" };
+
+export const ANYONE: Identity = Object.freeze({ kind: "anyone" });
+
+/** May this caller act on `userId`'s queue and tasks? */
+export function mayActFor(caller: Identity, userId: string): boolean {
+  return caller.kind !== "user" || caller.userId === userId;
+}
+
+/**
+ * The user a request acts for: the one it names, or, when it names none, the
+ * user of the caller's key (an admin or anyone must name one).
+ */
+export function actingUserId(caller: Identity, requested: string): string {
+  return requested === "" && caller.kind === "user" ? caller.userId : requested;
+}
+
+function denied(caller: Identity, what: string): never {
+  const who = caller.kind === "user" ? `user "${caller.userId}"` : "this caller";
+  throw permissionDenied(`this API key acts for ${who} only; it may not ${what}`);
+}
+
+/** Submit a task to `userId`'s queue. */
+export function authorizeSubmit(caller: Identity, userId: string): void {
+  if (!mayActFor(caller, userId)) denied(caller, `submit for user "${userId}"`);
+}
+
+/** Watch `userId`'s queue, or every queue when `userId` is empty (admins only). */
+export function authorizeWatch(caller: Identity, userId: string): void {
+  if (userId === "") {
+    if (caller.kind === "user") denied(caller, "watch every queue (admins only)");
+    return;
+  }
+  if (!mayActFor(caller, userId)) denied(caller, `watch user "${userId}"'s queue`);
+}
+
+/** Read a task of `task.userId`'s. */
+export function authorizeReadTask(caller: Identity, task: { readonly userId: string }): void {
+  if (!mayActFor(caller, task.userId)) throw permissionDenied("this API key may read only its own user's tasks");
+}
