@@ -30,12 +30,7 @@ export interface Keys {
   readonly totals: string;
   /** Pub/sub channel: the published user's counts changed. */
   readonly progressChannel: string;
-  /**
-   * Hash: one task's record. u user id, p payload, k kind, s state (q, r, ok,
-   * f, d), a attempts started, sub/st/fin submitted, started, finished (ms),
-   * err last error, retry next attempt's moment, c the claim id of the claim
-   * that started the current attempt (absent for a start at Submit).
-   */
+  /** Hash: one task's record; its fields are TASK_FIELD, documented below. */
   task(taskId: string): string;
   /**
    * List: what one claim took (task id, user id, attempt per task), kept
@@ -70,3 +65,47 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): Keys {
     windowPrefix: (durationMs: number) => `${prefix}:w:${durationMs}`,
   });
 }
+
+/**
+ * The fields of a task's record (the hash at `task(id)`). The Lua scripts
+ * use them as `FIELD_<NAME>` (`--- @include "task-fields"`, generated from
+ * this object by lua-script.ts), GetTask (redis-store.ts) as `TASK_FIELD.<NAME>`.
+ *
+ * | field | meaning | written by | read by |
+ * | --- | --- | --- | --- |
+ * | u | user id | admit | claim (the user of an expired lease or a due retry), GetTask |
+ * | p | payload (bytes); deleted when the task succeeds | admit; finish deletes | claim (handed to the handler), GetTask |
+ * | k | kind, which picks a handler; absent for the default | admit | claim, GetTask |
+ * | s | state, one of TASK_STATE | admit, claim, finish, release | admit-outcome, GetTask |
+ * | a | attempts started (a released attempt is taken back) | admit, claim, release | claim (last attempt?), finish and release (is it still this attempt?), admit-outcome, GetTask |
+ * | sub | submitted at (ms) | admit | GetTask, bench/drain.ts |
+ * | st | the current attempt started at (ms); deleted when a release leaves no attempt | admit (start now), claim; release deletes | admit-outcome (Submit's answer), GetTask, bench/drain.ts |
+ * | fin | finished at (ms): succeeded or dead | finish, claim (a lease lost on the last attempt) | GetTask |
+ * | err | the last attempt's error | finish, claim (a lease lost on the last attempt) | GetTask |
+ * | adm | 1: admit started the task itself, not a claim from the queue | admit | admit-outcome (must the Submit whose reply was lost run it?) |
+ * | c | id of the claim that started the current attempt; absent for a start at Submit or after a release | claim; release deletes | release (only that claim may hand it back) |
+ */
+export const TASK_FIELD = Object.freeze({
+  USER: "u",
+  PAYLOAD: "p",
+  KIND: "k",
+  STATE: "s",
+  ATTEMPTS: "a",
+  SUBMITTED: "sub",
+  STARTED: "st",
+  FINISHED: "fin",
+  ERROR: "err",
+  STARTED_BY_ADMIT: "adm",
+  CLAIM: "c",
+} as const);
+
+/** The values of a task's TASK_FIELD.STATE (Lua: `STATE_<NAME>`). */
+export const TASK_STATE = Object.freeze({
+  QUEUED: "q",
+  RUNNING: "r",
+  SUCCEEDED: "ok",
+  /** An attempt failed and the next waits out its backoff (in the retries set). */
+  FAILED: "f",
+  /** Every attempt failed: on the user's dead-letter list. */
+  DEAD: "d",
+} as const);

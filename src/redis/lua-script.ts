@@ -1,6 +1,8 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Redis } from "ioredis";
+import { TASK_FIELD, TASK_STATE } from "./keys.js";
+import { ADMIT, FINISH, RELEASE } from "./reply-codes.js";
 
 export type RedisArg = string | number | Buffer;
 
@@ -8,20 +10,37 @@ const LUA_DIR = new URL("./lua/", import.meta.url);
 /** `--- @include "name"`: replaced by lua/includes/<name>.lua (BullMQ's convention). */
 const INCLUDE = /^--- @include "([a-z0-9-]+)"[ \t]*$/gm;
 
-/** Named constants shared by TypeScript and Lua; each include of this name defines them as Lua locals. */
-const generatedIncludes = new Map<string, string>();
+/**
+ * Lua locals, one per constant: `local <PREFIX>_<KEY> = <value>`.
+ * `prefixes` maps a Lua prefix to a TypeScript object of constants.
+ */
+function luaConstants(prefixes: Readonly<Record<string, Readonly<Record<string, string | number>>>>): string {
+  const lines: string[] = [];
+  for (const [prefix, constants] of Object.entries(prefixes)) {
+    for (const [key, value] of Object.entries(constants)) {
+      const name = `${prefix}_${key}`;
+      if (!/^[A-Z][A-Z0-9_]*$/.test(name)) throw new Error(`Lua constant ${name} is not UPPER_SNAKE_CASE`);
+      lines.push(`local ${name} = ${typeof value === "number" ? String(value) : JSON.stringify(value)}`);
+    }
+  }
+  return lines.join("\n");
+}
 
 /**
- * Makes `--- @include "<name>"` define each constant as a Lua local, so a
- * reply code or a field name is written once, in TypeScript.
+ * Includes generated from TypeScript constants, so a reply code or a field
+ * name is written once: `--- @include "reply-codes"` defines `ADMIT_STARTED`
+ * and the rest of reply-codes.ts; `--- @include "task-fields"` defines
+ * `FIELD_STATE`, `STATE_RUNNING` and the rest of keys.ts' task constants.
+ * Imported statically, so a script's source (and SHA) never depends on which
+ * modules were loaded first.
  */
-export function defineLuaConstants(name: string, constants: Readonly<Record<string, string | number>>): void {
-  const lines = Object.entries(constants).map(([key, value]) => {
-    if (!/^[A-Z][A-Z0-9_]*$/.test(key)) throw new Error(`Lua constant ${key} is not UPPER_SNAKE_CASE`);
-    return `local ${key} = ${typeof value === "number" ? String(value) : JSON.stringify(value)}`;
-  });
-  generatedIncludes.set(name, `-- constants from TypeScript (${name})\n${lines.join("\n")}\n`);
-}
+export const GENERATED_INCLUDES: ReadonlyMap<string, string> = new Map([
+  ["reply-codes", `-- reply codes, from src/redis/reply-codes.ts\n${luaConstants({ ADMIT, FINISH, RELEASE })}`],
+  [
+    "task-fields",
+    `-- task record fields and states, from src/redis/keys.ts\n${luaConstants({ FIELD: TASK_FIELD, STATE: TASK_STATE })}`,
+  ],
+]);
 
 /**
  * The script's source with every include expanded in place, each include at
@@ -31,7 +50,7 @@ export function expandIncludes(source: string, seen: Set<string> = new Set()): s
   return source.replace(INCLUDE, (_line, name: string) => {
     if (seen.has(name)) return `-- (include "${name}" already expanded above)`;
     seen.add(name);
-    const generated = generatedIncludes.get(name);
+    const generated = GENERATED_INCLUDES.get(name);
     if (generated !== undefined) return generated;
     const text = readFileSync(new URL(`includes/${name}.lua`, LUA_DIR), "utf8");
     return expandIncludes(text, seen).trimEnd();
@@ -44,8 +63,8 @@ export function expandIncludes(source: string, seen: Set<string> = new Set()): s
  * `<name>-<numKeys>.lua`, or `<name>-n.lua` when the caller passes a variable
  * number of keys; each file starts with a header giving its KEYS, ARGV and
  * reply. Shared rules live in lua/includes and are pulled in with
- * `--- @include "<name>"`; the source is expanded on first use, so constants
- * defined with defineLuaConstants at module load are in place by then.
+ * `--- @include "<name>"` (some generated from TypeScript constants, see
+ * GENERATED_INCLUDES); the source is expanded on first use.
  */
 export class LuaScript {
   readonly name: string;

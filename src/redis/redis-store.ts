@@ -1,6 +1,7 @@
 import type { Redis } from "ioredis";
 import { systemClock, type Clock } from "../core/clock.js";
-import type { Keys } from "./keys.js";
+import { TASK_FIELD, TASK_STATE, type Keys } from "./keys.js";
+import { ADMIT, FINISH, RELEASE } from "./reply-codes.js";
 import { LuaScript } from "./lua-script.js";
 import { countersFromReply, type RateWindows } from "./rate-windows.js";
 import { commandTimeoutOf, isUnanswered } from "./connection.js";
@@ -40,14 +41,19 @@ export interface RedisStoreOptions {
   readonly clock?: Clock;
 }
 
-const FINISH_OUTCOMES: readonly FinishOutcome[] = ["lease-lost", "succeeded", "retry-scheduled", "dead"];
+const FINISH_OUTCOMES: ReadonlyMap<number, FinishOutcome> = new Map([
+  [FINISH.LEASE_LOST, "lease-lost"],
+  [FINISH.SUCCEEDED, "succeeded"],
+  [FINISH.RETRY_SCHEDULED, "retry-scheduled"],
+  [FINISH.DEAD, "dead"],
+]);
 
 const STATE_NAMES: Readonly<Record<string, TaskStateName>> = {
-  q: "queued",
-  r: "running",
-  ok: "succeeded",
-  f: "failed",
-  d: "dead",
+  [TASK_STATE.QUEUED]: "queued",
+  [TASK_STATE.RUNNING]: "running",
+  [TASK_STATE.SUCCEEDED]: "succeeded",
+  [TASK_STATE.FAILED]: "failed",
+  [TASK_STATE.DEAD]: "dead",
 };
 
 const scripts = {
@@ -121,15 +127,15 @@ export class RedisStore implements TaskStore {
     const now = Number(nowValue);
     const windows = countersFromReply(reply.slice(4), now);
     switch (Number(outcome)) {
-      case 1:
+      case ADMIT.STARTED:
         return { outcome: "started", taskId: String(id), now, windows };
-      case 2:
+      case ADMIT.QUEUED:
         return { outcome: "queued", taskId: String(id), position: Number(n), now, windows };
-      case 3:
+      case ADMIT.DUPLICATE:
         return { outcome: "duplicate", taskId: String(id), now };
-      case 4:
+      case ADMIT.OVER_LIMIT:
         return { outcome: "over-limit", queued: Number(n), now, windows };
-      case 5:
+      case ADMIT.BACKLOG_FULL:
         return { outcome: "backlog-full", queued: Number(n), now, windows };
       default:
         throw new Error(`admit script replied with unknown outcome ${String(outcome)}`);
@@ -168,7 +174,7 @@ export class RedisStore implements TaskStore {
       if (state === "") throw new AdmitReplyLost(taskId, "no", lost);
       // Started by admit and still on its first attempt: the lease is the
       // admitting process's, which must run it now.
-      if (state === "r" && Number(byAdmit) === 1 && Number(attempts) === 1) {
+      if (state === TASK_STATE.RUNNING && Number(byAdmit) === 1 && Number(attempts) === 1) {
         return { outcome: "started", taskId, now: Number(startedAt), windows };
       }
       // Queued, or (the lease ran out or a drainer claimed it while we
@@ -255,7 +261,7 @@ export class RedisStore implements TaskStore {
         this.keys.wakeChannel,
       ],
     );
-    return FINISH_OUTCOMES[Number(replied)] ?? "lease-lost";
+    return FINISH_OUTCOMES.get(Number(replied)) ?? "lease-lost";
   }
 
   /**
@@ -276,7 +282,7 @@ export class RedisStore implements TaskStore {
       ],
       [task.taskId, task.attempt, task.userId, task.claimId ?? "", this.keys.progressChannel, this.keys.wakeChannel],
     );
-    return Number(released) === 1;
+    return Number(released) === RELEASE.RELEASED;
   }
 
   /**
@@ -306,15 +312,15 @@ export class RedisStore implements TaskStore {
     const time = (name: string): number | undefined => (fields[name] ? Number(text(name)) : undefined);
     return {
       taskId,
-      userId: text("u"),
-      kind: text("k"),
-      payload: fields.p ?? Buffer.alloc(0),
-      state: STATE_NAMES[text("s")] ?? "queued",
-      attempts: Number(text("a") || "0"),
-      submittedAt: time("sub") ?? 0,
-      startedAt: time("st"),
-      finishedAt: time("fin"),
-      lastError: text("err"),
+      userId: text(TASK_FIELD.USER),
+      kind: text(TASK_FIELD.KIND),
+      payload: fields[TASK_FIELD.PAYLOAD] ?? Buffer.alloc(0),
+      state: STATE_NAMES[text(TASK_FIELD.STATE)] ?? "queued",
+      attempts: Number(text(TASK_FIELD.ATTEMPTS) || "0"),
+      submittedAt: time(TASK_FIELD.SUBMITTED) ?? 0,
+      startedAt: time(TASK_FIELD.STARTED),
+      finishedAt: time(TASK_FIELD.FINISHED),
+      lastError: text(TASK_FIELD.ERROR),
     };
   }
 

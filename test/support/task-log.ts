@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import { fixedWindow, roomFrom, useWindow } from "../../src/core/fixed-window.js";
 import type { RatePolicy } from "../../src/core/rate-policy.js";
 import { pollUntil } from "./expect.js";
 
@@ -40,34 +41,22 @@ export interface StartCheck {
 
 /**
  * Replays one user's starts against fixed windows that open at their first
- * start (rate-limiter-flexible's semantics): for each start, the earliest
+ * start (rate-limiter-flexible's semantics, src/core/fixed-window.ts): for each start, the earliest
  * moment the windows opened by the starts before it allowed it (and not
  * before `readyAt`, when the task was submitted), and whether it came earlier
  * than that (a violation, beyond `toleranceMs` of clock granularity).
  */
 export function checkStarts(policy: RatePolicy, starts: readonly number[], readyAt: number, toleranceMs = 3): StartCheck {
   const sorted = [...starts].sort((a, b) => a - b);
-  const opened = policy.map(() => ({ at: -Infinity, count: 0 }));
+  const windows = policy.map(() => fixedWindow());
   const lateness: number[] = [];
   let violations = 0;
   for (const start of sorted) {
-    let allowed = readyAt;
-    policy.forEach((window, i) => {
-      const open = opened[i]!;
-      // A full window holds every start until it closes.
-      if (open.count >= window.limit) allowed = Math.max(allowed, open.at + window.durationMs);
-    });
+    // A full window holds every start until it closes.
+    const allowed = Math.max(readyAt, ...policy.map((window, i) => roomFrom(windows[i]!, window.limit, readyAt)));
     if (start < allowed - toleranceMs) violations++;
     lateness.push(start - allowed);
-    policy.forEach((window, i) => {
-      const open = opened[i]!;
-      if (start >= open.at + window.durationMs) {
-        open.at = start;
-        open.count = 1;
-      } else {
-        open.count++;
-      }
-    });
+    policy.forEach((window, i) => useWindow(windows[i]!, window.durationMs, start));
   }
   return { lateness, violations };
 }

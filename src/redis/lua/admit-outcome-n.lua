@@ -9,31 +9,25 @@
   KEYS[3..] one rate-limiter-flexible counter per window, in policy order
   ARGV[1]   task id
   Returns   {state, attempts, adm, started ms, position, now ms, count 1, pttl 1, ...}
-            state is the record's s field, '' when there is no record (admit
-            stored nothing); adm is 1 when admit itself started the task;
+            state is the record's FIELD_STATE, '' when there is no record (admit
+            stored nothing); adm is 1 when admit itself started the task (FIELD_STARTED_BY_ADMIT);
             started is -1 when it never started; position is the task's
             1-based place in the queue, 0 when it is not there. pttl is -2
             where no window is open.
 ]]
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local fields = redis.call('HMGET', KEYS[1], 's', 'a', 'adm', 'st')
+--- @include "time"
+--- @include "window"
+--- @include "task-fields"
+
+local now = currentMs()
+local fields = redis.call('HMGET', KEYS[1], FIELD_STATE, FIELD_ATTEMPTS, FIELD_STARTED_BY_ADMIT, FIELD_STARTED)
 local state = fields[1] or ''
 local position = 0
-if state == 'q' then
+if state == STATE_QUEUED then
   local index = redis.call('LPOS', KEYS[2], ARGV[1])
   if index then
     position = index + 1
   end
 end
 local out = {state, tonumber(fields[2] or '0'), tonumber(fields[3] or '0'), tonumber(fields[4] or '-1'), position, now}
-for i = 3, #KEYS do
-  local count = tonumber(redis.call('GET', KEYS[i]) or '0')
-  local pttl = -2
-  if count > 0 then
-    pttl = redis.call('PTTL', KEYS[i])
-  end
-  out[#out + 1] = count
-  out[#out + 1] = pttl
-end
-return out
+return appendWindows(out, 3)

@@ -9,7 +9,7 @@
   3. Up to ARGV[1] due users, earliest due first (so users are served
      round-robin when slots are scarce), each have their head task claimed if
      every window has room: one unit of each window is used with
-     rate-limiter-flexible's semantics, the task is marked running under a
+     rate-limiter-flexible's semantics (includes/window), the task is marked running under a
      lease, and the user is rescheduled for when its next task may start.
      A user whose windows are full is moved to when they will have room.
   Every user whose counts change is published on the progress channel.
@@ -36,20 +36,24 @@
   ARGV[7]  stats key prefix (user id follows)
   ARGV[8]  dead-letter list cap
   ARGV[9]  progress channel
-  ARGV[10] claim id, stored on each claimed task hash as field c
+  ARGV[10] claim id, stored on each claimed task hash (FIELD_CLAIM)
   ARGV[11] how long the claim's record is kept, ms
   ARGV[12..] per window: key prefix (":" and the user id follow), limit, duration in seconds
   Returns  {now, next due, next retry, next lease expiry, claims...}: the next
            moments are ms, or -1 when there is none; each claim is six
            entries: task id, user id, kind, payload, attempt, due moment.
 ]]
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+--- @include "time"
+--- @include "window"
+--- @include "dead-letter"
+--- @include "task-fields"
+
+local now = currentMs()
 local maxClaims = tonumber(ARGV[1])
 local leaseMs = tonumber(ARGV[2])
 local maxAttempts = tonumber(ARGV[3])
 local queuePrefix, taskPrefix, deadPrefix, statsPrefix = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local deadCap = tonumber(ARGV[8])
+local deadCap = ARGV[8]
 local progress = ARGV[9]
 local claimId, recordMs = ARGV[10], tonumber(ARGV[11])
 local windows = {}
@@ -60,77 +64,56 @@ end
 -- A task leaves its lease (its process is gone) or its retry wait.
 local function requeue(taskId, from)
   local task = taskPrefix .. taskId
-  local userId = redis.call('HGET', task, 'u')
+  local userId = redis.call('HGET', task, FIELD_USER)
   if not userId then
     return
   end
   local stats = statsPrefix .. userId
   if from == 'lease' then
     redis.call('HINCRBY', stats, 'r', -1)
-    if tonumber(redis.call('HGET', task, 'a') or '0') >= maxAttempts then
-      redis.call('HSET', task, 's', 'd', 'fin', now, 'err', 'its process stopped while running it, on the last attempt')
-      local dead = deadPrefix .. userId
-      redis.call('LPUSH', dead, taskId)
-      redis.call('LTRIM', dead, 0, deadCap - 1)
-      redis.call('HINCRBY', stats, 'f', 1)
-      redis.call('HINCRBY', stats, 'd', 1)
-      redis.call('HINCRBY', KEYS[4], 'f', 1)
-      redis.call('HINCRBY', KEYS[4], 'd', 1)
-      redis.call('PUBLISH', progress, userId)
+    if tonumber(redis.call('HGET', task, FIELD_ATTEMPTS) or '0') >= maxAttempts then
+      attemptFailed(task, stats, KEYS[4], 'its process stopped while running it, on the last attempt')
+      deadLetter(task, taskId, userId, deadPrefix .. userId, deadCap, stats, KEYS[4], progress, now)
       return
     end
     redis.call('HINCRBY', KEYS[4], 'q', 1)
   else
     redis.call('HINCRBY', stats, 'w', -1)
   end
-  redis.call('HSET', task, 's', 'q')
+  redis.call('HSET', task, FIELD_STATE, STATE_QUEUED)
   redis.call('LPUSH', queuePrefix .. userId, taskId)
   -- LT: keeps an earlier due moment, adds the user when absent.
   redis.call('ZADD', KEYS[1], 'LT', now, userId)
   redis.call('PUBLISH', progress, userId)
 end
 
-for _, taskId in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)) do
-  redis.call('ZREM', KEYS[2], taskId)
-  requeue(taskId, 'lease')
-end
-for _, taskId in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)) do
-  redis.call('ZREM', KEYS[3], taskId)
-  requeue(taskId, 'retry')
-end
-
--- Reads the user's windows: ms until every one has room (0: now) and the
--- counts it read, which use() needs.
-local function wait(userId)
-  local longest, counts = 0, {}
-  for k, window in ipairs(windows) do
-    local key = window.prefix .. userId
-    counts[k] = tonumber(redis.call('GET', key) or '0')
-    if counts[k] >= window.limit then
-      -- A key lives through its last ms, hence the + 1.
-      longest = math.max(longest, redis.call('PTTL', key) + 1)
-    end
+-- Up to 100 tasks whose moment in the set has come leave it.
+local function recover(set, from)
+  for _, taskId in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, 100)) do
+    redis.call('ZREM', set, taskId)
+    requeue(taskId, from)
   end
-  return longest, counts
+end
+recover(KEYS[2], 'lease')
+recover(KEYS[3], 'retry')
+
+-- Reads the user's windows: ms until every one has room (0: now) and what
+-- it read, which use() needs.
+local function wait(userId)
+  local longest, counts, pttls = 0, {}, {}
+  for k, window in ipairs(windows) do
+    counts[k], pttls[k] = windowRead(window.prefix .. userId)
+    longest = math.max(longest, windowWait(counts[k], pttls[k], window.limit))
+  end
+  return longest, counts, pttls
 end
 
--- Uses one unit of every window: rate-limiter-flexible's SET 0 EX NX then
--- INCRBY, folded into one command each since the counts were just read (no
--- key can expire within a script). Returns ms until every window has room.
-local function use(userId, counts)
+-- Uses one unit of every window. Returns ms until every window has room again.
+local function use(userId, counts, pttls)
   local longest = 0
   for k, window in ipairs(windows) do
-    local key = window.prefix .. userId
-    local count
-    if counts[k] == 0 then
-      redis.call('SET', key, 1, 'EX', window.seconds)
-      count = 1
-    else
-      count = redis.call('INCRBY', key, 1)
-    end
-    if count >= window.limit then
-      longest = math.max(longest, redis.call('PTTL', key) + 1)
-    end
+    local count, pttl = windowUse(window.prefix .. userId, counts[k], pttls[k], window.seconds)
+    longest = math.max(longest, windowWait(count, pttl, window.limit))
   end
   return longest
 end
@@ -141,7 +124,7 @@ if maxClaims > 0 then
   for i = 1, #due, 2 do
     local userId, dueAt = due[i], due[i + 1]
     local queue = queuePrefix .. userId
-    local blocked, counts = wait(userId)
+    local blocked, counts, pttls = wait(userId)
     if blocked > 0 then
       redis.call('ZADD', KEYS[1], now + blocked, userId)
     else
@@ -149,16 +132,16 @@ if maxClaims > 0 then
       if not taskId then
         redis.call('ZREM', KEYS[1], userId)
       else
-        local nextWait = use(userId, counts)
+        local nextWait = use(userId, counts, pttls)
         local task = taskPrefix .. taskId
-        local attempt = redis.call('HINCRBY', task, 'a', 1)
-        redis.call('HSET', task, 's', 'r', 'st', now, 'c', claimId)
+        local attempt = redis.call('HINCRBY', task, FIELD_ATTEMPTS, 1)
+        redis.call('HSET', task, FIELD_STATE, STATE_RUNNING, FIELD_STARTED, now, FIELD_CLAIM, claimId)
         redis.call('RPUSH', KEYS[5], taskId, userId, attempt)
         redis.call('ZADD', KEYS[2], now + leaseMs, taskId)
         redis.call('HINCRBY', statsPrefix .. userId, 'r', 1)
         redis.call('HINCRBY', KEYS[4], 'q', -1)
         redis.call('PUBLISH', progress, userId)
-        local fields = redis.call('HMGET', task, 'k', 'p')
+        local fields = redis.call('HMGET', task, FIELD_KIND, FIELD_PAYLOAD)
         out[#out + 1] = taskId
         out[#out + 1] = userId
         out[#out + 1] = fields[1] or ''

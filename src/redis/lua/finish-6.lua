@@ -22,40 +22,41 @@
   ARGV[9]  progress channel
   ARGV[10] user id
   ARGV[11] channel on which drainers are woken (a retry's moment is published)
-  Returns  1 succeeded, 2 retry scheduled, 3 dead-lettered, 0 lease lost
+  Returns  FINISH_SUCCEEDED, FINISH_RETRY_SCHEDULED, FINISH_DEAD or
+           FINISH_LEASE_LOST (src/redis/reply-codes.ts)
 ]]
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) == false
-    or redis.call('HGET', KEYS[1], 'a') ~= ARGV[2] then
-  return 0
+--- @include "time"
+--- @include "lease"
+--- @include "dead-letter"
+--- @include "task-fields"
+--- @include "reply-codes"
+
+if not holdsLease(KEYS[2], KEYS[1], ARGV[1], ARGV[2]) then
+  return FINISH_LEASE_LOST
 end
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now = currentMs()
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[5], 'r', -1)
-redis.call('PUBLISH', ARGV[9], ARGV[10])
 if ARGV[3] == 'ok' then
-  redis.call('HSET', KEYS[1], 's', 'ok', 'fin', now)
+  redis.call('HSET', KEYS[1], FIELD_STATE, STATE_SUCCEEDED, FIELD_FINISHED, now)
   -- Nobody reads a finished task's payload; keep only its record.
-  redis.call('HDEL', KEYS[1], 'p')
+  redis.call('HDEL', KEYS[1], FIELD_PAYLOAD)
   redis.call('EXPIRE', KEYS[1], ARGV[5])
   redis.call('HINCRBY', KEYS[5], 'ok', 1)
   redis.call('HINCRBY', KEYS[6], 'ok', 1)
-  return 1
+  redis.call('PUBLISH', ARGV[9], ARGV[10])
+  return FINISH_SUCCEEDED
 end
-redis.call('HSET', KEYS[1], 'err', ARGV[4])
-redis.call('HINCRBY', KEYS[5], 'f', 1)
-redis.call('HINCRBY', KEYS[6], 'f', 1)
+attemptFailed(KEYS[1], KEYS[5], KEYS[6], ARGV[4])
 if tonumber(ARGV[2]) < tonumber(ARGV[6]) then
-  redis.call('HSET', KEYS[1], 's', 'f', 'retry', now + tonumber(ARGV[7]))
-  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[7]), ARGV[1])
+  local retryAt = now + tonumber(ARGV[7])
+  redis.call('HSET', KEYS[1], FIELD_STATE, STATE_FAILED)
+  redis.call('ZADD', KEYS[3], retryAt, ARGV[1])
   redis.call('HINCRBY', KEYS[5], 'w', 1)
   redis.call('HINCRBY', KEYS[6], 'q', 1)
-  redis.call('PUBLISH', ARGV[11], now + tonumber(ARGV[7]))
-  return 2
+  redis.call('PUBLISH', ARGV[9], ARGV[10])
+  redis.call('PUBLISH', ARGV[11], retryAt)
+  return FINISH_RETRY_SCHEDULED
 end
-redis.call('HSET', KEYS[1], 's', 'd', 'fin', now)
-redis.call('LPUSH', KEYS[4], ARGV[1])
-redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[8]) - 1)
-redis.call('HINCRBY', KEYS[5], 'd', 1)
-redis.call('HINCRBY', KEYS[6], 'd', 1)
-return 3
+deadLetter(KEYS[1], ARGV[1], ARGV[10], KEYS[4], ARGV[8], KEYS[5], KEYS[6], ARGV[9], now)
+return FINISH_DEAD

@@ -20,22 +20,26 @@
   ARGV[4]  claim id the task was claimed with, or "" not to check it
   ARGV[5]  progress channel
   ARGV[6]  channel on which drainers are woken (the user is due at the published moment)
-  Returns  1 released, 0 lease lost (it ran out and the task was handed on)
+  Returns  RELEASE_RELEASED, or RELEASE_LEASE_LOST (it ran out and the task
+           was handed on; src/redis/reply-codes.ts)
 ]]
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) == false
-    or redis.call('HGET', KEYS[1], 'a') ~= ARGV[2]
-    or (ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'c') ~= ARGV[4]) then
-  return 0
+--- @include "time"
+--- @include "lease"
+--- @include "task-fields"
+--- @include "reply-codes"
+
+if not holdsLease(KEYS[2], KEYS[1], ARGV[1], ARGV[2])
+    or (ARGV[4] ~= '' and redis.call('HGET', KEYS[1], FIELD_CLAIM) ~= ARGV[4]) then
+  return RELEASE_LEASE_LOST
 end
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now = currentMs()
 redis.call('ZREM', KEYS[2], ARGV[1])
-local attempts = redis.call('HINCRBY', KEYS[1], 'a', -1)
-redis.call('HSET', KEYS[1], 's', 'q')
-redis.call('HDEL', KEYS[1], 'c')
+local attempts = redis.call('HINCRBY', KEYS[1], FIELD_ATTEMPTS, -1)
+redis.call('HSET', KEYS[1], FIELD_STATE, STATE_QUEUED)
+redis.call('HDEL', KEYS[1], FIELD_CLAIM)
 if attempts == 0 then
   -- Never started to an outcome: it has no start time either.
-  redis.call('HDEL', KEYS[1], 'st')
+  redis.call('HDEL', KEYS[1], FIELD_STARTED)
 end
 redis.call('LPUSH', KEYS[3], ARGV[1])
 -- LT: keeps an earlier due moment, adds the user when absent.
@@ -44,4 +48,4 @@ redis.call('HINCRBY', KEYS[5], 'r', -1)
 redis.call('HINCRBY', KEYS[6], 'q', 1)
 redis.call('PUBLISH', ARGV[5], ARGV[3])
 redis.call('PUBLISH', ARGV[6], now)
-return 1
+return RELEASE_RELEASED

@@ -7,8 +7,9 @@
   ARGV[2..] task ids
   Returns  how many leases were extended
 ]]
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+--- @include "time"
+
+local now = currentMs()
 local renewed = 0
 for i = 2, #ARGV do
   renewed = renewed + redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[1]), ARGV[i])

@@ -7,8 +7,9 @@
   Returns  {now, queued or waiting to retry, running, succeeded, failed, dead,
            earliest due moment or -1}
 ]]
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+--- @include "time"
+
+local now = currentMs()
 local totals = redis.call('HMGET', KEYS[1], 'q', 'ok', 'f', 'd')
 local head = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 return {

@@ -11,8 +11,10 @@
             dead, due moment or -1, count 1, pttl 1, count 2, pttl 2, ...}
             (pttl -2 where no window is open)
 ]]
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+--- @include "time"
+--- @include "window"
+
+local now = currentMs()
 local stats = redis.call('HMGET', KEYS[2], 'r', 'w', 'ok', 'f', 'd')
 local due = redis.call('ZSCORE', KEYS[3], ARGV[1])
 local out = {
@@ -25,9 +27,4 @@ local out = {
   tonumber(stats[5] or '0'),
   due and tonumber(due) or -1,
 }
-for i = 4, #KEYS do
-  local count = tonumber(redis.call('GET', KEYS[i]) or '0')
-  out[#out + 1] = count
-  out[#out + 1] = count > 0 and redis.call('PTTL', KEYS[i]) or -2
-end
-return out
+return appendWindows(out, 4)

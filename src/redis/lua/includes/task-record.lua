@@ -1,0 +1,24 @@
+--[[
+  task-record: a new task's record (its fields: TASK_FIELD in src/redis/keys.ts).
+]]
+--- @include "task-fields"
+
+-- Stores a submitted task: queued, or, when started, running on its first
+-- attempt and marked as started by admit.
+local function storeTask(task, userId, payload, kind, now, started)
+  local fields = {FIELD_USER, userId, FIELD_PAYLOAD, payload, FIELD_SUBMITTED, now}
+  local extra
+  if started then
+    extra = {FIELD_STATE, STATE_RUNNING, FIELD_ATTEMPTS, 1, FIELD_STARTED, now, FIELD_STARTED_BY_ADMIT, 1}
+  else
+    extra = {FIELD_STATE, STATE_QUEUED, FIELD_ATTEMPTS, 0}
+  end
+  for _, value in ipairs(extra) do
+    fields[#fields + 1] = value
+  end
+  if kind ~= '' then
+    fields[#fields + 1] = FIELD_KIND
+    fields[#fields + 1] = kind
+  end
+  redis.call('HSET', task, unpack(fields))
+end

@@ -1,0 +1,49 @@
+--[[
+  window: one rate window as rate-limiter-flexible keeps it (a RateLimiterRedis
+  counter), so the scripts and the library share one source of truth. A window
+  is a key that opens at its first start and expires its duration later; its
+  value counts the starts in it. It is full when the count is at the limit,
+  and then has room again once the key is gone: a key lives through its last
+  ms, hence PTTL + 1. src/core/fixed-window.ts states the same rule for the
+  start schedule. A key with no expiry (never written so) does not block.
+]]
+
+-- The window's count and ms to live; pttl is -2 when no window is open.
+local function windowRead(key)
+  local count = tonumber(redis.call('GET', key) or '0')
+  if count == 0 then
+    return 0, -2
+  end
+  return count, redis.call('PTTL', key)
+end
+
+-- ms until a window read as (count, pttl) has room for a start: 0 when it has room now.
+local function windowWait(count, pttl, limit)
+  if count < limit then
+    return 0
+  end
+  return math.max(0, pttl + 1)
+end
+
+-- Uses one unit of a window read as (count, pttl) in this script:
+-- rate-limiter-flexible's SET key 0 EX duration NX then INCRBY, folded into
+-- one command since the count was just read (no key expires within a script).
+-- Returns the window's new count and pttl.
+local function windowUse(key, count, pttl, seconds)
+  if count == 0 then
+    redis.call('SET', key, 1, 'EX', seconds)
+    return 1, tonumber(seconds) * 1000
+  end
+  redis.call('INCRBY', key, 1)
+  return count + 1, pttl
+end
+
+-- Appends {count, pttl} of each window key in KEYS[first..] to a reply.
+local function appendWindows(out, first)
+  for i = first, #KEYS do
+    local count, pttl = windowRead(KEYS[i])
+    out[#out + 1] = count
+    out[#out + 1] = pttl
+  end
+  return out
+end

@@ -1,0 +1,36 @@
+/**
+ * The codes the Lua scripts reply with, named once. redis-store.ts parses
+ * replies with these objects, and lua-script.ts turns each into Lua locals
+ * for `--- @include "reply-codes"` (`ADMIT.STARTED` becomes `ADMIT_STARTED`),
+ * so a script and its reader cannot disagree on a number.
+ */
+
+/** admit-n.lua: what became of a submitted task (the reply's first entry). */
+export const ADMIT = Object.freeze({
+  /** Started now: counted in every window and running under a lease. */
+  STARTED: 1,
+  /** Stored at the back of the user's queue. */
+  QUEUED: 2,
+  /** The idempotency key was used before; the reply names the first task. Nothing stored. */
+  DUPLICATE: 3,
+  /** Reject mode and the policy refuses a start now. Nothing stored. */
+  OVER_LIMIT: 4,
+  /** The user's backlog is at its cap. Nothing stored. */
+  BACKLOG_FULL: 5,
+} as const);
+
+/** finish-6.lua: what recording an attempt's end did. */
+export const FINISH = Object.freeze({
+  /** The attempt no longer held its lease; nothing was recorded. */
+  LEASE_LOST: 0,
+  SUCCEEDED: 1,
+  RETRY_SCHEDULED: 2,
+  DEAD: 3,
+} as const);
+
+/** release-6.lua: whether a held task was handed back. */
+export const RELEASE = Object.freeze({
+  /** The attempt no longer held its lease (or the claim id did not match). */
+  LEASE_LOST: 0,
+  RELEASED: 1,
+} as const);
