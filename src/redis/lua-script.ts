@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Redis } from "ioredis";
+import { storeCall, toStoreError } from "./errors.js";
 
 export type RedisArg = string | number | Buffer;
 
@@ -109,8 +110,9 @@ export class LuaScript {
     try {
       return await bySha(...keys, ...args);
     } catch (error) {
-      if (error instanceof Error && error.message.startsWith("NOSCRIPT")) return await bySource(...keys, ...args);
-      throw error;
+      // An unreachable or full Redis fails as the core's StoreUnavailable.
+      if (error instanceof Error && error.message.startsWith("NOSCRIPT")) return await storeCall(() => bySource(...keys, ...args));
+      throw toStoreError(error);
     }
   }
 }
