@@ -134,7 +134,7 @@ describe("WatchQueue and a reader that reads nothing", () => {
       await new Promise((resolve) => setTimeout(resolve, 10_000));
       const sent = (await counter("tollgate_watch_messages_sent_total")) - sentBefore;
       const superseded = (await counter("tollgate_watch_messages_superseded_total")) - supersededBefore;
-      const left = (await tollgate.server.queue.snapshotAll()).queued;
+      const left = (await tollgate.store.snapshotAll()).queued;
       assert.ok(left < 100, `${left} still queued: the drain went on meanwhile`);
       // grpc-js's writable side takes up to 16 messages before it pushes back.
       assert.ok(sent <= 17, `${sent} messages handed to a stream that can take none`);
