@@ -5,6 +5,8 @@ import type { Config } from "../config.js";
 import { createLogger } from "../logger.js";
 import { connectRedis } from "../redis/connection.js";
 import { checkRedisRequirements } from "../redis/requirements.js";
+import { createRedisStore } from "../redis/create-redis-store.js";
+import type { RedisStore } from "../redis/redis-store.js";
 import { startServer, type RunningServer } from "../grpc/server.js";
 import { systemClock } from "../core/clock.js";
 import { HeartbeatSender, heartbeatPeriodMs } from "./heartbeat.js";
@@ -43,6 +45,7 @@ export async function runWorker(config: Config): Promise<void> {
   }
 
   let redis: Redis | undefined;
+  let store: RedisStore | undefined;
   let server: RunningServer | undefined;
   let stopping = false;
   const stop = (why: string): void => {
@@ -52,6 +55,7 @@ export async function runWorker(config: Config): Promise<void> {
     (async () => {
       await server?.close(config.shutdownGraceMs);
       heartbeat.stop();
+      store?.close();
       await redis?.quit().catch(() => redis?.disconnect());
     })().then(
       () => process.exit(0),
@@ -68,7 +72,8 @@ export async function runWorker(config: Config): Promise<void> {
   try {
     redis = await connectRedis(config.redisUrl!, logger);
     await checkRedisRequirements(redis, config, logger); // again: Redis may have changed since the primary checked
-    server = await startServer(config, redis, logger);
+    store = createRedisStore(redis, config);
+    server = await startServer(config, store, logger);
   } catch (error) {
     logger.error({ err: error }, "worker could not start");
     process.exit(1);

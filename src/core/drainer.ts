@@ -1,7 +1,6 @@
-import type { Redis } from "ioredis";
 import type { Clock } from "./clock.js";
 import type { Logger } from "../logger.js";
-import type { ClaimResult, HeldTask, TaskStore } from "./store.js";
+import type { ClaimResult, HeldTask, TaskStore, Unsubscribe } from "./store.js";
 import { newTaskId } from "./task-id.js";
 import type { TaskRunner } from "./task-runner.js";
 
@@ -32,8 +31,8 @@ type State =
 /**
  * Starts queued tasks the moment their user's windows allow. It sleeps until
  * the earliest moment something is due (a user's head task, a retry, a lease
- * running out), or until woken: by a publish on the wake channel when a user
- * becomes due anywhere, or by a slot freeing up here. No loop per user, and
+ * running out), or until woken: by the store's wake-up when a user becomes
+ * due anywhere, or by a slot freeing up here. No loop per user, and
  * nothing polls: with nothing due it sends one claim per maxSleepMs.
  */
 export class Drainer {
@@ -57,37 +56,38 @@ export class Drainer {
   /** Due users were left waiting for a free slot. */
   private waitingForSlot = false;
   private failures = 0;
+  private unsubscribe: Unsubscribe | undefined;
 
   constructor(
-    private readonly queue: TaskStore,
+    private readonly store: TaskStore,
     private readonly runner: TaskRunner,
-    private readonly subscriber: Redis,
-    private readonly wakeChannel: string,
     private readonly logger: Logger,
     private readonly clock: Clock,
     private readonly options: DrainerOptions,
     private readonly observe: ClaimObserver = () => {},
   ) {}
 
+  /** Subscribes to wake-ups and takes its first step; rejects when the store cannot be reached. */
   async start(): Promise<void> {
-    this.subscriber.on("message", this.onMessage);
-    // After a reconnect, wakes published meanwhile were missed: look again.
-    this.subscriber.on("ready", this.onReconnect);
+    const unsubscribe = await this.store.onWake(this.onWake);
+    if (this.state.kind === "closed") {
+      await unsubscribe();
+      return;
+    }
+    this.unsubscribe = unsubscribe;
     this.runner.on("slot-free", this.onSlotFree);
-    await this.subscriber.subscribe(this.wakeChannel);
     void this.cycle();
   }
 
-  private readonly onMessage = (channel: string, message: string): void => {
-    if (channel !== this.wakeChannel) return;
-    const due = Number(message);
-    const at = Number.isFinite(due) ? due - this.offsetMs : this.clock.now();
+  private readonly onWake = (dueAt: number | undefined): void => {
+    // Wakes may have been missed (a reconnect): look again now.
+    if (dueAt === undefined) {
+      void this.cycle();
+      return;
+    }
+    const at = dueAt - this.offsetMs;
     if (this.state.kind === "running") this.wokenAt = Math.min(this.wokenAt, at);
     this.schedule(at);
-  };
-
-  private readonly onReconnect = (): void => {
-    void this.cycle();
   };
 
   private readonly onSlotFree = (): void => {
@@ -131,7 +131,7 @@ export class Drainer {
         const before = this.clock.now();
         let result: ClaimResult;
         try {
-          result = await this.queue.claim(this.runner.freeSlots, claimId);
+          result = await this.store.claim(this.runner.freeSlots, claimId);
         } catch (error) {
           // It may still have run in Redis (a timeout while Redis was busy):
           // look up what it took on the next step instead of leaving that
@@ -194,7 +194,7 @@ export class Drainer {
   private async settleUnanswered(): Promise<void> {
     while (this.unanswered.length > 0) {
       const claimId = this.unanswered[0]!;
-      const tasks = await this.queue.claimedBy(claimId);
+      const tasks = await this.store.claimedBy(claimId);
       this.unanswered.shift();
       if (tasks.length > 0) {
         this.logger.warn({ tasks: tasks.length }, "a claim whose reply was lost had taken tasks; handing them back");
@@ -207,7 +207,7 @@ export class Drainer {
   private async handBack(tasks: readonly HeldTask[]): Promise<void> {
     await Promise.all(
       tasks.map((task) =>
-        this.queue.release(task).catch((error: unknown) => {
+        this.store.release(task).catch((error: unknown) => {
           this.logger.warn({ error: (error as Error).message, taskId: task.taskId }, "could not hand a claimed task back; it runs when its lease runs out");
         }),
       ),
@@ -224,12 +224,11 @@ export class Drainer {
     this.state = { kind: "closed" };
     this.cancelTimer?.();
     this.runner.off("slot-free", this.onSlotFree);
-    this.subscriber.off("message", this.onMessage);
-    this.subscriber.off("ready", this.onReconnect);
+    const unsubscribed = this.unsubscribe?.().catch(() => {});
     await this.stepping;
     await this.settleUnanswered().catch((error: unknown) => {
       this.logger.warn({ error: (error as Error).message }, "could not look up claims whose reply was lost; their tasks run when their leases run out");
     });
-    await this.subscriber.unsubscribe(this.wakeChannel).catch(() => {});
+    await unsubscribed;
   }
 }

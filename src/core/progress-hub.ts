@@ -1,7 +1,6 @@
-import type { Redis } from "ioredis";
 import type { Clock } from "./clock.js";
 import type { Logger } from "../logger.js";
-import type { QueueSnapshot, TaskStore } from "./store.js";
+import type { QueueSnapshot, TaskStore, Unsubscribe } from "./store.js";
 
 /** Gets the snapshots of the queue it watches, or the error that ends the watch. */
 export interface SnapshotListener {
@@ -19,20 +18,18 @@ export interface ProgressHubOptions {
 const ALL_QUEUES = "";
 
 /**
- * Fans queue progress out to WatchQueue streams. One Redis subscription per
- * process (to the progress channel, only while someone watches), and one
+ * Fans queue progress out to WatchQueue streams. One subscription to the
+ * store's progress events per process (only while someone watches), and one
  * snapshot read per watched queue per coalescing period, shared by every
  * stream watching that queue: 1,000 streams on one queue cost what one does.
  */
 export class ProgressHub {
   private readonly topics = new Map<string, Topic>();
-  private subscribed: Promise<unknown> | undefined;
+  private subscribed: Promise<Unsubscribe> | undefined;
   private closed = false;
 
   constructor(
-    private readonly queue: TaskStore,
-    private readonly subscriber: Redis,
-    private readonly channel: string,
+    private readonly store: TaskStore,
     private readonly clock: Clock,
     private readonly logger: Logger,
     private readonly options: ProgressHubOptions,
@@ -41,14 +38,14 @@ export class ProgressHub {
   /**
    * Starts delivering snapshots of `userId`'s queue ("" for every queue);
    * returns the way to stop. Rejects (and leaves nothing behind) when the
-   * progress channel cannot be subscribed, e.g. while Redis is down.
+   * progress events cannot be subscribed, e.g. while the store is down.
    */
   async watch(userId: string, listener: SnapshotListener): Promise<() => void> {
     if (this.closed) throw new Error("progress hub is closed");
     let topic = this.topics.get(userId);
     if (!topic) {
       topic = new Topic(
-        () => (userId === ALL_QUEUES ? this.queue.snapshotAll() : this.queue.snapshot(userId)),
+        () => (userId === ALL_QUEUES ? this.store.snapshotAll() : this.store.snapshot(userId)),
         this.clock,
         this.options,
       );
@@ -84,19 +81,16 @@ export class ProgressHub {
   }
 
   /**
-   * Subscribes to the progress channel once for every watcher. A failed
-   * attempt is forgotten as soon as it fails, so the next watch tries again
-   * rather than inheriting the rejection until the process restarts.
+   * Subscribes to progress events once for every watcher. A failed attempt
+   * is forgotten as soon as it fails, so the next watch tries again rather
+   * than inheriting the rejection until the process restarts.
    */
-  private subscribe(): Promise<unknown> {
+  private subscribe(): Promise<Unsubscribe> {
     if (!this.subscribed) {
-      this.subscriber.on("message", this.onMessage);
-      const attempt = this.subscriber.subscribe(this.channel);
+      const attempt = this.store.onProgress(this.onProgress);
       this.subscribed = attempt;
       attempt.catch(() => {
-        if (this.subscribed !== attempt) return;
-        this.subscribed = undefined;
-        this.subscriber.off("message", this.onMessage);
+        if (this.subscribed === attempt) this.subscribed = undefined;
       });
     }
     return this.subscribed;
@@ -106,19 +100,21 @@ export class ProgressHub {
     return this.topics.size;
   }
 
-  private readonly onMessage = (channel: string, userId: string): void => {
-    if (channel !== this.channel) return;
+  private readonly onProgress = (userId: string): void => {
     this.topics.get(userId)?.changed();
     this.topics.get(ALL_QUEUES)?.changed();
   };
 
   private unsubscribe(): void {
-    if (!this.subscribed) return;
+    const subscribed = this.subscribed;
+    if (!subscribed) return;
     this.subscribed = undefined;
-    this.subscriber.off("message", this.onMessage);
-    this.subscriber.unsubscribe(this.channel).catch((error: unknown) => {
-      this.logger.debug({ error: (error as Error).message }, "progress unsubscribe failed");
-    });
+    subscribed
+      .then((unsubscribe) => unsubscribe())
+      .catch((error: unknown) => {
+        // A subscribe that failed left nothing to undo.
+        this.logger.debug({ error: (error as Error).message }, "progress unsubscribe failed");
+      });
   }
 
   /** Ends every watch with the given error (shutdown). Idempotent. */

@@ -119,9 +119,39 @@ export interface TaskRecord {
 }
 
 /**
+ * The store cannot serve now: it is unreachable (down, a dropped connection,
+ * a command not answered in time, "not now" replies while it loads or fails
+ * over), or it is full and refuses writes. Nothing the call would have
+ * written was written, except where a caller learns otherwise (see
+ * AdmitReplyLost). A retry later may succeed.
+ */
+export class StoreUnavailable extends Error {
+  override readonly name = "StoreUnavailable";
+  constructor(
+    readonly reason: "unreachable" | "full",
+    override readonly cause: unknown,
+  ) {
+    super(`the task store is ${reason}: ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
+}
+
+/**
  * Stops a subscription; idempotent.
  */
 export type Unsubscribe = () => Promise<void>;
+
+/**
+ * A wake-up: a user became due anywhere, at `dueAt` (the store's clock, ms);
+ * undefined when wakes may have been missed (e.g. after a reconnect), so the
+ * listener should look again now.
+ */
+export type WakeListener = (dueAt: number | undefined) => void;
+
+/** Something about `userId`'s queue changed (a submit, a start, an end). */
+export type ProgressListener = (userId: string) => void;
+
+/** Whether the store is reachable: told at once, then at every change. */
+export type AvailabilityListener = (available: boolean) => void;
 
 /** Where tasks, queues, leases and windows live, shared by every process and host. */
 export interface TaskStore {
@@ -152,4 +182,17 @@ export interface TaskStore {
   snapshotAll(): Promise<QueueSnapshot>;
   /** How many users have a queued task scheduled. */
   dueUserCount(): Promise<number>;
+  /**
+   * Calls `listener` at every wake-up published by any process; resolves once
+   * subscribed. Rejects (StoreUnavailable) when the store cannot be reached,
+   * leaving nothing behind, so a later call subscribes afresh.
+   */
+  onWake(listener: WakeListener): Promise<Unsubscribe>;
+  /** Calls `listener` at every progress event of any queue; as onWake otherwise. */
+  onProgress(listener: ProgressListener): Promise<Unsubscribe>;
+  /**
+   * Calls `listener` now with whether the store is reachable, then whenever
+   * that changes; returns the way to stop (idempotent).
+   */
+  onAvailability(listener: AvailabilityListener): () => void;
 }

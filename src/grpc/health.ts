@@ -1,38 +1,32 @@
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
-import type { Redis } from "ioredis";
+import type { TaskStore } from "../core/store.js";
 import type { Logger } from "../logger.js";
 
 /**
- * grpc.health.v1 for "" and each served service: SERVING only while Redis
- * answers and the process is not shutting down. Redis' state comes from the
- * client's connection events, so nothing polls while all is well.
+ * grpc.health.v1 for "" and each served service: SERVING only while the task
+ * store is reachable and the process is not shutting down. The store tells
+ * when its availability changes, so nothing polls while all is well.
  */
 export class HealthReporter {
   readonly implementation: HealthImplementation;
-  private redisReady: boolean;
+  private storeAvailable = false;
   private shuttingDown = false;
   private current: ServingStatus | undefined;
+  private readonly stopWatching: () => void;
 
   constructor(
-    private readonly redis: Redis,
+    store: Pick<TaskStore, "onAvailability">,
     private readonly services: readonly string[],
     private readonly logger: Logger,
   ) {
     this.implementation = new HealthImplementation();
-    this.redisReady = redis.status === "ready";
-    redis.on("ready", this.onReady);
-    redis.on("close", this.onLost);
-    redis.on("end", this.onLost);
+    // Told the current state at once, which publishes the first status.
+    this.stopWatching = store.onAvailability(this.onAvailability);
     this.publish();
   }
 
-  private readonly onReady = (): void => {
-    this.redisReady = true;
-    this.publish();
-  };
-
-  private readonly onLost = (): void => {
-    this.redisReady = false;
+  private readonly onAvailability = (available: boolean): void => {
+    this.storeAvailable = available;
     this.publish();
   };
 
@@ -40,16 +34,14 @@ export class HealthReporter {
   shutdown(): void {
     this.shuttingDown = true;
     this.publish();
-    this.redis.off("ready", this.onReady);
-    this.redis.off("close", this.onLost);
-    this.redis.off("end", this.onLost);
+    this.stopWatching();
   }
 
   private publish(): void {
-    const status: ServingStatus = this.redisReady && !this.shuttingDown ? "SERVING" : "NOT_SERVING";
+    const status: ServingStatus = this.storeAvailable && !this.shuttingDown ? "SERVING" : "NOT_SERVING";
     if (status === this.current) return;
     if (this.current !== undefined) {
-      this.logger.info({ status, redisReady: this.redisReady, shuttingDown: this.shuttingDown }, "health changed");
+      this.logger.info({ status, storeAvailable: this.storeAvailable, shuttingDown: this.shuttingDown }, "health changed");
     }
     this.current = status;
     for (const service of ["", ...this.services]) this.implementation.setStatus(service, status);

@@ -1,6 +1,5 @@
 import { readFile } from "node:fs/promises";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
-import type { Redis } from "ioredis";
 import type { Config } from "../config.js";
 import { grpcServiceDefinition } from "./service-definition.js";
 import { loadHandlers } from "../core/handlers.js";
@@ -9,25 +8,21 @@ import { loadAuthenticator } from "./api-keys.js";
 import { systemClock, type Clock } from "../core/clock.js";
 import { Drainer, type ClaimObserver } from "../core/drainer.js";
 import { unavailable } from "../core/service-error.js";
-import { createKeys } from "../redis/keys.js";
 import { bindMetrics, metrics } from "../metrics.js";
 import type { Logger } from "../logger.js";
 import { protocolErrorsInterceptor } from "./protocol-errors-interceptor.js";
 import { rateLimitInterceptor } from "./rate-limit-interceptor.js";
 import { formatRatePolicy } from "../core/rate-policy.js";
+import type { TaskStore } from "../core/store.js";
 import { ProgressHub } from "../core/progress-hub.js";
-import { RateWindows } from "../redis/rate-windows.js";
 import { reflectionService } from "./reflection.js";
-import { RedisStore } from "../redis/redis-store.js";
 import { TaskRunner } from "../core/task-runner.js";
 import { taskServiceImplementation } from "./task-service.js";
 import { file_grpc_health_v1_health } from "../../gen/ts/grpc/health/v1/health_pb.js";
 import { TaskService, file_tollgate_v1_task_service } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
-const DAY_SECONDS = 86_400;
 /** Streams one connection may have open at once (1,000 watchers need 10 connections). */
 export const MAX_CONCURRENT_STREAMS = 100;
-const DEAD_LETTER_CAP = 10_000;
 const RETRY_MAX_MS = 300_000;
 /**
  * grpc-js refuses larger messages itself, with RESOURCE_EXHAUSTED; below this
@@ -47,60 +42,48 @@ export interface ServerOptions {
 export interface RunningServer {
   readonly port: number;
   readonly health: HealthReporter;
-  readonly queue: RedisStore;
   readonly hub: ProgressHub;
   /** Stops serving: NOT_SERVING, refuse new calls, let running tasks finish. Idempotent. */
   close(graceMs?: number): Promise<void>;
 }
 
-/** Serves TaskService, health and reflection on one port, over the given Redis. */
+/**
+ * Serves TaskService, health and reflection on one port, over the given task
+ * store (which stays the caller's: close it after the server).
+ */
 export async function startServer(
   config: Config,
-  redis: Redis,
+  store: TaskStore,
   logger: Logger,
   options: ServerOptions = {},
 ): Promise<RunningServer> {
   const clock = options.clock ?? systemClock;
-  const keys = createKeys();
-  const windows = new RateWindows(redis, config.ratePolicy, keys);
-  const queue = new RedisStore(redis, keys, windows, {
-    maxBacklog: config.maxBacklog,
-    leaseMs: config.leaseMs,
-    maxAttempts: config.maxAttempts,
-    deadLetterCap: DEAD_LETTER_CAP,
-    idempotencyTtlSeconds: DAY_SECONDS,
-    retentionSeconds: DAY_SECONDS,
-    clock,
-  });
   const handlers = await loadHandlers(config.handler, config.taskLog);
   const auth = await loadAuthenticator(config.authKeys);
-  const runner = new TaskRunner(queue, handlers, logger, clock, {
+  const runner = new TaskRunner(store, handlers, logger, clock, {
     concurrency: config.concurrency,
     attemptTimeoutMs: config.taskTimeoutMs,
     leaseMs: config.leaseMs,
     retryBaseMs: config.retryBackoffMs,
     retryMaxMs: RETRY_MAX_MS,
   });
-  const subscriber = redis.duplicate({ connectionName: "tollgate-wake" });
-  subscriber.on("error", () => {}); // the main connection reports Redis trouble
-  await subscriber.connect();
   const observe: ClaimObserver = (result) => {
     for (const task of result.claimed) metrics.startLatenessSeconds.observe(Math.max(0, result.now - task.dueAt) / 1000);
     options.observeClaims?.(result);
   };
-  const drainer = new Drainer(queue, runner, subscriber, keys.wakeChannel, logger, clock, { maxSleepMs: config.leaseMs }, observe);
-  bindMetrics(queue);
-  const hub = new ProgressHub(queue, subscriber, keys.progressChannel, clock, logger, {
+  const drainer = new Drainer(store, runner, logger, clock, { maxSleepMs: config.leaseMs }, observe);
+  bindMetrics(store);
+  const hub = new ProgressHub(store, clock, logger, {
     coalesceMs: 100,
     heartbeatMs: 5_000,
   });
-  const health = new HealthReporter(redis, [TaskService.typeName], logger);
+  const health = new HealthReporter(store, [TaskService.typeName], logger);
 
   const server = new Server({
     interceptors: [
       protocolErrorsInterceptor,
       rateLimitInterceptor({
-        queue,
+        queue: store,
         runner,
         policy: config.ratePolicy,
         kinds: handlers.kinds,
@@ -120,7 +103,7 @@ export async function startServer(
   });
   server.addService(
     grpcServiceDefinition(TaskService),
-    taskServiceImplementation({ queue, hub, policy: config.ratePolicy, logger, maxAttempts: config.maxAttempts }),
+    taskServiceImplementation({ queue: store, hub, policy: config.ratePolicy, logger, maxAttempts: config.maxAttempts }),
   );
   health.implementation.addToServer(server);
   reflectionService([file_tollgate_v1_task_service, file_grpc_health_v1_health]).addToServer(server);
@@ -132,14 +115,21 @@ export async function startServer(
       error ? reject(new Error(`cannot listen on ${config.host}:${config.port}: ${error.message}`)) : resolve(boundPort),
     ),
   );
-  await drainer.start();
+  try {
+    await drainer.start();
+  } catch (error) {
+    // The store cannot be reached: serve nothing rather than serve half.
+    health.shutdown();
+    server.forceShutdown();
+    await handlers.close();
+    throw error;
+  }
   logger.info({ host: config.host, port, policy: formatRatePolicy(config.ratePolicy) }, "serving");
 
   let closing: Promise<void> | undefined;
   return {
     port,
     health,
-    queue,
     hub,
     close: (graceMs = 10_000) =>
       (closing ??= (async () => {
@@ -159,7 +149,6 @@ export async function startServer(
         await drainerClosed;
         // Then running tasks get their grace; those cut short are handed back.
         await runner.close(graceMs);
-        subscriber.disconnect();
         await handlers.close();
       })()),
   };

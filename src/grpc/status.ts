@@ -1,7 +1,7 @@
 import { Metadata, status as Status, type StatusObject } from "@grpc/grpc-js";
 import type { Logger } from "../logger.js";
 import { encodeStatusWithRetryInfo } from "./retry-info.js";
-import { AdmitReplyLost } from "../core/store.js";
+import { AdmitReplyLost, StoreUnavailable } from "../core/store.js";
 import { ServiceError, StatusCode } from "../core/service-error.js";
 
 // The core's status codes, each to its gRPC status (the same numbers, named
@@ -33,28 +33,10 @@ const outcomeUnknown = (taskId: string): string =>
 const NOT_STORED =
   "the task store (Redis) did not answer in time (a stall or a dropped connection); the task was not stored, so a retry is safe";
 
-// Connection-level failures of ioredis and Redis' own "not now" replies:
-// UNAVAILABLE invites a retry. A command that timed out or was in flight when
-// the connection dropped may still have run: Submit's admit reads what
-// happened before answering (AdmitReplyLost above).
-const UNAVAILABLE_PATTERNS = [
-  /Connection is closed/i,
-  /enableOfflineQueue/i,
-  /Command timed out/i,
-  /Reached the max retries per request/i,
-  /\bE(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|HOSTUNREACH)\b/,
-  /^(LOADING|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|BUSY)\b/,
-];
-
-// Redis at its maxmemory under noeviction refuses a script before it runs, so
-// nothing was written; the operator has to make room.
+// A full store (Redis at its maxmemory under noeviction) refuses a script
+// before it runs, so nothing was written; the operator has to make room.
 const STORE_FULL =
   "the task store (Redis) is full (maxmemory reached); nothing was stored; retry later, and operators: raise maxmemory or drain queues";
-const isStoreFull = (error: unknown): boolean => error instanceof Error && /^OOM\b/.test(error.message);
-
-export function isStoreUnavailable(error: unknown): boolean {
-  return error instanceof Error && UNAVAILABLE_PATTERNS.some((pattern) => pattern.test(error.message));
-}
 
 export type GrpcStatus = Partial<StatusObject> & { code: Status; details: string };
 
@@ -83,11 +65,12 @@ export function toStatus(error: unknown): StatusMapping {
     const details = error.stored === "no" ? NOT_STORED : outcomeUnknown(error.taskId);
     return { status: { code: Status.UNAVAILABLE, details }, unexpected: error };
   }
-  if (isStoreFull(error)) {
-    return { status: { code: Status.UNAVAILABLE, details: STORE_FULL }, unexpected: error };
-  }
-  if (isStoreUnavailable(error)) {
-    return { status: { code: Status.UNAVAILABLE, details: STORE_UNAVAILABLE }, unexpected: error };
+  // UNAVAILABLE invites a retry. A command that timed out or was in flight
+  // when the connection dropped may still have run: Submit's admit reads what
+  // happened before answering (AdmitReplyLost above).
+  if (error instanceof StoreUnavailable) {
+    const details = error.reason === "full" ? STORE_FULL : STORE_UNAVAILABLE;
+    return { status: { code: Status.UNAVAILABLE, details }, unexpected: error };
   }
   return { status: { code: Status.INTERNAL, details: "internal error" }, unexpected: error };
 }

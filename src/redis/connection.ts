@@ -50,18 +50,6 @@ export function redactUrl(url: string): string {
   return url.replace(/\/\/([^@/]*)@/, "//***@");
 }
 
-// ioredis' errors for a command it wrote to Redis but got no reply to: its
-// command timeout, and, with maxRetriesPerRequest 0, the flush of commands in
-// flight when the connection drops. Redis may have run such a command (a
-// script runs whole or not at all, but which is unknown), unlike a command
-// refused before sending ("Stream isn't writeable ...").
-const UNANSWERED_PATTERNS = [/^Command timed out/, /^Reached the max retries per request limit/];
-
-/** Did this command fail after it was sent, so that it may have run? */
-export function isUnanswered(error: unknown): boolean {
-  return error instanceof Error && UNANSWERED_PATTERNS.some((pattern) => pattern.test(error.message));
-}
-
 /** The command timeout this client was made with. */
 export function commandTimeoutOf(redis: Redis): number {
   return redis.options.commandTimeout ?? DEFAULT_COMMAND_TIMEOUT_MS;

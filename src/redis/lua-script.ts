@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import type { Redis } from "ioredis";
 import { TASK_FIELD, TASK_STATE } from "./keys.js";
 import { ADMIT, FINISH, RELEASE } from "./reply-codes.js";
+import { storeCall, toStoreError } from "./errors.js";
 
 export type RedisArg = string | number | Buffer;
 
@@ -128,8 +129,9 @@ export class LuaScript {
     try {
       return await bySha(...keys, ...args);
     } catch (error) {
-      if (error instanceof Error && error.message.startsWith("NOSCRIPT")) return await bySource(...keys, ...args);
-      throw error;
+      // An unreachable or full Redis fails as the core's StoreUnavailable.
+      if (error instanceof Error && error.message.startsWith("NOSCRIPT")) return await storeCall(() => bySource(...keys, ...args));
+      throw toStoreError(error);
     }
   }
 }

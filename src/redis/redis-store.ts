@@ -4,7 +4,9 @@ import { TASK_FIELD, TASK_STATE, type Keys } from "./keys.js";
 import { ADMIT, FINISH, RELEASE } from "./reply-codes.js";
 import { LuaScript } from "./lua-script.js";
 import { countersFromReply, type RateWindows } from "./rate-windows.js";
-import { commandTimeoutOf, isUnanswered } from "./connection.js";
+import { commandTimeoutOf } from "./connection.js";
+import { isUnanswered, storeCall } from "./errors.js";
+import { Subscriptions } from "./subscriptions.js";
 import { newTaskId } from "../core/task-id.js";
 import {
   AdmitReplyLost,
@@ -15,10 +17,14 @@ import {
   type FinishOutcome,
   type HeldTask,
   type QueueSnapshot,
+  type AvailabilityListener,
+  type ProgressListener,
   type Submission,
   type TaskRecord,
   type TaskStateName,
   type TaskStore,
+  type Unsubscribe,
+  type WakeListener,
 } from "../core/store.js";
 
 /**
@@ -77,12 +83,17 @@ const CLAIM_RECORD_MS = 15_000;
 
 /** The task store in Redis: per-user queues, task records, leases, windows and counters. */
 export class RedisStore implements TaskStore {
+  /** Wake-ups and progress events, over one subscriber connection made on first use. */
+  private readonly subscriptions: Subscriptions;
+
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
     private readonly windows: RateWindows,
     private readonly options: RedisStoreOptions,
-  ) {}
+  ) {
+    this.subscriptions = new Subscriptions(redis, "tollgate-wake");
+  }
 
   /** Decides start-now, queue or reject for one task and stores it: one round trip. */
   async admit(submission: Submission): Promise<Admission> {
@@ -291,7 +302,7 @@ export class RedisStore implements TaskStore {
    * it is answered after the claim ran.
    */
   async claimedBy(claimId: string): Promise<HeldTask[]> {
-    const entries = await this.redis.lrange(this.keys.claim(claimId), 0, -1);
+    const entries = await storeCall(() => this.redis.lrange(this.keys.claim(claimId), 0, -1));
     const tasks: HeldTask[] = [];
     for (let i = 0; i + 2 < entries.length; i += 3) {
       tasks.push({ taskId: entries[i]!, userId: entries[i + 1]!, attempt: Number(entries[i + 2]), claimId });
@@ -306,7 +317,7 @@ export class RedisStore implements TaskStore {
   }
 
   async getTask(taskId: string): Promise<TaskRecord | undefined> {
-    const fields = await this.redis.hgetallBuffer(this.keys.task(taskId));
+    const fields = await storeCall(() => this.redis.hgetallBuffer(this.keys.task(taskId)));
     if (!fields || Object.keys(fields).length === 0) return undefined;
     const text = (name: string): string => fields[name]?.toString("utf8") ?? "";
     const time = (name: string): number | undefined => (fields[name] ? Number(text(name)) : undefined);
@@ -357,16 +368,67 @@ export class RedisStore implements TaskStore {
 
   /** How many users have a queued task scheduled. */
   async dueUserCount(): Promise<number> {
-    return this.redis.zcard(this.keys.dueUsers);
+    return storeCall(() => this.redis.zcard(this.keys.dueUsers));
   }
 
   /** A user's dead-lettered task ids, newest first. */
   async deadLetterIds(userId: string): Promise<string[]> {
-    return this.redis.lrange(this.keys.deadLetters(userId), 0, -1);
+    return storeCall(() => this.redis.lrange(this.keys.deadLetters(userId), 0, -1));
   }
 
   /** The ids in a user's queue, head first (for inspection and tests). */
   async queuedTaskIds(userId: string): Promise<string[]> {
-    return this.redis.lrange(this.keys.queue(userId), 0, -1);
+    return storeCall(() => this.redis.lrange(this.keys.queue(userId), 0, -1));
+  }
+
+  /**
+   * Wake-ups published by admit, finish and release on any process; and,
+   * with undefined, every reconnect of the subscriber connection, since
+   * wake-ups published meanwhile were missed.
+   */
+  async onWake(listener: WakeListener): Promise<Unsubscribe> {
+    const stopReconnects = this.subscriptions.onReconnect(() => listener(undefined));
+    let unsubscribe: Unsubscribe;
+    try {
+      unsubscribe = await this.subscriptions.listen(this.keys.wakeChannel, (message) => {
+        const due = Number(message);
+        listener(Number.isFinite(due) ? due : undefined);
+      });
+    } catch (error) {
+      stopReconnects();
+      throw error;
+    }
+    return async () => {
+      stopReconnects();
+      await unsubscribe();
+    };
+  }
+
+  /** Progress events (the user id whose queue changed), from any process. */
+  onProgress(listener: ProgressListener): Promise<Unsubscribe> {
+    return this.subscriptions.listen(this.keys.progressChannel, listener);
+  }
+
+  /** Follows the main connection: available from "ready" until "close" or "end". */
+  onAvailability(listener: AvailabilityListener): () => void {
+    const ready = (): void => listener(true);
+    const lost = (): void => listener(false);
+    this.redis.on("ready", ready);
+    this.redis.on("close", lost);
+    this.redis.on("end", lost);
+    listener(this.redis.status === "ready");
+    return () => {
+      this.redis.off("ready", ready);
+      this.redis.off("close", lost);
+      this.redis.off("end", lost);
+    };
+  }
+
+  /**
+   * Drops the subscriber connection; the main connection is the caller's,
+   * who made it. Idempotent.
+   */
+  close(): void {
+    this.subscriptions.close();
   }
 }

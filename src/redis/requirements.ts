@@ -1,6 +1,6 @@
 import type { Redis } from "ioredis";
 import { ConfigError } from "../config.js";
-import { isStoreUnavailable } from "../grpc/status.js";
+import { isRedisUnreachable } from "./errors.js";
 import type { Logger } from "../logger.js";
 
 /** The oldest Redis the scripts run on: claim's `ZADD ... LT` came in 6.2. */
@@ -126,7 +126,7 @@ async function readOrUndefined<T>(
   try {
     return await command();
   } catch (error) {
-    if (isStoreUnavailable(error)) throw error;
+    if (isRedisUnreachable(error)) throw error;
     logger.warn(
       { error: (error as Error).message },
       `${what} was refused (renamed or disabled?), so Tollgate cannot check ${unchecked}; starting anyway`,

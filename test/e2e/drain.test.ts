@@ -105,7 +105,7 @@ describe("drain", () => {
       const dead = await finalState(broken.taskId);
       assert.equal(dead.attempts, 3);
       assert.equal(dead.lastError, "broken handler");
-      assert.deepEqual(await tollgate.server.queue.deadLetterIds("retry"), [broken.taskId]);
+      assert.deepEqual(await tollgate.store.deadLetterIds("retry"), [broken.taskId]);
     } finally {
       await tollgate.close();
     }
@@ -179,7 +179,7 @@ describe("drain", () => {
       const cpuShare = (cpu.user + cpu.system) / 1000 / wallMs;
       assert.ok(commands < 50, `${commands} Redis commands in 5 s of waiting`);
       assert.ok(cpuShare < 0.02, `${(cpuShare * 100).toFixed(2)}% of a core while waiting`);
-      assert.equal((await tollgate.server.queue.queuedTaskIds("idle-7")).length, 1);
+      assert.equal((await tollgate.store.queuedTaskIds("idle-7")).length, 1);
     } finally {
       await tollgate.close();
     }

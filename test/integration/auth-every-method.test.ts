@@ -24,6 +24,8 @@ import type { Redis } from "ioredis";
 import { parseConfig } from "../../src/config.js";
 import { createLogger } from "../../src/logger.js";
 import { connectRedis } from "../../src/redis/connection.js";
+import { createRedisStore } from "../../src/redis/create-redis-store.js";
+import type { RedisStore } from "../../src/redis/redis-store.js";
 import { callContextOf } from "../../src/grpc/call-context.js";
 import { startServer, type RunningServer } from "../../src/grpc/server.js";
 import { TestRedis } from "../support/redis.js";
@@ -77,6 +79,7 @@ describe("with auth on, every service but health and reflection needs a key", ()
   let redis: TestRedis;
   let connection: Redis;
   let dir: string;
+  let store: RedisStore;
   let server: RunningServer;
   let client: Client;
 
@@ -103,12 +106,14 @@ describe("with auth on, every service but health and reflection needs a key", ()
     });
     const logger = createLogger(config.logLevel);
     connection = await connectRedis(redis.url, logger);
-    server = await startServer(config, connection, logger, { addServices });
+    store = createRedisStore(connection, config);
+    server = await startServer(config, store, logger, { addServices });
     client = new Client(`127.0.0.1:${server.port}`, credentials.createInsecure());
   });
   after(async () => {
     client?.close();
     await server?.close(1_000);
+    store?.close();
     connection?.disconnect();
     await redis?.stop();
     await rm(dir, { recursive: true, force: true });

@@ -95,7 +95,7 @@ describe("with TOLLGATE_AUTH_KEYS", () => {
       assert.equal(await code(client.getTask({ taskId: "AAAAAAAAAAAAAAAAAAAAAA" })), Code.Unauthenticated);
       assert.equal(await code((async () => { for await (const _ of client.watchQueue({ userId: "alice" })) break; })()), Code.Unauthenticated);
     }
-    assert.equal((await tollgate.server.queue.queuedTaskIds("alice")).length, 0);
+    assert.equal((await tollgate.store.queuedTaskIds("alice")).length, 0);
   });
 
   test("a user acts only as itself: another user's submit, watch or task is PERMISSION_DENIED", async () => {

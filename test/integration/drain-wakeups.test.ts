@@ -16,14 +16,13 @@ const ctx = useTestServer("drain-wakeups", { TOLLGATE_RATE_LIMITS: "1/1s", TOLLG
 
 describe("drainer wake-ups", () => {
   test("a user made due while a claim is in flight starts on time, not at the next claim", async () => {
-    const { client, server } = ctx.tollgate;
-    const queue = server.queue;
+    const { client, store } = ctx.tollgate;
     // Hold the next claim's reply (after Redis ran it) until the test lets go.
-    const realClaim = queue.claim.bind(queue);
+    const realClaim = store.claim.bind(store);
     let hold: Promise<void> | undefined;
     let held: () => void = () => {};
     let inFlight = false;
-    queue.claim = async (...args: Parameters<typeof queue.claim>): Promise<ClaimResult> => {
+    store.claim = async (...args: Parameters<typeof store.claim>): Promise<ClaimResult> => {
       const result = await realClaim(...args);
       if (hold) {
         inFlight = true;
@@ -65,7 +64,7 @@ describe("drainer wake-ups", () => {
       );
       assert.ok(Date.now() - submittedAt < 10_000);
     } finally {
-      queue.claim = realClaim;
+      store.claim = realClaim;
     }
   });
 });

@@ -80,11 +80,11 @@ describe("shutdown releases leases", () => {
   test("a task claimed by a claim in flight when the server closes is released, not left leased", async () => {
     const redis = ctx.redis.client();
     const first = await startTestServer(ctx.redis.url, settings);
-    const queue = first.server.queue;
-    const realClaim = queue.claim.bind(queue);
+    const store = first.store;
+    const realClaim = store.claim.bind(store);
     let held: () => void = () => {};
     let claimedWhileHeld = false;
-    queue.claim = async (...args: Parameters<typeof queue.claim>): Promise<ClaimResult> => {
+    store.claim = async (...args: Parameters<typeof store.claim>): Promise<ClaimResult> => {
       const result = await realClaim(...args);
       if (result.claimed.some((task) => task.userId === "flight")) {
         claimedWhileHeld = true;
@@ -119,7 +119,7 @@ describe("shutdown releases leases", () => {
       }
     } finally {
       held();
-      queue.claim = realClaim;
+      store.claim = realClaim;
       await first.close();
       redis.disconnect();
     }

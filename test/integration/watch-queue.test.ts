@@ -150,7 +150,7 @@ describe("WatchQueue and a reader that reads nothing", () => {
       await new Promise((resolve) => setTimeout(resolve, 10_000));
       const sent = (await counter("tollgate_watch_messages_sent_total")) - sentBefore;
       const superseded = (await counter("tollgate_watch_messages_superseded_total")) - supersededBefore;
-      const left = (await tollgate.server.queue.snapshotAll()).queued;
+      const left = (await tollgate.store.snapshotAll()).queued;
       // About none left when idle; a drain blocked by the stuck stream would leave nearly 500.
       assert.ok(left < 250, `${left} still queued: the drain went on meanwhile`);
       // grpc-js's writable side takes up to 16 messages before it pushes back.

@@ -7,12 +7,16 @@ import type { Redis } from "ioredis";
 import { parseConfig, type Config } from "../../src/config.js";
 import { createLogger } from "../../src/logger.js";
 import { connectRedis } from "../../src/redis/connection.js";
+import { createRedisStore } from "../../src/redis/create-redis-store.js";
+import type { RedisStore } from "../../src/redis/redis-store.js";
 import { startServer, type RunningServer } from "../../src/grpc/server.js";
 import { TaskService } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 export interface TestServer {
   readonly config: Config;
   readonly server: RunningServer;
+  /** The server's task store, over `redis`. */
+  readonly store: RedisStore;
   readonly redis: Redis;
   readonly address: string;
   readonly client: Client<typeof TaskService>;
@@ -36,17 +40,27 @@ export async function startTestServer(redisUrl: string, env: Record<string, stri
   });
   const logger = createLogger(config.logLevel);
   const redis = await connectRedis(redisUrl, logger);
-  const server = await startServer(config, redis, logger);
+  const store = createRedisStore(redis, config);
+  let server: RunningServer;
+  try {
+    server = await startServer(config, store, logger);
+  } catch (error) {
+    store.close();
+    redis.disconnect();
+    throw error;
+  }
   const address = `http://127.0.0.1:${server.port}`;
   const client = createClient(TaskService, createGrpcTransport({ baseUrl: address }));
   return {
     config,
     server,
+    store,
     redis,
     address,
     client,
     close: async () => {
       await server.close(1_000);
+      store.close();
       redis.disconnect();
       await rm(dataDir, { recursive: true, force: true });
     },

@@ -1,0 +1,136 @@
+// A TaskStore test double for the unit tier: no I/O, every call recorded, and
+// the calls whose timing matters (claim, snapshot, subscribe) answered when
+// the test says so. Not a second backend: it stores nothing.
+import type {
+  AvailabilityListener,
+  ClaimResult,
+  HeldTask,
+  ProgressListener,
+  QueueSnapshot,
+  TaskStore,
+  Unsubscribe,
+  WakeListener,
+} from "../../src/core/store.js";
+
+/** A promise the test settles. */
+export class Deferred<T> {
+  readonly promise: Promise<T>;
+  resolve!: (value: T) => void;
+  reject!: (error: unknown) => void;
+
+  constructor() {
+    this.promise = new Promise<T>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+}
+
+export interface PendingClaim extends Deferred<ClaimResult> {
+  readonly maxClaims: number;
+  readonly claimId: string;
+}
+
+export interface PendingSnapshot extends Deferred<QueueSnapshot> {
+  readonly userId: string;
+}
+
+export class FakeStore implements TaskStore {
+  /** Claims asked for, oldest first; each waits until the test settles it. */
+  readonly claims: PendingClaim[] = [];
+  /** Snapshot reads asked for ("" for every queue), oldest first. */
+  readonly snapshots: PendingSnapshot[] = [];
+  /** What claimedBy answers, by claim id (nothing when absent). */
+  readonly claimedByAnswers = new Map<string, HeldTask[]>();
+  readonly claimedByAsked: string[] = [];
+  readonly released: HeldTask[] = [];
+  /** Subscribed wake listeners. */
+  readonly wakeListeners = new Set<WakeListener>();
+  readonly progressListeners = new Set<ProgressListener>();
+  /** onProgress calls, and what the next ones answer (subscribed when empty). */
+  progressSubscribes = 0;
+  readonly progressSubscribeAnswers: Deferred<void>[] = [];
+
+  admit(): never {
+    throw new Error("FakeStore: admit is not faked");
+  }
+
+  claim(maxClaims: number, claimId: string): Promise<ClaimResult> {
+    const pending = Object.assign(new Deferred<ClaimResult>(), { maxClaims, claimId });
+    this.claims.push(pending);
+    return pending.promise;
+  }
+
+  async claimedBy(claimId: string): Promise<HeldTask[]> {
+    this.claimedByAsked.push(claimId);
+    return this.claimedByAnswers.get(claimId) ?? [];
+  }
+
+  finish(): never {
+    throw new Error("FakeStore: finish is not faked");
+  }
+
+  async release(task: HeldTask): Promise<boolean> {
+    this.released.push(task);
+    return true;
+  }
+
+  async renew(taskIds: readonly string[]): Promise<number> {
+    return taskIds.length;
+  }
+
+  async getTask(): Promise<undefined> {
+    return undefined;
+  }
+
+  snapshot(userId: string): Promise<QueueSnapshot> {
+    const pending = Object.assign(new Deferred<QueueSnapshot>(), { userId });
+    this.snapshots.push(pending);
+    return pending.promise;
+  }
+
+  snapshotAll(): Promise<QueueSnapshot> {
+    return this.snapshot("");
+  }
+
+  async dueUserCount(): Promise<number> {
+    return 0;
+  }
+
+  async onWake(listener: WakeListener): Promise<Unsubscribe> {
+    this.wakeListeners.add(listener);
+    return async () => {
+      this.wakeListeners.delete(listener);
+    };
+  }
+
+  /** Delivers a wake-up to every wake listener. */
+  wake(dueAt: number | undefined): void {
+    for (const listener of [...this.wakeListeners]) listener(dueAt);
+  }
+
+  async onProgress(listener: ProgressListener): Promise<Unsubscribe> {
+    this.progressSubscribes++;
+    const answer = this.progressSubscribeAnswers.shift();
+    if (answer) await answer.promise;
+    this.progressListeners.add(listener);
+    return async () => {
+      this.progressListeners.delete(listener);
+    };
+  }
+
+  /** Delivers a progress event for `userId` to every progress listener. */
+  progress(userId: string): void {
+    for (const listener of [...this.progressListeners]) listener(userId);
+  }
+
+  onAvailability(listener: AvailabilityListener): () => void {
+    listener(true);
+    return () => {};
+  }
+}
+
+/** Lets promise callbacks run (no timers fire: the clock is fake). */
+export async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
