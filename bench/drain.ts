@@ -70,9 +70,9 @@ export async function benchDrain(
     for (let i = 0; i < jobs.length; i += 200) {
       const wave = jobs.slice(i, i + 200);
       const answers = await Promise.all(wave.map((user) => client.submit({ userId: `bench-${user}` })));
-      answers.forEach((answer, k) =>
-        submitted[wave[k]!]!.push({ taskId: answer.taskId, queued: answer.disposition === Disposition.QUEUED }),
-      );
+      for (const [k, answer] of answers.entries()) {
+        submitted[wave[k]!]!.push({ taskId: answer.taskId, queued: answer.disposition === Disposition.QUEUED });
+      }
     }
     for (;;) {
       const [due, leases] = await Promise.all([plain.zcard(keys.dueUsers), plain.zcard(keys.leases)]);
@@ -98,7 +98,12 @@ export async function benchDrain(
           return { ...task, startedAt: Number(st), submittedAt: Number(sub) };
         });
         // Submit order is start order for one user; replay them in it.
-        const check = checkStarts(policy, records.map((r) => r.startedAt), 0, 0);
+        const check = checkStarts(
+          policy,
+          records.map((r) => r.startedAt),
+          0,
+          0,
+        );
         violations += check.violations;
         records.forEach((record, k) => {
           if (!record.queued) return;
@@ -151,6 +156,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       concurrency: { type: "string", default: "256" },
     },
   });
-  const figures = await benchDrain(Number(values.users), Number(values.tasks), values.policy!, Number(values.concurrency));
+  const figures = await benchDrain(
+    Number(values.users),
+    Number(values.tasks),
+    values.policy!,
+    Number(values.concurrency),
+  );
   printDrain(figures, values.policy!);
 }

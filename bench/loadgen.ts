@@ -115,14 +115,22 @@ function ghzGenerator(path: string): LoadGenerator {
       if (spec.payload) data.payload = Buffer.from(spec.payload).toString("base64");
       const args = [
         "--insecure",
-        "--proto", PROTO,
-        "--import-paths", "proto",
-        "--call", SUBMIT,
-        "--data", JSON.stringify(data),
-        "--concurrency", String(spec.concurrency),
-        "--connections", String(spec.connections),
-        "--timeout", "20s",
-        "--format", "json",
+        "--proto",
+        PROTO,
+        "--import-paths",
+        "proto",
+        "--call",
+        SUBMIT,
+        "--data",
+        JSON.stringify(data),
+        "--concurrency",
+        String(spec.concurrency),
+        "--connections",
+        String(spec.connections),
+        "--timeout",
+        "20s",
+        "--format",
+        "json",
       ];
       if (spec.durationSeconds !== undefined) {
         args.push("--duration", `${spec.durationSeconds}s`, "--duration-stop", "wait");
@@ -158,7 +166,8 @@ function nodeGenerator(): LoadGenerator {
     name: "bench/load.ts (grpc-js)",
     async run(spec) {
       const args = [
-        "--import", "tsx",
+        "--import",
+        "tsx",
         fileURLToPath(new URL("./load.ts", import.meta.url)),
         JSON.stringify({ ...spec, payload: spec.payload ? Buffer.from(spec.payload).toString("base64") : undefined }),
       ];

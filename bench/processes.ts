@@ -118,7 +118,10 @@ export async function startTollgate(redis: TestRedis, env: Record<string, string
   });
   live.add(serve.child);
   const workers = Number(env.TOLLGATE_WORKERS ?? WORKERS);
-  const all = await waitFor(async () => (serve.output().match(/"msg":"worker serving"/g) ?? []).length >= workers, 20_000);
+  const all = await waitFor(
+    async () => (serve.output().match(/"msg":"worker serving"/g) ?? []).length >= workers,
+    20_000,
+  );
   if (!all) throw new Error(`not every tollgate worker started:\n${serve.output()}`);
   return {
     port: serve.port,

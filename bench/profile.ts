@@ -120,9 +120,10 @@ export function printProfileSummary(summary: ProfileSummary, top = 25): void {
   summary.functions.slice(0, top).forEach(([name, ms], i) => {
     console.log(`    ${pct(ms)}  ${name}`);
     // Where the heaviest ones are called from.
-    if (i < 8) for (const [chain, chainMs] of (summary.callers.get(name) ?? []).slice(0, 2)) {
-      if (chain) console.log(`             ${pct(chainMs)}  < ${chain}`);
-    }
+    if (i < 8)
+      for (const [chain, chainMs] of (summary.callers.get(name) ?? []).slice(0, 2)) {
+        if (chain) console.log(`             ${pct(chainMs)}  < ${chain}`);
+      }
   });
 }
 

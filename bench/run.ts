@@ -80,7 +80,8 @@ const CONCURRENCY = Number(flags.concurrency);
 const CONNECTIONS = Number(flags.connections);
 const ONLY = new Set(flags.only!.split(",").map((s) => s.trim()));
 if (flags.profile) ONLY.add("profile");
-for (const name of ONLY) if (!(SECTIONS as readonly string[]).includes(name)) throw new Error(`--only: unknown section ${name}`);
+for (const name of ONLY)
+  if (!(SECTIONS as readonly string[]).includes(name)) throw new Error(`--only: unknown section ${name}`);
 const enabled = (section: Section): boolean => ONLY.has(section);
 
 /** Users in the queueing mix: each gets ~1 start per second, the rest queue. */
@@ -101,7 +102,9 @@ const rows: Row[] = [];
 const notes: string[] = [];
 
 const fmt = (value: number, digits = 0): string =>
-  Number.isFinite(value) ? value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits }) : "n/a";
+  Number.isFinite(value)
+    ? value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits })
+    : "n/a";
 
 function row(
   figure: string,
@@ -124,7 +127,14 @@ function row(
 }
 
 function printTable(): void {
-  const header: Row = { figure: "figure", measured: "measured", baseline: "baseline", ratio: "ratio", target: "target", met: "met?" };
+  const header: Row = {
+    figure: "figure",
+    measured: "measured",
+    baseline: "baseline",
+    ratio: "ratio",
+    target: "target",
+    met: "met?",
+  };
   const all = [header, ...rows];
   const width = (key: keyof Row): number => Math.max(...all.map((r) => r[key].length));
   const columns: (keyof Row)[] = ["figure", "measured", "baseline", "ratio", "target", "met"];
@@ -210,7 +220,10 @@ function runsNote(label: string, runs: readonly Measured[]): string {
   const m = best(runs);
   const redis = Number.isFinite(m.redisUs) ? `, Redis ${fmt(m.redisUs)} µs` : "";
   const each = runs.map((r) => `${fmt(r.result.rps)}/s (others ${r.othersPct.toFixed(0)}%)`).join(", ");
-  const errors = runs.map((r) => describeErrors(r.result)).filter((e) => e !== "").join("");
+  const errors = runs
+    .map((r) => describeErrors(r.result))
+    .filter((e) => e !== "")
+    .join("");
   return (
     `${label}: runs ${each}; best run's CPU per Submit: server ${fmt(m.serverUs)} µs${redis}, ` +
     `load generator ${fmt(m.loadgenUs)} µs${errors}`
@@ -234,7 +247,10 @@ async function throughput(gen: LoadGenerator): Promise<{ bareIdleCpu: number }> 
   try {
     const bare = await startBareServer();
     started.push(bare);
-    const servers = new Map<Config, { target: string; pid: number; redisPid?: number; plain?: Redis; metricsPort?: number }>();
+    const servers = new Map<
+      Config,
+      { target: string; pid: number; redisPid?: number; plain?: Redis; metricsPort?: number }
+    >();
     servers.set("bare", { target: `127.0.0.1:${bare.port}`, pid: bare.pid });
     for (const config of ["tollgate", "noop"] as const) {
       const redis = await startRedis();
@@ -254,7 +270,8 @@ async function throughput(gen: LoadGenerator): Promise<{ bareIdleCpu: number }> 
         metricsPort,
       });
     }
-    for (const server of servers.values()) await gen.run(spec(server.target, { prefix: "warm-", durationSeconds: WARMUP }));
+    for (const server of servers.values())
+      await gen.run(spec(server.target, { prefix: "warm-", durationSeconds: WARMUP }));
     for (const server of servers.values()) if (server.plain) await settle(server.plain);
 
     const plan: [Config, Mix][] = [
@@ -291,7 +308,10 @@ async function throughput(gen: LoadGenerator): Promise<{ bareIdleCpu: number }> 
     for (const [config, server] of servers) {
       if (!server.plain) continue;
       const rewrites = Number(/^aof_rewrites:(\d+)/m.exec(await server.plain.info("persistence"))?.[1] ?? 0);
-      if (rewrites > 0) notes.push(`throughput: ${config}'s Redis (appendonly yes) rewrote its AOF ${rewrites} time(s) during the runs`);
+      if (rewrites > 0)
+        notes.push(
+          `throughput: ${config}'s Redis (appendonly yes) rewrote its AOF ${rewrites} time(s) during the runs`,
+        );
     }
     // Idle baseline for the idle section: the bare cluster doing nothing.
     await sleep(1_000);
@@ -312,11 +332,18 @@ async function throughput(gen: LoadGenerator): Promise<{ bareIdleCpu: number }> 
   const get = (key: string): Measured[] => runs.get(key) ?? [];
   notes.push(runsNote("bare server, start-now mix", get("bare:fast")));
   notes.push(runsNote("bare server, queueing mix", get("bare:queued")));
-  notes.push(runsNote(`tollgate, start-now mix (every Submit a new user; ${split("tollgate:fast")})`, get("tollgate:fast")));
-  notes.push(runsNote(`tollgate, queueing mix (${QUEUE_USERS} users; ${split("tollgate:queued")})`, get("tollgate:queued")));
+  notes.push(
+    runsNote(`tollgate, start-now mix (every Submit a new user; ${split("tollgate:fast")})`, get("tollgate:fast")),
+  );
+  notes.push(
+    runsNote(`tollgate, queueing mix (${QUEUE_USERS} users; ${split("tollgate:queued")})`, get("tollgate:queued")),
+  );
   notes.push(runsNote(`tollgate, start-now mix, no-op handler (${split("noop:fast")})`, get("noop:fast")));
 
-  const atLeast = (min: number) => ({ text: `>= ${min.toFixed(2)}x bare`, met: (_: number, ratio: number) => ratio >= min });
+  const atLeast = (min: number) => ({
+    text: `>= ${min.toFixed(2)}x bare`,
+    met: (_: number, ratio: number) => ratio >= min,
+  });
   for (const [name, mix] of [
     [`start-now mix`, "fast"],
     [`queueing mix, ${QUEUE_USERS} users`, "queued"],
@@ -329,9 +356,15 @@ async function throughput(gen: LoadGenerator): Promise<{ bareIdleCpu: number }> 
     row(`Server CPU per Submit, ${name} (workers + primary)`, t.serverUs, { suffix: " µs" }, b.serverUs, { text: "—" });
   }
   const bareFast = best(get("bare:fast"));
-  row(`Submit throughput, start-now mix, no-op handler (diagnostic)`, best(get("noop:fast")).result.rps, {}, bareFast.result.rps, {
-    text: "—",
-  });
+  row(
+    `Submit throughput, start-now mix, no-op handler (diagnostic)`,
+    best(get("noop:fast")).result.rps,
+    {},
+    bareFast.result.rps,
+    {
+      text: "—",
+    },
+  );
   // The arithmetic of the throughput target on a machine whose cores the
   // load generator, Redis and the server share.
   const f = best(get("tollgate:fast"));
@@ -411,7 +444,8 @@ async function redisPerSubmit(gen: LoadGenerator): Promise<void> {
         return;
       }
       current.roundTrips++;
-      const key = name === "evalsha" || name === "eval" ? (names.get(String(args[1])) ?? `${name} (unknown script)`) : name;
+      const key =
+        name === "evalsha" || name === "eval" ? (names.get(String(args[1])) ?? `${name} (unknown script)`) : name;
       lastClient = current.by.get(key) ?? [0, 0];
       lastClient[0]++;
       lastClient[1]++;
@@ -439,20 +473,32 @@ async function redisPerSubmit(gen: LoadGenerator): Promise<void> {
         .sort((a, b) => b[1][1] - a[1][1])
         .map(([key, [calls, commands]]) => `${key} ${(calls / n).toFixed(2)} (${(commands / n).toFixed(1)} cmds)`)
         .join(", ");
-      notes.push(`redis, ${label} (${fmt(n)} Submits, policy ${policy}, ${what}): per Submit ${per}${describeErrors(result)}`);
+      notes.push(
+        `redis, ${label} (${fmt(n)} Submits, policy ${policy}, ${what}): per Submit ${per}${describeErrors(result)}`,
+      );
       return;
     };
     const fastTally = tallies.get("fast");
     const queuedTally = tallies.get("queued");
     report("fast path", fast, fastTally, "each a new user, counted until its task finished");
     report("queued path", queued, queuedTally, `${USERS} users whose window is used`);
-    row("Redis round trips per Submit, fast path (incl. its finish)", fastTally!.roundTrips / fast.ok, { digits: 2 }, undefined, {
-      text: "<= 2",
-      met: (m) => m <= 2.005,
-    });
+    row(
+      "Redis round trips per Submit, fast path (incl. its finish)",
+      fastTally!.roundTrips / fast.ok,
+      { digits: 2 },
+      undefined,
+      {
+        text: "<= 2",
+        met: (m) => m <= 2.005,
+      },
+    );
     row("Redis commands per Submit, fast path", fastTally!.commands / fast.ok, { digits: 1 }, undefined, { text: "—" });
-    row("Redis round trips per Submit, queued path", queuedTally!.roundTrips / queued.ok, { digits: 2 }, undefined, { text: "—" });
-    row("Redis commands per Submit, queued path", queuedTally!.commands / queued.ok, { digits: 1 }, undefined, { text: "—" });
+    row("Redis round trips per Submit, queued path", queuedTally!.roundTrips / queued.ok, { digits: 2 }, undefined, {
+      text: "—",
+    });
+    row("Redis commands per Submit, queued path", queuedTally!.commands / queued.ok, { digits: 1 }, undefined, {
+      text: "—",
+    });
   } finally {
     monitorClient.disconnect();
     plain.disconnect();
@@ -501,7 +547,8 @@ async function memory(gen: LoadGenerator): Promise<void> {
     await sleep(500);
     const after = await usedMemory(plain);
     const queued = Number((await plain.hget(keys.totals, "q")) ?? 0) - queued0;
-    if (queued !== result.ok) notes.push(`memory: ${fmt(result.ok)} Submits answered OK but ${fmt(queued)} tasks queued`);
+    if (queued !== result.ok)
+      notes.push(`memory: ${fmt(result.ok)} Submits answered OK but ${fmt(queued)} tasks queued`);
     const perTask = (after - before - queued * PAYLOAD_BYTES) / queued;
     notes.push(
       `memory: used_memory +${fmt((after - before) / 1e6, 1)} MB for ${fmt(queued)} queued tasks ` +
@@ -529,8 +576,13 @@ async function drain(): Promise<void> {
     `drain: ${fmt(figures.tasks)} tasks, ${fmt(figures.queued)} queued, drained in ${figures.seconds.toFixed(1)} s; ` +
       `${figures.commandsPerStart.toFixed(1)} Redis commands per task`,
   );
-  row(`Drain start lateness p50 (${fmt(users)} users, ${policy})`, figures.latenessP50, { suffix: " ms" }, undefined, { text: "—" });
-  row(`Drain start lateness p99`, figures.latenessP99, { suffix: " ms" }, undefined, { text: "<= 50 ms", met: (m) => m <= 50 });
+  row(`Drain start lateness p50 (${fmt(users)} users, ${policy})`, figures.latenessP50, { suffix: " ms" }, undefined, {
+    text: "—",
+  });
+  row(`Drain start lateness p99`, figures.latenessP99, { suffix: " ms" }, undefined, {
+    text: "<= 50 ms",
+    met: (m) => m <= 50,
+  });
   row(`Drain start lateness max`, figures.latenessMax, { suffix: " ms" }, undefined, { text: "—" });
   row(`Drain window violations`, figures.violations, {}, undefined, { text: "0", met: (m) => m === 0 });
 }
@@ -570,7 +622,10 @@ async function idle(gen: LoadGenerator, bareIdleCpu: number | undefined): Promis
     const commands = commandsBetween(stats0, stats1);
     const cpuPct = (100 * (cpu1 - cpu0)) / elapsed;
     const perProcess = [...byPid1]
-      .map(([pid, cpu]) => `${pid === tollgate.pid ? "primary" : "worker"} ${((100 * (cpu - (byPid0.get(pid) ?? cpu))) / elapsed).toFixed(2)}%`)
+      .map(
+        ([pid, cpu]) =>
+          `${pid === tollgate.pid ? "primary" : "worker"} ${((100 * (cpu - (byPid0.get(pid) ?? cpu))) / elapsed).toFixed(2)}%`,
+      )
       .join(", ");
     notes.push(
       `idle: ${fmt(result.ok)} Submits${describeErrors(result)}, then ${elapsed.toFixed(1)} s with ${fmt(users)} users waiting; ` +
@@ -578,10 +633,16 @@ async function idle(gen: LoadGenerator, bareIdleCpu: number | undefined): Promis
         `first task due ${((firstDue - Number(nowSeconds) * 1000) / 1000).toFixed(0)} s after the window; ` +
         `CPU by process: ${perProcess} (of one core; /proc ticks are 10 ms, so ±0.1% each); CPU baseline = the bare cluster idle`,
     );
-    row(`Idle CPU, serve process tree (${WORKERS} workers + primary)`, cpuPct, { digits: 2, suffix: "% core" }, bareIdleCpu, {
-      text: "< 1% core",
-      met: (m) => m < 1,
-    });
+    row(
+      `Idle CPU, serve process tree (${WORKERS} workers + primary)`,
+      cpuPct,
+      { digits: 2, suffix: "% core" },
+      bareIdleCpu,
+      {
+        text: "< 1% core",
+        met: (m) => m < 1,
+      },
+    );
     row(`Idle Redis commands per second`, sum(commands.values()) / elapsed, { digits: 2 }, undefined, {
       text: "< 10/s",
       met: (m) => m < 10,
@@ -619,7 +680,8 @@ async function profile(gen: LoadGenerator): Promise<void> {
     `\nCPU profile of ${workers.length} workers under the start-now mix (${fmt(result.rps)} Submits/s while profiled, ${SECONDS} s after a ${WARMUP} s warm-up)`,
   );
   printProfileSummary(summariseProfiles(workers));
-  if (process.env.BENCH_KEEP_PROFILES === "1") console.log(`  (profiles kept in ${dir}; npx tsx bench/profile.ts ${dir})`);
+  if (process.env.BENCH_KEEP_PROFILES === "1")
+    console.log(`  (profiles kept in ${dir}; npx tsx bench/profile.ts ${dir})`);
   else await rm(dir, { recursive: true, force: true });
 }
 
@@ -627,7 +689,9 @@ async function profile(gen: LoadGenerator): Promise<void> {
 
 const startedAt = performance.now();
 const gen = pickLoadGenerator(flags.loadgen!);
-log(`load generator: ${gen.name}; ${CONCURRENCY} calls in flight over ${CONNECTIONS} connections, ${SECONDS} s per run`);
+log(
+  `load generator: ${gen.name}; ${CONCURRENCY} calls in flight over ${CONNECTIONS} connections, ${SECONDS} s per run`,
+);
 const loadBefore = loadavg()[0]!;
 const othersBySection: string[] = [];
 /** Runs one section, noting how busy the rest of the machine was meanwhile. */
@@ -638,7 +702,9 @@ async function section(name: Section, body: () => Promise<void>): Promise<void> 
   othersBySection.push(`${name} ${others().toFixed(0)}%`);
 }
 let bareIdleCpu: number | undefined;
-await section("throughput", async () => void ({ bareIdleCpu } = await throughput(gen)));
+await section("throughput", async () => {
+  bareIdleCpu = (await throughput(gen)).bareIdleCpu;
+});
 await section("redis", () => redisPerSubmit(gen));
 await section("memory", () => memory(gen));
 await section("drain", () => drain());

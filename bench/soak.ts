@@ -46,7 +46,8 @@ const clients = Array.from({ length: 4 }, () =>
 );
 const pids = (): number[] => {
   const found = new Set<number>([server.child.pid!]);
-  for (const match of server.output().matchAll(/"pid":(\d+),"port":\d+,"msg":"worker serving"/g)) found.add(Number(match[1]));
+  for (const match of server.output().matchAll(/"pid":(\d+),"port":\d+,"msg":"worker serving"/g))
+    found.add(Number(match[1]));
   return [...found];
 };
 
@@ -54,7 +55,10 @@ const stop = new AbortController();
 const watchers = Array.from({ length: watcherCount }, async (_, i) => {
   let messages = 0;
   try {
-    for await (const _message of clients[i % clients.length]!.watchQueue({ userId: `soak-${i % 100}`, follow: true }, { signal: stop.signal })) {
+    for await (const _message of clients[i % clients.length]!.watchQueue(
+      { userId: `soak-${i % 100}`, follow: true },
+      { signal: stop.signal },
+    )) {
       messages++;
     }
   } catch {
@@ -71,7 +75,9 @@ const sampler = setInterval(() => {
   void Promise.all(pids().map(rssKb)).then((all) => {
     const total = all.reduce((a, b) => a + b, 0);
     samples.push({ at: (Date.now() - started) / 1000, rssKb: total });
-    console.log(`t=${Math.round((Date.now() - started) / 1000)}s rss=${(total / 1024).toFixed(1)} MB submitted=${submitted} failed=${failed}`);
+    console.log(
+      `t=${Math.round((Date.now() - started) / 1000)}s rss=${(total / 1024).toFixed(1)} MB submitted=${submitted} failed=${failed}`,
+    );
   });
 }, 10_000);
 

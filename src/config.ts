@@ -33,7 +33,7 @@ export interface Config {
   readonly logLevel: LogLevel;
 }
 
-export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export class ConfigError extends Error {
@@ -56,7 +56,10 @@ function setting<T>(
   help: string,
   parse: (value: string | undefined, resolved: Partial<Record<string, unknown>>) => T,
 ): Setting<T> {
-  const flag = env.replace(/^TOLLGATE_/, "").toLowerCase().replaceAll("_", "-");
+  const flag = env
+    .replace(/^TOLLGATE_/, "")
+    .toLowerCase()
+    .replaceAll("_", "-");
   return { env, flag, help, defaultText, parse };
 }
 
@@ -100,7 +103,15 @@ const optional = (value: string | undefined): string | undefined =>
 export const SETTINGS = {
   host: setting("TOLLGATE_HOST", "0.0.0.0", "address to listen on", (v) => optional(v) ?? "0.0.0.0"),
   port: integerSetting("TOLLGATE_PORT", 50051, "gRPC port (0 picks a free one)", 0, 65535, "a port number"),
-  workers: integerSetting("TOLLGATE_WORKERS", availableParallelism(), "worker processes", 1, 1024, "a number of workers", "available parallelism"),
+  workers: integerSetting(
+    "TOLLGATE_WORKERS",
+    availableParallelism(),
+    "worker processes",
+    1,
+    1024,
+    "a number of workers",
+    "available parallelism",
+  ),
   redisUrl: setting("TOLLGATE_REDIS_URL", "unset: embedded redis-server", "Redis to use", (v) => {
     const url = optional(v);
     if (url !== undefined && !/^rediss?:\/\/[^\s]+$/.test(url)) {
@@ -108,11 +119,16 @@ export const SETTINGS = {
     }
     return url;
   }),
-  allowEviction: setting("TOLLGATE_ALLOW_EVICTION", "no", "start even if Redis' maxmemory-policy is not noeviction (yes or no)", (v) => {
-    const value = (optional(v) ?? "no").toLowerCase();
-    if (value !== "yes" && value !== "no") throw new ConfigError(`expected yes or no, got "${value}"`);
-    return value === "yes";
-  }),
+  allowEviction: setting(
+    "TOLLGATE_ALLOW_EVICTION",
+    "no",
+    "start even if Redis' maxmemory-policy is not noeviction (yes or no)",
+    (v) => {
+      const value = (optional(v) ?? "no").toLowerCase();
+      if (value !== "yes" && value !== "no") throw new ConfigError(`expected yes or no, got "${value}"`);
+      return value === "yes";
+    },
+  ),
   dataDir: setting("TOLLGATE_DATA_DIR", "./.tollgate", "embedded Redis data and the task log", (v) =>
     resolve(optional(v) ?? ".tollgate"),
   ),
@@ -123,20 +139,90 @@ export const SETTINGS = {
       throw new ConfigError((error as Error).message);
     }
   }),
-  maxBacklog: integerSetting("TOLLGATE_MAX_BACKLOG", 10_000, "queued tasks per user before Submit refuses", 1, 100_000_000, "a backlog cap"),
-  concurrency: integerSetting("TOLLGATE_CONCURRENCY", 64, "tasks running at once per worker (0: run none here)", 0, 100_000, "a concurrency"),
-  maxAttempts: integerSetting("TOLLGATE_MAX_ATTEMPTS", 5, "attempts per task before it is dead-lettered", 1, 1000, "a number of attempts"),
-  taskTimeoutMs: integerSetting("TOLLGATE_TASK_TIMEOUT_MS", 30_000, "an attempt running longer fails", 1, 86_400_000, "a timeout in ms"),
-  leaseMs: integerSetting("TOLLGATE_LEASE_MS", 30_000, "running-task lease; a dead process's tasks rerun after it", 300, 3_600_000, "a lease in ms"),
-  retryBackoffMs: integerSetting("TOLLGATE_RETRY_BACKOFF_MS", 1_000, "backoff before the 2nd attempt; doubles, jittered", 0, 3_600_000, "a backoff in ms"),
-  shutdownGraceMs: integerSetting("TOLLGATE_SHUTDOWN_GRACE_MS", 10_000, "time running tasks get to finish on SIGTERM", 0, 3_600_000, "a grace in ms"),
-  heartbeatTimeoutMs: integerSetting("TOLLGATE_HEARTBEAT_TIMEOUT_MS", 10_000, "a worker silent this long is replaced", 500, 600_000, "a timeout in ms"),
+  maxBacklog: integerSetting(
+    "TOLLGATE_MAX_BACKLOG",
+    10_000,
+    "queued tasks per user before Submit refuses",
+    1,
+    100_000_000,
+    "a backlog cap",
+  ),
+  concurrency: integerSetting(
+    "TOLLGATE_CONCURRENCY",
+    64,
+    "tasks running at once per worker (0: run none here)",
+    0,
+    100_000,
+    "a concurrency",
+  ),
+  maxAttempts: integerSetting(
+    "TOLLGATE_MAX_ATTEMPTS",
+    5,
+    "attempts per task before it is dead-lettered",
+    1,
+    1000,
+    "a number of attempts",
+  ),
+  taskTimeoutMs: integerSetting(
+    "TOLLGATE_TASK_TIMEOUT_MS",
+    30_000,
+    "an attempt running longer fails",
+    1,
+    86_400_000,
+    "a timeout in ms",
+  ),
+  leaseMs: integerSetting(
+    "TOLLGATE_LEASE_MS",
+    30_000,
+    "running-task lease; a dead process's tasks rerun after it",
+    300,
+    3_600_000,
+    "a lease in ms",
+  ),
+  retryBackoffMs: integerSetting(
+    "TOLLGATE_RETRY_BACKOFF_MS",
+    1_000,
+    "backoff before the 2nd attempt; doubles, jittered",
+    0,
+    3_600_000,
+    "a backoff in ms",
+  ),
+  shutdownGraceMs: integerSetting(
+    "TOLLGATE_SHUTDOWN_GRACE_MS",
+    10_000,
+    "time running tasks get to finish on SIGTERM",
+    0,
+    3_600_000,
+    "a grace in ms",
+  ),
+  heartbeatTimeoutMs: integerSetting(
+    "TOLLGATE_HEARTBEAT_TIMEOUT_MS",
+    10_000,
+    "a worker silent this long is replaced",
+    500,
+    600_000,
+    "a timeout in ms",
+  ),
   handler: pathSetting("TOLLGATE_HANDLER", "built-in: append to the task log", "task handler module"),
   taskLog: setting("TOLLGATE_TASK_LOG", "<data dir>/tasks.log", "file the built-in handler appends to", (v, resolved) =>
     resolve(optional(v) ?? `${String(resolved.dataDir)}/tasks.log`),
   ),
-  maxPayloadBytes: integerSetting("TOLLGATE_MAX_PAYLOAD_BYTES", 65_536, "largest task payload accepted", 0, 16 * 1024 * 1024, "a payload cap in bytes"),
-  metricsPort: integerSetting("TOLLGATE_METRICS_PORT", 9464, "Prometheus /metrics port (0 turns it off)", 0, 65535, "a port number"),
+  maxPayloadBytes: integerSetting(
+    "TOLLGATE_MAX_PAYLOAD_BYTES",
+    65_536,
+    "largest task payload accepted",
+    0,
+    16 * 1024 * 1024,
+    "a payload cap in bytes",
+  ),
+  metricsPort: integerSetting(
+    "TOLLGATE_METRICS_PORT",
+    9464,
+    "Prometheus /metrics port (0 turns it off)",
+    0,
+    65535,
+    "a port number",
+  ),
   authKeys: pathSetting("TOLLGATE_AUTH_KEYS", "unset: no auth", "API key file (see README, Auth)"),
   tlsCert: setting("TOLLGATE_TLS_CERT", "unset: plaintext", "TLS certificate (PEM)", (v) => optional(v)),
   tlsKey: setting("TOLLGATE_TLS_KEY", "unset", "TLS private key (PEM)", (v) => optional(v)),

@@ -13,7 +13,10 @@ export const metrics = {
     help: "Submit calls by what became of them",
     labelNames: ["disposition"] as const,
   }),
-  started: new Counter({ name: "tollgate_tasks_started_total", help: "Task attempts started (each used a unit of every window)" }),
+  started: new Counter({
+    name: "tollgate_tasks_started_total",
+    help: "Task attempts started (each used a unit of every window)",
+  }),
   completed: new Counter({ name: "tollgate_tasks_completed_total", help: "Tasks whose handler succeeded" }),
   failed: new Counter({ name: "tollgate_task_attempts_failed_total", help: "Task attempts that threw or timed out" }),
   dead: new Counter({ name: "tollgate_tasks_dead_total", help: "Tasks moved to a dead-letter list" }),
@@ -78,4 +81,3 @@ export function bindMetrics(queue: TaskStore): void {
     if (cluster.isWorker) new AggregatorRegistry();
   }
 }
-

@@ -34,7 +34,7 @@ const CONNECTION_OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const satisfies ParseArgsConfig["options"];
 
-export const CONNECTION_HELP = `Connection flags (every command):
+const CONNECTION_HELP = `Connection flags (every command):
   --addr HOST:PORT     server address (env TOLLGATE_ADDR; default localhost:50051)
   --api-key KEY        sent as "authorization: Bearer KEY" (env TOLLGATE_API_KEY)
   --tls                use TLS; --tls-ca FILE to trust a private CA,
@@ -43,9 +43,18 @@ export const CONNECTION_HELP = `Connection flags (every command):
 
 type Values = Record<string, string | boolean | undefined>;
 
-function parse<T extends NonNullable<ParseArgsConfig["options"]>>(args: readonly string[], options: T, positionals = false) {
+function parse<T extends NonNullable<ParseArgsConfig["options"]>>(
+  args: readonly string[],
+  options: T,
+  positionals = false,
+) {
   try {
-    return parseArgs({ args: [...args], options: { ...CONNECTION_OPTIONS, ...options }, allowPositionals: positionals, strict: true });
+    return parseArgs({
+      args: [...args],
+      options: { ...CONNECTION_OPTIONS, ...options },
+      allowPositionals: positionals,
+      strict: true,
+    });
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
@@ -87,7 +96,7 @@ export function describeCallError(error: unknown): string {
   return (error as Error).message;
 }
 
-export const SUBMIT_HELP = `Usage: tollgate submit --user ID [flags]
+const SUBMIT_HELP = `Usage: tollgate submit --user ID [flags]
 
 Submits tasks; prints each answer (task id, STARTED/QUEUED/DUPLICATE, queue
 position, estimated start).
@@ -114,7 +123,8 @@ export async function submitCommand(args: readonly string[]): Promise<number> {
   if (values.help) return help(SUBMIT_HELP);
   const userId = requireUser(values);
   const count = Number(values.count ?? "1");
-  if (!Number.isSafeInteger(count) || count < 1 || count > 1_000_000) throw new UsageError("--count must be a whole number from 1");
+  if (!Number.isSafeInteger(count) || count < 1 || count > 1_000_000)
+    throw new UsageError("--count must be a whole number from 1");
   if (values["idempotency-key"] !== undefined && count > 1) throw new UsageError("--idempotency-key needs --count 1");
   const client = createTollgateClient(connection(values));
   const request = {
@@ -124,7 +134,11 @@ export async function submitCommand(args: readonly string[]): Promise<number> {
     idempotencyKey: values["idempotency-key"] ?? "",
     overLimit: values.reject ? OverLimit.REJECT : OverLimit.QUEUE,
   };
-  const answers = await submitMany(client, Array.from({ length: count }, () => request), 8);
+  const answers = await submitMany(
+    client,
+    Array.from({ length: count }, () => request),
+    8,
+  );
   if (!values.watch || values.json) {
     for (const answer of answers) {
       console.log(values.json ? JSON.stringify(toJson(SubmitResponseSchema, answer)) : describeSubmit(answer));
@@ -145,7 +159,7 @@ function describeSubmit(answer: SubmitResponse): string {
   return `${String(json.taskId)} ${disposition}${position}${start}`;
 }
 
-export const WATCH_HELP = `Usage: tollgate watch --user ID [flags]
+const WATCH_HELP = `Usage: tollgate watch --user ID [flags]
 
 Draws a live progress bar of the user's queue (done of total, queued,
 running, failed, ETA) and exits 0 when it drains. Without --user, watches
@@ -187,7 +201,7 @@ async function watchUntilDrained(
   return 0;
 }
 
-export const TASK_HELP = `Usage: tollgate task TASK_ID [flags]
+const TASK_HELP = `Usage: tollgate task TASK_ID [flags]
 
 Prints a task's state, attempts and timestamps.
 
@@ -208,7 +222,7 @@ export async function taskCommand(args: readonly string[]): Promise<number> {
   return 0;
 }
 
-export const HEALTH_HELP = `Usage: tollgate health [--service NAME] [flags]
+const HEALTH_HELP = `Usage: tollgate health [--service NAME] [flags]
 
 Asks grpc.health.v1 whether the server is serving; exits 0 when it is, 1 when
 it is not or cannot be reached.

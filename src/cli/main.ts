@@ -1,15 +1,4 @@
-import {
-
-
-
-  UsageError,
-
-  describeCallError,
-  healthCommand,
-  submitCommand,
-  taskCommand,
-  watchCommand,
-} from "./commands.js";
+import { UsageError, describeCallError, healthCommand, submitCommand, taskCommand, watchCommand } from "./commands.js";
 import { ConfigError, SETTINGS, parseConfig } from "../config.js";
 import { RedisServerMissingError } from "../redis/embedded-redis.js";
 

@@ -19,7 +19,8 @@ export function progressOf(message: WatchQueueResponse, first: WatchQueueRespons
   const queued = Number(message.queued);
   const running = Number(message.running);
   const finished = Number(message.completed + message.deadLettered);
-  const total = known ?? Number(first.queued + first.running) + Math.max(0, finished - Number(first.queued + first.running)) ;
+  const total =
+    known ?? Number(first.queued + first.running) + Math.max(0, finished - Number(first.queued + first.running));
   const done = known !== undefined ? Math.max(0, known - queued - running) : Math.min(total, finished);
   const eta =
     message.estimatedDrain && message.observedAt

@@ -3,12 +3,7 @@ import { createClient, ConnectError, type Client, type Interceptor } from "@conn
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { decodeRetryInfo, RETRY_INFO_TYPE } from "../grpc/retry-info.js";
 import { Health } from "../../gen/ts/grpc/health/v1/health_pb.js";
-import {
-  TaskService,
-  type SubmitRequest,
-  type SubmitResponse,
-  type WatchQueueResponse,
-} from "../../gen/ts/tollgate/v1/task_service_pb.js";
+import { TaskService, type SubmitResponse, type WatchQueueResponse } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { SubmitRequestSchema } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
@@ -101,5 +96,3 @@ export async function* submitAndWatch(
   yield* client.watchQueue({ userId }, { signal: options.signal });
   return answers;
 }
-
-export type { SubmitRequest };

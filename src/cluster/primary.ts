@@ -57,7 +57,10 @@ export async function runPrimary(config: Config): Promise<void> {
     } finally {
       await probe.quit().catch(() => probe.disconnect());
     }
-    logger.info({ redis: redactUrl(redisUrl), embedded: embedded !== undefined, workers: config.workers }, "starting workers");
+    logger.info(
+      { redis: redactUrl(redisUrl), embedded: embedded !== undefined, workers: config.workers },
+      "starting workers",
+    );
     if (config.metricsPort > 0) metrics = await startMetricsServer(config.host, config.metricsPort, logger);
     supervise(config, redisUrl, logger, async () => {
       await metrics?.close();
@@ -70,7 +73,13 @@ export async function runPrimary(config: Config): Promise<void> {
   }
 }
 
-function supervise(config: Config, redisUrl: string, logger: Logger, cleanUp: () => Promise<void>, clock: Clock = systemClock): void {
+function supervise(
+  config: Config,
+  redisUrl: string,
+  logger: Logger,
+  cleanUp: () => Promise<void>,
+  clock: Clock = systemClock,
+): void {
   let lifecycle: Lifecycle = { kind: "running" };
   let everServed = false;
   const slots: Slot[] = Array.from({ length: config.workers }, (_, index) => ({

@@ -14,7 +14,7 @@ import { HeartbeatSender, heartbeatPeriodMs } from "./heartbeat.js";
 /** Set in the environment of forked workers: which slot of the pool this is. */
 export const WORKER_INDEX_ENV = "TOLLGATE_WORKER_INDEX";
 /** Test-only: "1" lets SIGUSR2 block the event loop forever (heartbeat tests). */
-export const TEST_FAULTS_ENV = "TOLLGATE_TEST_FAULTS";
+const TEST_FAULTS_ENV = "TOLLGATE_TEST_FAULTS";
 
 function send(message: WorkerMessage): void {
   if (process.connected) process.send?.(message);

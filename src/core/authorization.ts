@@ -13,7 +13,7 @@ export type Identity =
 export const ANYONE: Identity = Object.freeze({ kind: "anyone" });
 
 /** May this caller act on `userId`'s queue and tasks? */
-export function mayActFor(caller: Identity, userId: string): boolean {
+function mayActFor(caller: Identity, userId: string): boolean {
   return caller.kind !== "user" || caller.userId === userId;
 }
 

@@ -23,10 +23,7 @@ const MAX_UNANSWERED_CLAIMS = 20;
 /** Reports what one claim step did, for lateness metrics and tests. */
 export type ClaimObserver = (result: ClaimResult) => void;
 
-type State =
-  | { readonly kind: "idle" }
-  | { readonly kind: "running" }
-  | { readonly kind: "closed" };
+type State = { readonly kind: "idle" } | { readonly kind: "running" } | { readonly kind: "closed" };
 
 /**
  * Starts queued tasks the moment their user's windows allow. It sleeps until
@@ -208,7 +205,10 @@ export class Drainer {
     await Promise.all(
       tasks.map((task) =>
         this.store.release(task).catch((error: unknown) => {
-          this.logger.warn({ error: (error as Error).message, taskId: task.taskId }, "could not hand a claimed task back; it runs when its lease runs out");
+          this.logger.warn(
+            { error: (error as Error).message, taskId: task.taskId },
+            "could not hand a claimed task back; it runs when its lease runs out",
+          );
         }),
       ),
     );
@@ -227,7 +227,10 @@ export class Drainer {
     const unsubscribed = this.unsubscribe?.().catch(() => {});
     await this.stepping;
     await this.settleUnanswered().catch((error: unknown) => {
-      this.logger.warn({ error: (error as Error).message }, "could not look up claims whose reply was lost; their tasks run when their leases run out");
+      this.logger.warn(
+        { error: (error as Error).message },
+        "could not look up claims whose reply was lost; their tasks run when their leases run out",
+      );
     });
     await unsubscribed;
   }

@@ -33,7 +33,7 @@ export interface HandlerSet {
  * next one: one write per batch, not per task. O_APPEND keeps each write whole
  * when several processes share the file.
  */
-export function taskLogHandler(path: string): { handler: TaskHandler; close(): Promise<void> } {
+function taskLogHandler(path: string): { handler: TaskHandler; close(): Promise<void> } {
   let file: Promise<FileHandle> | undefined;
   let batch: { lines: string[]; done: Promise<void> } | undefined;
   let writing: Promise<void> = Promise.resolve();

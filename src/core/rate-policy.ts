@@ -7,7 +7,7 @@
  * key expires. rate-limiter-flexible counts in whole seconds, so durations must
  * be whole seconds too: both sides then agree on what a window is.
  */
-export interface RateWindow {
+interface RateWindow {
   readonly limit: number;
   readonly durationMs: number;
 }
@@ -58,7 +58,7 @@ export function parseRatePolicy(text: string): RatePolicy {
   return Object.freeze(windows.map((window) => Object.freeze(window)));
 }
 
-export function formatDuration(ms: number): string {
+function formatDuration(ms: number): string {
   for (const unit of ["d", "h", "m"] as const) {
     const unitMs = UNIT_MS[unit]!;
     if (ms % unitMs === 0) return `${ms / unitMs}${unit}`;

@@ -18,12 +18,7 @@ export interface WindowCounter {
  * knows nothing of retries or handler time, so it is the policy's bound, not
  * a guess.
  */
-export function nthStartTime(
-  policy: RatePolicy,
-  counters: readonly WindowCounter[],
-  now: number,
-  n: number,
-): number {
+export function nthStartTime(policy: RatePolicy, counters: readonly WindowCounter[], now: number, n: number): number {
   // Submit calls this for every queued task, with n up to the backlog cap:
   // no generator, and all the starts that fit at one moment taken together.
   const windows = windowsFrom(policy, counters);
@@ -54,7 +49,7 @@ export function* startTimes(
   let t = now;
   for (;;) {
     t = earliestRoom(policy, windows, t);
-    policy.forEach((window, i) => useWindow(windows[i]!, window.durationMs, t));
+    for (const [i, window] of policy.entries()) useWindow(windows[i]!, window.durationMs, t);
     yield t;
   }
 }

@@ -99,7 +99,9 @@ export class AdmitReplyLost extends Error {
     readonly stored: "no" | "unknown",
     override readonly cause: unknown,
   ) {
-    super(`admit of task ${taskId} got no reply (${cause instanceof Error ? cause.message : String(cause)}); stored: ${stored}`);
+    super(
+      `admit of task ${taskId} got no reply (${cause instanceof Error ? cause.message : String(cause)}); stored: ${stored}`,
+    );
   }
 }
 

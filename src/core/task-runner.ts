@@ -106,15 +106,18 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
     const timer = metrics.taskSeconds.startTimer();
     // One controller per attempt, aborted by its own timer or by stopping.
     const controller = new AbortController();
-    const cancelTimeout = this.clock.setTimer(() => controller.abort(new Error("timed out")), this.options.attemptTimeoutMs);
+    const cancelTimeout = this.clock.setTimer(
+      () => controller.abort(new Error("timed out")),
+      this.options.attemptTimeoutMs,
+    );
     const stop = (): void => controller.abort(this.stopping.signal.reason);
     this.stopping.signal.addEventListener("abort", stop, { once: true });
     const handling = callHandler(this.handlers.handlerFor(task.kind), task, controller.signal);
     let handlerEnded = false;
-    const settled = handling.then(
-      () => void (handlerEnded = true),
-      () => void (handlerEnded = true),
-    );
+    const ended = (): void => {
+      handlerEnded = true;
+    };
+    const settled = handling.then(ended, ended);
     const recorded = this.attempt(task, handling, controller.signal, () => {
       cancelTimeout();
       this.stopping.signal.removeEventListener("abort", stop);
@@ -141,7 +144,12 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
   }
 
   /** Waits for the handler's outcome (or its abort) and records it; never rejects. */
-  private async attempt(task: StartedTask, handling: Promise<void>, signal: AbortSignal, ended: () => void): Promise<void> {
+  private async attempt(
+    task: StartedTask,
+    handling: Promise<void>,
+    signal: AbortSignal,
+    ended: () => void,
+  ): Promise<void> {
     let result: AttemptResult;
     try {
       await abortable(handling, signal);
@@ -170,9 +178,15 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
       if (outcome === "retry-scheduled" || outcome === "dead") metrics.failed.inc();
       if (outcome === "dead") metrics.dead.inc();
       if (!result.ok) {
-        this.logger.warn({ taskId: task.taskId, userId: task.userId, attempt: task.attempt, error: result.error, outcome }, "task attempt failed");
+        this.logger.warn(
+          { taskId: task.taskId, userId: task.userId, attempt: task.attempt, error: result.error, outcome },
+          "task attempt failed",
+        );
       } else if (outcome === "lease-lost") {
-        this.logger.warn({ taskId: task.taskId, attempt: task.attempt }, "task finished after its lease ran out; it may run again");
+        this.logger.warn(
+          { taskId: task.taskId, attempt: task.attempt },
+          "task finished after its lease ran out; it may run again",
+        );
       }
     } catch (error) {
       // The lease stays in Redis and runs out; the task is then run again.

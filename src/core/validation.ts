@@ -1,9 +1,9 @@
 import { invalidArgument } from "./service-error.js";
 import { isTaskId } from "./task-id.js";
 
-export const MAX_USER_ID_BYTES = 128;
-export const MAX_IDEMPOTENCY_KEY_BYTES = 128;
-export const MAX_KIND_BYTES = 64;
+const MAX_USER_ID_BYTES = 128;
+const MAX_IDEMPOTENCY_KEY_BYTES = 128;
+const MAX_KIND_BYTES = 64;
 
 // Control characters (C0, DEL, C1) and line/paragraph separators: they break
 // logs and terminals and have no place in an identifier.

@@ -11,7 +11,7 @@ export interface Authenticator {
   identify(metadata: Metadata): Identity | undefined;
 }
 
-export const openAccess: Authenticator = { enabled: false, identify: () => ANYONE };
+const openAccess: Authenticator = { enabled: false, identify: () => ANYONE };
 
 interface KeyEntry {
   readonly digest: Buffer;
@@ -85,7 +85,9 @@ export async function loadAuthenticator(path: string | undefined): Promise<Authe
   try {
     text = await readFile(path, "utf8");
   } catch (error) {
-    throw new ConfigError(`TOLLGATE_AUTH_KEYS: cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw new ConfigError(
+      `TOLLGATE_AUTH_KEYS: cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
   }
   return parseApiKeys(text);
 }

@@ -41,7 +41,10 @@ export class HealthReporter {
     const status: ServingStatus = this.storeAvailable && !this.shuttingDown ? "SERVING" : "NOT_SERVING";
     if (status === this.current) return;
     if (this.current !== undefined) {
-      this.logger.info({ status, storeAvailable: this.storeAvailable, shuttingDown: this.shuttingDown }, "health changed");
+      this.logger.info(
+        { status, storeAvailable: this.storeAvailable, shuttingDown: this.shuttingDown },
+        "health changed",
+      );
     }
     this.current = status;
     for (const service of ["", ...this.services]) this.implementation.setStatus(service, status);

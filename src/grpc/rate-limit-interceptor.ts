@@ -35,7 +35,7 @@ export interface RateLimitInterceptorOptions {
 }
 
 /** Request metadata beyond this is refused; nothing Tollgate reads needs more. */
-export const MAX_METADATA_BYTES = 8 * 1024;
+const MAX_METADATA_BYTES = 8 * 1024;
 
 /**
  * Services anyone may call, key or none: orchestrators' health probes and

@@ -10,7 +10,7 @@ import { AnySchema, DurationSchema } from "@bufbuild/protobuf/wkt";
  */
 export const RETRY_INFO_TYPE = "google.rpc.RetryInfo";
 
-export function encodeRetryInfo(retryAfterMs: number): Uint8Array {
+function encodeRetryInfo(retryAfterMs: number): Uint8Array {
   const ms = Math.max(0, Math.ceil(retryAfterMs));
   const delay = create(DurationSchema, {
     seconds: BigInt(Math.floor(ms / 1000)),

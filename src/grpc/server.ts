@@ -22,7 +22,7 @@ import { file_grpc_health_v1_health } from "../../gen/ts/grpc/health/v1/health_p
 import { TaskService, file_tollgate_v1_task_service } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 /** Streams one connection may have open at once (1,000 watchers need 10 connections). */
-export const MAX_CONCURRENT_STREAMS = 100;
+const MAX_CONCURRENT_STREAMS = 100;
 const RETRY_MAX_MS = 300_000;
 /**
  * grpc-js refuses larger messages itself, with RESOURCE_EXHAUSTED; below this
@@ -68,7 +68,8 @@ export async function startServer(
     retryMaxMs: RETRY_MAX_MS,
   });
   const observe: ClaimObserver = (result) => {
-    for (const task of result.claimed) metrics.startLatenessSeconds.observe(Math.max(0, result.now - task.dueAt) / 1000);
+    for (const task of result.claimed)
+      metrics.startLatenessSeconds.observe(Math.max(0, result.now - task.dueAt) / 1000);
     options.observeClaims?.(result);
   };
   const drainer = new Drainer(store, runner, logger, clock, { maxSleepMs: config.leaseMs }, observe);
@@ -103,7 +104,13 @@ export async function startServer(
   });
   server.addService(
     grpcServiceDefinition(TaskService),
-    taskServiceImplementation({ queue: store, hub, policy: config.ratePolicy, logger, maxAttempts: config.maxAttempts }),
+    taskServiceImplementation({
+      queue: store,
+      hub,
+      policy: config.ratePolicy,
+      logger,
+      maxAttempts: config.maxAttempts,
+    }),
   );
   health.implementation.addToServer(server);
   reflectionService([file_tollgate_v1_task_service, file_grpc_health_v1_health]).addToServer(server);
@@ -112,7 +119,9 @@ export async function startServer(
   const credentials = await serverCredentials(config);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${config.host}:${config.port}`, credentials, (error, boundPort) =>
-      error ? reject(new Error(`cannot listen on ${config.host}:${config.port}: ${error.message}`)) : resolve(boundPort),
+      error
+        ? reject(new Error(`cannot listen on ${config.host}:${config.port}: ${error.message}`))
+        : resolve(boundPort),
     ),
   );
   try {

@@ -16,7 +16,7 @@ const GRPC_STATUS: Readonly<Record<StatusCode, Status>> = {
   [StatusCode.UNAUTHENTICATED]: Status.UNAUTHENTICATED,
 };
 
-export const RETRY_AFTER_TRAILER = "retry-after-ms";
+const RETRY_AFTER_TRAILER = "retry-after-ms";
 
 const STORE_UNAVAILABLE =
   "the task store (Redis) is unreachable; retry later (with the same idempotency key, a retry is safe)";

@@ -19,13 +19,16 @@ import {
  * (not from past rates): when the next queued task may start and when the
  * last one will, if each starts as soon as the policy allows.
  */
-export function predictDrain(
+function predictDrain(
   policy: RatePolicy,
   snapshot: QueueSnapshot,
 ): { nextStart: number | undefined; estimatedDrain: number | undefined } {
   if (snapshot.queued === 0) return { nextStart: undefined, estimatedDrain: undefined };
   if (!snapshot.windows) {
-    return { nextStart: snapshot.dueAt === undefined ? undefined : Math.max(snapshot.now, snapshot.dueAt), estimatedDrain: undefined };
+    return {
+      nextStart: snapshot.dueAt === undefined ? undefined : Math.max(snapshot.now, snapshot.dueAt),
+      estimatedDrain: undefined,
+    };
   }
   // The drainer's schedule can be later than the policy (a retry's backoff).
   const notBefore = Math.max(snapshot.now, snapshot.dueAt ?? snapshot.now);
@@ -35,7 +38,7 @@ export function predictDrain(
   };
 }
 
-export function watchQueueMessage(
+function watchQueueMessage(
   userId: string,
   policy: RatePolicy,
   snapshot: QueueSnapshot,

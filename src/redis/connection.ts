@@ -2,7 +2,7 @@ import { Redis } from "ioredis";
 import type { Logger } from "../logger.js";
 
 /** How long a command may go unanswered before it fails (a hung or paused Redis). */
-export const DEFAULT_COMMAND_TIMEOUT_MS = 2_000;
+const DEFAULT_COMMAND_TIMEOUT_MS = 2_000;
 
 export interface RedisConnectionOptions {
   /** Fail a command not answered in this long (a hung or paused Redis). */

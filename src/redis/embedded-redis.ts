@@ -53,7 +53,9 @@ export const EMBEDDED_RESTART = { baseMs: 250, maxMs: 30_000, stableAfterMs: 10_
 export class RestartBackoff {
   private failures = 0;
 
-  constructor(private readonly options: { readonly baseMs: number; readonly maxMs: number; readonly stableAfterMs: number }) {}
+  constructor(
+    private readonly options: { readonly baseMs: number; readonly maxMs: number; readonly stableAfterMs: number },
+  ) {}
 
   /** The delay before restarting after a run (or a failed start) that lasted `livedMs`. */
   next(livedMs: number): number {
@@ -70,23 +72,37 @@ export class RestartBackoff {
  * same port with the same data (see EMBEDDED_RESTART), so workers, whose
  * clients keep reconnecting, serve again by themselves.
  */
-export async function startEmbeddedRedis(dataDir: string, logger: Logger, clock: Clock = systemClock): Promise<EmbeddedRedis> {
+export async function startEmbeddedRedis(
+  dataDir: string,
+  logger: Logger,
+  clock: Clock = systemClock,
+): Promise<EmbeddedRedis> {
   const dir = join(dataDir, "redis");
   await mkdir(dir, { recursive: true });
   await refuseIfInUse(join(dir, "redis.pid"), dir);
   if (!(await commandExists("redis-server"))) throw new RedisServerMissingError();
   const port = await freePort();
   const args = [
-    "--port", String(port),
-    "--bind", "127.0.0.1",
-    "--protected-mode", "yes",
-    "--dir", dir,
-    "--appendonly", "yes",
-    "--appendfsync", "everysec",
-    "--save", "",
-    "--pidfile", join(dir, "redis.pid"),
-    "--daemonize", "no",
-    "--logfile", "",
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--protected-mode",
+    "yes",
+    "--dir",
+    dir,
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "everysec",
+    "--save",
+    "",
+    "--pidfile",
+    join(dir, "redis.pid"),
+    "--daemonize",
+    "no",
+    "--logfile",
+    "",
   ];
   const backoff = new RestartBackoff(EMBEDDED_RESTART);
   let current = await spawnRedisServer(args);
@@ -122,7 +138,10 @@ export async function startEmbeddedRedis(dataDir: string, logger: Logger, clock:
     } catch (error) {
       // Its port taken meanwhile, its data unreadable...: keep trying, slower.
       const restartInMs = backoff.next(clock.now() - startedAt);
-      logger.error({ port, error: (error as Error).message, restartInMs }, "embedded redis-server did not restart; trying again");
+      logger.error(
+        { port, error: (error as Error).message, restartInMs },
+        "embedded redis-server did not restart; trying again",
+      );
       if (!stopping) scheduleRestart(restartInMs);
       return;
     }
@@ -238,7 +257,9 @@ export async function freePort(): Promise<number> {
     server.once("error", reject);
     server.listen(0, "127.0.0.1", () => {
       const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+      server.close(() =>
+        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
+      );
     });
   });
 }

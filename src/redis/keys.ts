@@ -44,7 +44,7 @@ export interface Keys {
   windowPrefix(durationMs: number): string;
 }
 
-export const DEFAULT_KEY_PREFIX = "tg";
+const DEFAULT_KEY_PREFIX = "tg";
 
 export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): Keys {
   return Object.freeze({
@@ -59,8 +59,7 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): Keys {
     progressChannel: `${prefix}:progress`,
     task: (taskId: string) => `${prefix}:t:${taskId}`,
     claim: (claimId: string) => `${prefix}:c:${claimId}`,
-    idempotency: (userId: string, key: string) =>
-      `${prefix}:i:${Buffer.byteLength(userId)}:${userId}:${key}`,
+    idempotency: (userId: string, key: string) => `${prefix}:i:${Buffer.byteLength(userId)}:${userId}:${key}`,
     // rate-limiter-flexible appends ":<user id>" to this.
     windowPrefix: (durationMs: number) => `${prefix}:w:${durationMs}`,
   });

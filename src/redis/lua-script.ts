@@ -130,7 +130,8 @@ export class LuaScript {
       return await bySha(...keys, ...args);
     } catch (error) {
       // An unreachable or full Redis fails as the core's StoreUnavailable.
-      if (error instanceof Error && error.message.startsWith("NOSCRIPT")) return await storeCall(() => bySource(...keys, ...args));
+      if (error instanceof Error && error.message.startsWith("NOSCRIPT"))
+        return await storeCall(() => bySource(...keys, ...args));
       throw toStoreError(error);
     }
   }

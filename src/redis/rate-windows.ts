@@ -13,13 +13,13 @@ import type { WindowCounter } from "../core/start-schedule.js";
 export class RateWindows {
   private readonly limiters: readonly RateLimiterRedis[];
 
-  constructor(
-    redis: Redis,
-    policy: RatePolicy,
-    keys: Keys,
-  ) {
+  constructor(redis: Redis, policy: RatePolicy, keys: Keys) {
     this.admitArgs = policy.flatMap((window) => [window.limit, window.durationMs / 1000]);
-    this.claimArgs = policy.flatMap((window) => [keys.windowPrefix(window.durationMs), window.limit, window.durationMs / 1000]);
+    this.claimArgs = policy.flatMap((window) => [
+      keys.windowPrefix(window.durationMs),
+      window.limit,
+      window.durationMs / 1000,
+    ]);
     this.limiters = policy.map(
       (window) =>
         new RateLimiterRedis({

@@ -220,7 +220,8 @@ export class RedisStore implements TaskStore {
         ...this.windows.claimArgs,
       ],
     )) as (number | Buffer)[];
-    const moment = (value: unknown): number | undefined => (Number(String(value)) >= 0 ? Number(String(value)) : undefined);
+    const moment = (value: unknown): number | undefined =>
+      Number(String(value)) >= 0 ? Number(String(value)) : undefined;
     const claimed: ClaimedTask[] = [];
     for (let i = 4; i + 5 < reply.length; i += 6) {
       claimed.push({

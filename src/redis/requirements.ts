@@ -10,7 +10,7 @@ export const MIN_REDIS_VERSION = "6.2.0";
  * A Redis Tollgate must not run on. A ConfigError, so `tollgate serve` stops
  * with its message and exit code 2, like any other setting at fault.
  */
-export class RedisRequirementError extends ConfigError {}
+class RedisRequirementError extends ConfigError {}
 
 /** `redis_version` from an INFO reply; undefined when it has none. */
 export function parseRedisVersion(info: string): string | undefined {
@@ -85,7 +85,10 @@ export async function checkRedisRequirements(
     const problem = versionProblem(info);
     if (problem !== undefined) throw new RedisRequirementError(problem);
     if (parseRedisVersion(info) === undefined) {
-      logger.warn({ minimum: MIN_REDIS_VERSION }, "INFO server names no redis_version; cannot check that Redis is new enough");
+      logger.warn(
+        { minimum: MIN_REDIS_VERSION },
+        "INFO server names no redis_version; cannot check that Redis is new enough",
+      );
     }
   }
 

@@ -40,7 +40,11 @@ async function tempDir(prefix: string): Promise<string> {
   return dir;
 }
 
-function start(command: string, args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; exited: Promise<Exit> } {
+function start(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): { child: ChildProcess; exited: Promise<Exit> } {
   const child = spawn(command, args, { env, stdio: ["ignore", "pipe", "pipe"] });
   children.add(child);
   let stdout = "";
@@ -105,11 +109,15 @@ function oneLine(text: string): string {
 describe("configuration errors exit 2 with one line", () => {
   test("a bad TOLLGATE_PORT", async () => {
     const dataDir = await tempDir("tollgate-cli-");
-    const result = await runToExit(process.execPath, [BIN, "serve"], cleanEnv({
-      TOLLGATE_PORT: "not-a-port",
-      TOLLGATE_DATA_DIR: dataDir,
-      TOLLGATE_METRICS_PORT: "0",
-    }));
+    const result = await runToExit(
+      process.execPath,
+      [BIN, "serve"],
+      cleanEnv({
+        TOLLGATE_PORT: "not-a-port",
+        TOLLGATE_DATA_DIR: dataDir,
+        TOLLGATE_METRICS_PORT: "0",
+      }),
+    );
     assert.equal(result.code, 2, `exit code (stderr: ${result.stderr})`);
     const line = oneLine(result.stderr);
     assert.match(line, /TOLLGATE_PORT/);
@@ -155,14 +163,18 @@ test("no TOLLGATE_REDIS_URL and no redis-server on PATH: says how to fix it and 
 test("embedded Redis: serve starts redis-server under the data dir, answers Submit, and SIGTERM exits 0 leaving no redis-server", async () => {
   const dataDir = await tempDir("tollgate-cli-");
   const port = await freePort();
-  const { child, exited } = start(process.execPath, [BIN, "serve"], cleanEnv({
-    TOLLGATE_DATA_DIR: dataDir,
-    TOLLGATE_HOST: "127.0.0.1",
-    TOLLGATE_PORT: String(port),
-    TOLLGATE_METRICS_PORT: "0",
-    TOLLGATE_WORKERS: "1",
-    TOLLGATE_LOG_LEVEL: "warn",
-  }));
+  const { child, exited } = start(
+    process.execPath,
+    [BIN, "serve"],
+    cleanEnv({
+      TOLLGATE_DATA_DIR: dataDir,
+      TOLLGATE_HOST: "127.0.0.1",
+      TOLLGATE_PORT: String(port),
+      TOLLGATE_METRICS_PORT: "0",
+      TOLLGATE_WORKERS: "1",
+      TOLLGATE_LOG_LEVEL: "warn",
+    }),
+  );
   let exitedEarly: Exit | undefined;
   void exited.then((exit) => (exitedEarly = exit));
 
@@ -198,7 +210,9 @@ test("embedded Redis: serve starts redis-server under the data dir, answers Subm
   child.kill("SIGTERM");
   const exit = await Promise.race([
     exited,
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error("no exit within 15 s of SIGTERM")), 15_000).unref()),
+    new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error("no exit within 15 s of SIGTERM")), 15_000).unref(),
+    ),
   ]);
   assert.equal(exit.signal, null, `exited by itself, not by ${exit.signal}`);
   assert.equal(exit.code, 0, `exit code after SIGTERM (stderr: ${exit.stderr})`);

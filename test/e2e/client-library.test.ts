@@ -60,10 +60,20 @@ test("npm pack builds dist/ (JavaScript and .d.ts) and ships it; installed, the 
   ]) {
     assert.ok(files.includes(file), `${file} is in the tarball; it holds:\n${files.join("\n")}`);
   }
-  assert.deepEqual(files.filter((file) => /^(test|bench|gen\/go|\.ci)\//.test(file)), [], "no tests, benchmarks or Go code");
+  assert.deepEqual(
+    files.filter((file) => /^(test|bench|gen\/go|\.ci)\//.test(file)),
+    [],
+    "no tests, benchmarks or Go code",
+  );
 
   // Unpack it as npm install would, and give it the dependencies it declares (and nothing else).
-  const untar = await runCommand("tar", ["-xzf", join(dir, report[0].filename), "--strip-components=1", "-C", join(project, "node_modules", "tollgate")]);
+  const untar = await runCommand("tar", [
+    "-xzf",
+    join(dir, report[0].filename),
+    "--strip-components=1",
+    "-C",
+    join(project, "node_modules", "tollgate"),
+  ]);
   assert.equal(untar.code, 0, describeRun(untar));
   const manifest = JSON.parse(await readFile(join(project, "node_modules", "tollgate", "package.json"), "utf8")) as {
     dependencies: Record<string, string>;
@@ -78,8 +88,16 @@ test("npm pack builds dist/ (JavaScript and .d.ts) and ships it; installed, the 
   for (const file of built) {
     const source = await readFile(join(dist, file), "utf8");
     for (const [, specifier] of source.matchAll(/\bfrom "([^".][^"]*)"/g)) {
-      const name = specifier!.startsWith("node:") ? "node:" : specifier!.split("/").slice(0, specifier!.startsWith("@") ? 2 : 1).join("/");
-      assert.ok(name === "node:" || name in manifest.dependencies, `dist/${file} imports ${specifier}, not a dependency`);
+      const name = specifier!.startsWith("node:")
+        ? "node:"
+        : specifier!
+            .split("/")
+            .slice(0, specifier!.startsWith("@") ? 2 : 1)
+            .join("/");
+      assert.ok(
+        name === "node:" || name in manifest.dependencies,
+        `dist/${file} imports ${specifier}, not a dependency`,
+      );
     }
   }
 });
@@ -87,10 +105,23 @@ test("npm pack builds dist/ (JavaScript and .d.ts) and ships it; installed, the 
 test("a TypeScript project type-checks against the installed package's .d.ts", async () => {
   // The project's own @types/node, as any TypeScript project for Node has.
   await mkdir(join(project, "node_modules", "@types"), { recursive: true });
-  await symlink(join(ROOT, "node_modules", "@types", "node"), join(project, "node_modules", "@types", "node")).catch(() => {});
+  await symlink(join(ROOT, "node_modules", "@types", "node"), join(project, "node_modules", "@types", "node")).catch(
+    () => {},
+  );
   await writeFile(
     join(project, "tsconfig.json"),
-    JSON.stringify({ compilerOptions: { module: "NodeNext", moduleResolution: "NodeNext", target: "ES2022", strict: true, noEmit: true, skipLibCheck: true, types: ["node"] }, files: ["check.ts"] }),
+    JSON.stringify({
+      compilerOptions: {
+        module: "NodeNext",
+        moduleResolution: "NodeNext",
+        target: "ES2022",
+        strict: true,
+        noEmit: true,
+        skipLibCheck: true,
+        types: ["node"],
+      },
+      files: ["check.ts"],
+    }),
   );
   await writeFile(join(project, "package.json"), JSON.stringify({ name: "project", private: true, type: "module" }));
   await writeFile(
@@ -105,7 +136,11 @@ void client.submit({ userId: 123 });
 void answers; void started; void retry;
 `,
   );
-  const tsc = await runCommand(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", project], { timeoutMs: 60_000 });
+  const tsc = await runCommand(
+    process.execPath,
+    [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", project],
+    { timeoutMs: 60_000 },
+  );
   assert.equal(tsc.code, 0, `tsc in the consuming project: ${describeRun(tsc)}`);
 });
 
@@ -123,7 +158,10 @@ test("docs/api.md's TypeScript example runs as written, with node, against tollg
   const lines = run.stdout.trim().split("\n");
   const drained = lines.indexOf("drained");
   assert.ok(drained >= 0, `the watch ends with "drained":\n${run.stdout}`);
-  assert.ok(lines.slice(0, drained).every((line) => /^\d+ queued, \d+ running$/.test(line)), run.stdout);
+  assert.ok(
+    lines.slice(0, drained).every((line) => /^\d+ queued, \d+ running$/.test(line)),
+    run.stdout,
+  );
   assert.match(lines[drained + 1] ?? "", /^task [\w-]{22} is (QUEUED|RUNNING|SUCCEEDED)$/);
   assert.match(lines[drained + 2] ?? "", /^over the limit: .+; retry in [1-9]\d* ms$/);
   assert.equal(lines.length, drained + 3, run.stdout);

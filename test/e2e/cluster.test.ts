@@ -16,7 +16,7 @@ import { TestRedis } from "../support/redis.js";
 import { startServeProcess, type ServeProcess } from "../support/serve-process.js";
 import { checkStarts, readFixtureLog, waitUntilAllRan } from "../support/task-log.js";
 import { Disposition } from "../../gen/ts/tollgate/v1/task_service_pb.js";
-import { pollUntil } from "../support/expect.js";
+import { inARow, pollUntil } from "../support/expect.js";
 
 const FIXTURE_HANDLERS = fileURLToPath(new URL("../fixtures/handlers.ts", import.meta.url));
 const hasProbe = spawnSync("grpc-health-probe", ["-version"]).status === 0;
@@ -63,7 +63,9 @@ async function waitForWorkers(server: ServeProcess, count: number): Promise<void
 
 describe("tollgate serve as a cluster", () => {
   test("SIGKILL a worker under load: replaced within seconds, no acknowledged task lost", async () => {
-    const server = await startServeProcess(baseEnv("kill", { TOLLGATE_RATE_LIMITS: "100/1s", TOLLGATE_LEASE_MS: "1000" }));
+    const server = await startServeProcess(
+      baseEnv("kill", { TOLLGATE_RATE_LIMITS: "100/1s", TOLLGATE_LEASE_MS: "1000" }),
+    );
     try {
       await waitForWorkers(server, 2);
       const acknowledged: string[] = [];
@@ -86,7 +88,9 @@ describe("tollgate serve as a cluster", () => {
       const victim = servingWorkers(server).get(0)!.at(-1)!;
       process.kill(victim, "SIGKILL");
       const killedAt = Date.now();
-      await pollUntil("a replacement worker", () => (servingWorkers(server).get(0) ?? []).length >= 2, { timeoutMs: 20_000 });
+      await pollUntil("a replacement worker", () => (servingWorkers(server).get(0) ?? []).length >= 2, {
+        timeoutMs: 20_000,
+      });
       // The first replacement is forked at once; serving takes a fresh
       // process's load and start-up (about 1 s idle, 2.5 s seen on a loaded
       // 2-core CI machine). 6 s still fails a replacement that waits out a
@@ -112,13 +116,17 @@ describe("tollgate serve as a cluster", () => {
       const victim = servingWorkers(server).get(1)!.at(-1)!;
       process.kill(victim, "SIGUSR2");
       const stalledAt = Date.now();
-      await pollUntil("the watchdog to notice", () => server.output().includes("stopped heartbeating"), { timeoutMs: 20_000 });
+      await pollUntil("the watchdog to notice", () => server.output().includes("stopped heartbeating"), {
+        timeoutMs: 20_000,
+      });
       // The timeout (1.5 s) plus one watchdog check (375 ms), plus slack for a
       // loaded machine: well short of the 20 s start-up allowance, so it
       // still fails a watchdog that waits out the allowance, or never fires.
       const noticedInMs = Date.now() - stalledAt;
       assert.ok(noticedInMs <= 1_500 + 4_500, `noticed after ${noticedInMs} ms`);
-      await pollUntil("a replacement worker", () => (servingWorkers(server).get(1) ?? []).length >= 2, { timeoutMs: 20_000 });
+      await pollUntil("a replacement worker", () => (servingWorkers(server).get(1) ?? []).length >= 2, {
+        timeoutMs: 20_000,
+      });
       assert.equal(spawnSync("kill", ["-0", String(victim)]).status !== 0, true, "the stalled worker is gone");
     } finally {
       assert.equal(await stop(server), 0);
@@ -130,23 +138,34 @@ describe("tollgate serve as a cluster", () => {
     const outage = await TestRedis.start();
     const server = await startServeProcess(baseEnv("health", { TOLLGATE_REDIS_URL: outage.url }));
     const probe = () =>
-      spawnSync("grpc-health-probe", [`-addr=127.0.0.1:${server.port}`, "-connect-timeout=1s", "-rpc-timeout=1s"]).status;
+      spawnSync("grpc-health-probe", [`-addr=127.0.0.1:${server.port}`, "-connect-timeout=1s", "-rpc-timeout=1s"])
+        .status;
     try {
       await waitForWorkers(server, 2);
       assert.equal(probe(), 0);
       await outage.stop();
       const stoppedAt = Date.now();
       // Every worker must say so: probe until several in a row fail.
-      let failures = 0;
-      await pollUntil("the probe to fail", () => (probe() !== 0 ? ++failures >= 4 : ((failures = 0), false)), { timeoutMs: 20_000 });
+      await pollUntil(
+        "the probe to fail",
+        inARow(4, () => probe() !== 0),
+        {
+          timeoutMs: 20_000,
+        },
+      );
       // About 2 s when idle, including four probe runs of their own; 8 s on a
       // loaded machine still fails health that waits out Redis' reconnect
       // backoff or never turns NOT_SERVING.
       const failedInMs = Date.now() - stoppedAt;
       assert.ok(failedInMs <= 8_000, `the probe failed ${failedInMs} ms after Redis stopped`);
       await outage.start();
-      let passes = 0;
-      await pollUntil("the probe to pass again", () => (probe() === 0 ? ++passes >= 4 : ((passes = 0), false)), { timeoutMs: 20_000 });
+      await pollUntil(
+        "the probe to pass again",
+        inARow(4, () => probe() === 0),
+        {
+          timeoutMs: 20_000,
+        },
+      );
     } finally {
       assert.equal(await stop(server), 0);
       await outage.stop();
@@ -164,8 +183,11 @@ describe("tollgate serve as a cluster", () => {
     await waitForWorkers(first, 2);
     const client = clientFor(first.port);
     const payload = new TextEncoder().encode("300");
-    for (let i = 0; i < 16; i++) acknowledged.push((await client.submit({ userId: "term", kind: "slow", payload })).taskId);
-    await pollUntil("the drain to begin", async () => (await readFixtureLog(env.TOLLGATE_FIXTURE_LOG!)).length >= 4, { timeoutMs: 15_000 });
+    for (let i = 0; i < 16; i++)
+      acknowledged.push((await client.submit({ userId: "term", kind: "slow", payload })).taskId);
+    await pollUntil("the drain to begin", async () => (await readFixtureLog(env.TOLLGATE_FIXTURE_LOG!)).length >= 4, {
+      timeoutMs: 15_000,
+    });
     const termAt = Date.now();
     assert.equal(await stop(first), 0, first.output());
     // Workers end their 300 ms tasks and exit by themselves within the 2 s
@@ -193,7 +215,9 @@ describe("tollgate serve as a cluster", () => {
       const answers = [];
       for (let i = 0; i < 6; i++) answers.push(await clientFor(server.port).submit({ userId: `m${i % 3}` }));
       const started = answers.filter((a) => a.disposition === Disposition.STARTED).length;
-      await pollUntil("metrics", async () => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).ok, { timeoutMs: 15_000 });
+      await pollUntil("metrics", async () => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).ok, {
+        timeoutMs: 15_000,
+      });
       const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
       const samples = new Map<string, number>();
       for (const line of text.split("\n")) {
@@ -219,7 +243,9 @@ describe("tollgate serve as a cluster", () => {
     try {
       const clients = [clientFor(a.port), clientFor(b.port)];
       const submittedAt = Date.now();
-      const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => clients[i % 2]!.submit({ userId: "shared" })));
+      const answers = await Promise.all(
+        Array.from({ length: 6 }, (_, i) => clients[i % 2]!.submit({ userId: "shared" })),
+      );
       assert.equal(answers.filter((x) => x.disposition === Disposition.STARTED).length, 1);
       await pollUntil(
         "all six to run",
@@ -232,7 +258,11 @@ describe("tollgate serve as a cluster", () => {
       const starts = await Promise.all(
         answers.map(async (x) => timestampMs((await clients[1]!.getTask({ taskId: x.taskId })).task!.startedAt!)),
       );
-      assert.equal(checkStarts(parseRatePolicy(policy), starts, submittedAt, 2).violations, 0, `starts ${starts.join(",")}`);
+      assert.equal(
+        checkStarts(parseRatePolicy(policy), starts, submittedAt, 2).violations,
+        0,
+        `starts ${starts.join(",")}`,
+      );
     } finally {
       assert.equal(await stop(a), 0);
       assert.equal(await stop(b), 0);

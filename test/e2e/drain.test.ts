@@ -24,12 +24,17 @@ describe("drain", () => {
   test("8 tasks at once start when 1/1s,5/5s allows, each on time, no window overrun", async () => {
     const policyText = "1/1s,5/5s";
     const taskLog = join(ctx.dir, "eight.log");
-    const tollgate = await startTestServer(ctx.redis.url, { TOLLGATE_RATE_LIMITS: policyText, TOLLGATE_TASK_LOG: taskLog });
+    const tollgate = await startTestServer(ctx.redis.url, {
+      TOLLGATE_RATE_LIMITS: policyText,
+      TOLLGATE_TASK_LOG: taskLog,
+    });
     try {
       const submittedAt = Date.now();
       const answers = await Promise.all(Array.from({ length: 8 }, () => tollgate.client.submit({ userId: "eight" })));
       assert.equal(answers.filter((a) => a.disposition === Disposition.STARTED).length, 1);
-      await pollUntil("8 starts in the task log", async () => (await readTaskLog(taskLog, "eight")).length >= 8, { timeoutMs: 20_000 });
+      await pollUntil("8 starts in the task log", async () => (await readTaskLog(taskLog, "eight")).length >= 8, {
+        timeoutMs: 20_000,
+      });
       await new Promise((resolve) => setTimeout(resolve, 50)); // the last one's record
       const policy = parseRatePolicy(policyText);
       // Redis' own record of each start: the clock the windows run on.
@@ -72,7 +77,9 @@ describe("drain", () => {
       for (let i = 0; i < 200; i++) await tollgate.client.submit({ userId: "hog", kind: "slow", payload });
       const b = await tollgate.client.submit({ userId: "bee", kind: "slow", payload });
       assert.equal(b.disposition, Disposition.QUEUED, "the only slot is busy, so B queues");
-      await pollUntil("B's start", async () => (await readFixtureLog(log)).some((s) => s.userId === "bee"), { timeoutMs: 15_000 });
+      await pollUntil("B's start", async () => (await readFixtureLog(log)).some((s) => s.userId === "bee"), {
+        timeoutMs: 15_000,
+      });
       const submittedAt = timestampMs((await tollgate.client.getTask({ taskId: b.taskId })).task!.submittedAt!);
       const starts = await readFixtureLog(log);
       const bStart = starts.find((s) => s.userId === "bee")!;
@@ -96,12 +103,16 @@ describe("drain", () => {
       const flaky = await tollgate.client.submit({ userId: "retry", kind: "flaky" });
       const broken = await tollgate.client.submit({ userId: "retry", kind: "broken" });
       const finalState = async (taskId: string) => (await tollgate.client.getTask({ taskId })).task!;
-      await pollUntil("flaky to succeed", async () => (await finalState(flaky.taskId)).state === TaskState.SUCCEEDED, { timeoutMs: 15_000 });
+      await pollUntil("flaky to succeed", async () => (await finalState(flaky.taskId)).state === TaskState.SUCCEEDED, {
+        timeoutMs: 15_000,
+      });
       const done = await finalState(flaky.taskId);
       assert.equal(done.attempts, 3);
       assert.equal(done.attemptsLeft, 0);
       assert.ok(done.finishedAt && done.startedAt);
-      await pollUntil("broken to die", async () => (await finalState(broken.taskId)).state === TaskState.DEAD, { timeoutMs: 15_000 });
+      await pollUntil("broken to die", async () => (await finalState(broken.taskId)).state === TaskState.DEAD, {
+        timeoutMs: 15_000,
+      });
       const dead = await finalState(broken.taskId);
       assert.equal(dead.attempts, 3);
       assert.equal(dead.lastError, "broken handler");
@@ -162,10 +173,11 @@ describe("drain", () => {
     try {
       const users = Array.from({ length: 1_000 }, (_, i) => `idle-${i}`);
       for (let i = 0; i < users.length; i += 100) {
-        await Promise.all(users.slice(i, i + 100).flatMap((userId) => [
-          tollgate.client.submit({ userId }),
-          tollgate.client.submit({ userId }),
-        ]));
+        await Promise.all(
+          users
+            .slice(i, i + 100)
+            .flatMap((userId) => [tollgate.client.submit({ userId }), tollgate.client.submit({ userId })]),
+        );
       }
       // Let the immediate starts finish.
       await new Promise((resolve) => setTimeout(resolve, 500));

@@ -62,9 +62,13 @@ describe("tollgate serve with its embedded Redis", () => {
 
       process.kill(pid, "SIGKILL");
 
-      const restarted = await pollUntil("the restart to be logged", () => loggedRedis(server, "embedded redis-server restarted")[0], {
-        timeoutMs: 15_000,
-      });
+      const restarted = await pollUntil(
+        "the restart to be logged",
+        () => loggedRedis(server, "embedded redis-server restarted")[0],
+        {
+          timeoutMs: 15_000,
+        },
+      );
       assert.equal(restarted.port, started.port, "same port, so the workers' clients find it");
       assert.notEqual(restarted.redisPid, pid);
       await pollUntil("SERVING again", async () => (await checkStatus(health)) === "SERVING", { timeoutMs: 15_000 });

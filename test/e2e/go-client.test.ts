@@ -45,8 +45,18 @@ test("examples/go vets, builds and runs: submits, reads a task back, and watches
   const run = await go(["run", ".", "-addr", served.addr, "-user", "go-example", "-count", "3"], "examples/go");
   assert.equal(run.code, 0, `go run examples/go: ${describeRun(run)}`);
   const lines = run.stdout.trim().split("\n");
-  assert.equal(lines.filter((line) => / DISPOSITION_(STARTED|QUEUED), queue position \d+/.test(line)).length, 3, run.stdout);
-  assert.ok(lines.some((line) => /^task [\w-]{22}: TASK_STATE_\w+, \d attempt\(s\)$/.test(line)), run.stdout);
+  assert.equal(
+    lines.filter((line) => / DISPOSITION_(STARTED|QUEUED), queue position \d+/.test(line)).length,
+    3,
+    run.stdout,
+  );
+  assert.ok(
+    lines.some((line) => /^task [\w-]{22}: TASK_STATE_\w+, \d attempt\(s\)$/.test(line)),
+    run.stdout,
+  );
   assert.match(lines.at(-1)!, /^queue go-example: 0 queued, 0 running, \d+ completed, drained true$/, run.stdout);
-  assert.ok(lines.filter((line) => line.startsWith("queue go-example:")).length >= 2, `progress before drained:\n${run.stdout}`);
+  assert.ok(
+    lines.filter((line) => line.startsWith("queue go-example:")).length >= 2,
+    `progress before drained:\n${run.stdout}`,
+  );
 });

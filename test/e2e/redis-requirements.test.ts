@@ -29,7 +29,10 @@ describe("the version check, on INFO replies", () => {
     assert.equal(parseRedisVersion(info("7.0.15")), "7.0.15");
     assert.equal(parseRedisVersion("# Server\nredis_version:6.2.14\n"), "6.2.14");
     // Valkey also answers redis_version, with the Redis version it matches.
-    assert.equal(parseRedisVersion("# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:8.0.1\r\n"), "7.2.4");
+    assert.equal(
+      parseRedisVersion("# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:8.0.1\r\n"),
+      "7.2.4",
+    );
     assert.equal(parseRedisVersion("# Server\r\nprocess_id:1\r\n"), undefined);
   });
 
@@ -66,11 +69,14 @@ test("TOLLGATE_ALLOW_EVICTION / --allow-eviction: yes or no, no by default", () 
   assert.equal(parseConfig({}).allowEviction, false);
   assert.equal(parseConfig({ TOLLGATE_ALLOW_EVICTION: "yes" }).allowEviction, true);
   assert.equal(parseConfig({ TOLLGATE_ALLOW_EVICTION: "yes" }, ["--allow-eviction", "no"]).allowEviction, false);
-  assert.throws(() => parseConfig({ TOLLGATE_ALLOW_EVICTION: "maybe" }), (error: unknown) => {
-    assert.ok(error instanceof ConfigError);
-    assert.equal(error.message, 'TOLLGATE_ALLOW_EVICTION: expected yes or no, got "maybe"');
-    return true;
-  });
+  assert.throws(
+    () => parseConfig({ TOLLGATE_ALLOW_EVICTION: "maybe" }),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.equal(error.message, 'TOLLGATE_ALLOW_EVICTION: expected yes or no, got "maybe"');
+      return true;
+    },
+  );
 });
 
 const ctx = usePrivateRedis("requirements");
@@ -94,7 +100,9 @@ describe("tollgate serve on a Redis that may evict keys", () => {
     const admin = ctx.redis.client();
     try {
       await admin.config("SET", "maxmemory-policy", "allkeys-lru");
-      const refused = await runCommand(process.execPath, [BIN, "serve"], { env: { ...process.env, ...serveEnv(ctx.redis.url, "refused") } });
+      const refused = await runCommand(process.execPath, [BIN, "serve"], {
+        env: { ...process.env, ...serveEnv(ctx.redis.url, "refused") },
+      });
       assert.equal(refused.code, 2, describeRun(refused));
       assert.match(refused.stderr, /tollgate: Redis maxmemory-policy is "allkeys-lru"/, describeRun(refused));
       assert.match(refused.stderr, /redis-cli CONFIG SET maxmemory-policy noeviction/);
@@ -124,12 +132,19 @@ describe("tollgate serve on a Redis that may evict keys", () => {
     const port = await freePort();
     const dir = await mkdtemp(join(tmpdir(), "tollgate-renamed-config-"));
     const redis = await spawnRedisServer([
-      "--port", String(port),
-      "--bind", "127.0.0.1",
-      "--dir", dir,
-      "--save", "",
-      "--logfile", "",
-      "--rename-command", "CONFIG", "",
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--dir",
+      dir,
+      "--save",
+      "",
+      "--logfile",
+      "",
+      "--rename-command",
+      "CONFIG",
+      "",
     ]);
     try {
       const server = await startServeProcess(serveEnv(`redis://127.0.0.1:${port}`, "renamed"));

@@ -60,7 +60,10 @@ describe("API key file", () => {
       [`${ALICE_KEY} user:a\n${ALICE_KEY} user:b`, /line 2: this key appears twice/],
     ];
     for (const [text, message] of cases) {
-      assert.throws(() => parseApiKeys(text), (error: unknown) => error instanceof ConfigError && message.test(error.message));
+      assert.throws(
+        () => parseApiKeys(text),
+        (error: unknown) => error instanceof ConfigError && message.test(error.message),
+      );
     }
   });
 });
@@ -70,7 +73,8 @@ describe("with TOLLGATE_AUTH_KEYS", () => {
   let dir: string;
   let tollgate: TestServer;
   // The client library sends `authorization: Bearer <key>` when given a key.
-  const as = (key?: string): Client<typeof TaskService> => createTollgateClient({ baseUrl: tollgate.address, apiKey: key });
+  const as = (key?: string): Client<typeof TaskService> =>
+    createTollgateClient({ baseUrl: tollgate.address, apiKey: key });
   const code = async (call: Promise<unknown>): Promise<Code | "ok"> =>
     call.then(
       () => "ok" as const,
@@ -81,7 +85,10 @@ describe("with TOLLGATE_AUTH_KEYS", () => {
     redis = await TestRedis.start();
     dir = await mkdtemp(join(tmpdir(), "tollgate-auth-"));
     await writeFile(join(dir, "keys"), KEY_FILE);
-    tollgate = await startTestServer(redis.url, { TOLLGATE_AUTH_KEYS: join(dir, "keys"), TOLLGATE_RATE_LIMITS: "10/1s" });
+    tollgate = await startTestServer(redis.url, {
+      TOLLGATE_AUTH_KEYS: join(dir, "keys"),
+      TOLLGATE_RATE_LIMITS: "10/1s",
+    });
   });
   after(async () => {
     await tollgate?.close();
@@ -93,7 +100,14 @@ describe("with TOLLGATE_AUTH_KEYS", () => {
     for (const client of [as(), as("wrong-key-0123456789abcdef")]) {
       assert.equal(await code(client.submit({ userId: "alice" })), Code.Unauthenticated);
       assert.equal(await code(client.getTask({ taskId: "AAAAAAAAAAAAAAAAAAAAAA" })), Code.Unauthenticated);
-      assert.equal(await code((async () => { for await (const _ of client.watchQueue({ userId: "alice" })) break; })()), Code.Unauthenticated);
+      assert.equal(
+        await code(
+          (async () => {
+            for await (const _ of client.watchQueue({ userId: "alice" })) break;
+          })(),
+        ),
+        Code.Unauthenticated,
+      );
     }
     assert.equal((await tollgate.store.queuedTaskIds("alice")).length, 0);
   });
@@ -109,8 +123,22 @@ describe("with TOLLGATE_AUTH_KEYS", () => {
     const denied = await alice.submit({ userId: "bob" }).catch((error: unknown) => error as ConnectError);
     assert.ok(denied instanceof ConnectError && denied.code === Code.PermissionDenied);
     assert.match(denied.rawMessage, /acts for user "alice" only/);
-    assert.equal(await code((async () => { for await (const _ of alice.watchQueue({ userId: "bob" })) break; })()), Code.PermissionDenied);
-    assert.equal(await code((async () => { for await (const _ of alice.watchQueue({ userId: "" })) break; })()), Code.PermissionDenied);
+    assert.equal(
+      await code(
+        (async () => {
+          for await (const _ of alice.watchQueue({ userId: "bob" })) break;
+        })(),
+      ),
+      Code.PermissionDenied,
+    );
+    assert.equal(
+      await code(
+        (async () => {
+          for await (const _ of alice.watchQueue({ userId: "" })) break;
+        })(),
+      ),
+      Code.PermissionDenied,
+    );
     const bobs = await as(BOB_KEY).submit({ userId: "bob" });
     assert.equal(await code(alice.getTask({ taskId: bobs.taskId })), Code.PermissionDenied);
     assert.equal(await code(as(BOB_KEY).getTask({ taskId: bobs.taskId })), "ok");
@@ -133,12 +161,26 @@ describe("with TOLLGATE_AUTH_KEYS", () => {
     assert.equal((await health.check({ service: "" })).status, HealthCheckResponse_ServingStatus.SERVING);
     const buf = fileURLToPath(new URL("../../node_modules/.bin/buf", import.meta.url));
     // Not spawnSync: the server shares this process's event loop.
-    const listed = await run(buf, ["curl", "--protocol", "grpc", "--http2-prior-knowledge", "--list-methods", tollgate.address]);
+    const listed = await run(buf, [
+      "curl",
+      "--protocol",
+      "grpc",
+      "--http2-prior-knowledge",
+      "--list-methods",
+      tollgate.address,
+    ]);
     assert.match(listed.stdout, /tollgate\.v1\.TaskService\/Submit/);
     // And with a key, as the README shows.
     const submitted = await run(buf, [
-      "curl", "--protocol", "grpc", "--http2-prior-knowledge", "-H", `authorization: Bearer ${ALICE_KEY}`,
-      "-d", '{"user_id":"alice"}', `${tollgate.address}/tollgate.v1.TaskService/Submit`,
+      "curl",
+      "--protocol",
+      "grpc",
+      "--http2-prior-knowledge",
+      "-H",
+      `authorization: Bearer ${ALICE_KEY}`,
+      "-d",
+      '{"user_id":"alice"}',
+      `${tollgate.address}/tollgate.v1.TaskService/Submit`,
     ]);
     assert.match(submitted.stdout, /"taskId"/);
   });
@@ -148,7 +190,12 @@ describe("with TOLLGATE_AUTH_KEYS", () => {
       TaskService,
       createGrpcTransport({
         baseUrl: tollgate.address,
-        interceptors: [(next) => (request) => (request.header.set("x-padding", "p".repeat(10_000)), next(request))],
+        interceptors: [
+          (next) => (request) => {
+            request.header.set("x-padding", "p".repeat(10_000));
+            return next(request);
+          },
+        ],
       }),
     );
     assert.equal(await code(client.submit({ userId: "alice" })), Code.InvalidArgument);

@@ -11,7 +11,7 @@ const run = promisify(execFile);
 // node_modules/.bin/buf is what `npx buf` runs, without npx's start-up cost.
 const BUF = resolve("node_modules/.bin/buf");
 
-  // A long first window, so the second Submit is QUEUED however slow buf curl starts.
+// A long first window, so the second Submit is QUEUED however slow buf curl starts.
 const ctx = useTestServer("buf-curl", { TOLLGATE_RATE_LIMITS: "1/1m,20/1h" });
 
 /** `buf curl` over plaintext HTTP/2 gRPC against the test server; rejects on a non-zero exit. */
@@ -40,7 +40,7 @@ test("--list-methods lists every TaskService and Health method through reflectio
   }
 });
 
-test("Submit with -d '{\"user_id\":\"123\"}' answers JSON with a task id and disposition", async () => {
+test('Submit with -d \'{"user_id":"123"}\' answers JSON with a task id and disposition', async () => {
   const response = JSON.parse(
     await bufCurl("-d", '{"user_id":"123"}', `${ctx.tollgate.address}/tollgate.v1.TaskService/Submit`),
   ) as Record<string, unknown>;
@@ -56,17 +56,27 @@ test("Submit with -d '{\"user_id\":\"123\"}' answers JSON with a task id and dis
   assert.equal(again.queuePosition, 1);
 
   const task = JSON.parse(
-    await bufCurl("-d", JSON.stringify({ task_id: response.taskId }), `${ctx.tollgate.address}/tollgate.v1.TaskService/GetTask`),
+    await bufCurl(
+      "-d",
+      JSON.stringify({ task_id: response.taskId }),
+      `${ctx.tollgate.address}/tollgate.v1.TaskService/GetTask`,
+    ),
   ) as { task?: Record<string, unknown> };
   assert.equal(task.task?.taskId, response.taskId);
   assert.equal(task.task?.userId, "123");
 });
 
 test("grpc.health.v1.Health/Check answers SERVING, for the server and for TaskService", async () => {
-  assert.deepEqual(JSON.parse(await bufCurl(`${ctx.tollgate.address}/grpc.health.v1.Health/Check`)), { status: "SERVING" });
+  assert.deepEqual(JSON.parse(await bufCurl(`${ctx.tollgate.address}/grpc.health.v1.Health/Check`)), {
+    status: "SERVING",
+  });
   assert.deepEqual(
     JSON.parse(
-      await bufCurl("-d", '{"service":"tollgate.v1.TaskService"}', `${ctx.tollgate.address}/grpc.health.v1.Health/Check`),
+      await bufCurl(
+        "-d",
+        '{"service":"tollgate.v1.TaskService"}',
+        `${ctx.tollgate.address}/grpc.health.v1.Health/Check`,
+      ),
     ),
     { status: "SERVING" },
   );

@@ -31,7 +31,10 @@ async function assertSameTree(generated: string, committed: string, ignore?: Rea
   assert.ok(want.length > 0, `the generator wrote nothing under ${generated}`);
   assert.deepEqual(have, want, `files under ${committed} (left) and what the protos generate (right)`);
   for (const file of want) {
-    const [a, b] = await Promise.all([readFile(join(generated, file), "utf8"), readFile(join(committed, file), "utf8")]);
+    const [a, b] = await Promise.all([
+      readFile(join(generated, file), "utf8"),
+      readFile(join(committed, file), "utf8"),
+    ]);
     assert.ok(a === b, `${join(committed, file)} differs from what the protos generate: run npm run generate`);
   }
 }

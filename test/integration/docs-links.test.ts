@@ -10,7 +10,12 @@ import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const DOCS = join(ROOT, "docs");
-const PAGES = [join(ROOT, "README.md"), ...readdirSync(DOCS).filter((name) => name.endsWith(".md")).map((name) => join(DOCS, name))];
+const PAGES = [
+  join(ROOT, "README.md"),
+  ...readdirSync(DOCS)
+    .filter((name) => name.endsWith(".md"))
+    .map((name) => join(DOCS, name)),
+];
 
 /** Markdown outside fenced code blocks (a `# comment` in a sh block is not a heading). */
 function prose(markdown: string): string[] {
@@ -51,7 +56,9 @@ function anchors(file: string): Set<string> {
 
 /** Every inline link target in a page's prose, inline code left out. */
 function links(file: string): string[] {
-  const text = prose(readFileSync(file, "utf8")).join("\n").replace(/`[^`\n]*`/g, "``");
+  const text = prose(readFileSync(file, "utf8"))
+    .join("\n")
+    .replace(/`[^`\n]*`/g, "``");
   return [...text.matchAll(/\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g)].map((match) => match[1]!);
 }
 

@@ -17,7 +17,10 @@ const ctx = usePrivateRedis("faults");
 test("Redis restarted under load: UNAVAILABLE while down, nothing acknowledged lost, service resumes by itself", async () => {
   const log = join(ctx.dir, "restart.log");
   process.env.TOLLGATE_FIXTURE_LOG = log;
-  const tollgate = await startTestServer(ctx.redis.url, { TOLLGATE_RATE_LIMITS: "5/1s", TOLLGATE_HANDLER: FIXTURE_HANDLERS });
+  const tollgate = await startTestServer(ctx.redis.url, {
+    TOLLGATE_RATE_LIMITS: "5/1s",
+    TOLLGATE_HANDLER: FIXTURE_HANDLERS,
+  });
   try {
     const acknowledged: string[] = [];
     const refusals = new Map<Code, number>();
@@ -36,13 +39,21 @@ test("Redis restarted under load: UNAVAILABLE while down, nothing acknowledged l
     await pollUntil("load before the restart", () => acknowledged.length >= 50, { timeoutMs: 15_000 });
     await ctx.redis.stop();
     const ackedWhenStopped = acknowledged.length;
-    await pollUntil("UNAVAILABLE while Redis is down", () => (refusals.get(Code.Unavailable) ?? 0) >= 5, { timeoutMs: 10_000 });
+    await pollUntil("UNAVAILABLE while Redis is down", () => (refusals.get(Code.Unavailable) ?? 0) >= 5, {
+      timeoutMs: 10_000,
+    });
     assert.ok(acknowledged.length <= ackedWhenStopped + 1, "nothing is acknowledged while Redis is down");
     await ctx.redis.start();
-    await pollUntil("Submits to succeed again", () => acknowledged.length >= ackedWhenStopped + 50, { timeoutMs: 20_000 });
+    await pollUntil("Submits to succeed again", () => acknowledged.length >= ackedWhenStopped + 50, {
+      timeoutMs: 20_000,
+    });
     running = false;
     await load;
-    assert.deepEqual([...refusals.keys()].filter((code) => code !== Code.Unavailable), [], "only UNAVAILABLE while down");
+    assert.deepEqual(
+      [...refusals.keys()].filter((code) => code !== Code.Unavailable),
+      [],
+      "only UNAVAILABLE while down",
+    );
     await waitUntilAllRan(log, acknowledged, 30_000);
   } finally {
     await tollgate.close();

@@ -122,9 +122,13 @@ test("10,000 malformed frames and messages to every method: refused, never a cra
   // of an unknown service, a WatchQueue of a random user).
   // "open-watch": a WatchQueue that decoded with follow set, still streaming.
   const allowed = new Set(["3", "13", "8", "0", "5", "open-watch"]);
-  for (const [status, count] of statuses) assert.ok(allowed.has(status), `${count} calls answered ${status}: ${described}`);
+  for (const [status, count] of statuses)
+    assert.ok(allowed.has(status), `${count} calls answered ${status}: ${described}`);
   const oversizedKinds = (2 / 6) * 10_000;
-  assert.ok((statuses.get("8") ?? 0) <= oversizedKinds + 100, `RESOURCE_EXHAUSTED beyond oversized lengths: ${described}`);
+  assert.ok(
+    (statuses.get("8") ?? 0) <= oversizedKinds + 100,
+    `RESOURCE_EXHAUSTED beyond oversized lengths: ${described}`,
+  );
   assert.ok((statuses.get("3") ?? 0) > 4_000, `INVALID_ARGUMENT is the common answer: ${described}`);
 
   // Still serving, and what the garbage allocated is collectable.

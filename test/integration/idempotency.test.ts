@@ -7,7 +7,7 @@ import { useTestServer } from "../support/fixture.js";
 import { keys, snapshot } from "../support/store.js";
 import { Disposition, OverLimit } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
-  // Long windows: nothing resets or drains while the file runs.
+// Long windows: nothing resets or drains while the file runs.
 const ctx = useTestServer("idempotency", { TOLLGATE_RATE_LIMITS: "1/1h" });
 
 test("a repeated key for a started task: DUPLICATE with the first id, nothing new stored, no window unit used", async () => {
@@ -34,7 +34,11 @@ test("a repeated key for a queued task: DUPLICATE with the first id, the queue d
   assert.equal(again.disposition, Disposition.DUPLICATE);
   assert.equal(again.taskId, first.taskId);
   assert.deepEqual(await snapshot(redis, "alice", config.ratePolicy), before, "nothing new in Redis");
-  assert.deepEqual(before.queue.filter((id) => id === first.taskId), [first.taskId], "queued once");
+  assert.deepEqual(
+    before.queue.filter((id) => id === first.taskId),
+    [first.taskId],
+    "queued once",
+  );
 });
 
 test("a repeat with over_limit=REJECT while over the limit is still a DUPLICATE, not an error", async () => {

@@ -47,7 +47,11 @@ test("docs/api.md's handler example is examples/handlers.mjs, and it works as th
   try {
     const hello = await tollgate.client.submit({ userId: "123", payload: new TextEncoder().encode("hello") });
     assert.equal(hello.disposition, Disposition.STARTED);
-    await pollUntil("the default handler's line", async () => (await readFile(output, "utf8").catch(() => "")).includes(`123 ${hello.taskId} hello`), { timeoutMs: 5_000 });
+    await pollUntil(
+      "the default handler's line",
+      async () => (await readFile(output, "utf8").catch(() => "")).includes(`123 ${hello.taskId} hello`),
+      { timeoutMs: 5_000 },
+    );
 
     const failing = await tollgate.client.submit({ userId: "123", kind: "fail" });
     await pollUntil(
@@ -57,13 +61,20 @@ test("docs/api.md's handler example is examples/handlers.mjs, and it works as th
     );
     assert.equal((await tollgate.client.getTask({ taskId: failing.taskId })).task!.attempts, 2);
 
-    const paused = await tollgate.client.submit({ userId: "123", kind: "pause", payload: new TextEncoder().encode("10") });
+    const paused = await tollgate.client.submit({
+      userId: "123",
+      kind: "pause",
+      payload: new TextEncoder().encode("10"),
+    });
     await pollUntil(
       "kind pause to finish",
       async () => (await tollgate.client.getTask({ taskId: paused.taskId })).task?.state === TaskState.SUCCEEDED,
       { timeoutMs: 5_000 },
     );
-    await assert.rejects(tollgate.client.submit({ userId: "123", kind: "nope" }), /kind: no handler named "nope"; known: fail, pause/);
+    await assert.rejects(
+      tollgate.client.submit({ userId: "123", kind: "nope" }),
+      /kind: no handler named "nope"; known: fail, pause/,
+    );
   } finally {
     await tollgate.close();
     delete process.env.EXAMPLE_OUTPUT;

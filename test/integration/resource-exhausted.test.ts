@@ -32,14 +32,22 @@ for (const policy of ["1/1m,10/1h", "10/1h,1/1m"]) {
       assert.deepEqual(Object.values(before.windows), [1, 1], "the first start used one unit of each window");
 
       const error = await expectCode(
-        client.submit({ userId, overLimit: OverLimit.REJECT, idempotencyKey: "reject-1", payload: new Uint8Array([1, 2]) }),
+        client.submit({
+          userId,
+          overLimit: OverLimit.REJECT,
+          idempotencyKey: "reject-1",
+          payload: new Uint8Array([1, 2]),
+        }),
         Code.ResourceExhausted,
         "REJECT over the limit",
       );
       assert.ok(error.rawMessage.length > 0, "the status has a message a person can act on");
       const { retryInfoMs } = retryHint(error);
       // The 1-minute window opened a moment ago: the next start is due when it resets.
-      assert.ok(retryInfoMs > MINUTE - 10_000 && retryInfoMs <= MINUTE, `retry delay ${retryInfoMs} ms is about a minute`);
+      assert.ok(
+        retryInfoMs > MINUTE - 10_000 && retryInfoMs <= MINUTE,
+        `retry delay ${retryInfoMs} ms is about a minute`,
+      );
 
       const afterwards = await snapshot(redis, userId, config.ratePolicy);
       assert.deepEqual(afterwards, before, "a refused Submit changes nothing in Redis");
@@ -54,7 +62,11 @@ for (const policy of ["1/1m,10/1h", "10/1h,1/1m"]) {
       const counts = async () => Promise.all(config.ratePolicy.map((w) => windowCount(redis, userId, w.durationMs)));
       const before = await counts();
       for (let i = 0; i < 5; i++) {
-        await expectCode(client.submit({ userId, overLimit: OverLimit.REJECT }), Code.ResourceExhausted, `REJECT #${i + 1}`);
+        await expectCode(
+          client.submit({ userId, overLimit: OverLimit.REJECT }),
+          Code.ResourceExhausted,
+          `REJECT #${i + 1}`,
+        );
       }
       assert.deepEqual(await counts(), before, "window counts before and after five refused REJECTs");
       const queued = await client.submit({ userId, overLimit: OverLimit.QUEUE });
@@ -84,7 +96,12 @@ describe("backlog at its cap (TOLLGATE_MAX_BACKLOG=3)", () => {
     for (let i = 0; i < 4; i++) dispositions.push(await client.submit({ userId }));
     assert.deepEqual(
       dispositions.map((r) => [Disposition[r.disposition], r.queuePosition]),
-      [["STARTED", 0], ["QUEUED", 1], ["QUEUED", 2], ["QUEUED", 3]],
+      [
+        ["STARTED", 0],
+        ["QUEUED", 1],
+        ["QUEUED", 2],
+        ["QUEUED", 3],
+      ],
     );
     const before = await snapshot(redis, userId, config.ratePolicy);
     assert.equal(before.queue.length, 3);
@@ -99,7 +116,11 @@ describe("backlog at its cap (TOLLGATE_MAX_BACKLOG=3)", () => {
     // A place frees when the head starts, when the hourly window resets.
     assert.ok(retryInfoMs > HOUR - 60_000 && retryInfoMs <= HOUR, `retry delay ${retryInfoMs} ms is about an hour`);
 
-    await expectCode(client.submit({ userId, overLimit: OverLimit.REJECT }), Code.ResourceExhausted, "REJECT with the backlog full");
+    await expectCode(
+      client.submit({ userId, overLimit: OverLimit.REJECT }),
+      Code.ResourceExhausted,
+      "REJECT with the backlog full",
+    );
     const afterwards = await snapshot(redis, userId, config.ratePolicy);
     assert.deepEqual(afterwards, before, "a refused Submit changes nothing in Redis");
     assert.equal(await redis.exists(keys.idempotency(userId, "over-cap")), 0, "the idempotency key is not taken");

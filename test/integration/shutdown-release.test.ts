@@ -45,11 +45,17 @@ describe("shutdown releases leases", () => {
     const redis = ctx.redis.client();
     const first = await startTestServer(ctx.redis.url, { ...settings, TOLLGATE_CONCURRENCY: "1" });
     try {
-      const slow = await first.client.submit({ userId: "grace", kind: "slow", payload: new TextEncoder().encode("2000") });
+      const slow = await first.client.submit({
+        userId: "grace",
+        kind: "slow",
+        payload: new TextEncoder().encode("2000"),
+      });
       assert.equal(slow.disposition, Disposition.STARTED);
       const behind = await first.client.submit({ userId: "grace" });
       assert.equal(behind.disposition, Disposition.QUEUED);
-      await pollUntil("the slow task's start", async () => (await readFixtureLog(log)).some((s) => s.taskId === slow.taskId));
+      await pollUntil("the slow task's start", async () =>
+        (await readFixtureLog(log)).some((s) => s.taskId === slow.taskId),
+      );
 
       await first.server.close(300);
       await assertReleased(redis, "grace", slow.taskId, await redis.lrange(keys.queue("grace"), 0, -1));

@@ -34,7 +34,10 @@ interface Answer {
 }
 
 /** A Submit call whose request stream is written by `send`, answered in full. */
-function rawCall(session: ClientHttp2Session, send: (write: (chunk: Buffer) => void, end: () => void) => void): Promise<Answer> {
+function rawCall(
+  session: ClientHttp2Session,
+  send: (write: (chunk: Buffer) => void, end: () => void) => void,
+): Promise<Answer> {
   return new Promise((resolve) => {
     const stream = session.request({
       [constants.HTTP2_HEADER_METHOD]: "POST",
@@ -107,7 +110,11 @@ test("a Submit carrying two messages ends in an error and stores nothing, whethe
       assert.equal(answer.status, "3", `${shape}: INVALID_ARGUMENT\n${described}`);
       assert.deepEqual(stored, [], `${shape}: an errored call stored nothing\n${described}`);
     }
-    assert.deepEqual(starts.filter((start) => start.userId.startsWith("two-")), [], `tasks of errored calls ran\n${described}`);
+    assert.deepEqual(
+      starts.filter((start) => start.userId.startsWith("two-")),
+      [],
+      `tasks of errored calls ran\n${described}`,
+    );
   } finally {
     session.close();
     delete process.env.TOLLGATE_FIXTURE_LOG;

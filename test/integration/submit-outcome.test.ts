@@ -82,7 +82,10 @@ test("Submits held up by a Redis stall past the command timeout: OK ones run, fa
     const answered = results.filter((r) => r.response !== undefined);
     const refused = results.filter((r) => r.error !== undefined);
     const described = results
-      .map((r) => `${r.userId}: ${r.response ? Disposition[r.response.disposition] : `${Code[r.error!.code]} ${r.error!.rawMessage}`}`)
+      .map(
+        (r) =>
+          `${r.userId}: ${r.response ? Disposition[r.response.disposition] : `${Code[r.error!.code]} ${r.error!.rawMessage}`}`,
+      )
       .join("\n");
 
     // Every acknowledged task runs now, in this process, not after a lease.
@@ -99,12 +102,23 @@ test("Submits held up by a Redis stall past the command timeout: OK ones run, fa
     await new Promise((resolve) => setTimeout(resolve, LEASE_MS + 1_500));
     const ran = new Set((await readFixtureLog(log)).map((start) => start.userId));
     const refusedButRan = refused.filter((r) => ran.has(r.userId)).map((r) => r.userId);
-    assert.deepEqual(refusedButRan, [], `${refusedButRan.length} of ${refused.length} refused Submits' tasks ran\n${described}`);
+    assert.deepEqual(
+      refusedButRan,
+      [],
+      `${refusedButRan.length} of ${refused.length} refused Submits' tasks ran\n${described}`,
+    );
     for (const { userId, error } of refused) {
       assert.equal(Code[error!.code], "Unavailable", `${userId}: ${error!.rawMessage}`);
-      assert.deepEqual((await snapshot(redis, userId, config.ratePolicy)).userKeys, [], `${userId}: nothing stored\n${described}`);
+      assert.deepEqual(
+        (await snapshot(redis, userId, config.ratePolicy)).userKeys,
+        [],
+        `${userId}: nothing stored\n${described}`,
+      );
     }
-    assert.ok(answered.length > 0, `the stall left every Submit's outcome unknown; the test proves nothing\n${described}`);
+    assert.ok(
+      answered.length > 0,
+      `the stall left every Submit's outcome unknown; the test proves nothing\n${described}`,
+    );
     // Fresh users, free slots and room in the windows: each started at once.
     for (const { userId, response } of answered) assert.equal(Disposition[response!.disposition], "STARTED", userId);
   } finally {
@@ -117,7 +131,9 @@ test("Submits held up by a Redis stall past the command timeout: OK ones run, fa
  * drainer leaves them alone) over a connection with a 200 ms command timeout,
  * so each outcome of a lost reply is quick to reach.
  */
-async function withQueue(work: (queue: RedisStore, stall: (ms: number) => Promise<void>) => Promise<void>): Promise<void> {
+async function withQueue(
+  work: (queue: RedisStore, stall: (ms: number) => Promise<void>) => Promise<void>,
+): Promise<void> {
   const redis = await connectRedis(ctx.redis.url, createLogger("silent"), { commandTimeoutMs: 200 });
   const keys = createKeys("lost");
   const queue = new RedisStore(redis, keys, new RateWindows(redis, parseRatePolicy("1/1h"), keys), {

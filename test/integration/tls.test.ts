@@ -33,7 +33,10 @@ describe("TLS", () => {
   let tollgate: TestServer;
   let addr: string;
   before(async () => {
-    tollgate = await startTestServer(redis.url, { TOLLGATE_TLS_CERT: certs.serverCert, TOLLGATE_TLS_KEY: certs.serverKey });
+    tollgate = await startTestServer(redis.url, {
+      TOLLGATE_TLS_CERT: certs.serverCert,
+      TOLLGATE_TLS_KEY: certs.serverKey,
+    });
     addr = `localhost:${tollgate.server.port}`;
   });
   after(async () => tollgate?.close());
@@ -48,7 +51,17 @@ describe("TLS", () => {
   });
 
   test("the CLI speaks TLS with --tls-ca", async () => {
-    const { stdout } = await run(process.execPath, [BIN, "submit", "--addr", addr, "--tls-ca", certs.ca, "--user", "tls", "--json"]);
+    const { stdout } = await run(process.execPath, [
+      BIN,
+      "submit",
+      "--addr",
+      addr,
+      "--tls-ca",
+      certs.ca,
+      "--user",
+      "tls",
+      "--json",
+    ]);
     assert.match(stdout, /"taskId"/);
     const health = await run(process.execPath, [BIN, "health", "--addr", addr, "--tls-ca", certs.ca]);
     assert.equal(health.stdout.trim(), "SERVING");
@@ -57,7 +70,13 @@ describe("TLS", () => {
   test("buf curl speaks TLS with --cacert, through reflection", async () => {
     const buf = fileURLToPath(new URL("../../node_modules/.bin/buf", import.meta.url));
     const { stdout } = await run(buf, [
-      "curl", "--protocol", "grpc", "--cacert", certs.ca, "-d", '{"user_id":"tls-buf"}',
+      "curl",
+      "--protocol",
+      "grpc",
+      "--cacert",
+      certs.ca,
+      "-d",
+      '{"user_id":"tls-buf"}',
       `https://${addr}/tollgate.v1.TaskService/Submit`,
     ]);
     assert.match(stdout, /"disposition": "DISPOSITION_(STARTED|QUEUED)"/);
@@ -92,8 +111,18 @@ describe("mutual TLS", () => {
     });
     assert.ok((await known.submit({ userId: "mtls" })).taskId);
     const cli = await run(process.execPath, [
-      BIN, "task", (await known.submit({ userId: "mtls" })).taskId, "--json",
-      "--addr", addr, "--tls-ca", certs.ca, "--tls-cert", certs.clientCert, "--tls-key", certs.clientKey,
+      BIN,
+      "task",
+      (await known.submit({ userId: "mtls" })).taskId,
+      "--json",
+      "--addr",
+      addr,
+      "--tls-ca",
+      certs.ca,
+      "--tls-cert",
+      certs.clientCert,
+      "--tls-key",
+      certs.clientKey,
     ]);
     assert.match(cli.stdout, /"userId":"mtls"/);
   });
@@ -101,10 +130,16 @@ describe("mutual TLS", () => {
   test("grpc-health-probe with a client certificate", async (t) => {
     if (!hasProbe) return t.skip("grpc-health-probe is not installed (.ci/run installs it)");
     const { stdout, stderr } = await run("grpc-health-probe", [
-      `-addr=${addr}`, "-tls", `-tls-ca-cert=${certs.ca}`, `-tls-client-cert=${certs.clientCert}`, `-tls-client-key=${certs.clientKey}`,
+      `-addr=${addr}`,
+      "-tls",
+      `-tls-ca-cert=${certs.ca}`,
+      `-tls-client-cert=${certs.clientCert}`,
+      `-tls-client-key=${certs.clientKey}`,
     ]);
     assert.match(stdout + stderr, /status: SERVING/);
-    const refused = await run("grpc-health-probe", [`-addr=${addr}`, "-tls", `-tls-ca-cert=${certs.ca}`]).catch((error: { code: number }) => error);
+    const refused = await run("grpc-health-probe", [`-addr=${addr}`, "-tls", `-tls-ca-cert=${certs.ca}`]).catch(
+      (error: { code: number }) => error,
+    );
     assert.notEqual((refused as { code?: number }).code ?? 0, 0);
   });
 });

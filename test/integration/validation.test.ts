@@ -18,10 +18,10 @@ import {
 const MAX_PAYLOAD = 16;
 
 const ctx = useTestServer("validation", {
-    TOLLGATE_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD),
-    // Long windows: nothing resets or drains while the file runs.
-    TOLLGATE_RATE_LIMITS: "100/1h",
-  });
+  TOLLGATE_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD),
+  // Long windows: nothing resets or drains while the file runs.
+  TOLLGATE_RATE_LIMITS: "100/1h",
+});
 
 type SubmitInit = MessageInitShape<typeof SubmitRequestSchema>;
 
@@ -48,7 +48,11 @@ describe("Submit with malformed input", () => {
       const before = await snapshot(ctx.tollgate.redis, userId, ctx.tollgate.config.ratePolicy);
       const error = await expectCode(ctx.tollgate.client.submit(request), Code.InvalidArgument, name);
       assert.match(error.rawMessage, new RegExp(`\\b${field}\\b`), `the message names ${field}: "${error.rawMessage}"`);
-      assert.deepEqual(await snapshot(ctx.tollgate.redis, userId, ctx.tollgate.config.ratePolicy), before, "nothing stored");
+      assert.deepEqual(
+        await snapshot(ctx.tollgate.redis, userId, ctx.tollgate.config.ratePolicy),
+        before,
+        "nothing stored",
+      );
     });
   }
 

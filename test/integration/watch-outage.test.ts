@@ -22,7 +22,8 @@ interface WatchEnd {
 async function watchToEnd(userId: string): Promise<WatchEnd> {
   const messages: WatchQueueResponse[] = [];
   try {
-    for await (const message of ctx.tollgate.client.watchQueue({ userId }, { timeoutMs: 15_000 })) messages.push(message);
+    for await (const message of ctx.tollgate.client.watchQueue({ userId }, { timeoutMs: 15_000 }))
+      messages.push(message);
     return { messages, code: "OK", message: "" };
   } catch (error) {
     const connectError = ConnectError.from(error);
@@ -40,7 +41,11 @@ test("Redis stops: WatchQueue ends UNAVAILABLE; Redis returns: the next WatchQue
   // the second must not be answered from that failure's leftovers either.
   for (const attempt of [1, 2]) {
     const end = await watchToEnd("returning");
-    assert.equal(end.code, "Unavailable", `watch #${attempt} with Redis stopped ended ${end.code} after ${end.messages.length} messages`);
+    assert.equal(
+      end.code,
+      "Unavailable",
+      `watch #${attempt} with Redis stopped ended ${end.code} after ${end.messages.length} messages`,
+    );
     assert.equal(end.messages.length, 0, "no snapshot without Redis");
     assert.match(end.message, /Redis/, "the status says what is unreachable");
   }

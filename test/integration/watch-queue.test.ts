@@ -73,7 +73,10 @@ describe("WatchQueue", () => {
       const messages: WatchQueueResponse[] = [];
       for await (const message of watcherSide.client.watchQueue({ userId: "far" })) messages.push(message);
       assert.ok(messages.at(-1)!.drained);
-      assert.ok(messages.some((m) => m.completed > 0n), "saw completions made by the other server");
+      assert.ok(
+        messages.some((m) => m.completed > 0n),
+        "saw completions made by the other server",
+      );
     } finally {
       await watcherSide.close();
       await runner.close();
@@ -89,7 +92,10 @@ describe("WatchQueue", () => {
       const resourcesBefore = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
       const controllers = Array.from({ length: 100 }, () => new AbortController());
       const firstMessages = controllers.map(async (controller, i) => {
-        const stream = tollgate.client.watchQueue({ userId: i % 2 ? "busy" : "", follow: true }, { signal: controller.signal });
+        const stream = tollgate.client.watchQueue(
+          { userId: i % 2 ? "busy" : "", follow: true },
+          { signal: controller.signal },
+        );
         const iterator = stream[Symbol.asyncIterator]();
         await iterator.next();
         return iterator;
@@ -99,7 +105,7 @@ describe("WatchQueue", () => {
       const [, subscribers] = (await plain.pubsub("NUMSUB", channel)) as [string, number];
       assert.equal(Number(subscribers), 1, "one subscription for the whole process");
       assert.equal(tollgate.server.hub.watchedQueues, 2);
-      controllers.forEach((c) => c.abort());
+      for (const controller of controllers) controller.abort();
       await Promise.all(iterators.map((it) => it.next().catch(() => undefined)));
       await pollUntil("every watch released", () => tollgate.server.hub.watchedQueues === 0, { timeoutMs: 10_000 });
       await pollUntil(

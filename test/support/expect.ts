@@ -47,7 +47,10 @@ export function retryHint(error: ConnectError): RetryHint {
   const retryInfoMs = decodeRetryInfo(retryInfo.value);
   assert.ok(retryInfoMs !== undefined, "RetryInfo has no retry_delay");
   const trailer = error.metadata.get("retry-after-ms");
-  assert.ok(trailer !== null, `expected a retry-after-ms trailer, got metadata ${[...error.metadata.keys()].join(", ")}`);
+  assert.ok(
+    trailer !== null,
+    `expected a retry-after-ms trailer, got metadata ${[...error.metadata.keys()].join(", ")}`,
+  );
   assert.match(trailer, /^\d+$/, "retry-after-ms is a whole number of milliseconds");
   const trailerMs = Number(trailer);
   assert.equal(trailerMs, retryInfoMs, "the retry-after-ms trailer and RetryInfo agree");
@@ -82,4 +85,16 @@ export async function pollUntil<T>(
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
+}
+
+/**
+ * A poll check that passes once `check` has passed `times` times in a row:
+ * on a cluster each probe lands on some worker, so one pass says little.
+ */
+export function inARow(times: number, check: () => boolean | Promise<boolean>): () => Promise<boolean> {
+  let passes = 0;
+  return async () => {
+    passes = (await check()) ? passes + 1 : 0;
+    return passes >= times;
+  };
 }

@@ -2,8 +2,6 @@ import type { Client } from "@connectrpc/connect";
 import { createHealthClient } from "../../src/client/client.js";
 import { type Health, HealthCheckResponse_ServingStatus } from "../../gen/ts/grpc/health/v1/health_pb.js";
 
-export { HealthCheckResponse_ServingStatus as ServingStatus };
-
 /** A grpc.health.v1 client for a server at `address` ("http://host:port"). */
 export function healthClient(address: string): Client<typeof Health> {
   return createHealthClient({ baseUrl: address });

@@ -37,12 +37,18 @@ export class TestRedis {
 
   async start(): Promise<void> {
     this.server = await spawnRedisServer([
-      "--port", String(this.port),
-      "--bind", "127.0.0.1",
-      "--dir", this.dir,
-      "--save", "",
-      "--appendonly", "yes",
-      "--logfile", "",
+      "--port",
+      String(this.port),
+      "--bind",
+      "127.0.0.1",
+      "--dir",
+      this.dir,
+      "--save",
+      "",
+      "--appendonly",
+      "yes",
+      "--logfile",
+      "",
     ]);
   }
 

@@ -46,7 +46,12 @@ export interface StartCheck {
  * before `readyAt`, when the task was submitted), and whether it came earlier
  * than that (a violation, beyond `toleranceMs` of clock granularity).
  */
-export function checkStarts(policy: RatePolicy, starts: readonly number[], readyAt: number, toleranceMs = 3): StartCheck {
+export function checkStarts(
+  policy: RatePolicy,
+  starts: readonly number[],
+  readyAt: number,
+  toleranceMs = 3,
+): StartCheck {
   const sorted = [...starts].sort((a, b) => a - b);
   const windows = policy.map(() => fixedWindow());
   const lateness: number[] = [];
@@ -56,7 +61,7 @@ export function checkStarts(policy: RatePolicy, starts: readonly number[], ready
     const allowed = Math.max(readyAt, ...policy.map((window, i) => roomFrom(windows[i]!, window.limit, readyAt)));
     if (start < allowed - toleranceMs) violations++;
     lateness.push(start - allowed);
-    policy.forEach((window, i) => useWindow(windows[i]!, window.durationMs, start));
+    for (const [i, window] of policy.entries()) useWindow(windows[i]!, window.durationMs, start);
   }
   return { lateness, violations };
 }

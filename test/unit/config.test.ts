@@ -14,7 +14,10 @@ function configError(run: () => unknown, ...mustMention: (string | RegExp)[]): C
   } catch (error) {
     thrown = error;
   }
-  assert.ok(thrown instanceof ConfigError, `expected a ConfigError, got ${thrown === undefined ? "no error" : String(thrown)}`);
+  assert.ok(
+    thrown instanceof ConfigError,
+    `expected a ConfigError, got ${thrown === undefined ? "no error" : String(thrown)}`,
+  );
   for (const text of mustMention) {
     if (typeof text === "string") assert.ok(thrown.message.includes(text), `"${thrown.message}" mentions ${text}`);
     else assert.match(thrown.message, text);
@@ -146,25 +149,48 @@ describe("parseConfig flags", () => {
 
   test("every documented flag is accepted", () => {
     const config = parseConfig({}, [
-      "--host", "::1",
-      "--port", "1",
-      "--workers", "2",
-      "--redis-url", "rediss://r:6379",
-      "--data-dir", "/d",
-      "--rate-limits", "2/1s",
-      "--max-backlog", "5",
-      "--concurrency", "4",
-      "--handler", "/h.mjs",
-      "--task-log", "/t.log",
-      "--metrics-port", "0",
-      "--max-attempts", "3",
-      "--task-timeout-ms", "500",
-      "--lease-ms", "1000",
-      "--retry-backoff-ms", "10",
-      "--shutdown-grace-ms", "100",
-      "--heartbeat-timeout-ms", "2000",
-      "--tls-cert", "/c", "--tls-key", "/k", "--tls-ca", "/ca",
-      "--log-level", "error",
+      "--host",
+      "::1",
+      "--port",
+      "1",
+      "--workers",
+      "2",
+      "--redis-url",
+      "rediss://r:6379",
+      "--data-dir",
+      "/d",
+      "--rate-limits",
+      "2/1s",
+      "--max-backlog",
+      "5",
+      "--concurrency",
+      "4",
+      "--handler",
+      "/h.mjs",
+      "--task-log",
+      "/t.log",
+      "--metrics-port",
+      "0",
+      "--max-attempts",
+      "3",
+      "--task-timeout-ms",
+      "500",
+      "--lease-ms",
+      "1000",
+      "--retry-backoff-ms",
+      "10",
+      "--shutdown-grace-ms",
+      "100",
+      "--heartbeat-timeout-ms",
+      "2000",
+      "--tls-cert",
+      "/c",
+      "--tls-key",
+      "/k",
+      "--tls-ca",
+      "/ca",
+      "--log-level",
+      "error",
     ]);
     assert.equal(config.host, "::1");
     assert.equal(config.workers, 2);

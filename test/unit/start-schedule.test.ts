@@ -29,15 +29,15 @@ describe("nthStartTime from empty windows", () => {
   test("1/1s,3/5s: the 5s window holds starts back after the third", () => {
     // 0, 1000, 2000 fill the 5s window (opened at 0, resets 5000);
     // 5000 opens the next one (resets 10000): 5000, 6000, 7000; then 10000...
-    assert.deepEqual(
-      schedule("1/1s,3/5s", [EMPTY, EMPTY], 0, 8),
-      [0, 1000, 2000, 5000, 6000, 7000, 10000, 11000],
-    );
+    assert.deepEqual(schedule("1/1s,3/5s", [EMPTY, EMPTY], 0, 8), [0, 1000, 2000, 5000, 6000, 7000, 10000, 11000]);
   });
 
   test("the default policy 1/1s,20/1m: 20 starts a second apart, the 21st when the minute resets", () => {
     const times = schedule("1/1s,20/1m", [EMPTY, EMPTY], 1_000_000, 22);
-    assert.deepEqual(times.slice(0, 20), Array.from({ length: 20 }, (_, i) => 1_000_000 + i * 1000));
+    assert.deepEqual(
+      times.slice(0, 20),
+      Array.from({ length: 20 }, (_, i) => 1_000_000 + i * 1000),
+    );
     assert.equal(times[20], 1_060_000, "the minute window opened at the first start");
     assert.equal(times[21], 1_061_000);
   });
@@ -56,7 +56,15 @@ describe("nthStartTime from partly used windows", () => {
     // opening a new 5s window (resets 17500). Then one a second: 13500,
     // 14500, 15500, 16500 fill it (count 5); start 7 at 17500.
     assert.deepEqual(
-      schedule("1/1s,5/5s", [{ count: 1, resetAt: now + 300 }, { count: 4, resetAt: now + 2_500 }], now, 7),
+      schedule(
+        "1/1s,5/5s",
+        [
+          { count: 1, resetAt: now + 300 },
+          { count: 4, resetAt: now + 2_500 },
+        ],
+        now,
+        7,
+      ),
       [10_300, 12_500, 13_500, 14_500, 15_500, 16_500, 17_500],
     );
   });
@@ -102,22 +110,25 @@ describe("nthStartTime with several windows", () => {
     // 31000, 32000, 33000, 34000 x2 fill it with ten starts. Starts 11 and 12
     // wait for it: 90000. The hour window (60 of 100 by then) never binds.
     const times = schedule("2/1s,10/1m,100/1h", counters, now, 12);
-    assert.deepEqual(times, [30_000, 30_000, 31_000, 31_000, 32_000, 32_000, 33_000, 33_000, 34_000, 34_000, 90_000, 90_000]);
+    assert.deepEqual(
+      times,
+      [30_000, 30_000, 31_000, 31_000, 32_000, 32_000, 33_000, 33_000, 34_000, 34_000, 90_000, 90_000],
+    );
   });
 });
 
 describe("nthStartTime with a window over its limit", () => {
   test("a count above the limit waits for the reset, then counts from zero", () => {
     // E.g. the policy was lowered from 10/1m to 2/1m while 7 starts were counted.
-    assert.deepEqual(schedule("2/1m", [{ count: 7, resetAt: 20_000 }], 0, 5), [20_000, 20_000, 80_000, 80_000, 140_000]);
+    assert.deepEqual(
+      schedule("2/1m", [{ count: 7, resetAt: 20_000 }], 0, 5),
+      [20_000, 20_000, 80_000, 80_000, 140_000],
+    );
   });
 
   test("one window over its limit holds back every window", () => {
     // 1s window closed; the 5s window is at 9 (limit 3) until 4000.
-    assert.deepEqual(
-      schedule("1/1s,3/5s", [EMPTY, { count: 9, resetAt: 4_000 }], 0, 4),
-      [4_000, 5_000, 6_000, 9_000],
-    );
+    assert.deepEqual(schedule("1/1s,3/5s", [EMPTY, { count: 9, resetAt: 4_000 }], 0, 4), [4_000, 5_000, 6_000, 9_000]);
   });
 });
 
