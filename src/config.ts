@@ -99,7 +99,7 @@ function pathSetting(env: string, defaultText: string, help: string): Setting<st
 const optional = (value: string | undefined): string | undefined =>
   value === undefined || value.trim() === "" ? undefined : value.trim();
 
-/** The settings, in the order README documents them. */
+/** The settings, in the order docs/configuration.md documents them. */
 export const SETTINGS = {
   host: setting("TOLLGATE_HOST", "0.0.0.0", "address to listen on", (v) => optional(v) ?? "0.0.0.0"),
   port: integerSetting("TOLLGATE_PORT", 50051, "gRPC port (0 picks a free one)", 0, 65535, "a port number"),
@@ -223,7 +223,7 @@ export const SETTINGS = {
     65535,
     "a port number",
   ),
-  authKeys: pathSetting("TOLLGATE_AUTH_KEYS", "unset: no auth", "API key file (see README, Auth)"),
+  authKeys: pathSetting("TOLLGATE_AUTH_KEYS", "unset: no auth", "API key file (see docs/operations.md, Auth and TLS)"),
   tlsCert: setting("TOLLGATE_TLS_CERT", "unset: plaintext", "TLS certificate (PEM)", (v) => optional(v)),
   tlsKey: setting("TOLLGATE_TLS_KEY", "unset", "TLS private key (PEM)", (v) => optional(v)),
   tlsCa: setting("TOLLGATE_TLS_CA", "unset", "CA for client certificates (mutual TLS)", (v) => optional(v)),
