@@ -7,6 +7,13 @@ export { redactUrl };
 /** How long a command may go unanswered before it fails (a hung or paused Redis). */
 const DEFAULT_COMMAND_TIMEOUT_MS = 2_000;
 const CONNECT_TIMEOUT_MS = 2_000;
+/**
+ * How long the first connect may take in all. A plain client fails on its
+ * own (refused, or its connect timeout), but Sentinel and Cluster clients
+ * keep retrying (no sentinel knows the master name, no seed node answers),
+ * and a start should stop with a message instead of hanging.
+ */
+const FIRST_CONNECT_DEADLINE_MS = 10_000;
 
 /**
  * The client the store talks through: one server (standalone, or the master
@@ -56,11 +63,25 @@ export async function connectRedis(
     if (lastError !== "") logger.info("redis connection restored");
     lastError = "";
   });
+  let deadline: NodeJS.Timeout | undefined;
   try {
-    await redis.connect();
+    await Promise.race([
+      redis.connect(),
+      new Promise<never>((_resolve, reject) => {
+        deadline = setTimeout(
+          () =>
+            reject(
+              new Error(`not connected after ${FIRST_CONNECT_DEADLINE_MS} ms (last error: ${lastError || "none"})`),
+            ),
+          FIRST_CONNECT_DEADLINE_MS,
+        );
+      }),
+    ]);
   } catch (error) {
     redis.disconnect();
     throw new Error(`cannot reach Redis at ${redactUrl(url)}: ${(error as Error).message}`);
+  } finally {
+    clearTimeout(deadline);
   }
   return redis;
 }
