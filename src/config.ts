@@ -1,6 +1,7 @@
 import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { parseRatePolicy, type RatePolicy } from "./core/rate-policy.js";
+import { parseRedisUrl } from "./redis/redis-url.js";
 
 /** Everything the server reads from its environment, parsed and checked once. */
 export interface Config {
@@ -11,6 +12,10 @@ export interface Config {
   readonly redisUrl: string | undefined;
   /** Start on a Redis whose maxmemory-policy may evict keys (warned, not refused). */
   readonly allowEviction: boolean;
+  /** Replicas that must have a write (WAIT) before Submit answers or a task's state change goes on; 0: none. */
+  readonly replicaAcks: number;
+  /** How long WAIT may take for replicaAcks replicas. */
+  readonly replicaAckTimeoutMs: number;
   readonly dataDir: string;
   readonly ratePolicy: RatePolicy;
   readonly maxBacklog: number;
@@ -112,13 +117,22 @@ export const SETTINGS = {
     "a number of workers",
     "available parallelism",
   ),
-  redisUrl: setting("TOLLGATE_REDIS_URL", "unset: embedded redis-server", "Redis to use", (v) => {
-    const url = optional(v);
-    if (url !== undefined && !/^rediss?:\/\/[^\s]+$/.test(url)) {
-      throw new ConfigError(`expected a redis:// or rediss:// URL, got "${url.replace(/\/\/[^@/]*@/, "//***@")}"`);
-    }
-    return url;
-  }),
+  redisUrl: setting(
+    "TOLLGATE_REDIS_URL",
+    "unset: embedded redis-server",
+    "Redis to use: redis://, rediss://, redis+sentinel://h:p,.../master, redis+cluster://h:p,...",
+    (v) => {
+      const url = optional(v);
+      if (url !== undefined) {
+        try {
+          parseRedisUrl(url);
+        } catch (error) {
+          throw new ConfigError((error as Error).message);
+        }
+      }
+      return url;
+    },
+  ),
   allowEviction: setting(
     "TOLLGATE_ALLOW_EVICTION",
     "no",
@@ -128,6 +142,23 @@ export const SETTINGS = {
       if (value !== "yes" && value !== "no") throw new ConfigError(`expected yes or no, got "${value}"`);
       return value === "yes";
     },
+  ),
+  replicaAcks: integerSetting(
+    "TOLLGATE_REPLICA_ACKS",
+    0,
+    "replicas that must have each Submit and task state change before it counts (WAIT)",
+    0,
+    16,
+    "a number of replicas",
+  ),
+  replicaAckTimeoutMs: integerSetting(
+    "TOLLGATE_REPLICA_ACK_TIMEOUT_MS",
+    1_000,
+    "how long to wait for those replicas; Submit then answers UNAVAILABLE",
+    // Under the 2 s command timeout, so that WAIT's own answer comes first.
+    1,
+    1_500,
+    "a timeout in ms",
   ),
   dataDir: setting("TOLLGATE_DATA_DIR", "./.tollgate", "embedded Redis data and the task log", (v) =>
     resolve(optional(v) ?? ".tollgate"),

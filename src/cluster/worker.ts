@@ -1,9 +1,8 @@
 import cluster from "node:cluster";
-import type { Redis } from "ioredis";
 import type { WorkerMessage } from "./messages.js";
 import type { Config } from "../config.js";
 import { createLogger } from "../logger.js";
-import { connectRedis } from "../redis/connection.js";
+import { connectRedis, type RedisClient } from "../redis/connection.js";
 import { checkRedisRequirements } from "../redis/requirements.js";
 import { createRedisStore } from "../redis/create-redis-store.js";
 import type { RedisStore } from "../redis/redis-store.js";
@@ -44,7 +43,7 @@ export async function runWorker(config: Config): Promise<void> {
     });
   }
 
-  let redis: Redis | undefined;
+  let redis: RedisClient | undefined;
   let store: RedisStore | undefined;
   let server: RunningServer | undefined;
   let stopping = false;
@@ -70,9 +69,10 @@ export async function runWorker(config: Config): Promise<void> {
   process.on("disconnect", () => stop("the primary went away"));
 
   try {
-    redis = await connectRedis(config.redisUrl!, logger);
-    await checkRedisRequirements(redis, config, logger); // again: Redis may have changed since the primary checked
-    store = createRedisStore(redis, config);
+    const connected = await connectRedis(config.redisUrl!, logger);
+    redis = connected;
+    await checkRedisRequirements(connected, config, logger); // again: Redis may have changed since the primary checked
+    store = createRedisStore(connected, config);
     server = await startServer(config, store, logger);
   } catch (error) {
     logger.error({ err: error }, "worker could not start");

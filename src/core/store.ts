@@ -105,6 +105,26 @@ export class AdmitReplyLost extends Error {
   }
 }
 
+/**
+ * admit stored the task (or found it stored: a duplicate) on the store's
+ * primary, but fewer replicas than required confirmed it in time
+ * (TOLLGATE_REPLICA_ACKS): it is kept unless the primary is lost before a
+ * replica has it. `admission` is what was stored; a task it says started
+ * holds this process's lease and slot.
+ */
+export class NotReplicated extends Error {
+  override readonly name = "NotReplicated";
+  constructor(
+    readonly admission: Extract<Admission, { readonly taskId: string }>,
+    readonly replicas: number,
+    readonly required: number,
+  ) {
+    super(
+      `task ${admission.taskId} is stored but only ${replicas} of the ${required} required replicas confirmed it in time`,
+    );
+  }
+}
+
 export type TaskStateName = "queued" | "running" | "succeeded" | "failed" | "dead";
 
 export interface TaskRecord {

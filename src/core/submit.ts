@@ -3,7 +3,7 @@ import { actingUserId, authorizeSubmit, type Identity } from "./authorization.js
 import type { RatePolicy } from "./rate-policy.js";
 import { invalidArgument, resourceExhausted } from "./service-error.js";
 import { nthStartTime, type WindowCounter } from "./start-schedule.js";
-import type { Admission, TaskStore } from "./store.js";
+import { NotReplicated, type Admission, type TaskStore } from "./store.js";
 import type { TaskRunner } from "./task-runner.js";
 import { checkIdempotencyKey, checkKind, checkPayload, checkUserId } from "./validation.js";
 
@@ -113,7 +113,15 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
       canStartNow: reserved,
     });
   } catch (error) {
-    if (reserved) runner.release();
+    // Stored but not confirmed by enough replicas: the caller hears
+    // UNAVAILABLE, yet a task admit started holds this slot and this
+    // process's lease, so it runs now rather than after its lease runs out.
+    if (error instanceof NotReplicated && error.admission.outcome === "started" && reserved) {
+      const { taskId } = error.admission;
+      runner.start({ taskId, userId, kind: command.kind, payload: command.payload, attempt: 1 }, true);
+    } else if (reserved) {
+      runner.release();
+    }
     throw error;
   }
   if (admission.outcome === "started") {

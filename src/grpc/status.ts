@@ -1,7 +1,7 @@
 import { Metadata, status as Status, type StatusObject } from "@grpc/grpc-js";
 import type { Logger } from "../logger.js";
 import { encodeStatusWithRetryInfo } from "./retry-info.js";
-import { AdmitReplyLost, StoreUnavailable } from "../core/store.js";
+import { AdmitReplyLost, NotReplicated, StoreUnavailable } from "../core/store.js";
 import { ServiceError, StatusCode } from "../core/service-error.js";
 
 // The core's status codes, each to its gRPC status (the same numbers, named
@@ -38,6 +38,16 @@ const NOT_STORED =
 const STORE_FULL =
   "the task store (Redis) is full (maxmemory reached); nothing was stored; retry later, and operators: raise maxmemory or drain queues";
 
+// A Submit stored on the Redis primary that its replicas did not confirm in
+// time (TOLLGATE_REPLICA_ACKS): kept unless the primary fails before a
+// replica has it. UNAVAILABLE, as the promise "it survives a failover" could
+// not be given; the message says it is probably stored, so retry safely.
+const notReplicated = (error: NotReplicated): string =>
+  `task ${error.admission.taskId} is stored on the Redis primary but not yet replicated ` +
+  `(${error.replicas} of ${error.required} replicas confirmed it in time), so a failover now could lose it: ` +
+  "retry with the same idempotency key (safe: it answers DUPLICATE while the task is stored), " +
+  `or ask GetTask for ${error.admission.taskId} before retrying without one (a retry may store the task twice)`;
+
 export type GrpcStatus = Partial<StatusObject> & { code: Status; details: string };
 
 export interface StatusMapping {
@@ -60,6 +70,9 @@ export function toStatus(error: unknown): StatusMapping {
       );
     }
     return { status: { code, details: error.message, metadata } };
+  }
+  if (error instanceof NotReplicated) {
+    return { status: { code: Status.UNAVAILABLE, details: notReplicated(error) }, unexpected: error };
   }
   if (error instanceof AdmitReplyLost) {
     const details = error.stored === "no" ? NOT_STORED : outcomeUnknown(error.taskId);

@@ -1,7 +1,7 @@
-import type { Redis } from "ioredis";
 import type { Config } from "../config.js";
 import type { Clock } from "../core/clock.js";
-import { createKeys } from "./keys.js";
+import { createKeys, keyPrefixFor } from "./keys.js";
+import { kindOf, type RedisClient } from "./connection.js";
 import { RateWindows } from "./rate-windows.js";
 import { RedisStore } from "./redis-store.js";
 
@@ -15,15 +15,18 @@ export interface RedisStoreSettings {
 
 /**
  * The task store over this Redis, as `tollgate serve` configures it: its keys,
- * the policy's windows, and the retention of records and idempotency keys.
+ * the policy's windows, the retention of records and idempotency keys, and
+ * the replicas each change waits for.
  * The connection stays the caller's; close() the store before closing it.
  */
 export function createRedisStore(
-  redis: Redis,
-  config: Pick<Config, "ratePolicy" | "maxBacklog" | "leaseMs" | "maxAttempts">,
+  redis: RedisClient,
+  config: Pick<Config, "ratePolicy" | "maxBacklog" | "leaseMs" | "maxAttempts"> &
+    Partial<Pick<Config, "replicaAcks" | "replicaAckTimeoutMs">>,
   settings: RedisStoreSettings = {},
 ): RedisStore {
-  const keys = createKeys();
+  // On a Cluster every key carries one hash tag, so that the scripts run (see keyPrefixFor).
+  const keys = createKeys(keyPrefixFor(kindOf(redis)));
   return new RedisStore(redis, keys, new RateWindows(redis, config.ratePolicy, keys), {
     maxBacklog: config.maxBacklog,
     leaseMs: config.leaseMs,
@@ -32,5 +35,7 @@ export function createRedisStore(
     idempotencyTtlSeconds: DAY_SECONDS,
     retentionSeconds: DAY_SECONDS,
     clock: settings.clock,
+    replicaAcks: config.replicaAcks ?? 0,
+    replicaAckTimeoutMs: config.replicaAckTimeoutMs ?? 1_000,
   });
 }

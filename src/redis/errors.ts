@@ -14,6 +14,15 @@ const UNREACHABLE_PATTERNS = [
   /Reached the max retries per request/i,
   /\bE(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|HOSTUNREACH)\b/,
   /^(LOADING|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|BUSY)\b/,
+  // ioredis Cluster: CLUSTERDOWN, TRYAGAIN, MOVED or ASK retried until it gave
+  // up (the slot's master is down or moving), and a Cluster client that has
+  // no slot map or no reachable node.
+  /^Too many Cluster redirections/,
+  /^Cluster isn't ready/,
+  /^Cluster is ended/,
+  /^None of startup nodes is available/,
+  /^Failed to refresh slots cache/,
+  /^No subscriber for the cluster/,
 ];
 
 // ioredis' errors for a command it wrote to Redis but got no reply to: its

@@ -1,3 +1,5 @@
+import type { RedisKind } from "./redis-url.js";
+
 /**
  * Every Redis key Tollgate uses is built here, so their layout can be read in
  * one place and no other module concatenates key names.
@@ -45,6 +47,18 @@ export interface Keys {
 }
 
 const DEFAULT_KEY_PREFIX = "tg";
+
+/**
+ * The key prefix for a kind of deployment. On a Redis Cluster a script may
+ * only touch keys of one hash slot, and claim builds per-user keys from
+ * prefixes, so every key carries one hash tag, `{tg}`: Redis hashes only the
+ * braces' content (the first pair in a key), so all of Tollgate's keys share
+ * one slot, hence one master. Standalone and Sentinel keep `tg`, the layout
+ * existing data is in. (Spreading users over slots is the partitions' work.)
+ */
+export function keyPrefixFor(kind: RedisKind): string {
+  return kind === "cluster" ? `{${DEFAULT_KEY_PREFIX}}` : DEFAULT_KEY_PREFIX;
+}
 
 export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): Keys {
   return Object.freeze({

@@ -1,11 +1,17 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import type { Redis } from "ioredis";
 import { TASK_FIELD, TASK_STATE } from "./keys.js";
 import { ADMIT, FINISH, RELEASE } from "./reply-codes.js";
 import { storeCall, toStoreError } from "./errors.js";
+import type { RedisClient } from "./connection.js";
 
 export type RedisArg = string | number | Buffer;
+
+/** `WAIT numreplicas timeout` after a script: how many replicas must have its writes, and how long to wait. */
+export interface ReplicaWait {
+  readonly replicas: number;
+  readonly timeoutMs: number;
+}
 
 const LUA_DIR = new URL("./lua/", import.meta.url);
 /** `--- @include "name"`: replaced by lua/includes/<name>.lua (BullMQ's convention). */
@@ -98,7 +104,7 @@ export class LuaScript {
   }
 
   /** Runs the script; bulk replies come back as strings. */
-  async run(redis: Redis, keys: readonly string[], args: readonly RedisArg[]): Promise<unknown> {
+  async run(redis: RedisClient, keys: readonly string[], args: readonly RedisArg[]): Promise<unknown> {
     return this.call(
       keys,
       args,
@@ -108,7 +114,7 @@ export class LuaScript {
   }
 
   /** Runs the script; bulk replies come back as Buffers (for binary payloads). */
-  async runBuffer(redis: Redis, keys: readonly string[], args: readonly RedisArg[]): Promise<unknown> {
+  async runBuffer(redis: RedisClient, keys: readonly string[], args: readonly RedisArg[]): Promise<unknown> {
     return this.call(
       keys,
       args,
@@ -117,12 +123,48 @@ export class LuaScript {
     );
   }
 
-  private async call(
+  /**
+   * Runs the script, then `WAIT` in the same pipeline: on the same connection,
+   * so WAIT counts this script's writes, and on a Cluster to the same node
+   * (a pipeline goes to its keyed commands' slot). Answers the reply (bulk
+   * replies as Buffers with `buffers`) and how many replicas confirmed.
+   */
+  async runAndWait(
+    redis: RedisClient,
     keys: readonly string[],
     args: readonly RedisArg[],
-    bySha: (...all: RedisArg[]) => Promise<unknown>,
-    bySource: (...all: RedisArg[]) => Promise<unknown>,
-  ): Promise<unknown> {
+    wait: ReplicaWait,
+    buffers = false,
+  ): Promise<{ readonly reply: unknown; readonly replicas: number }> {
+    const pipelined = async (command: "evalsha" | "eval", script: string): Promise<[unknown, number]> => {
+      const pipeline = redis.pipeline();
+      const all = [script, keys.length, ...keys, ...args];
+      if (buffers) pipeline.callBuffer(command, ...all);
+      else pipeline.call(command, ...all);
+      pipeline.wait(wait.replicas, wait.timeoutMs);
+      const results = await pipeline.exec();
+      const [scriptError, reply] = results?.[0] ?? [new Error("the pipeline answered nothing"), undefined];
+      if (scriptError) throw scriptError;
+      const [waitError, replicas] = results?.[1] ?? [new Error("WAIT answered nothing"), 0];
+      // The script ran; WAIT failing (a timeout, a dropped connection) means
+      // nothing was confirmed, not that nothing was written.
+      return [reply, waitError ? 0 : Number(replicas)];
+    };
+    const [reply, replicas] = await this.call(
+      keys,
+      args,
+      () => pipelined("evalsha", this.sha),
+      () => pipelined("eval", this.source),
+    );
+    return { reply, replicas };
+  }
+
+  private async call<T>(
+    keys: readonly string[],
+    args: readonly RedisArg[],
+    bySha: (...all: RedisArg[]) => Promise<T>,
+    bySource: (...all: RedisArg[]) => Promise<T>,
+  ): Promise<T> {
     if (this.numberOfKeys !== "variable" && keys.length !== this.numberOfKeys) {
       throw new Error(`script ${this.name} takes ${this.numberOfKeys} keys, got ${keys.length}`);
     }

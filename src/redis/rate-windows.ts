@@ -1,6 +1,6 @@
-import type { Redis } from "ioredis";
 import { RateLimiterRedis } from "rate-limiter-flexible";
 import type { Keys } from "./keys.js";
+import type { RedisClient } from "./connection.js";
 import type { RatePolicy } from "../core/rate-policy.js";
 import type { WindowCounter } from "../core/start-schedule.js";
 
@@ -13,7 +13,7 @@ import type { WindowCounter } from "../core/start-schedule.js";
 export class RateWindows {
   private readonly limiters: readonly RateLimiterRedis[];
 
-  constructor(redis: Redis, policy: RatePolicy, keys: Keys) {
+  constructor(redis: RedisClient, policy: RatePolicy, keys: Keys) {
     this.admitArgs = policy.flatMap((window) => [window.limit, window.durationMs / 1000]);
     this.claimArgs = policy.flatMap((window) => [
       keys.windowPrefix(window.durationMs),

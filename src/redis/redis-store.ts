@@ -1,15 +1,16 @@
-import type { Redis } from "ioredis";
 import { systemClock, type Clock } from "../core/clock.js";
 import { TASK_FIELD, TASK_STATE, type Keys } from "./keys.js";
 import { ADMIT, FINISH, RELEASE } from "./reply-codes.js";
-import { LuaScript } from "./lua-script.js";
+import { LuaScript, type RedisArg } from "./lua-script.js";
 import { countersFromReply, type RateWindows } from "./rate-windows.js";
-import { commandTimeoutOf } from "./connection.js";
+import { commandTimeoutOf, type RedisClient } from "./connection.js";
 import { isUnanswered, storeCall } from "./errors.js";
 import { Subscriptions } from "./subscriptions.js";
+import { Availability } from "./availability.js";
 import { newTaskId } from "../core/task-id.js";
 import {
   AdmitReplyLost,
+  NotReplicated,
   type Admission,
   type AttemptResult,
   type ClaimResult,
@@ -45,6 +46,10 @@ export interface RedisStoreOptions {
   readonly retentionSeconds: number;
   /** Paces admit's wait for a lost reply's outcome; the system clock by default. */
   readonly clock?: Clock;
+  /** Replicas that must confirm each state change (WAIT after its script); 0: none. */
+  readonly replicaAcks?: number;
+  /** How long WAIT may take. */
+  readonly replicaAckTimeoutMs?: number;
 }
 
 const FINISH_OUTCOMES: ReadonlyMap<number, FinishOutcome> = new Map([
@@ -85,14 +90,18 @@ const CLAIM_RECORD_MS = 15_000;
 export class RedisStore implements TaskStore {
   /** Wake-ups and progress events, over one subscriber connection made on first use. */
   private readonly subscriptions: Subscriptions;
+  /** For health: the client's state, and on a Cluster the slot's (see Availability). */
+  private readonly availability: Availability;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly windows: RateWindows,
     private readonly options: RedisStoreOptions,
   ) {
     this.subscriptions = new Subscriptions(redis, "tollgate-wake");
+    // The probe is a keyed command, so on a Cluster it asks the slot's master.
+    this.availability = new Availability(redis, () => redis.exists(keys.totals));
   }
 
   /** Decides start-now, queue or reject for one task and stores it: one round trip. */
@@ -124,9 +133,9 @@ export class RedisStore implements TaskStore {
       this.keys.progressChannel,
       ...this.windows.admitArgs,
     ];
-    let reply: unknown[];
+    let changed: { readonly reply: unknown; readonly replicas: number; readonly replicated: boolean };
     try {
-      reply = (await scripts.admit.run(this.redis, keys, args)) as unknown[];
+      changed = await this.change(scripts.admit, keys, args);
     } catch (error) {
       // The script may have run: answering "nothing stored" could be a lie
       // that a retry turns into a duplicate, and a task stored as running
@@ -134,6 +143,16 @@ export class RedisStore implements TaskStore {
       if (!isUnanswered(error)) throw error;
       return this.admitOutcome(taskId, userId, error);
     }
+    const admission = this.admission(changed.reply as unknown[]);
+    // Started, queued and duplicate answer "the task is stored"; a refusal
+    // stored nothing, so what the replicas have does not matter to it.
+    if (!changed.replicated && "taskId" in admission) {
+      throw new NotReplicated(admission, changed.replicas, this.options.replicaAcks ?? 0);
+    }
+    return admission;
+  }
+
+  private admission(reply: unknown[]): Admission {
     const [outcome, id, n, nowValue] = reply;
     const now = Number(nowValue);
     const windows = countersFromReply(reply.slice(4), now);
@@ -150,6 +169,54 @@ export class RedisStore implements TaskStore {
         return { outcome: "backlog-full", queued: Number(n), now, windows };
       default:
         throw new Error(`admit script replied with unknown outcome ${String(outcome)}`);
+    }
+  }
+
+  /**
+   * Runs a script that changes tasks' state. With replica acks, WAIT follows
+   * it on the same connection (see LuaScript.runAndWait): the caller answers
+   * or goes on only once the replicas have the change, or the timeout passed
+   * (`replicated` false; the change is on the primary all the same).
+   */
+  private async change(
+    script: LuaScript,
+    keys: readonly string[],
+    args: readonly RedisArg[],
+    buffers = false,
+  ): Promise<{ readonly reply: unknown; readonly replicas: number; readonly replicated: boolean }> {
+    return this.tracked(() => this.runChange(script, keys, args, buffers));
+  }
+
+  private async runChange(
+    script: LuaScript,
+    keys: readonly string[],
+    args: readonly RedisArg[],
+    buffers: boolean,
+  ): Promise<{ readonly reply: unknown; readonly replicas: number; readonly replicated: boolean }> {
+    const required = this.options.replicaAcks ?? 0;
+    if (required === 0) {
+      const reply = await (buffers ? script.runBuffer(this.redis, keys, args) : script.run(this.redis, keys, args));
+      return { reply, replicas: 0, replicated: true };
+    }
+    const { reply, replicas } = await script.runAndWait(
+      this.redis,
+      keys,
+      args,
+      { replicas: required, timeoutMs: this.options.replicaAckTimeoutMs ?? 1_000 },
+      buffers,
+    );
+    return { reply, replicas, replicated: replicas >= required };
+  }
+
+  /** Runs a store command, telling availability how it went (a Cluster's slot may be down while the client is ready). */
+  private async tracked<T>(command: () => Promise<T>): Promise<T> {
+    try {
+      const result = await command();
+      this.availability.commandSucceeded();
+      return result;
+    } catch (error) {
+      this.availability.commandFailed(error);
+      throw error;
     }
   }
 
@@ -202,8 +269,12 @@ export class RedisStore implements TaskStore {
    * did not see the reply.
    */
   async claim(maxClaims: number, claimId: string): Promise<ClaimResult> {
-    const reply = (await scripts.claim.runBuffer(
-      this.redis,
+    // Claims, finishes and releases wait for the replicas too, so the next
+    // step (running a task, claiming the next) follows a replicated change;
+    // short of replicas they go on: the change is made and cannot be taken
+    // back, and a failover that loses it only reruns a task (at-least-once).
+    const { reply } = (await this.change(
+      scripts.claim,
       [this.keys.dueUsers, this.keys.leases, this.keys.retries, this.keys.totals, this.keys.claim(claimId)],
       [
         maxClaims,
@@ -219,7 +290,8 @@ export class RedisStore implements TaskStore {
         CLAIM_RECORD_MS,
         ...this.windows.claimArgs,
       ],
-    )) as (number | Buffer)[];
+      true,
+    )) as { reply: (number | Buffer)[] };
     const moment = (value: unknown): number | undefined =>
       Number(String(value)) >= 0 ? Number(String(value)) : undefined;
     const claimed: ClaimedTask[] = [];
@@ -249,8 +321,8 @@ export class RedisStore implements TaskStore {
     result: AttemptResult,
     retryDelayMs: number,
   ): Promise<FinishOutcome> {
-    const replied = await scripts.finish.run(
-      this.redis,
+    const { reply: replied } = await this.change(
+      scripts.finish,
       [
         this.keys.task(task.taskId),
         this.keys.leases,
@@ -282,8 +354,8 @@ export class RedisStore implements TaskStore {
    * lease was no longer this attempt's.
    */
   async release(task: HeldTask): Promise<boolean> {
-    const released = await scripts.release.run(
-      this.redis,
+    const { reply: released } = await this.change(
+      scripts.release,
       [
         this.keys.task(task.taskId),
         this.keys.leases,
@@ -318,7 +390,7 @@ export class RedisStore implements TaskStore {
   }
 
   async getTask(taskId: string): Promise<TaskRecord | undefined> {
-    const fields = await storeCall(() => this.redis.hgetallBuffer(this.keys.task(taskId)));
+    const fields = await this.tracked(() => storeCall(() => this.redis.hgetallBuffer(this.keys.task(taskId))));
     if (!fields || Object.keys(fields).length === 0) return undefined;
     const text = (name: string): string => fields[name]?.toString("utf8") ?? "";
     const time = (name: string): number | undefined => (fields[name] ? Number(text(name)) : undefined);
@@ -338,10 +410,12 @@ export class RedisStore implements TaskStore {
 
   /** One user's counts and windows, read together. */
   async snapshot(userId: string): Promise<QueueSnapshot> {
-    const reply = (await scripts.snapshot.run(
-      this.redis,
-      [this.keys.queue(userId), this.keys.stats(userId), this.keys.dueUsers, ...this.windows.keysFor(userId)],
-      [userId],
+    const reply = (await this.tracked(() =>
+      scripts.snapshot.run(
+        this.redis,
+        [this.keys.queue(userId), this.keys.stats(userId), this.keys.dueUsers, ...this.windows.keysFor(userId)],
+        [userId],
+      ),
     )) as number[];
     const [now = 0, queued = 0, running = 0, waiting = 0, succeeded = 0, failed = 0, dead = 0, due = -1] = reply;
     return {
@@ -410,19 +484,9 @@ export class RedisStore implements TaskStore {
     return this.subscriptions.listen(this.keys.progressChannel, listener);
   }
 
-  /** Follows the main connection: available from "ready" until "close" or "end". */
+  /** Available from the client's "ready" until "close" or "end", and on a Cluster while the slot answers (see Availability). */
   onAvailability(listener: AvailabilityListener): () => void {
-    const ready = (): void => listener(true);
-    const lost = (): void => listener(false);
-    this.redis.on("ready", ready);
-    this.redis.on("close", lost);
-    this.redis.on("end", lost);
-    listener(this.redis.status === "ready");
-    return () => {
-      this.redis.off("ready", ready);
-      this.redis.off("close", lost);
-      this.redis.off("end", lost);
-    };
+    return this.availability.listen(listener);
   }
 
   /**
@@ -431,5 +495,6 @@ export class RedisStore implements TaskStore {
    */
   close(): void {
     this.subscriptions.close();
+    this.availability.close();
   }
 }

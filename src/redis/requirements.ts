@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { mastersOf, type RedisClient } from "./connection.js";
 import { ConfigError } from "../config.js";
 import { isRedisUnreachable } from "./errors.js";
 import type { Logger } from "../logger.js";
@@ -65,6 +66,8 @@ export function evictionProblem(policy: string): string | undefined {
 export interface RedisRequirementOptions {
   /** Start on an evicting Redis after a warning instead of refusing. */
   readonly allowEviction: boolean;
+  /** Replicas each change waits for: fewer connected is warned about. */
+  readonly replicaAcks?: number;
 }
 
 /**
@@ -73,13 +76,29 @@ export interface RedisRequirementOptions {
  * a Redis older than MIN_REDIS_VERSION, and for a maxmemory-policy other
  * than noeviction unless allowed. Where the check itself is impossible
  * (INFO or CONFIG renamed or denied, as on some managed Redis) it warns and
- * lets the start go on: refusing there would refuse every such host.
+ * lets the start go on: refusing there would refuse every such host. On a
+ * Cluster every master is checked (a slot, so Tollgate's data, may move to
+ * any of them); behind Sentinel, the master the sentinels name.
  */
 export async function checkRedisRequirements(
-  redis: Redis,
+  redis: RedisClient,
   options: RedisRequirementOptions,
   logger: Logger,
 ): Promise<void> {
+  const masters = mastersOf(redis);
+  for (const master of masters) {
+    const where = masters.length > 1 || master !== redis ? `${master.options.host}:${master.options.port}: ` : "";
+    try {
+      await checkServer(master, options, logger.child({ redisNode: `${master.options.host}:${master.options.port}` }));
+    } catch (error) {
+      if (error instanceof RedisRequirementError) throw new RedisRequirementError(`${where}${error.message}`);
+      throw error;
+    }
+  }
+}
+
+async function checkServer(redis: Redis, options: RedisRequirementOptions, logger: Logger): Promise<void> {
+  if ((options.replicaAcks ?? 0) > 0) await checkReplicas(redis, options.replicaAcks ?? 0, logger);
   const info = await readOrUndefined(() => redis.info("server"), "INFO server", "Redis' version", logger);
   if (info !== undefined) {
     const problem = versionProblem(info);
@@ -114,6 +133,27 @@ export async function checkRedisRequirements(
     { maxmemoryPolicy: policy },
     `${evictionRisk(policy)}; starting anyway because TOLLGATE_ALLOW_EVICTION is yes`,
   );
+}
+
+/**
+ * Warns when fewer replicas are connected than each change waits for: Submit
+ * would answer UNAVAILABLE (not confirmed) until they are. Not refused:
+ * replicas may be on their way, and a later outage looks the same.
+ */
+async function checkReplicas(redis: Redis, required: number, logger: Logger): Promise<void> {
+  const info = await readOrUndefined(
+    () => redis.info("replication"),
+    "INFO replication",
+    "how many replicas are connected",
+    logger,
+  );
+  const connected = info === undefined ? undefined : /^connected_slaves:(\d+)/m.exec(info)?.[1];
+  if (connected !== undefined && Number(connected) < required) {
+    logger.warn(
+      { connectedReplicas: Number(connected), replicaAcks: required },
+      "fewer replicas are connected than TOLLGATE_REPLICA_ACKS requires: Submit answers UNAVAILABLE (not confirmed) until enough are",
+    );
+  }
 }
 
 /**

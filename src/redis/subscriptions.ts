@@ -1,6 +1,6 @@
-import type { Redis } from "ioredis";
 import type { Unsubscribe } from "../core/store.js";
 import { toStoreError } from "./errors.js";
+import { duplicateClient, kindOf, type RedisClient } from "./connection.js";
 
 type MessageListener = (message: string) => void;
 
@@ -20,13 +20,13 @@ interface Channel {
  * meanwhile were missed).
  */
 export class Subscriptions {
-  private subscriber: { readonly redis: Redis; readonly connected: Promise<void> } | undefined;
+  private subscriber: { readonly redis: RedisClient; readonly connected: Promise<void> } | undefined;
   private readonly channels = new Map<string, Channel>();
   private readonly reconnectListeners = new Set<() => void>();
   private closed = false;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly connectionName: string,
   ) {}
 
@@ -83,9 +83,9 @@ export class Subscriptions {
     await redis.subscribe(channel);
   }
 
-  private connection(): { readonly redis: Redis; readonly connected: Promise<void> } {
+  private connection(): { readonly redis: RedisClient; readonly connected: Promise<void> } {
     if (!this.subscriber) {
-      const redis = this.redis.duplicate({ connectionName: this.connectionName, lazyConnect: true });
+      const redis = duplicateClient(this.redis, this.connectionName);
       redis.on("error", () => {}); // the store's main connection reports Redis trouble
       redis.on("message", (channel: string, message: string) => {
         const entry = this.channels.get(channel);
@@ -98,10 +98,15 @@ export class Subscriptions {
         () => {},
       );
       // From the first connect on (made or failed), every "ready" is a reconnect.
+      const reconnected = (): void => {
+        for (const listener of [...this.reconnectListeners]) listener();
+      };
       void connected.then(() => {
-        redis.on("ready", () => {
-          for (const listener of [...this.reconnectListeners]) listener();
-        });
+        redis.on("ready", reconnected);
+        // A Cluster client subscribes through one node and, when that node
+        // leaves, subscribes again through another without a "ready" of its
+        // own: messages published meanwhile may have been missed too.
+        if (kindOf(redis) === "cluster") redis.on("-node", reconnected);
       });
       this.subscriber = { redis, connected };
     }

@@ -20,7 +20,7 @@ import {
   type ServiceError,
   type sendUnaryData,
 } from "@grpc/grpc-js";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../../src/redis/connection.js";
 import { parseConfig } from "../../src/config.js";
 import { createLogger } from "../../src/logger.js";
 import { connectRedis } from "../../src/redis/connection.js";
@@ -77,7 +77,7 @@ const answer = (resolve: (answer: Answer) => void) => (error: ServiceError | nul
 
 describe("with auth on, every service but health and reflection needs a key", () => {
   let redis: TestRedis;
-  let connection: Redis;
+  let connection: RedisClient;
   let dir: string;
   let store: RedisStore;
   let server: RunningServer;

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../../src/redis/connection.js";
 import { parseConfig, type Config } from "../../src/config.js";
 import { createLogger } from "../../src/logger.js";
 import { connectRedis } from "../../src/redis/connection.js";
@@ -17,7 +17,7 @@ export interface TestServer {
   readonly server: RunningServer;
   /** The server's task store, over `redis`. */
   readonly store: RedisStore;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly address: string;
   readonly client: Client<typeof TaskService>;
   close(): Promise<void>;

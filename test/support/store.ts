@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../../src/redis/connection.js";
 import { createKeys } from "../../src/redis/keys.js";
 import type { RatePolicy } from "../../src/core/rate-policy.js";
 
@@ -21,7 +21,7 @@ export interface StoreSnapshot {
   readonly windows: Record<string, number>;
 }
 
-export async function snapshot(redis: Redis, userId: string, policy: RatePolicy): Promise<StoreSnapshot> {
+export async function snapshot(redis: RedisClient, userId: string, policy: RatePolicy): Promise<StoreSnapshot> {
   const all = (await redis.keys("*")).sort();
   const windows: Record<string, number> = {};
   for (const window of policy) {
@@ -38,7 +38,7 @@ export async function snapshot(redis: Redis, userId: string, policy: RatePolicy)
 }
 
 /** The count of one of a user's windows (0 when no window is open). */
-export async function windowCount(redis: Redis, userId: string, durationMs: number): Promise<number> {
+export async function windowCount(redis: RedisClient, userId: string, durationMs: number): Promise<number> {
   return Number((await redis.get(`${keys.windowPrefix(durationMs)}:${userId}`)) ?? "0");
 }
 
