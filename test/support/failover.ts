@@ -92,7 +92,7 @@ interface OutageReport {
   readonly unavailable: number;
   /** Answers before `since` that were not OK: none are allowed. */
   readonly failuresBefore: number;
-  /** Answers of the whole run neither OK nor UNAVAILABLE, "CODE: message" each: none are allowed. */
+  /** Answers of the whole run neither OK nor UNAVAILABLE, "CODE: message (N×)": none are allowed. */
   readonly unexpected: string[];
   /** ms from `since` to the first and the last answer that was not OK (undefined: none). */
   readonly firstFailureMs: number | undefined;
@@ -160,15 +160,23 @@ class SubmitLoad {
     return {
       unavailable: failures.filter((answer) => answer.code === Code[Code.Unavailable]).length,
       failuresBefore: this.answers.filter((answer) => answer.answeredAt < since && answer.code !== "OK").length,
-      unexpected: this.answers
-        .filter((answer) => answer.code !== "OK")
-        .filter((answer) => answer.code !== Code[Code.Unavailable])
-        .map((answer) => `${answer.code}: ${answer.message}`),
+      unexpected: counted(
+        this.answers
+          .filter((answer) => answer.code !== "OK" && answer.code !== Code[Code.Unavailable])
+          .map((answer) => `${answer.code}: ${answer.message}`),
+      ),
       firstFailureMs: failures[0] && failures[0].answeredAt - since,
       lastFailureMs: last && last.answeredAt - since,
       recoveredMs: recovery && recovery.answeredAt - since,
     };
   }
+}
+
+/** Each distinct text once, with how often it came. */
+function counted(texts: readonly string[]): string[] {
+  const counts = new Map<string, number>();
+  for (const text of texts) counts.set(text, (counts.get(text) ?? 0) + 1);
+  return [...counts].map(([text, count]) => `${text} (${count}×)`);
 }
 
 export interface FailoverRun {
