@@ -18,6 +18,10 @@ const UNREACHABLE_PATTERNS = [
   // up (the slot's master is down or moving), and a Cluster client that has
   // no slot map or no reachable node.
   /^Too many Cluster redirections/,
+  // A MOVED or ASK that reaches us (a script sent in a pipeline with its WAIT
+  // during a failover): Redis redirected the command instead of running it,
+  // so nothing was written and a retry reaches the slot's new master.
+  /^(MOVED|ASK) \d+ /,
   /^Cluster isn't ready/,
   /^Cluster is ended/,
   /^None of startup nodes is available/,

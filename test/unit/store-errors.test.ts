@@ -18,6 +18,8 @@ describe("store errors", () => {
       "connect ECONNREFUSED 127.0.0.1:6379",
       "LOADING Redis is loading the dataset in memory",
       "BUSY Redis is busy running a script.",
+      "MOVED 6364 127.0.0.1:7003",
+      "ASK 6364 127.0.0.1:7003",
     ]) {
       const error = toStoreError(new Error(message));
       assert.ok(error instanceof StoreUnavailable, message);
