@@ -29,8 +29,9 @@ export interface EmbeddedRedis {
 // reader stop Redis with SIGTERM, so a killed Tollgate never leaves an
 // orphan; and the shell exits when Redis does, however Redis ends, so a dead
 // Redis is seen and restarted. A background job's stdin is /dev/null, so the
-// reader gets ours on fd 3.
-const SUPERVISOR = `
+// reader gets ours on fd 3. Exported for test harnesses that start a
+// redis-server mode (sentinel) whose readiness line differs.
+export const SUPERVISOR = `
 exec 3<&0
 redis-server "$@" 3<&- &
 child=$!

@@ -15,7 +15,7 @@ import type { TollgateClient } from "../../src/client/client.js";
 import {
   clientFor,
   serveEnv,
-  serverWarnings,
+  checkFailover,
   stopServe,
   submitThroughFailover,
   unsupportedRedisUrl,
@@ -136,28 +136,7 @@ describe("tollgate serve on a Redis Cluster", () => {
         const failover = await cluster!.waitForFailover();
         console.log(`cluster: 127.0.0.1:${failover.newMasterPort} replaced 127.0.0.1:${victim} in ${failover.ms} ms`);
       });
-      const { report } = run;
-      console.log(
-        `cluster failover as Submit saw it: ${report.unavailable} UNAVAILABLE answers and others: ` +
-          `[${report.unexpected.join("; ")}], the first ${report.firstFailureMs} ms and the last ${report.lastFailureMs} ms after the ` +
-          `SIGKILL (failing for ${(report.lastFailureMs ?? 0) - (report.firstFailureMs ?? 0)} ms); OK again ` +
-          `${report.recoveredMs} ms after it; ${run.load.acknowledged.length} tasks acknowledged`,
-      );
-      // Nothing acknowledged is lost: checked first, as it matters most.
-      await waitUntilAllRan(env.TOLLGATE_FIXTURE_LOG, run.load.acknowledged, 60_000);
-      assert.deepEqual(
-        report.unexpected,
-        [],
-        `Submit answers only OK or UNAVAILABLE; the server's last warnings:\n${serverWarnings(server)}`,
-      );
-      assert.equal(report.failuresBefore, 0, "every Submit before the kill was OK");
-      // A few seconds idle (node timeout 1 s, the vote, the clients finding
-      // the new master); 20 s still fails a Tollgate that needs a restart or
-      // waits out a long reconnect backoff.
-      assert.ok(
-        report.recoveredMs !== undefined && report.recoveredMs <= 20_000,
-        `OK again after ${report.recoveredMs} ms`,
-      );
+      await checkFailover("cluster", run, server, env.TOLLGATE_FIXTURE_LOG);
     } finally {
       assert.equal(await stopServe(server), 0);
     }

@@ -11,14 +11,13 @@ import { after, before, describe, test } from "node:test";
 import {
   clientFor,
   serveEnv,
-  serverWarnings,
+  checkFailover,
   stopServe,
   submitThroughFailover,
   unsupportedRedisUrl,
 } from "../support/failover.js";
 import { TestRedisSentinel } from "../support/redis-sentinel.js";
 import { startServeProcess } from "../support/serve-process.js";
-import { waitUntilAllRan } from "../support/task-log.js";
 
 const unsupported = unsupportedRedisUrl("redis+sentinel://127.0.0.1:26379,127.0.0.1:26380,127.0.0.1:26381/tollgate");
 
@@ -51,28 +50,7 @@ describe("tollgate serve behind Redis Sentinel", () => {
         const failover = await sentinel!.waitForFailover();
         console.log(`sentinel: 127.0.0.1:${failover.newMasterPort} replaced 127.0.0.1:${victim} in ${failover.ms} ms`);
       });
-      const { report } = run;
-      console.log(
-        `sentinel failover as Submit saw it: ${report.unavailable} UNAVAILABLE answers and others: ` +
-          `[${report.unexpected.join("; ")}], the first ${report.firstFailureMs} ms and the last ${report.lastFailureMs} ms after the ` +
-          `SIGKILL (failing for ${(report.lastFailureMs ?? 0) - (report.firstFailureMs ?? 0)} ms); OK again ` +
-          `${report.recoveredMs} ms after it; ${run.load.acknowledged.length} tasks acknowledged`,
-      );
-      // Nothing acknowledged is lost: checked first, as it matters most.
-      await waitUntilAllRan(env.TOLLGATE_FIXTURE_LOG, run.load.acknowledged, 60_000);
-      assert.deepEqual(
-        report.unexpected,
-        [],
-        `Submit answers only OK or UNAVAILABLE; the server's last warnings:\n${serverWarnings(server)}`,
-      );
-      assert.equal(report.failuresBefore, 0, "every Submit before the kill was OK");
-      // A few seconds idle (down-after 1 s, the quorum and the vote, the
-      // promotion, the client asking the sentinels again); 20 s still fails a
-      // Tollgate that needs a restart or waits out a long reconnect backoff.
-      assert.ok(
-        report.recoveredMs !== undefined && report.recoveredMs <= 20_000,
-        `OK again after ${report.recoveredMs} ms`,
-      );
+      await checkFailover("sentinel", run, server, env.TOLLGATE_FIXTURE_LOG);
     } finally {
       assert.equal(await stopServe(server), 0);
     }

@@ -1,12 +1,14 @@
 // What the failover e2e tests share: whether Tollgate accepts a topology's URL
 // yet, the settings for `tollgate serve` on it, a steady Submit load that
 // records every answer, and what those answers say about an outage.
+import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { parseConfig } from "../../src/config.js";
 import { createTollgateClient, type TollgateClient } from "../../src/client/client.js";
 import { pollUntil } from "./expect.js";
+import { waitUntilAllRan } from "./task-log.js";
 import type { ServeProcess } from "./serve-process.js";
 
 const FIXTURE_HANDLERS = fileURLToPath(new URL("../fixtures/handlers.ts", import.meta.url));
@@ -62,7 +64,7 @@ export function clientFor(server: ServeProcess): TollgateClient {
 }
 
 /** The server's last `count` log lines at level warn or above, to say why a call failed. */
-export function serverWarnings(server: ServeProcess, count = 8): string {
+function serverWarnings(server: ServeProcess, count = 8): string {
   const lines = server
     .output()
     .split("\n")
@@ -218,4 +220,37 @@ export async function submitThroughFailover(
   } finally {
     await load.stop();
   }
+}
+
+/**
+ * Prints what Submit saw during the failover, then checks what the failover
+ * tests promise: every acknowledged task ran (first, as it matters most);
+ * only OK or UNAVAILABLE answers; all OK before the kill; OK again within
+ * 20 s (a few seconds when idle, so 20 s still fails a Tollgate that needs a
+ * restart or waits out a long reconnect backoff).
+ */
+export async function checkFailover(
+  topology: string,
+  run: FailoverRun,
+  server: ServeProcess,
+  taskLog: string,
+): Promise<void> {
+  const { report } = run;
+  console.log(
+    `${topology} failover as Submit saw it: ${report.unavailable} UNAVAILABLE answers and others: ` +
+      `[${report.unexpected.join("; ")}], the first ${report.firstFailureMs} ms and the last ${report.lastFailureMs} ms after the ` +
+      `SIGKILL (failing for ${(report.lastFailureMs ?? 0) - (report.firstFailureMs ?? 0)} ms); OK again ` +
+      `${report.recoveredMs} ms after it; ${run.load.acknowledged.length} tasks acknowledged`,
+  );
+  await waitUntilAllRan(taskLog, run.load.acknowledged, 60_000);
+  assert.deepEqual(
+    report.unexpected,
+    [],
+    `Submit answers only OK or UNAVAILABLE; the server's last warnings:\n${serverWarnings(server)}`,
+  );
+  assert.equal(report.failuresBefore, 0, "every Submit before the kill was OK");
+  assert.ok(
+    report.recoveredMs !== undefined && report.recoveredMs <= 20_000,
+    `OK again after ${report.recoveredMs} ms`,
+  );
 }

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
-import { freePort, spawnRedisServer, type RedisServerProcess } from "../../src/redis/embedded-redis.js";
+import { SUPERVISOR, freePort, spawnRedisServer, type RedisServerProcess } from "../../src/redis/embedded-redis.js";
 import { pollUntil } from "./expect.js";
 import { forget, nodeCommand, onlineReplicas, removeAtExit, replicaSynced } from "./redis-nodes.js";
 
@@ -260,27 +260,15 @@ interface SentinelProcess {
   stop(): Promise<void>;
 }
 
-// As in src/redis/embedded-redis.ts: the sentinel is stopped (SIGTERM) when
-// our end of the shell's stdin closes, so it dies with the test process
-// however that ends. spawnRedisServer itself waits for "Ready to accept
-// connections", which a 7.0 sentinel never prints.
-const TIED_TO_STDIN = `
-exec 3<&0
-redis-server "$@" 3<&- &
-child=$!
-(read _ <&3 || true; kill -TERM $child 2>/dev/null) &
-reader=$!
-exec 3<&-
-wait $child
-status=$?
-kill $reader 2>/dev/null
-exit $status
-`;
+// The sentinel runs under embedded-redis.ts's supervisor: it is stopped
+// (SIGTERM) when our end of the shell's stdin closes, so it dies with the test
+// process however that ends. spawnRedisServer itself waits for "Ready to
+// accept connections", which a 7.0 sentinel never prints.
 
 /** `redis-server <config> --sentinel`, resolved once it monitors its master. */
 async function spawnSentinel(config: string): Promise<SentinelProcess> {
   const port = Number(/sentinel-(\d+)\.conf$/.exec(config)?.[1]);
-  const child = spawn("sh", ["-c", TIED_TO_STDIN, "sh", config, "--sentinel"], {
+  const child = spawn("sh", ["-c", SUPERVISOR, "sh", config, "--sentinel"], {
     stdio: ["pipe", "pipe", "pipe"],
     detached: true,
   });
