@@ -22,10 +22,12 @@ export class TestRedis {
   private constructor(
     readonly port: number,
     readonly dir: string,
+    private readonly extraArgs: readonly string[],
   ) {}
 
-  static async start(): Promise<TestRedis> {
-    const redis = new TestRedis(await freePort(), await mkdtemp(join(tmpdir(), "tollgate-test-redis-")));
+  /** `extraArgs` go to redis-server on every start (e.g. `--replicaof 127.0.0.1 <port>`). */
+  static async start(extraArgs: readonly string[] = []): Promise<TestRedis> {
+    const redis = new TestRedis(await freePort(), await mkdtemp(join(tmpdir(), "tollgate-test-redis-")), extraArgs);
     directories.add(redis.dir);
     await redis.start();
     return redis;
@@ -49,6 +51,7 @@ export class TestRedis {
       "yes",
       "--logfile",
       "",
+      ...this.extraArgs,
     ]);
   }
 
