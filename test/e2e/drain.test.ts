@@ -83,9 +83,15 @@ describe("drain", () => {
       const submittedAt = timestampMs((await tollgate.client.getTask({ taskId: b.taskId })).task!.submittedAt!);
       const starts = await readFixtureLog(log);
       const bStart = starts.find((s) => s.userId === "bee")!;
-      // Starts from B's submission on, B's own included: B must be the first or second.
+      // Starts logged from B's submission on, B's own included. Due users are
+      // served earliest-due first, and the hog became due again when its
+      // previous task was claimed, before B's Submit: so one more hog task may
+      // start before B. And the hog task claimed just before B's Submit may
+      // log its start just after it (the handler's log lags the claim on a
+      // loaded machine). So B is at worst third; a queue served hog-first
+      // would put it near 200th.
       const place = starts.filter((s) => s.at >= submittedAt && s.at <= bStart.at).length;
-      assert.ok(place <= 2, `B was start number ${place} after its submission`);
+      assert.ok(place <= 3, `B was start number ${place} after its submission`);
     } finally {
       await tollgate.close();
       delete process.env.TOLLGATE_FIXTURE_LOG;
