@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { createKeys } from "../src/redis/keys.js";
+import { createKeys, sumOver } from "../src/redis/keys.js";
 import { parseRatePolicy } from "../src/core/rate-policy.js";
 import { TestRedis } from "../test/support/redis.js";
 import { startServeProcess } from "../test/support/serve-process.js";
@@ -75,7 +75,10 @@ export async function benchDrain(
       }
     }
     for (;;) {
-      const [due, leases] = await Promise.all([plain.zcard(keys.dueUsers), plain.zcard(keys.leases)]);
+      const [due, leases] = await Promise.all([
+        sumOver(keys, (p) => plain.zcard(p.dueUsers)),
+        sumOver(keys, (p) => plain.zcard(p.leases)),
+      ]);
       if (due === 0 && leases === 0) break;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
@@ -89,7 +92,8 @@ export async function benchDrain(
     for (let first = 0; first < users; first += 500) {
       const batch = submitted.slice(first, first + 500);
       const pipeline = plain.pipeline();
-      for (const tasks of batch) for (const task of tasks) pipeline.hmget(keys.task(task.taskId), "st", "sub");
+      for (const tasks of batch)
+        for (const task of tasks) pipeline.hmget(keys.forTask(task.taskId)!.task(task.taskId), "st", "sub");
       const replies = (await pipeline.exec()) ?? [];
       let at = 0;
       for (const tasks of batch) {

@@ -30,7 +30,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { Redis } from "ioredis";
 import { freePort } from "../src/redis/embedded-redis.js";
-import { createKeys } from "../src/redis/keys.js";
+import { createKeys, sumOver } from "../src/redis/keys.js";
 import { LuaScript } from "../src/redis/lua-script.js";
 import { benchDrain } from "./drain.js";
 import { pickLoadGenerator, type LoadGenerator, type LoadResult, type LoadSpec } from "./loadgen.js";
@@ -164,8 +164,8 @@ function describeErrors(result: LoadResult): string {
 async function settle(client: Redis, timeoutMs = 20_000): Promise<boolean> {
   return waitFor(async () => {
     const [leases, due] = await Promise.all([
-      client.zcard(keys.leases),
-      client.zcount(keys.dueUsers, "-inf", String(Date.now())),
+      sumOver(keys, (p) => client.zcard(p.leases)),
+      sumOver(keys, (p) => client.zcount(p.dueUsers, "-inf", String(Date.now()))),
     ]);
     return leases === 0 && due === 0;
   }, timeoutMs);
@@ -539,14 +539,14 @@ async function memory(gen: LoadGenerator): Promise<void> {
     await gen.run(spec(target, { prefix: "mem-", total: users, maxSeconds: 60 }));
     await settle(plain);
     await sleep(500);
-    const queued0 = Number((await plain.hget(keys.totals, "q")) ?? 0);
+    const queued0 = await sumOver(keys, async (p) => Number((await plain.hget(p.totals, "q")) ?? 0));
     const before = await usedMemory(plain);
     const result = await gen.run(
       spec(target, { prefix: "mem-", users, total: tasks, payload, concurrency: 100, maxSeconds: 300 }),
     );
     await sleep(500);
     const after = await usedMemory(plain);
-    const queued = Number((await plain.hget(keys.totals, "q")) ?? 0) - queued0;
+    const queued = (await sumOver(keys, async (p) => Number((await plain.hget(p.totals, "q")) ?? 0))) - queued0;
     if (queued !== result.ok)
       notes.push(`memory: ${fmt(result.ok)} Submits answered OK but ${fmt(queued)} tasks queued`);
     const perTask = (after - before - queued * PAYLOAD_BYTES) / queued;
@@ -601,7 +601,9 @@ async function idle(gen: LoadGenerator, bareIdleCpu: number | undefined): Promis
     // Request n and n + users are the same user: the first starts, the second waits a minute.
     const result = await gen.run(spec(target, { prefix: "idle-", users, total: 2 * users, maxSeconds: 60 }));
     const settled = await waitFor(
-      async () => (await plain.zcard(keys.leases)) === 0 && (await plain.zcard(keys.dueUsers)) === users,
+      async () =>
+        (await sumOver(keys, (p) => plain.zcard(p.leases))) === 0 &&
+        (await sumOver(keys, (p) => plain.zcard(p.dueUsers))) === users,
       20_000,
     );
     if (!settled) notes.push(`idle: did not settle to ${users} waiting users and nothing running`);
@@ -616,8 +618,8 @@ async function idle(gen: LoadGenerator, bareIdleCpu: number | undefined): Promis
     const stats1 = await commandStats(plain);
     const elapsed = (performance.now() - t0) / 1000;
     const [nowSeconds] = await plain.time();
-    const head = await plain.zrange(keys.dueUsers, 0, 0, "WITHSCORES");
-    const firstDue = Number(head[1] ?? Infinity);
+    const heads = await Promise.all(keys.all.map((p) => plain.zrange(p.dueUsers, 0, 0, "WITHSCORES")));
+    const firstDue = Math.min(...heads.map((head) => Number(head[1] ?? Infinity)));
     if (firstDue <= Number(nowSeconds) * 1000) notes.push("idle: a waiting task became due during the measurement");
     const commands = commandsBetween(stats0, stats1);
     const cpuPct = (100 * (cpu1 - cpu0)) / elapsed;

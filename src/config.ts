@@ -2,6 +2,7 @@ import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { parseRatePolicy, type RatePolicy } from "./core/rate-policy.js";
 import { parseRedisUrl } from "./redis/redis-url.js";
+import { DEFAULT_PARTITIONS, MAX_PARTITIONS } from "./redis/partitions.js";
 
 /** Everything the server reads from its environment, parsed and checked once. */
 export interface Config {
@@ -16,6 +17,8 @@ export interface Config {
   readonly replicaAcks: number;
   /** How long WAIT may take for replicaAcks replicas. */
   readonly replicaAckTimeoutMs: number;
+  /** Partitions users are spread over; fixed for the life of the data (checked against Redis at start). */
+  readonly partitions: number;
   readonly dataDir: string;
   readonly ratePolicy: RatePolicy;
   readonly maxBacklog: number;
@@ -150,6 +153,14 @@ export const SETTINGS = {
     0,
     16,
     "a number of replicas",
+  ),
+  partitions: integerSetting(
+    "TOLLGATE_PARTITIONS",
+    DEFAULT_PARTITIONS,
+    "partitions users are spread over (Redis Cluster slots); fixed for the life of the data",
+    1,
+    MAX_PARTITIONS,
+    "a partition count",
   ),
   replicaAckTimeoutMs: integerSetting(
     "TOLLGATE_REPLICA_ACK_TIMEOUT_MS",

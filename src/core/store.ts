@@ -38,10 +38,12 @@ export interface HeldTask {
 }
 
 export interface ClaimResult {
+  /** The partition claimed from. */
+  readonly partition: number;
   /** Redis' clock when the claim ran, ms. */
   readonly now: number;
   readonly claimed: readonly ClaimedTask[];
-  /** The next moments something needs the drainer (Redis clock, ms), if any. */
+  /** The next moments something in this partition needs the drainer (Redis clock, ms), if any. */
   readonly nextDue: number | undefined;
   readonly nextRetry: number | undefined;
   readonly nextLeaseExpiry: number | undefined;
@@ -162,12 +164,24 @@ export class StoreUnavailable extends Error {
  */
 export type Unsubscribe = () => Promise<void>;
 
+/** A user of `partition` became due at `dueAt` (the store's clock, ms). */
+export interface Wake {
+  readonly partition: number;
+  readonly dueAt: number;
+}
+
 /**
- * A wake-up: a user became due anywhere, at `dueAt` (the store's clock, ms);
- * undefined when wakes may have been missed (e.g. after a reconnect), so the
- * listener should look again now.
+ * A wake-up from any process; undefined when wakes may have been missed
+ * (e.g. after a reconnect), so the listener should look again at every
+ * partition now.
  */
-export type WakeListener = (dueAt: number | undefined) => void;
+export type WakeListener = (wake: Wake | undefined) => void;
+
+/** A running task, as renew() needs it. */
+export interface LeasedTask {
+  readonly taskId: string;
+  readonly userId: string;
+}
 
 /** Something about `userId`'s queue changed (a submit, a start, an end). */
 export type ProgressListener = (userId: string) => void;
@@ -177,16 +191,23 @@ export type AvailabilityListener = (available: boolean) => void;
 
 /** Where tasks, queues, leases and windows live, shared by every process and host. */
 export interface TaskStore {
+  /**
+   * Users are spread over this many partitions (0 … partitions − 1), fixed
+   * for the life of the data. Claims, their records and wake-ups are per
+   * partition; a drainer claims from every one.
+   */
+  readonly partitions: number;
   /** Decides start-now, queue or reject for one task and stores it, in one atomic step. */
   admit(submission: Submission): Promise<Admission>;
   /**
-   * Recovers expired leases and due retries, then claims up to `maxClaims`
-   * due tasks, users earliest-due first. `claimId` marks what it took, so
-   * that claimedBy() can tell a caller who did not see the reply.
+   * In one partition: recovers expired leases and due retries, then claims
+   * up to `maxClaims` due tasks, users earliest-due first. `claimId` marks
+   * what it took, so that claimedBy() can tell a caller who did not see the
+   * reply.
    */
-  claim(maxClaims: number, claimId: string): Promise<ClaimResult>;
-  /** What the claim `claimId` took, for a caller whose reply was lost. */
-  claimedBy(claimId: string): Promise<HeldTask[]>;
+  claim(partition: number, maxClaims: number, claimId: string): Promise<ClaimResult>;
+  /** What the claim `claimId` in `partition` took, for a caller whose reply was lost. */
+  claimedBy(partition: number, claimId: string): Promise<HeldTask[]>;
   /** Records the end of one attempt and releases its lease. */
   finish(
     task: { readonly taskId: string; readonly userId: string; readonly attempt: number },
@@ -196,17 +217,17 @@ export interface TaskStore {
   /** Hands a held task back to the head of its queue, its attempt not counted; false when its lease was gone. */
   release(task: HeldTask): Promise<boolean>;
   /** Extends the leases of tasks still running here; returns how many were extended. */
-  renew(taskIds: readonly string[]): Promise<number>;
+  renew(tasks: readonly LeasedTask[]): Promise<number>;
   getTask(taskId: string): Promise<TaskRecord | undefined>;
   /** One user's counts and windows, read together. */
   snapshot(userId: string): Promise<QueueSnapshot>;
-  /** Every queue's counts together. */
+  /** Every queue's counts together (the sum over the partitions). */
   snapshotAll(): Promise<QueueSnapshot>;
-  /** How many users have a queued task scheduled. */
+  /** How many users have a queued task scheduled, over every partition. */
   dueUserCount(): Promise<number>;
   /**
-   * Calls `listener` at every wake-up published by any process; resolves once
-   * subscribed. Rejects (StoreUnavailable) when the store cannot be reached,
+   * Calls `listener` at every wake-up published by any process, in any
+   * partition; resolves once subscribed. Rejects (StoreUnavailable) when the store cannot be reached,
    * leaving nothing behind, so a later call subscribes afresh.
    */
   onWake(listener: WakeListener): Promise<Unsubscribe>;

@@ -3,7 +3,7 @@ import type { Clock } from "./clock.js";
 import type { HandlerSet, TaskHandler, TaskInput } from "./handlers.js";
 import type { Logger } from "../logger.js";
 import { metrics } from "../metrics.js";
-import type { AttemptResult, TaskStore } from "./store.js";
+import type { AttemptResult, LeasedTask, TaskStore } from "./store.js";
 
 export interface TaskRunnerOptions {
   /** Tasks running at once in this process. */
@@ -225,8 +225,11 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
     const renew = (): void => {
       this.cancelRenewal = this.clock.setTimer(renew, this.options.leaseMs / 3);
       // Per attempt: only those whose outcome is not recorded yet hold a lease.
-      const taskIds = new Set([...this.running].filter((a) => a.holdsLease).map((a) => a.task.taskId));
-      this.queue.renew([...taskIds]).catch((error: unknown) => {
+      const leased = new Map<string, LeasedTask>();
+      for (const attempt of this.running) {
+        if (attempt.holdsLease) leased.set(attempt.task.taskId, attempt.task);
+      }
+      this.queue.renew([...leased.values()]).catch((error: unknown) => {
         this.logger.warn({ error: (error as Error).message }, "could not renew task leases");
       });
     };

@@ -55,5 +55,9 @@ export function checkKind(kind: string, knownKinds: ReadonlySet<string>): void {
 
 export function checkTaskId(taskId: string): void {
   if (taskId === "") throw invalidArgument("task_id", "is required");
-  if (!isTaskId(taskId)) throw invalidArgument("task_id", "is not a Tollgate task id (22 characters of base64url)");
+  if (!isTaskId(taskId))
+    throw invalidArgument(
+      "task_id",
+      "is not a Tollgate task id (a partition number, a dot and 22 characters of base64url, as Submit returns it)",
+    );
 }

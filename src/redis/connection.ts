@@ -158,12 +158,16 @@ export function kindOf(redis: RedisClient): RedisKind {
 /**
  * A second connection like `redis` (same servers, auth and fail-fast
  * options), not connected yet: for pub/sub, which takes a connection over.
- * A Cluster's copy subscribes through one node of its choosing.
+ * A Cluster's copy does sharded pub/sub (SSUBSCRIBE): ioredis keeps one
+ * subscriber connection per master (named `ioredis-cluster(ssubscriber):` and
+ * `connectionName`), sends each SSUBSCRIBE to the master of the channel's
+ * slot, and moves the subscriptions when the slots move (a failover).
  */
 export function duplicateClient(redis: RedisClient, connectionName: string): RedisClient {
   if (redis instanceof Cluster) {
     return redis.duplicate([], {
       lazyConnect: true,
+      shardedSubscribers: true,
       redisOptions: { ...redis.options.redisOptions, connectionName },
     });
   }

@@ -1,7 +1,7 @@
 import type { Config } from "../config.js";
 import type { Clock } from "../core/clock.js";
-import { createKeys, keyPrefixFor } from "./keys.js";
-import { kindOf, type RedisClient } from "./connection.js";
+import { createKeys } from "./keys.js";
+import type { RedisClient } from "./connection.js";
 import { RateWindows } from "./rate-windows.js";
 import { RedisStore } from "./redis-store.js";
 
@@ -14,7 +14,8 @@ export interface RedisStoreSettings {
 }
 
 /**
- * The task store over this Redis, as `tollgate serve` configures it: its keys,
+ * The task store over this Redis, as `tollgate serve` configures it: its keys
+ * (partitioned),
  * the policy's windows, the retention of records and idempotency keys, and
  * the replicas each change waits for.
  * The connection stays the caller's; close() the store before closing it.
@@ -22,11 +23,11 @@ export interface RedisStoreSettings {
 export function createRedisStore(
   redis: RedisClient,
   config: Pick<Config, "ratePolicy" | "maxBacklog" | "leaseMs" | "maxAttempts"> &
-    Partial<Pick<Config, "replicaAcks" | "replicaAckTimeoutMs">>,
+    Partial<Pick<Config, "replicaAcks" | "replicaAckTimeoutMs" | "partitions">>,
   settings: RedisStoreSettings = {},
 ): RedisStore {
-  // On a Cluster every key carries one hash tag, so that the scripts run (see keyPrefixFor).
-  const keys = createKeys(keyPrefixFor(kindOf(redis)));
+  // One layout on standalone, Sentinel and Cluster alike (see keys.ts).
+  const keys = createKeys(undefined, config.partitions);
   return new RedisStore(redis, keys, new RateWindows(redis, config.ratePolicy, keys), {
     maxBacklog: config.maxBacklog,
     leaseMs: config.leaseMs,

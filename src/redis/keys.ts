@@ -1,36 +1,54 @@
-import type { RedisKind } from "./redis-url.js";
+import { DEFAULT_PARTITIONS, partitionOf, partitionTag } from "./partitions.js";
 
 /**
  * Every Redis key Tollgate uses is built here, so their layout can be read in
  * one place and no other module concatenates key names.
  *
- * Layout: `<prefix>:<type>:<rest>`. Each type token is fixed and distinct, and
- * a user id is always the whole remainder of its key, so no user id, whatever
- * characters it holds (colons, braces, `*`), can name another user's key or a
- * key of another type. Where two free-form values share a key (user and
- * idempotency key) the first is length-prefixed for the same reason.
+ * Layout: `<prefix>:{<partition tag>}:<type>:<rest>`, one layout whether
+ * Redis is standalone, behind Sentinel or a Cluster. Users are spread over a
+ * fixed number of partitions (partitions.ts); every key of a partition and of
+ * its users carries the partition's hash tag, so on a Cluster a partition is
+ * one slot and every script runs in one slot with all its keys declared. The
+ * tag is the first `{…}` of the key, before any user id, so no user id can
+ * change the slot. Each type token is fixed and distinct, and a user id is
+ * always the whole remainder of its key, so no user id, whatever characters
+ * it holds (colons, braces, `*`), can name another user's key or a key of
+ * another type. Where two free-form values share a key (user and idempotency
+ * key) the first is length-prefixed for the same reason.
+ *
+ * Lifetimes: queues, schedule, heads, leases, retries, totals, stats and
+ * dead-letter lists live while they hold something (an empty list or set is
+ * no key in Redis); task records expire a retention after they succeed;
+ * idempotency keys and claim records expire; window counters expire with
+ * their window; the layout key is permanent.
  */
-export interface Keys {
+export interface PartitionKeys {
+  readonly partition: number;
   /** List of a user's queued task ids, head first. */
   queue(userId: string): string;
   /** Sorted set: user id -> earliest moment (ms) its head task may start. */
   readonly dueUsers: string;
-  /** Sorted set: task id -> moment (ms) its running lease expires. */
+  /**
+   * Hash: user id -> its head task id, for every user in dueUsers, so a
+   * claim can name the head task's key before it runs (keys are declared).
+   */
+  readonly heads: string;
+  /** Sorted set: lease member (taskId:userId, see leaseMember) -> moment (ms) its running lease expires. */
   readonly leases: string;
-  /** Sorted set: task id -> moment (ms) its next attempt may start. */
+  /** Sorted set: lease member -> moment (ms) its next attempt may start. */
   readonly retries: string;
   /** List of a user's dead-lettered task ids, newest first. */
   deadLetters(userId: string): string;
-  /** Pub/sub channel: a user became due at the published moment (ms). */
+  /** Pub/sub channel (sharded on a Cluster): a user became due at the published moment (ms). */
   readonly wakeChannel: string;
   /**
    * Hash of a user's counters: r running, w waiting to retry, ok succeeded,
    * f failed attempts, d dead-lettered (the last three only ever grow).
    */
   stats(userId: string): string;
-  /** Hash of the same counters over every user, plus q: queued or waiting to retry. */
+  /** Hash of the same counters over the partition's users, plus q: queued or waiting to retry. */
   readonly totals: string;
-  /** Pub/sub channel: the published user's counts changed. */
+  /** Pub/sub channel (sharded on a Cluster): the published user's counts changed. */
   readonly progressChannel: string;
   /** Hash: one task's record; its fields are TASK_FIELD, documented below. */
   task(taskId: string): string;
@@ -42,40 +60,83 @@ export interface Keys {
   claim(claimId: string): string;
   /** String: the task id that first used this idempotency key. */
   idempotency(userId: string, key: string): string;
-  /** rate-limiter-flexible's keyPrefix for one window of the policy. */
+  /** rate-limiter-flexible's keyPrefix for one window of the policy (":<user id>" follows). */
   windowPrefix(durationMs: number): string;
+}
+
+export interface Keys {
+  /** How many partitions users are spread over. */
+  readonly partitions: number;
+  /** String, permanent: the partition count the data was written with (layout.ts). */
+  readonly layout: string;
+  /** Keys of every partition, in partition order. */
+  readonly all: readonly PartitionKeys[];
+  /** Keys of one partition (0 … partitions − 1). */
+  partition(partition: number): PartitionKeys;
+  /** Keys of the user's partition. */
+  forUser(userId: string): PartitionKeys;
+  /** Keys of the partition a task id names; undefined for an id of no partition here. */
+  forTask(taskId: string): PartitionKeys | undefined;
+  /** Keys of the layout before partitions (`tg:due`, `{tg}:due`, …): data there must be drained first. */
+  readonly unpartitioned: readonly string[];
 }
 
 const DEFAULT_KEY_PREFIX = "tg";
 
 /**
- * The key prefix for a kind of deployment. On a Redis Cluster a script may
- * only touch keys of one hash slot, and claim builds per-user keys from
- * prefixes, so every key carries one hash tag, `{tg}`: Redis hashes only the
- * braces' content (the first pair in a key), so all of Tollgate's keys share
- * one slot, hence one master. Standalone and Sentinel keep `tg`, the layout
- * existing data is in. (Spreading users over slots is the partitions' work.)
+ * A task's member in a partition's leases and retries sets: its id and its
+ * user's, so that a claim can declare the user's keys before it runs. Task
+ * ids hold no ":" (task-id.ts), so the first ":" splits them.
  */
-export function keyPrefixFor(kind: RedisKind): string {
-  return kind === "cluster" ? `{${DEFAULT_KEY_PREFIX}}` : DEFAULT_KEY_PREFIX;
+export function leaseMember(taskId: string, userId: string): string {
+  return `${taskId}:${userId}`;
 }
 
-export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): Keys {
+/** The task id and user id of a lease member. */
+export function parseLeaseMember(member: string): { readonly taskId: string; readonly userId: string } {
+  const colon = member.indexOf(":");
+  return { taskId: member.slice(0, colon), userId: member.slice(colon + 1) };
+}
+
+function partitionKeys(prefix: string, partition: number, tag: string): PartitionKeys {
+  const base = `${prefix}:{${tag}}`;
   return Object.freeze({
-    queue: (userId: string) => `${prefix}:q:${userId}`,
-    dueUsers: `${prefix}:due`,
-    leases: `${prefix}:leases`,
-    retries: `${prefix}:retries`,
-    deadLetters: (userId: string) => `${prefix}:dl:${userId}`,
-    wakeChannel: `${prefix}:wake`,
-    stats: (userId: string) => `${prefix}:u:${userId}`,
-    totals: `${prefix}:totals`,
-    progressChannel: `${prefix}:progress`,
-    task: (taskId: string) => `${prefix}:t:${taskId}`,
-    claim: (claimId: string) => `${prefix}:c:${claimId}`,
-    idempotency: (userId: string, key: string) => `${prefix}:i:${Buffer.byteLength(userId)}:${userId}:${key}`,
+    partition,
+    queue: (userId: string) => `${base}:q:${userId}`,
+    dueUsers: `${base}:due`,
+    heads: `${base}:heads`,
+    leases: `${base}:leases`,
+    retries: `${base}:retries`,
+    deadLetters: (userId: string) => `${base}:dl:${userId}`,
+    wakeChannel: `${base}:wake`,
+    stats: (userId: string) => `${base}:u:${userId}`,
+    totals: `${base}:totals`,
+    progressChannel: `${base}:progress`,
+    task: (taskId: string) => `${base}:t:${taskId}`,
+    claim: (claimId: string) => `${base}:c:${claimId}`,
+    idempotency: (userId: string, key: string) => `${base}:i:${Buffer.byteLength(userId)}:${userId}:${key}`,
     // rate-limiter-flexible appends ":<user id>" to this.
-    windowPrefix: (durationMs: number) => `${prefix}:w:${durationMs}`,
+    windowPrefix: (durationMs: number) => `${base}:w:${durationMs}`,
+  });
+}
+
+export function createKeys(prefix: string = DEFAULT_KEY_PREFIX, partitions: number = DEFAULT_PARTITIONS): Keys {
+  const all = Array.from({ length: partitions }, (_, p) => partitionKeys(prefix, p, partitionTag(p, partitions)));
+  return Object.freeze({
+    partitions,
+    layout: `${prefix}:layout`,
+    all: Object.freeze(all),
+    partition: (partition: number) => {
+      const keys = all[partition];
+      if (!keys) throw new RangeError(`partition ${partition} is not one of 0 … ${partitions - 1}`);
+      return keys;
+    },
+    forUser: (userId: string) => all[partitionOf(userId, partitions)]!,
+    forTask: (taskId: string) => {
+      const dot = taskId.indexOf(".");
+      return dot > 0 ? all[Number(taskId.slice(0, dot))] : undefined;
+    },
+    unpartitioned: [`${prefix}:due`, `${prefix}:totals`, `{${prefix}}:due`, `{${prefix}}:totals`],
   });
 }
 
@@ -86,7 +147,7 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): Keys {
  *
  * | field | meaning | written by | read by |
  * | --- | --- | --- | --- |
- * | u | user id | admit | claim (the user of an expired lease or a due retry), GetTask |
+ * | u | user id | admit | GetTask |
  * | p | payload (bytes); deleted when the task succeeds | admit; finish deletes | claim (handed to the handler), GetTask |
  * | k | kind, which picks a handler; absent for the default | admit | claim, GetTask |
  * | s | state, one of TASK_STATE | admit, claim, finish, release | admit-outcome, GetTask |
@@ -122,3 +183,9 @@ export const TASK_STATE = Object.freeze({
   /** Every attempt failed: on the user's dead-letter list. */
   DEAD: "d",
 } as const);
+
+/** A count summed over every partition, read concurrently (on a Cluster they are on different masters). */
+export async function sumOver(keys: Keys, count: (partition: PartitionKeys) => Promise<number>): Promise<number> {
+  const counts = await Promise.all(keys.all.map(count));
+  return counts.reduce((sum, value) => sum + value, 0);
+}

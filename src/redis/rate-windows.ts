@@ -8,47 +8,60 @@ import type { WindowCounter } from "../core/start-schedule.js";
  * The policy's windows as rate-limiter-flexible RateLimiterRedis counters.
  * The limiters name the keys and read them; consuming happens in the Lua
  * scripts (admit, claim), which use the same keys with the same semantics, so
- * the counters here and there are one source of truth.
+ * the counters here and there are one source of truth. A user's counters
+ * live in its partition (their prefix carries the partition's hash tag), so
+ * there is one set of limiters per partition, made when first needed.
  */
 export class RateWindows {
-  private readonly limiters: readonly RateLimiterRedis[];
+  private readonly byPartition = new Map<number, readonly RateLimiterRedis[]>();
 
-  constructor(redis: RedisClient, policy: RatePolicy, keys: Keys) {
-    this.admitArgs = policy.flatMap((window) => [window.limit, window.durationMs / 1000]);
-    this.claimArgs = policy.flatMap((window) => [
-      keys.windowPrefix(window.durationMs),
-      window.limit,
-      window.durationMs / 1000,
-    ]);
-    this.limiters = policy.map(
-      (window) =>
-        new RateLimiterRedis({
-          storeClient: redis,
-          keyPrefix: keys.windowPrefix(window.durationMs),
-          points: window.limit,
-          duration: window.durationMs / 1000,
-        }),
-    );
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly policy: RatePolicy,
+    private readonly keys: Keys,
+  ) {
+    this.scriptArgs = policy.flatMap((window) => [window.limit, window.durationMs / 1000]);
   }
+
+  /** How many windows the policy has. */
+  get count(): number {
+    return this.policy.length;
+  }
+
+  /** The scripts' per-window arguments: limit, duration in seconds (built once; Submit's hot path). */
+  readonly scriptArgs: readonly number[];
 
   /** The Redis keys of a user's windows, in policy order. */
   keysFor(userId: string): string[] {
-    return this.limiters.map((limiter) => limiter.getKey(userId));
+    return this.limitersFor(userId).map((limiter) => limiter.getKey(userId));
   }
-
-  /** admit's per-window arguments: limit, duration in seconds (built once; Submit's hot path). */
-  readonly admitArgs: readonly number[];
-  /** claim's per-window arguments: key prefix, limit, duration in seconds (claim builds the keys itself). */
-  readonly claimArgs: readonly (string | number)[];
 
   /** Reads a user's windows through rate-limiter-flexible. */
   async read(userId: string, now: number): Promise<WindowCounter[]> {
-    const results = await Promise.all(this.limiters.map((limiter) => limiter.get(userId)));
+    const results = await Promise.all(this.limitersFor(userId).map((limiter) => limiter.get(userId)));
     return results.map((result) =>
       result === null
         ? { count: 0, resetAt: null }
         : { count: result.consumedPoints, resetAt: result.msBeforeNext >= 0 ? now + result.msBeforeNext : null },
     );
+  }
+
+  private limitersFor(userId: string): readonly RateLimiterRedis[] {
+    const partition = this.keys.forUser(userId);
+    let limiters = this.byPartition.get(partition.partition);
+    if (!limiters) {
+      limiters = this.policy.map(
+        (window) =>
+          new RateLimiterRedis({
+            storeClient: this.redis,
+            keyPrefix: partition.windowPrefix(window.durationMs),
+            points: window.limit,
+            duration: window.durationMs / 1000,
+          }),
+      );
+      this.byPartition.set(partition.partition, limiters);
+    }
+    return limiters;
   }
 }
 

@@ -1,9 +1,17 @@
 import { systemClock, type Clock } from "../core/clock.js";
-import { TASK_FIELD, TASK_STATE, type Keys } from "./keys.js";
+import {
+  leaseMember,
+  parseLeaseMember,
+  sumOver,
+  TASK_FIELD,
+  TASK_STATE,
+  type Keys,
+  type PartitionKeys,
+} from "./keys.js";
 import { ADMIT, FINISH, RELEASE } from "./reply-codes.js";
 import { LuaScript, type RedisArg } from "./lua-script.js";
 import { countersFromReply, type RateWindows } from "./rate-windows.js";
-import { commandTimeoutOf, type RedisClient } from "./connection.js";
+import { commandTimeoutOf, kindOf, type RedisClient } from "./connection.js";
 import { isUnanswered, storeCall } from "./errors.js";
 import { Subscriptions } from "./subscriptions.js";
 import { Availability } from "./availability.js";
@@ -17,6 +25,7 @@ import {
   type ClaimedTask,
   type FinishOutcome,
   type HeldTask,
+  type LeasedTask,
   type QueueSnapshot,
   type AvailabilityListener,
   type ProgressListener,
@@ -70,12 +79,13 @@ const STATE_NAMES: Readonly<Record<string, TaskStateName>> = {
 const scripts = {
   admit: new LuaScript("admit-n.lua"),
   admitOutcome: new LuaScript("admit-outcome-n.lua"),
-  claim: new LuaScript("claim-5.lua"),
+  claimPlan: new LuaScript("claim-plan-4.lua"),
+  claim: new LuaScript("claim-n.lua"),
   finish: new LuaScript("finish-6.lua"),
   snapshot: new LuaScript("snapshot-n.lua"),
   snapshotAll: new LuaScript("snapshot-all-3.lua"),
   renew: new LuaScript("renew-1.lua"),
-  release: new LuaScript("release-6.lua"),
+  release: new LuaScript("release-7.lua"),
 };
 
 /**
@@ -86,6 +96,15 @@ const scripts = {
  */
 const CLAIM_RECORD_MS = 15_000;
 
+/**
+ * Expired leases, and due retries, a claim step recovers at most (each is
+ * declared to the claim script with its user's keys); more wait for the
+ * next step, which the claim's reply schedules at once.
+ */
+const RECOVERIES_PER_CLAIM = 100;
+
+type PublishCommand = "PUBLISH" | "SPUBLISH";
+
 /** The task store in Redis: per-user queues, task records, leases, windows and counters. */
 export class RedisStore implements TaskStore {
   /** Wake-ups and progress events, over one subscriber connection made on first use. */
@@ -93,29 +112,41 @@ export class RedisStore implements TaskStore {
   /** For health: the client's state, and on a Cluster the slot's (see Availability). */
   private readonly availability: Availability;
 
+  /**
+   * How the scripts publish wake-ups and progress: on a Cluster sharded
+   * pub/sub (SPUBLISH, Redis 7), so a message goes to the partition's shard
+   * only instead of every node; elsewhere PUBLISH (Redis 6.2 has no other).
+   */
+  private readonly publish: PublishCommand;
+  readonly partitions: number;
+
   constructor(
     private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly windows: RateWindows,
     private readonly options: RedisStoreOptions,
   ) {
+    this.partitions = keys.partitions;
+    this.publish = kindOf(redis) === "cluster" ? "SPUBLISH" : "PUBLISH";
     this.subscriptions = new Subscriptions(redis, "tollgate-wake");
-    // The probe is a keyed command, so on a Cluster it asks the slot's master.
-    this.availability = new Availability(redis, () => redis.exists(keys.totals));
+    // The probe is a keyed command, so on a Cluster it asks a slot's master.
+    this.availability = new Availability(redis, () => redis.exists(keys.partition(0).totals));
   }
 
   /** Decides start-now, queue or reject for one task and stores it: one round trip. */
   async admit(submission: Submission): Promise<Admission> {
     const { userId } = submission;
-    const taskId = newTaskId();
+    const partition = this.keys.forUser(userId);
+    const taskId = newTaskId(partition.partition);
     const keys = [
-      this.keys.queue(userId),
-      this.keys.dueUsers,
-      this.keys.task(taskId),
-      this.keys.idempotency(userId, submission.idempotencyKey),
-      this.keys.leases,
-      this.keys.stats(userId),
-      this.keys.totals,
+      partition.queue(userId),
+      partition.dueUsers,
+      partition.task(taskId),
+      partition.idempotency(userId, submission.idempotencyKey),
+      partition.leases,
+      partition.stats(userId),
+      partition.totals,
+      partition.heads,
       ...this.windows.keysFor(userId),
     ];
     const args = [
@@ -129,9 +160,10 @@ export class RedisStore implements TaskStore {
       this.options.idempotencyTtlSeconds,
       this.options.leaseMs,
       submission.canStartNow ? "1" : "0",
-      this.keys.wakeChannel,
-      this.keys.progressChannel,
-      ...this.windows.admitArgs,
+      partition.wakeChannel,
+      partition.progressChannel,
+      this.publish,
+      ...this.windows.scriptArgs,
     ];
     let changed: { readonly reply: unknown; readonly replicas: number; readonly replicated: boolean };
     try {
@@ -141,7 +173,7 @@ export class RedisStore implements TaskStore {
       // that a retry turns into a duplicate, and a task stored as running
       // would wait out its lease. The id was made here, so its record tells.
       if (!isUnanswered(error)) throw error;
-      return this.admitOutcome(taskId, userId, error);
+      return this.admitOutcome(partition, taskId, userId, error);
     }
     const admission = this.admission(changed.reply as unknown[]);
     // Started, queued and duplicate answer "the task is stored"; a refusal
@@ -227,7 +259,12 @@ export class RedisStore implements TaskStore {
    * Redis is connected but slow, for a few command timeouts; then, or at once
    * when the connection is down, the outcome is unknown.
    */
-  private async admitOutcome(taskId: string, userId: string, lost: unknown): Promise<Admission> {
+  private async admitOutcome(
+    partition: PartitionKeys,
+    taskId: string,
+    userId: string,
+    lost: unknown,
+  ): Promise<Admission> {
     const clock = this.options.clock ?? systemClock;
     const deadline = clock.now() + OUTCOME_WAIT_COMMAND_TIMEOUTS * commandTimeoutOf(this.redis);
     for (;;) {
@@ -235,7 +272,7 @@ export class RedisStore implements TaskStore {
       try {
         reply = (await scripts.admitOutcome.run(
           this.redis,
-          [this.keys.task(taskId), this.keys.queue(userId), ...this.windows.keysFor(userId)],
+          [partition.task(taskId), partition.queue(userId), ...this.windows.keysFor(userId)],
           [taskId],
         )) as unknown[];
       } catch (error) {
@@ -263,35 +300,90 @@ export class RedisStore implements TaskStore {
   }
 
   /**
-   * Recovers expired leases and due retries, then claims up to `maxClaims`
-   * due tasks, users earliest-due first: one round trip. `claimId` (unique
-   * per call) marks what it took, so that claimedBy() can tell a caller who
-   * did not see the reply.
+   * In one partition: recovers expired leases and due retries, then claims
+   * up to `maxClaims` due tasks, users earliest-due first. Two round trips
+   * when there is something to do (one to learn whose keys the claim needs,
+   * one to claim with them declared), one when there is not. `claimId`
+   * (unique per call) marks what it took, so that claimedBy() can tell a
+   * caller who did not see the reply.
    */
-  async claim(maxClaims: number, claimId: string): Promise<ClaimResult> {
+  async claim(partitionNumber: number, maxClaims: number, claimId: string): Promise<ClaimResult> {
+    const partition = this.keys.partition(partitionNumber);
+    const plan = (await this.tracked(() =>
+      scripts.claimPlan.run(
+        this.redis,
+        [partition.dueUsers, partition.leases, partition.retries, partition.heads],
+        [maxClaims, RECOVERIES_PER_CLAIM],
+      ),
+    )) as (string | number)[];
+    const userIds: string[] = [];
+    const userNumbers = new Map<string, number>();
+    const userNumber = (userId: string): number => {
+      let number = userNumbers.get(userId);
+      if (number === undefined) {
+        userIds.push(userId);
+        number = userIds.length;
+        userNumbers.set(userId, number);
+      }
+      return number;
+    };
+    const items: { readonly kind: "lease" | "retry" | "head"; readonly taskId: string; readonly user: number }[] = [];
+    let at = 4;
+    const users = Number(plan[at++]);
+    for (let i = 0; i < users; i++, at += 2) {
+      items.push({ kind: "head", taskId: String(plan[at + 1]), user: userNumber(String(plan[at])) });
+    }
+    for (const kind of ["lease", "retry"] as const) {
+      const members = Number(plan[at++]);
+      for (let i = 0; i < members; i++, at++) {
+        const { taskId, userId } = parseLeaseMember(String(plan[at]));
+        items.push({ kind, taskId, user: userNumber(userId) });
+      }
+    }
+    if (items.length === 0) return this.claimResult(partitionNumber, plan.slice(0, 4), claimId);
+
+    const keys = [
+      partition.dueUsers,
+      partition.leases,
+      partition.retries,
+      partition.totals,
+      partition.heads,
+      partition.claim(claimId),
+    ];
+    for (const userId of userIds) {
+      keys.push(partition.queue(userId), partition.stats(userId), partition.deadLetters(userId));
+      keys.push(...this.windows.keysFor(userId));
+    }
+    const args: RedisArg[] = [
+      maxClaims,
+      this.options.leaseMs,
+      this.options.maxAttempts,
+      this.options.deadLetterCap,
+      partition.progressChannel,
+      this.publish,
+      claimId,
+      CLAIM_RECORD_MS,
+      this.windows.count,
+      ...this.windows.scriptArgs,
+      userIds.length,
+      ...userIds,
+      items.length,
+    ];
+    for (const item of items) {
+      // A head the plan did not find ("") has no record to declare.
+      const taskKey = item.taskId === "" ? 0 : keys.push(partition.task(item.taskId));
+      args.push(item.kind, item.taskId, item.user, taskKey);
+    }
     // Claims, finishes and releases wait for the replicas too, so the next
     // step (running a task, claiming the next) follows a replicated change;
     // short of replicas they go on: the change is made and cannot be taken
     // back, and a failover that loses it only reruns a task (at-least-once).
-    const { reply } = (await this.change(
-      scripts.claim,
-      [this.keys.dueUsers, this.keys.leases, this.keys.retries, this.keys.totals, this.keys.claim(claimId)],
-      [
-        maxClaims,
-        this.options.leaseMs,
-        this.options.maxAttempts,
-        this.keys.queue(""),
-        this.keys.task(""),
-        this.keys.deadLetters(""),
-        this.keys.stats(""),
-        this.options.deadLetterCap,
-        this.keys.progressChannel,
-        claimId,
-        CLAIM_RECORD_MS,
-        ...this.windows.claimArgs,
-      ],
-      true,
-    )) as { reply: (number | Buffer)[] };
+    const { reply } = (await this.change(scripts.claim, keys, args, true)) as { reply: (number | Buffer)[] };
+    return this.claimResult(partitionNumber, reply, claimId);
+  }
+
+  /** A claim's result from a reply {now, next due, next retry, next lease expiry, claims (six entries each)...}. */
+  private claimResult(partition: number, reply: readonly unknown[], claimId: string): ClaimResult {
     const moment = (value: unknown): number | undefined =>
       Number(String(value)) >= 0 ? Number(String(value)) : undefined;
     const claimed: ClaimedTask[] = [];
@@ -307,6 +399,7 @@ export class RedisStore implements TaskStore {
       });
     }
     return {
+      partition,
       now: Number(reply[0]),
       claimed,
       nextDue: moment(reply[1]),
@@ -321,15 +414,16 @@ export class RedisStore implements TaskStore {
     result: AttemptResult,
     retryDelayMs: number,
   ): Promise<FinishOutcome> {
+    const partition = this.keys.forUser(task.userId);
     const { reply: replied } = await this.change(
       scripts.finish,
       [
-        this.keys.task(task.taskId),
-        this.keys.leases,
-        this.keys.retries,
-        this.keys.deadLetters(task.userId),
-        this.keys.stats(task.userId),
-        this.keys.totals,
+        partition.task(task.taskId),
+        partition.leases,
+        partition.retries,
+        partition.deadLetters(task.userId),
+        partition.stats(task.userId),
+        partition.totals,
       ],
       [
         task.taskId,
@@ -340,9 +434,11 @@ export class RedisStore implements TaskStore {
         this.options.maxAttempts,
         Math.round(retryDelayMs),
         this.options.deadLetterCap,
-        this.keys.progressChannel,
+        partition.progressChannel,
         task.userId,
-        this.keys.wakeChannel,
+        partition.wakeChannel,
+        leaseMember(task.taskId, task.userId),
+        this.publish,
       ],
     );
     return FINISH_OUTCOMES.get(Number(replied)) ?? "lease-lost";
@@ -354,17 +450,28 @@ export class RedisStore implements TaskStore {
    * lease was no longer this attempt's.
    */
   async release(task: HeldTask): Promise<boolean> {
+    const partition = this.keys.forUser(task.userId);
     const { reply: released } = await this.change(
       scripts.release,
       [
-        this.keys.task(task.taskId),
-        this.keys.leases,
-        this.keys.queue(task.userId),
-        this.keys.dueUsers,
-        this.keys.stats(task.userId),
-        this.keys.totals,
+        partition.task(task.taskId),
+        partition.leases,
+        partition.queue(task.userId),
+        partition.dueUsers,
+        partition.stats(task.userId),
+        partition.totals,
+        partition.heads,
       ],
-      [task.taskId, task.attempt, task.userId, task.claimId ?? "", this.keys.progressChannel, this.keys.wakeChannel],
+      [
+        task.taskId,
+        task.attempt,
+        task.userId,
+        task.claimId ?? "",
+        partition.progressChannel,
+        partition.wakeChannel,
+        leaseMember(task.taskId, task.userId),
+        this.publish,
+      ],
     );
     return Number(released) === RELEASE.RELEASED;
   }
@@ -374,8 +481,8 @@ export class RedisStore implements TaskStore {
    * (empty when it never ran). Sent after the claim on the same connection,
    * it is answered after the claim ran.
    */
-  async claimedBy(claimId: string): Promise<HeldTask[]> {
-    const entries = await storeCall(() => this.redis.lrange(this.keys.claim(claimId), 0, -1));
+  async claimedBy(partition: number, claimId: string): Promise<HeldTask[]> {
+    const entries = await storeCall(() => this.redis.lrange(this.keys.partition(partition).claim(claimId), 0, -1));
     const tasks: HeldTask[] = [];
     for (let i = 0; i + 2 < entries.length; i += 3) {
       tasks.push({ taskId: entries[i]!, userId: entries[i + 1]!, attempt: Number(entries[i + 2]), claimId });
@@ -384,13 +491,26 @@ export class RedisStore implements TaskStore {
   }
 
   /** Extends the leases of tasks still running here; returns how many were extended. */
-  async renew(taskIds: readonly string[]): Promise<number> {
-    if (taskIds.length === 0) return 0;
-    return Number(await scripts.renew.run(this.redis, [this.keys.leases], [this.options.leaseMs, ...taskIds]));
+  async renew(tasks: readonly LeasedTask[]): Promise<number> {
+    const byPartition = new Map<PartitionKeys, string[]>();
+    for (const task of tasks) {
+      const partition = this.keys.forUser(task.userId);
+      const members = byPartition.get(partition) ?? [];
+      members.push(leaseMember(task.taskId, task.userId));
+      byPartition.set(partition, members);
+    }
+    const renewed = await Promise.all(
+      [...byPartition].map(async ([partition, members]) =>
+        Number(await scripts.renew.run(this.redis, [partition.leases], [this.options.leaseMs, ...members])),
+      ),
+    );
+    return renewed.reduce((sum, count) => sum + count, 0);
   }
 
   async getTask(taskId: string): Promise<TaskRecord | undefined> {
-    const fields = await this.tracked(() => storeCall(() => this.redis.hgetallBuffer(this.keys.task(taskId))));
+    const partition = this.keys.forTask(taskId);
+    if (!partition) return undefined;
+    const fields = await this.tracked(() => storeCall(() => this.redis.hgetallBuffer(partition.task(taskId))));
     if (!fields || Object.keys(fields).length === 0) return undefined;
     const text = (name: string): string => fields[name]?.toString("utf8") ?? "";
     const time = (name: string): number | undefined => (fields[name] ? Number(text(name)) : undefined);
@@ -410,10 +530,11 @@ export class RedisStore implements TaskStore {
 
   /** One user's counts and windows, read together. */
   async snapshot(userId: string): Promise<QueueSnapshot> {
+    const partition = this.keys.forUser(userId);
     const reply = (await this.tracked(() =>
       scripts.snapshot.run(
         this.redis,
-        [this.keys.queue(userId), this.keys.stats(userId), this.keys.dueUsers, ...this.windows.keysFor(userId)],
+        [partition.queue(userId), partition.stats(userId), partition.dueUsers, ...this.windows.keysFor(userId)],
         [userId],
       ),
     )) as number[];
@@ -430,58 +551,90 @@ export class RedisStore implements TaskStore {
     };
   }
 
-  /** Every queue's counts together (windows are per user, so none). */
+  /** Every queue's counts together: the sum over the partitions (windows are per user, so none). */
   async snapshotAll(): Promise<QueueSnapshot> {
-    const reply = (await scripts.snapshotAll.run(
-      this.redis,
-      [this.keys.totals, this.keys.leases, this.keys.dueUsers],
-      [],
-    )) as number[];
-    const [now = 0, queued = 0, running = 0, succeeded = 0, failed = 0, dead = 0, due = -1] = reply;
-    return { now, queued, running, succeeded, failed, dead, dueAt: due >= 0 ? due : undefined, windows: undefined };
+    const replies = (await Promise.all(
+      this.keys.all.map((partition) =>
+        scripts.snapshotAll.run(this.redis, [partition.totals, partition.leases, partition.dueUsers], []),
+      ),
+    )) as number[][];
+    const sum = { now: 0, queued: 0, running: 0, succeeded: 0, failed: 0, dead: 0, due: Infinity };
+    for (const [now = 0, queued = 0, running = 0, succeeded = 0, failed = 0, dead = 0, due = -1] of replies) {
+      // On a Cluster each partition's master has its own clock; the latest is the truest "now".
+      sum.now = Math.max(sum.now, now);
+      sum.queued += queued;
+      sum.running += running;
+      sum.succeeded += succeeded;
+      sum.failed += failed;
+      sum.dead += dead;
+      if (due >= 0) sum.due = Math.min(sum.due, due);
+    }
+    const { due, ...counts } = sum;
+    return { ...counts, dueAt: Number.isFinite(due) ? due : undefined, windows: undefined };
   }
 
-  /** How many users have a queued task scheduled. */
+  /** How many users have a queued task scheduled, over every partition. */
   async dueUserCount(): Promise<number> {
-    return storeCall(() => this.redis.zcard(this.keys.dueUsers));
+    return storeCall(() => sumOver(this.keys, (partition) => this.redis.zcard(partition.dueUsers)));
   }
 
   /** A user's dead-lettered task ids, newest first. */
   async deadLetterIds(userId: string): Promise<string[]> {
-    return storeCall(() => this.redis.lrange(this.keys.deadLetters(userId), 0, -1));
+    return storeCall(() => this.redis.lrange(this.keys.forUser(userId).deadLetters(userId), 0, -1));
   }
 
   /** The ids in a user's queue, head first (for inspection and tests). */
   async queuedTaskIds(userId: string): Promise<string[]> {
-    return storeCall(() => this.redis.lrange(this.keys.queue(userId), 0, -1));
+    return storeCall(() => this.redis.lrange(this.keys.forUser(userId).queue(userId), 0, -1));
   }
 
   /**
-   * Wake-ups published by admit, finish and release on any process; and,
-   * with undefined, every reconnect of the subscriber connection, since
-   * wake-ups published meanwhile were missed.
+   * Wake-ups published by admit, finish and release on any process, in any
+   * partition (one channel each); and, with undefined, every reconnect of the
+   * subscriber connection, since wake-ups published meanwhile were missed.
    */
   async onWake(listener: WakeListener): Promise<Unsubscribe> {
     const stopReconnects = this.subscriptions.onReconnect(() => listener(undefined));
-    let unsubscribe: Unsubscribe;
-    try {
-      unsubscribe = await this.subscriptions.listen(this.keys.wakeChannel, (message) => {
-        const due = Number(message);
-        listener(Number.isFinite(due) ? due : undefined);
-      });
-    } catch (error) {
-      stopReconnects();
-      throw error;
-    }
-    return async () => {
-      stopReconnects();
-      await unsubscribe();
-    };
+    return this.listenEverywhere(
+      (partition) => partition.wakeChannel,
+      (partition, message) => {
+        const dueAt = Number(message);
+        listener(Number.isFinite(dueAt) ? { partition: partition.partition, dueAt } : undefined);
+      },
+      stopReconnects,
+    );
   }
 
-  /** Progress events (the user id whose queue changed), from any process. */
+  /** Progress events (the user id whose queue changed), from any process, in any partition. */
   onProgress(listener: ProgressListener): Promise<Unsubscribe> {
-    return this.subscriptions.listen(this.keys.progressChannel, listener);
+    return this.listenEverywhere(
+      (partition) => partition.progressChannel,
+      (_partition, userId) => listener(userId),
+    );
+  }
+
+  /** Listens on one channel per partition; all or nothing (a failure leaves none subscribed). */
+  private async listenEverywhere(
+    channelOf: (partition: PartitionKeys) => string,
+    listener: (partition: PartitionKeys, message: string) => void,
+    onStop: () => void = () => {},
+  ): Promise<Unsubscribe> {
+    const subscribed = await Promise.allSettled(
+      this.keys.all.map((partition) =>
+        this.subscriptions.listen(channelOf(partition), (message) => listener(partition, message)),
+      ),
+    );
+    const stops = subscribed.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
+    const stopAll: Unsubscribe = async () => {
+      onStop();
+      await Promise.all(stops.map((stop) => stop()));
+    };
+    const failed = subscribed.find((result) => result.status === "rejected");
+    if (failed) {
+      await stopAll();
+      throw failed.reason;
+    }
+    return stopAll;
   }
 
   /** Available from the client's "ready" until "close" or "end", and on a Cluster while the slot answers (see Availability). */

@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import { mastersOf, type RedisClient } from "./connection.js";
+import { createKeys, type Keys } from "./keys.js";
 import { ConfigError } from "../config.js";
 import { isRedisUnreachable } from "./errors.js";
 import type { Logger } from "../logger.js";
@@ -68,6 +69,8 @@ export interface RedisRequirementOptions {
   readonly allowEviction: boolean;
   /** Replicas each change waits for: fewer connected is warned about. */
   readonly replicaAcks?: number;
+  /** The partition count this deployment uses: data written with another is refused. */
+  readonly partitions?: number;
 }
 
 /**
@@ -94,6 +97,34 @@ export async function checkRedisRequirements(
       if (error instanceof RedisRequirementError) throw new RedisRequirementError(`${where}${error.message}`);
       throw error;
     }
+  }
+  if (options.partitions !== undefined) await checkKeyLayout(redis, createKeys(undefined, options.partitions));
+}
+
+/**
+ * The partition count is fixed for the life of the data: a user's keys and
+ * task ids name its partition, so another count would strand every queued
+ * task. The first start records the count (SET NX); a later start with
+ * another count is refused, as is data of the layout before partitions.
+ */
+async function checkKeyLayout(redis: RedisClient, keys: Keys): Promise<void> {
+  // One key at a time: on a Cluster they are in different slots.
+  for (const key of keys.unpartitioned) {
+    if ((await redis.exists(key)) > 0) {
+      throw new RedisRequirementError(
+        `this Redis holds Tollgate data of the layout before partitions (${key}): drain it with the version that wrote it, ` +
+          "or delete Tollgate's keys, before starting this version",
+      );
+    }
+  }
+  const wanted = String(keys.partitions);
+  await redis.set(keys.layout, wanted, "NX");
+  const recorded = await redis.get(keys.layout);
+  if (recorded !== wanted) {
+    throw new RedisRequirementError(
+      `this Redis holds Tollgate data written with TOLLGATE_PARTITIONS=${recorded ?? "?"}, not ${wanted}: ` +
+        `the count is fixed for the life of the data; start with TOLLGATE_PARTITIONS=${recorded ?? "?"}`,
+    );
   }
 }
 

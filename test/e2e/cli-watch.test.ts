@@ -85,7 +85,7 @@ test("a failed call prints one line with its gRPC code and exits 1; bad usage ex
   assert.equal(usage.status, 2);
   const notFound = spawnSync(
     process.execPath,
-    [BIN, "task", "AAAAAAAAAAAAAAAAAAAAAA", "--addr", `127.0.0.1:${served.server.port}`],
+    [BIN, "task", "0.AAAAAAAAAAAAAAAAAAAAAA", "--addr", `127.0.0.1:${served.server.port}`],
     {
       encoding: "utf8",
     },

@@ -162,7 +162,7 @@ test("docs/api.md's TypeScript example runs as written, with node, against tollg
     lines.slice(0, drained).every((line) => /^\d+ queued, \d+ running$/.test(line)),
     run.stdout,
   );
-  assert.match(lines[drained + 1] ?? "", /^task [\w-]{22} is (QUEUED|RUNNING|SUCCEEDED)$/);
+  assert.match(lines[drained + 1] ?? "", /^task \d+\.[\w-]{22} is (QUEUED|RUNNING|SUCCEEDED)$/);
   assert.match(lines[drained + 2] ?? "", /^over the limit: .+; retry in [1-9]\d* ms$/);
   assert.equal(lines.length, drained + 3, run.stdout);
 });

@@ -51,7 +51,7 @@ test("examples/go vets, builds and runs: submits, reads a task back, and watches
     run.stdout,
   );
   assert.ok(
-    lines.some((line) => /^task [\w-]{22}: TASK_STATE_\w+, \d attempt\(s\)$/.test(line)),
+    lines.some((line) => /^task \d+\.[\w-]{22}: TASK_STATE_\w+, \d attempt\(s\)$/.test(line)),
     run.stdout,
   );
   assert.match(lines.at(-1)!, /^queue go-example: 0 queued, 0 running, \d+ completed, drained true$/, run.stdout);

@@ -163,3 +163,43 @@ describe("tollgate serve on a Redis that may evict keys", () => {
     }
   });
 });
+
+describe("tollgate serve and the partition count of the data", () => {
+  test("the first start records the count; another count, or data of the layout before partitions, is refused with exit 2", async () => {
+    const admin = ctx.redis.client();
+    try {
+      await admin.flushall();
+      const first = await startServeProcess(serveEnv(ctx.redis.url, "first", { TOLLGATE_PARTITIONS: "8" }));
+      first.child.kill("SIGTERM");
+      assert.equal(await first.exited, 0);
+      assert.equal(await admin.get("tg:layout"), "8", "the count is recorded");
+
+      const other = await runCommand(process.execPath, [BIN, "serve"], {
+        env: { ...process.env, ...serveEnv(ctx.redis.url, "other") }, // the default, 16
+      });
+      assert.equal(other.code, 2, describeRun(other));
+      assert.match(other.stderr, /written with TOLLGATE_PARTITIONS=8, not 16/, describeRun(other));
+      assert.match(other.stderr, /start with TOLLGATE_PARTITIONS=8/);
+      assert.equal(other.stderr.trim().split("\n").length, 1, "one line, not a stack trace");
+
+      await admin.flushall();
+      await admin.zadd("tg:due", 1, "alice");
+      const legacy = await runCommand(process.execPath, [BIN, "serve"], {
+        env: { ...process.env, ...serveEnv(ctx.redis.url, "legacy") },
+      });
+      assert.equal(legacy.code, 2, describeRun(legacy));
+      assert.match(legacy.stderr, /layout before partitions \(tg:due\): drain it/, describeRun(legacy));
+      assert.equal(await admin.get("tg:layout"), null, "nothing recorded for data that was refused");
+    } finally {
+      await admin.flushall();
+      admin.disconnect();
+    }
+  });
+
+  test("TOLLGATE_PARTITIONS / --partitions: 1 to 1024, 16 by default", () => {
+    assert.equal(parseConfig({}).partitions, 16);
+    assert.equal(parseConfig({ TOLLGATE_PARTITIONS: "64" }).partitions, 64);
+    assert.equal(parseConfig({}, ["--partitions", "1"]).partitions, 1);
+    for (const bad of ["0", "1025", "x"]) assert.throws(() => parseConfig({ TOLLGATE_PARTITIONS: bad }), ConfigError);
+  });
+});

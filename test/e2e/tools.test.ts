@@ -58,7 +58,7 @@ describe("buf curl through server reflection, against tollgate serve", () => {
   test("Submit, then GetTask of the task it answered", async () => {
     const [submitted] = await bufCurl("tollgate.v1.TaskService/Submit", { user_id: "buf-1", payload: "aGVsbG8=" });
     assert.equal(submitted?.disposition, "DISPOSITION_STARTED", JSON.stringify(submitted));
-    assert.match(String(submitted?.taskId), /^[\w-]{22}$/);
+    assert.match(String(submitted?.taskId), /^\d+\.[\w-]{22}$/);
     assert.equal((submitted?.windows as unknown[] | undefined)?.length, 2);
     const [answer] = await bufCurl("tollgate.v1.TaskService/GetTask", { task_id: submitted?.taskId });
     const task = answer?.task as Record<string, unknown>;
@@ -187,7 +187,7 @@ describe("the tollgate CLI as a client", () => {
     const closed = await freePort();
     const [invalid, missing, rejected, unreachable, tls] = await Promise.all([
       tollgate(["task", "not-a-task-id", "--addr", served.addr]),
-      tollgate(["task", "AAAAAAAAAAAAAAAAAAAAAA", "--addr", served.addr, "--json"]),
+      tollgate(["task", "0.AAAAAAAAAAAAAAAAAAAAAA", "--addr", served.addr, "--json"]),
       // Two at once for a fresh user under 1/1s: one starts, REJECT refuses the other.
       tollgate(["submit", "--addr", served.addr, "--user", "cli-reject", "--count", "2", "--reject"]),
       tollgate(["health", "--addr", `127.0.0.1:${closed}`]),

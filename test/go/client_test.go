@@ -140,7 +140,7 @@ func TestErrorsAreStatusCodes(t *testing.T) {
 		t.Fatalf("Submit without user_id: %v, want InvalidArgument naming user_id", err)
 	}
 
-	_, err = client.GetTask(ctx, &tollgatev1.GetTaskRequest{TaskId: "AAAAAAAAAAAAAAAAAAAAAA"})
+	_, err = client.GetTask(ctx, &tollgatev1.GetTaskRequest{TaskId: "0.AAAAAAAAAAAAAAAAAAAAAA"})
 	if status.Code(err) != codes.NotFound {
 		t.Fatalf("GetTask of an unknown id: %v, want NotFound", err)
 	}

@@ -99,7 +99,7 @@ describe("with TOLLGATE_AUTH_KEYS", () => {
   test("no key or an unknown key: UNAUTHENTICATED, on every TaskService method", async () => {
     for (const client of [as(), as("wrong-key-0123456789abcdef")]) {
       assert.equal(await code(client.submit({ userId: "alice" })), Code.Unauthenticated);
-      assert.equal(await code(client.getTask({ taskId: "AAAAAAAAAAAAAAAAAAAAAA" })), Code.Unauthenticated);
+      assert.equal(await code(client.getTask({ taskId: "0.AAAAAAAAAAAAAAAAAAAAAA" })), Code.Unauthenticated);
       assert.equal(
         await code(
           (async () => {

@@ -44,7 +44,7 @@ test('Submit with -d \'{"user_id":"123"}\' answers JSON with a task id and dispo
   const response = JSON.parse(
     await bufCurl("-d", '{"user_id":"123"}', `${ctx.tollgate.address}/tollgate.v1.TaskService/Submit`),
   ) as Record<string, unknown>;
-  assert.match(String(response.taskId), /^[A-Za-z0-9_-]{22}$/, `taskId in ${JSON.stringify(response)}`);
+  assert.match(String(response.taskId), /^\d+\.[A-Za-z0-9_-]{22}$/, `taskId in ${JSON.stringify(response)}`);
   assert.equal(response.disposition, "DISPOSITION_STARTED");
   assert.ok(Array.isArray(response.windows) && response.windows.length === 2, "the policy's two windows");
   assert.equal(typeof response.estimatedStart, "string", "estimatedStart is an RFC 3339 timestamp");

@@ -39,7 +39,7 @@ describe("drainer wake-ups", () => {
       hold = new Promise((resolve) => (held = resolve));
       const redis = ctx.redis.client();
       try {
-        await redis.publish(keys.wakeChannel, String(Date.now())); // the drainer claims now
+        await redis.publish(keys.partition(0).wakeChannel, String(Date.now())); // the drainer claims now
       } finally {
         redis.disconnect();
       }

@@ -22,7 +22,7 @@ test("a repeated key for a started task: DUPLICATE with the first id, nothing ne
     assert.equal(again.queuePosition, 0);
   }
   assert.deepEqual(await snapshot(redis, "alice", config.ratePolicy), before, "nothing new in Redis");
-  assert.equal(await redis.get(keys.idempotency("alice", "order-1")), first.taskId);
+  assert.equal(await redis.get(keys.forUser("alice").idempotency("alice", "order-1")), first.taskId);
 });
 
 test("a repeated key for a queued task: DUPLICATE with the first id, the queue does not grow", async () => {

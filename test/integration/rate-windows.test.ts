@@ -18,7 +18,7 @@ test("the windows are rate-limiter-flexible's own counters: each side sees what 
     const windows = new RateWindows(tollgate.redis, parseRatePolicy("2/1m,5/1h"), createKeys());
     const minute = new RateLimiterRedis({
       storeClient: tollgate.redis,
-      keyPrefix: createKeys().windowPrefix(60_000),
+      keyPrefix: createKeys().forUser("shared").windowPrefix(60_000),
       points: 2,
       duration: 60,
     });

@@ -11,6 +11,7 @@ import { Disposition, TaskState } from "../../gen/ts/tollgate/v1/task_service_pb
 import { expectCode, pollUntil } from "../support/expect.js";
 import { TestRedis } from "../support/redis.js";
 import { startTestServer, type TestServer } from "../support/server.js";
+import { keys } from "../support/store.js";
 
 const ACK_TIMEOUT_MS = 200;
 
@@ -65,7 +66,8 @@ test("with the replica in sync, Submit answers as usual, and the task is on the 
   // WAIT returned 1, so the replica had both before Submit answered.
   const onReplica = new Redis(`redis://127.0.0.1:${replica.port}`, { maxRetriesPerRequest: 1 });
   try {
-    assert.equal(await onReplica.exists(`tg:t:${reply.taskId}`, `tg:t:${queued.taskId}`), 2);
+    const taskKey = (taskId: string): string => keys.forTask(taskId)!.task(taskId);
+    assert.equal(await onReplica.exists(taskKey(reply.taskId), taskKey(queued.taskId)), 2);
   } finally {
     onReplica.disconnect();
   }

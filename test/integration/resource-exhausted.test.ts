@@ -51,8 +51,12 @@ for (const policy of ["1/1m,10/1h", "10/1h,1/1m"]) {
 
       const afterwards = await snapshot(redis, userId, config.ratePolicy);
       assert.deepEqual(afterwards, before, "a refused Submit changes nothing in Redis");
-      assert.equal(await redis.exists(keys.queue(userId)), 0, "the user has no queue");
-      assert.equal(await redis.exists(keys.idempotency(userId, "reject-1")), 0, "the idempotency key is not taken");
+      assert.equal(await redis.exists(keys.forUser(userId).queue(userId)), 0, "the user has no queue");
+      assert.equal(
+        await redis.exists(keys.forUser(userId).idempotency(userId, "reject-1")),
+        0,
+        "the idempotency key is not taken",
+      );
     });
 
     test("repeated refusals use no unit of any window, then QUEUE mode still queues", async () => {
@@ -123,7 +127,11 @@ describe("backlog at its cap (TOLLGATE_MAX_BACKLOG=3)", () => {
     );
     const afterwards = await snapshot(redis, userId, config.ratePolicy);
     assert.deepEqual(afterwards, before, "a refused Submit changes nothing in Redis");
-    assert.equal(await redis.exists(keys.idempotency(userId, "over-cap")), 0, "the idempotency key is not taken");
+    assert.equal(
+      await redis.exists(keys.forUser(userId).idempotency(userId, "over-cap")),
+      0,
+      "the idempotency key is not taken",
+    );
   });
 
   test("another user's backlog is independent", async () => {

@@ -15,6 +15,7 @@ import { usePrivateRedis } from "../support/fixture.js";
 import { pollUntil } from "../support/expect.js";
 import { startTestServer } from "../support/server.js";
 import { keys } from "../support/store.js";
+import { leaseMember } from "../../src/redis/keys.js";
 import { readFixtureLog } from "../support/task-log.js";
 import { Disposition, TaskState } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
@@ -31,11 +32,15 @@ const settings = {
 /** A released task as Redis holds it: queued, attempt not counted, no lease. */
 async function assertReleased(redis: Redis, userId: string, taskId: string, headOf: string[]): Promise<void> {
   assert.equal(headOf[0], taskId, `the task is back at the head of ${userId}'s queue: [${headOf.join(", ")}]`);
-  assert.equal(await redis.hget(keys.task(taskId), "s"), "q", "its state is queued");
-  assert.equal(await redis.hget(keys.task(taskId), "a"), "0", "the interrupted attempt is not counted");
-  assert.equal(await redis.zscore(keys.leases, taskId), null, "its lease is gone");
-  assert.equal(await redis.hget(keys.stats(userId), "r"), "0", "nothing counts as running");
-  assert.notEqual(await redis.zscore(keys.dueUsers, userId), null, "its user is due");
+  assert.equal(await redis.hget(keys.forTask(taskId)!.task(taskId), "s"), "q", "its state is queued");
+  assert.equal(
+    await redis.hget(keys.forTask(taskId)!.task(taskId), "a"),
+    "0",
+    "the interrupted attempt is not counted",
+  );
+  assert.equal(await redis.zscore(keys.forUser(userId).leases, leaseMember(taskId, userId)), null, "its lease is gone");
+  assert.equal(await redis.hget(keys.forUser(userId).stats(userId), "r"), "0", "nothing counts as running");
+  assert.notEqual(await redis.zscore(keys.forUser(userId).dueUsers, userId), null, "its user is due");
 }
 
 describe("shutdown releases leases", () => {
@@ -58,8 +63,13 @@ describe("shutdown releases leases", () => {
       );
 
       await first.server.close(300);
-      await assertReleased(redis, "grace", slow.taskId, await redis.lrange(keys.queue("grace"), 0, -1));
-      assert.equal(await redis.hget(keys.totals, "q"), "2", "both tasks count as queued");
+      await assertReleased(
+        redis,
+        "grace",
+        slow.taskId,
+        await redis.lrange(keys.forUser("grace").queue("grace"), 0, -1),
+      );
+      assert.equal(await redis.hget(keys.forUser("grace").totals, "q"), "2", "both tasks count as queued");
 
       const second = await startTestServer(ctx.redis.url, { ...settings, TOLLGATE_CONCURRENCY: "1" });
       try {
@@ -111,7 +121,12 @@ describe("shutdown releases leases", () => {
       held();
       await closing;
       await sleep(300); // anything still running after close would show by now
-      await assertReleased(redis, "flight", queued.taskId, await redis.lrange(keys.queue("flight"), 0, -1));
+      await assertReleased(
+        redis,
+        "flight",
+        queued.taskId,
+        await redis.lrange(keys.forUser("flight").queue("flight"), 0, -1),
+      );
 
       const second = await startTestServer(ctx.redis.url, settings);
       try {

@@ -193,7 +193,7 @@ test("admit whose reply is lost and whose script stored nothing (NOSCRIPT after 
     await stall(500);
     const lost = await lostReply(queue.admit(submission("flushed")));
     assert.equal(lost.stored, "no");
-    assert.equal(await ctx.tollgate.redis.exists(createKeys("lost").task(lost.taskId)), 0);
+    assert.equal(await ctx.tollgate.redis.exists(createKeys("lost").forTask(lost.taskId)!.task(lost.taskId)), 0);
   });
 });
 
@@ -207,5 +207,5 @@ test("admit whose reply and record stay unanswered past the budget says the outc
     taskId = lost.taskId;
   });
   // The script ran once the stall ended: "unknown" was the truth, "not stored" would have been a lie.
-  assert.equal(await ctx.tollgate.redis.hget(createKeys("lost").task(taskId), "s"), "r");
+  assert.equal(await ctx.tollgate.redis.hget(createKeys("lost").forTask(taskId)!.task(taskId), "s"), "r");
 });

@@ -89,7 +89,7 @@ describe("GetTask with malformed input", () => {
   }
 
   test("a well-formed unknown task id: NOT_FOUND", async () => {
-    for (const taskId of ["A".repeat(22), "abcdefghij_-0123456789"]) {
+    for (const taskId of [`0.${"A".repeat(22)}`, "15.abcdefghij_-0123456789", "999.abcdefghij_-0123456789"]) {
       await expectCode(ctx.tollgate.client.getTask({ taskId }), Code.NotFound, `GetTask ${taskId}`);
     }
   });
@@ -98,7 +98,7 @@ describe("GetTask with malformed input", () => {
 test("after all the malformed calls the server still serves: Submit and GetTask work", async () => {
   const submitted = await ctx.tollgate.client.submit({ userId: "after-the-storm", payload: new Uint8Array([1, 2, 3]) });
   assert.equal(submitted.disposition, Disposition.STARTED);
-  assert.equal(submitted.taskId.length, 22);
+  assert.match(submitted.taskId, /^\d+\.[A-Za-z0-9_-]{22}$/);
   const { task } = await ctx.tollgate.client.getTask({ taskId: submitted.taskId });
   assert.equal(task?.taskId, submitted.taskId);
   assert.equal(task?.userId, "after-the-storm");

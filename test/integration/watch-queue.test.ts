@@ -12,6 +12,7 @@ import { TestRedis } from "../support/redis.js";
 import { startTestServer } from "../support/server.js";
 import { WatchQueueRequestSchema, type WatchQueueResponse } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 import { pollUntil } from "../support/expect.js";
+import { keys } from "../support/store.js";
 
 let redis: TestRedis;
 
@@ -101,9 +102,17 @@ describe("WatchQueue", () => {
         return iterator;
       });
       const iterators = await Promise.all(firstMessages);
-      const channel = "tg:progress";
-      const [, subscribers] = (await plain.pubsub("NUMSUB", channel)) as [string, number];
-      assert.equal(Number(subscribers), 1, "one subscription for the whole process");
+      // One progress channel per partition.
+      const channels = keys.all.map((partition) => partition.progressChannel);
+      const subscribers = async (): Promise<number[]> => {
+        const reply = (await plain.pubsub("NUMSUB", ...channels)) as (string | number)[];
+        return reply.filter((_, i) => i % 2 === 1).map(Number);
+      };
+      assert.deepEqual(
+        await subscribers(),
+        channels.map(() => 1),
+        "one subscription per channel for the whole process",
+      );
       assert.equal(tollgate.server.hub.watchedQueues, 2);
       for (const controller of controllers) controller.abort();
       await Promise.all(iterators.map((it) => it.next().catch(() => undefined)));
@@ -111,8 +120,7 @@ describe("WatchQueue", () => {
       await pollUntil(
         "the subscription to go",
         async () => {
-          const [, count] = (await plain.pubsub("NUMSUB", channel)) as [string, number];
-          return Number(count) === 0;
+          return (await subscribers()).every((count) => count === 0);
         },
         { timeoutMs: 10_000 },
       );

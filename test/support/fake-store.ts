@@ -6,9 +6,11 @@ import type {
   ClaimResult,
   HeldTask,
   ProgressListener,
+  LeasedTask,
   QueueSnapshot,
   TaskStore,
   Unsubscribe,
+  Wake,
   WakeListener,
 } from "../../src/core/store.js";
 
@@ -17,18 +19,32 @@ export class Deferred<T> {
   readonly promise: Promise<T>;
   resolve!: (value: T) => void;
   reject!: (error: unknown) => void;
+  /** Whether resolve or reject was called: what is still in flight. */
+  settled = false;
 
   constructor() {
     this.promise = new Promise<T>((resolve, reject) => {
-      this.resolve = resolve;
-      this.reject = reject;
+      this.resolve = (value) => {
+        this.settled = true;
+        resolve(value);
+      };
+      this.reject = (error) => {
+        this.settled = true;
+        reject(error);
+      };
     });
   }
 }
 
 export interface PendingClaim extends Deferred<ClaimResult> {
+  readonly partition: number;
   readonly maxClaims: number;
   readonly claimId: string;
+}
+
+export interface FakeStoreOptions {
+  /** TaskStore.partitions; 1 unless a test spreads users over more. */
+  readonly partitions?: number;
 }
 
 export interface PendingSnapshot extends Deferred<QueueSnapshot> {
@@ -36,13 +52,14 @@ export interface PendingSnapshot extends Deferred<QueueSnapshot> {
 }
 
 export class FakeStore implements TaskStore {
+  readonly partitions: number;
   /** Claims asked for, oldest first; each waits until the test settles it. */
   readonly claims: PendingClaim[] = [];
   /** Snapshot reads asked for ("" for every queue), oldest first. */
   readonly snapshots: PendingSnapshot[] = [];
   /** What claimedBy answers, by claim id (nothing when absent). */
   readonly claimedByAnswers = new Map<string, HeldTask[]>();
-  readonly claimedByAsked: string[] = [];
+  readonly claimedByAsked: { readonly partition: number; readonly claimId: string }[] = [];
   readonly released: HeldTask[] = [];
   /** Subscribed wake listeners. */
   readonly wakeListeners = new Set<WakeListener>();
@@ -51,18 +68,27 @@ export class FakeStore implements TaskStore {
   progressSubscribes = 0;
   readonly progressSubscribeAnswers: Deferred<void>[] = [];
 
+  constructor(options: FakeStoreOptions = {}) {
+    this.partitions = options.partitions ?? 1;
+  }
+
   admit(): never {
     throw new Error("FakeStore: admit is not faked");
   }
 
-  claim(maxClaims: number, claimId: string): Promise<ClaimResult> {
-    const pending = Object.assign(new Deferred<ClaimResult>(), { maxClaims, claimId });
+  claim(partition: number, maxClaims: number, claimId: string): Promise<ClaimResult> {
+    const pending = Object.assign(new Deferred<ClaimResult>(), { partition, maxClaims, claimId });
     this.claims.push(pending);
     return pending.promise;
   }
 
-  async claimedBy(claimId: string): Promise<HeldTask[]> {
-    this.claimedByAsked.push(claimId);
+  /** Claims not answered yet, oldest first. */
+  inFlightClaims(): PendingClaim[] {
+    return this.claims.filter((claim) => !claim.settled);
+  }
+
+  async claimedBy(partition: number, claimId: string): Promise<HeldTask[]> {
+    this.claimedByAsked.push({ partition, claimId });
     return this.claimedByAnswers.get(claimId) ?? [];
   }
 
@@ -75,8 +101,8 @@ export class FakeStore implements TaskStore {
     return true;
   }
 
-  async renew(taskIds: readonly string[]): Promise<number> {
-    return taskIds.length;
+  async renew(tasks: readonly LeasedTask[]): Promise<number> {
+    return tasks.length;
   }
 
   async getTask(): Promise<undefined> {
@@ -104,9 +130,9 @@ export class FakeStore implements TaskStore {
     };
   }
 
-  /** Delivers a wake-up to every wake listener. */
-  wake(dueAt: number | undefined): void {
-    for (const listener of [...this.wakeListeners]) listener(dueAt);
+  /** Delivers a wake-up to every wake listener; undefined says wakes may have been missed. */
+  wake(wake: Wake | undefined): void {
+    for (const listener of [...this.wakeListeners]) listener(wake);
   }
 
   async onProgress(listener: ProgressListener): Promise<Unsubscribe> {

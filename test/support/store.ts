@@ -25,21 +25,21 @@ export async function snapshot(redis: RedisClient, userId: string, policy: RateP
   const all = (await redis.keys("*")).sort();
   const windows: Record<string, number> = {};
   for (const window of policy) {
-    const key = `${keys.windowPrefix(window.durationMs)}:${userId}`;
+    const key = `${keys.forUser(userId).windowPrefix(window.durationMs)}:${userId}`;
     windows[key] = Number((await redis.get(key)) ?? "0");
   }
   return {
-    taskKeys: all.filter((key) => key.startsWith(keys.task(""))),
+    taskKeys: all.filter((key) => keys.all.some((partition) => key.startsWith(partition.task("")))),
     userKeys: all.filter((key) => key.endsWith(`:${userId}`) || key.includes(`:${userId}:`)),
-    queue: await redis.lrange(keys.queue(userId), 0, -1),
-    dueAt: await redis.zscore(keys.dueUsers, userId),
+    queue: await redis.lrange(keys.forUser(userId).queue(userId), 0, -1),
+    dueAt: await redis.zscore(keys.forUser(userId).dueUsers, userId),
     windows,
   };
 }
 
 /** The count of one of a user's windows (0 when no window is open). */
 export async function windowCount(redis: RedisClient, userId: string, durationMs: number): Promise<number> {
-  return Number((await redis.get(`${keys.windowPrefix(durationMs)}:${userId}`)) ?? "0");
+  return Number((await redis.get(`${keys.forUser(userId).windowPrefix(durationMs)}:${userId}`)) ?? "0");
 }
 
 export { keys };

@@ -156,7 +156,7 @@ describe("Lua rules are written once", () => {
 
   test("every script that takes rate windows reads and uses them through the window include", () => {
     const windowed = scriptFiles.filter(takesWindows);
-    assert.deepEqual(windowed, ["admit-n.lua", "admit-outcome-n.lua", "claim-5.lua", "snapshot-n.lua"]);
+    assert.deepEqual(windowed, ["admit-n.lua", "admit-outcome-n.lua", "claim-n.lua", "snapshot-n.lua"]);
     for (const file of windowed) {
       assert.ok(includedBy(file).has("window"), `${file} includes "window"`);
       assert.match(
@@ -174,7 +174,7 @@ describe("Lua rules are written once", () => {
       if (/\bstoreTask\(/.test(own)) assert.ok(includedBy(file).has("task-record"), file);
       if (/\bcurrentMs\(/.test(own)) assert.ok(includedBy(file).has("time"), file);
     }
-    assert.match(code(ownText.get("claim-5.lua")!), /\bdeadLetter\(/);
+    assert.match(code(ownText.get("claim-n.lua")!), /\bdeadLetter\(/);
     assert.match(code(ownText.get("finish-6.lua")!), /\bdeadLetter\(/);
     assert.match(code(ownText.get("admit-n.lua")!), /\bstoreTask\(/);
   });
@@ -212,8 +212,8 @@ describe("reply codes and task fields: Lua and TypeScript agree", () => {
   });
 
   test("every reply code is replied by its script, and no script replies a bare number as a code", () => {
-    const replies = { "admit-n.lua": ADMIT, "finish-6.lua": FINISH, "release-6.lua": RELEASE };
-    const prefixes = { "admit-n.lua": "ADMIT", "finish-6.lua": "FINISH", "release-6.lua": "RELEASE" };
+    const replies = { "admit-n.lua": ADMIT, "finish-6.lua": FINISH, "release-7.lua": RELEASE };
+    const prefixes = { "admit-n.lua": "ADMIT", "finish-6.lua": "FINISH", "release-7.lua": "RELEASE" };
     for (const [file, constants] of Object.entries(replies)) {
       const own = code(ownText.get(file)!);
       for (const key of Object.keys(constants)) {
@@ -243,8 +243,8 @@ describe("reply codes and task fields: Lua and TypeScript agree", () => {
       "admit-n.lua": "KEYS[3]",
       "admit-outcome-n.lua": "KEYS[1]",
       "finish-6.lua": "KEYS[1]",
-      "release-6.lua": "KEYS[1]",
-      "claim-5.lua": "task",
+      "release-7.lua": "KEYS[1]",
+      "claim-n.lua": "task",
       "includes/dead-letter.lua": "task",
       "includes/task-record.lua": "task",
       "includes/lease.lua": "task",

@@ -58,20 +58,20 @@ test("GetTask: the task id is checked before anything is read", () => {
     StatusCode.INVALID_ARGUMENT,
   );
   assert.equal(
-    codeOf(() => checkGetTask("AAAAAAAAAAAAAAAAAAAAAA")),
+    codeOf(() => checkGetTask("0.AAAAAAAAAAAAAAAAAAAAAA")),
     "ok",
   );
 });
 
 test("GetTask: an unknown task is NOT_FOUND; another user's task is PERMISSION_DENIED", async () => {
-  const record = { taskId: "AAAAAAAAAAAAAAAAAAAAAA", userId: "bob" } as TaskRecord;
+  const record = { taskId: "0.AAAAAAAAAAAAAAAAAAAAAA", userId: "bob" } as TaskRecord;
   const store = { getTask: async (taskId: string) => (taskId === record.taskId ? record : undefined) };
   const refusal = (caller: Identity, taskId: string) =>
     readTask(store, caller, taskId).then(
       () => "ok" as const,
       (error: ServiceError) => error.code,
     );
-  assert.equal(await refusal(ALICE, "BBBBBBBBBBBBBBBBBBBBBB"), StatusCode.NOT_FOUND);
+  assert.equal(await refusal(ALICE, "0.BBBBBBBBBBBBBBBBBBBBBB"), StatusCode.NOT_FOUND);
   assert.equal(await refusal(ALICE, record.taskId), StatusCode.PERMISSION_DENIED);
   assert.equal(await refusal({ kind: "user", userId: "bob" }, record.taskId), "ok");
   assert.equal(await refusal(ADMIN, record.taskId), "ok");

@@ -6,7 +6,9 @@ import { describe, test } from "node:test";
 import { ConfigError, parseConfig } from "../../src/config.js";
 import { parseRatePolicy } from "../../src/core/rate-policy.js";
 import type { RedisClient } from "../../src/redis/connection.js";
-import { createKeys, keyPrefixFor } from "../../src/redis/keys.js";
+import { createKeys } from "../../src/redis/keys.js";
+import { clusterSlotOf, partitionOf } from "../../src/redis/partitions.js";
+import { newTaskId } from "../../src/core/task-id.js";
 import { RateWindows } from "../../src/redis/rate-windows.js";
 import { parseRedisUrl, redactUrl, RedisUrlError } from "../../src/redis/redis-url.js";
 
@@ -127,36 +129,60 @@ describe("TOLLGATE_REDIS_URL through parseConfig", () => {
 });
 
 describe("key prefix per kind of deployment", () => {
-  test("standalone and Sentinel keep tg; a Cluster gets one hash tag, {tg}", () => {
-    assert.equal(keyPrefixFor("standalone"), "tg");
-    assert.equal(keyPrefixFor("sentinel"), "tg");
-    assert.equal(keyPrefixFor("cluster"), "{tg}");
+  test("every key of a user, whatever its id holds, is in its partition's slot", () => {
+    const keys = createKeys(undefined, 16);
+    const windows = new RateWindows({} as RedisClient, parseRatePolicy("1/1s,20/1m"), keys);
+    for (const user of ["we{ird}:user*", "{", "}", "{}", "a:b:c", "x}{y", "ünïcode", ""]) {
+      const partition = keys.forUser(user);
+      const slot = clusterSlotOf(partition.dueUsers);
+      const taskId = newTaskId(partition.partition);
+      const userKeys = [
+        partition.queue(user),
+        partition.dueUsers,
+        partition.heads,
+        partition.leases,
+        partition.retries,
+        partition.deadLetters(user),
+        partition.stats(user),
+        partition.totals,
+        partition.wakeChannel,
+        partition.progressChannel,
+        partition.task(taskId),
+        partition.claim("c1"),
+        partition.idempotency(user, "{k}"),
+        // rate-limiter-flexible names the window keys (no client needed for that).
+        ...windows.keysFor(user),
+      ];
+      for (const key of userKeys) assert.equal(clusterSlotOf(key), slot, `${JSON.stringify(user)}: ${key}`);
+      assert.equal(keys.forTask(taskId), partition, "a task id names its partition");
+    }
   });
 
-  test("on a Cluster every key, and every prefix the scripts build keys from, hashes to one slot", () => {
-    const keys = createKeys(keyPrefixFor("cluster"));
-    // Redis hashes the content of the first {...} of a key when it is not empty.
-    const hashTag = (key: string): string => {
-      const open = key.indexOf("{");
-      const close = key.indexOf("}", open + 1);
-      return open >= 0 && close > open + 1 ? key.slice(open + 1, close) : key;
-    };
-    const user = "we{ird}:user*";
-    const all = [
-      keys.queue(user),
-      keys.queue(""),
-      keys.dueUsers,
-      keys.leases,
-      keys.retries,
-      keys.deadLetters(user),
-      keys.stats(user),
-      keys.totals,
-      keys.task("t1"),
-      keys.claim("c1"),
-      keys.idempotency(user, "{k}"),
-      // rate-limiter-flexible names the window keys (no client needed for that).
-      ...new RateWindows({} as RedisClient, parseRatePolicy("1/1s,20/1m"), keys).keysFor(user),
-    ];
-    for (const key of all) assert.equal(hashTag(key), "tg", key);
+  test("the partitions spread evenly over the slots, so over a Cluster's masters", () => {
+    for (const count of [1, 3, 16, 64]) {
+      const keys = createKeys(undefined, count);
+      for (const partition of keys.all) {
+        const slot = clusterSlotOf(partition.dueUsers);
+        assert.ok(
+          slot >= Math.floor((partition.partition * 16_384) / count),
+          `${count}: partition ${partition.partition} slot ${slot}`,
+        );
+        assert.ok(
+          slot < Math.floor(((partition.partition + 1) * 16_384) / count),
+          `${count}: partition ${partition.partition} slot ${slot}`,
+        );
+      }
+    }
+  });
+
+  test("users spread over the partitions, each always to the same one", () => {
+    const counts = new Array<number>(16).fill(0);
+    for (let i = 0; i < 16_000; i++) counts[partitionOf(`user-${i}`, 16)]!++;
+    for (const count of counts) assert.ok(count > 800 && count < 1_200, `per partition: ${counts.join(" ")}`);
+    // Fixed forever: a change would move users away from their queued tasks.
+    assert.deepEqual(
+      ["alice", "bob", "carol"].map((user) => partitionOf(user, 16)),
+      [7, 4, 2],
+    );
   });
 });

@@ -10,7 +10,7 @@ import { setImmediate as tick } from "node:timers/promises";
 import type { HandlerSet, TaskHandler, TaskInput } from "../../src/core/handlers.js";
 import { createLogger } from "../../src/logger.js";
 import { metrics } from "../../src/metrics.js";
-import type { AttemptResult, FinishOutcome, TaskStore } from "../../src/core/store.js";
+import type { AttemptResult, FinishOutcome, LeasedTask, TaskStore } from "../../src/core/store.js";
 import { TaskRunner, type TaskRunnerOptions } from "../../src/core/task-runner.js";
 import { FakeClock } from "../support/fake-clock.js";
 
@@ -61,8 +61,9 @@ class FakeStore {
     return outcome;
   }
 
-  async renew(taskIds: readonly string[]): Promise<number> {
-    this.renewed.push([...taskIds]);
+  async renew(tasks: readonly LeasedTask[]): Promise<number> {
+    const taskIds = tasks.map((task) => task.taskId);
+    this.renewed.push(taskIds);
     return taskIds.length;
   }
 

@@ -11,7 +11,7 @@ import { decideSubmit, type SubmitCommand, type SubmitRules, type SlotRunner } f
 import type { StartedTask } from "../../src/core/task-runner.js";
 
 const NOW = 1_000_000;
-const TASK_ID = "AAAAAAAAAAAAAAAAAAAAAA";
+const TASK_ID = "0.AAAAAAAAAAAAAAAAAAAAAA";
 const policy = parseRatePolicy("1/1s,20/1m");
 
 /** Answers admit with what the test scripts, and records the submissions. */

@@ -18,7 +18,8 @@
   KEYS[5]   leases sorted set
   KEYS[6]   the user's stats hash
   KEYS[7]   totals hash
-  KEYS[8..] one rate-limiter-flexible counter per window, in policy order
+  KEYS[8]   heads hash (user id -> head task id)
+  KEYS[9..] one rate-limiter-flexible counter per window, in policy order
   ARGV[1]   task id
   ARGV[2]   user id
   ARGV[3]   payload (bytes)
@@ -31,7 +32,8 @@
   ARGV[10]  "1" if this process has a free slot to run the task now, else "0"
   ARGV[11]  channel on which drainers are woken when a user becomes due
   ARGV[12]  progress channel (the user id is published when its counts change)
-  ARGV[13..] per window: limit, then duration in whole seconds
+  ARGV[13]  "SPUBLISH" on a Redis Cluster (sharded pub/sub), else "PUBLISH"
+  ARGV[14..] per window: limit, then duration in whole seconds
   Returns   {outcome, task id, n, now ms, count 1, pttl 1, count 2, pttl 2, ...}
             outcome (src/redis/reply-codes.ts) ADMIT_STARTED (n = 0),
             ADMIT_QUEUED (n = position), ADMIT_DUPLICATE (task id is the
@@ -55,13 +57,14 @@ if ARGV[4] ~= '' then
   end
 end
 
-local windows = #KEYS - 7
+local PUBLISH = ARGV[13]
+local windows = #KEYS - 8
 local counts, pttls, limits = {}, {}, {}
 -- ms until every window has room (0: it has now)
 local wait = 0
 for i = 1, windows do
-  limits[i] = tonumber(ARGV[11 + 2 * i])
-  counts[i], pttls[i] = windowRead(KEYS[7 + i])
+  limits[i] = tonumber(ARGV[12 + 2 * i])
+  counts[i], pttls[i] = windowRead(KEYS[8 + i])
   wait = math.max(wait, windowWait(counts[i], pttls[i], limits[i]))
 end
 
@@ -87,14 +90,14 @@ local withinPolicy = queued == 0 and wait == 0
 
 if withinPolicy and ARGV[10] == '1' then
   for i = 1, windows do
-    counts[i], pttls[i] = windowUse(KEYS[7 + i], counts[i], pttls[i], ARGV[12 + 2 * i])
+    counts[i], pttls[i] = windowUse(KEYS[8 + i], counts[i], pttls[i], ARGV[13 + 2 * i])
   end
   -- Marked as started by admit: a Submit that lost this reply reads that to
   -- learn whether to run the task (admit-outcome-n.lua).
   storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, true)
-  redis.call('ZADD', KEYS[5], now + tonumber(ARGV[9]), taskId)
+  redis.call('ZADD', KEYS[5], now + tonumber(ARGV[9]), taskId .. ':' .. userId)
   redis.call('HINCRBY', KEYS[6], 'r', 1)
-  redis.call('PUBLISH', ARGV[12], userId)
+  redis.call(PUBLISH, ARGV[12], userId)
   remember()
   return reply(ADMIT_STARTED, 0)
 end
@@ -114,9 +117,10 @@ if queued == 0 then
   -- The task is the new head: it is due when every window has room.
   local due = now + wait
   redis.call('ZADD', KEYS[2], due, userId)
-  redis.call('PUBLISH', ARGV[11], due)
+  redis.call('HSET', KEYS[8], userId, taskId)
+  redis.call(PUBLISH, ARGV[11], due)
 end
 redis.call('HINCRBY', KEYS[7], 'q', 1)
-redis.call('PUBLISH', ARGV[12], userId)
+redis.call(PUBLISH, ARGV[12], userId)
 remember()
 return reply(ADMIT_QUEUED, queued + 1)

@@ -22,6 +22,8 @@
   ARGV[9]  progress channel
   ARGV[10] user id
   ARGV[11] channel on which drainers are woken (a retry's moment is published)
+  ARGV[12] the task's member in the leases and retries sets (task id:user id)
+  ARGV[13] "SPUBLISH" on a Redis Cluster (sharded pub/sub), else "PUBLISH"
   Returns  FINISH_SUCCEEDED, FINISH_RETRY_SCHEDULED, FINISH_DEAD or
            FINISH_LEASE_LOST (src/redis/reply-codes.ts)
 ]]
@@ -31,11 +33,12 @@
 --- @include "task-fields"
 --- @include "reply-codes"
 
-if not holdsLease(KEYS[2], KEYS[1], ARGV[1], ARGV[2]) then
+local member, PUBLISH = ARGV[12], ARGV[13]
+if not holdsLease(KEYS[2], KEYS[1], member, ARGV[2]) then
   return FINISH_LEASE_LOST
 end
 local now = currentMs()
-redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[2], member)
 redis.call('HINCRBY', KEYS[5], 'r', -1)
 if ARGV[3] == 'ok' then
   redis.call('HSET', KEYS[1], FIELD_STATE, STATE_SUCCEEDED, FIELD_FINISHED, now)
@@ -44,19 +47,19 @@ if ARGV[3] == 'ok' then
   redis.call('EXPIRE', KEYS[1], ARGV[5])
   redis.call('HINCRBY', KEYS[5], 'ok', 1)
   redis.call('HINCRBY', KEYS[6], 'ok', 1)
-  redis.call('PUBLISH', ARGV[9], ARGV[10])
+  redis.call(PUBLISH, ARGV[9], ARGV[10])
   return FINISH_SUCCEEDED
 end
 attemptFailed(KEYS[1], KEYS[5], KEYS[6], ARGV[4])
 if tonumber(ARGV[2]) < tonumber(ARGV[6]) then
   local retryAt = now + tonumber(ARGV[7])
   redis.call('HSET', KEYS[1], FIELD_STATE, STATE_FAILED)
-  redis.call('ZADD', KEYS[3], retryAt, ARGV[1])
+  redis.call('ZADD', KEYS[3], retryAt, member)
   redis.call('HINCRBY', KEYS[5], 'w', 1)
   redis.call('HINCRBY', KEYS[6], 'q', 1)
-  redis.call('PUBLISH', ARGV[9], ARGV[10])
-  redis.call('PUBLISH', ARGV[11], retryAt)
+  redis.call(PUBLISH, ARGV[9], ARGV[10])
+  redis.call(PUBLISH, ARGV[11], retryAt)
   return FINISH_RETRY_SCHEDULED
 end
-deadLetter(KEYS[1], ARGV[1], ARGV[10], KEYS[4], ARGV[8], KEYS[5], KEYS[6], ARGV[9], now)
+deadLetter(KEYS[1], ARGV[1], ARGV[10], KEYS[4], ARGV[8], KEYS[5], KEYS[6], PUBLISH, ARGV[9], now)
 return FINISH_DEAD

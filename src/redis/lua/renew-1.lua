@@ -4,7 +4,7 @@
 
   KEYS[1]  leases sorted set
   ARGV[1]  lease length, ms
-  ARGV[2..] task ids
+  ARGV[2..] the tasks' members in the leases set (task id:user id)
   Returns  how many leases were extended
 ]]
 --- @include "time"

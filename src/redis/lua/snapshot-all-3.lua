@@ -1,5 +1,6 @@
 --[[
-  snapshot-all: every queue at once, as an admin's WatchQueue reports it.
+  snapshot-all: every queue of one partition at once; an admin's WatchQueue
+  sums the partitions.
 
   KEYS[1]  totals hash
   KEYS[2]  leases sorted set (one entry per running task)
@@ -8,10 +9,10 @@
            earliest due moment or -1}
 ]]
 --- @include "time"
+--- @include "schedule"
 
 local now = currentMs()
 local totals = redis.call('HMGET', KEYS[1], 'q', 'ok', 'f', 'd')
-local head = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 return {
   now,
   math.max(0, tonumber(totals[1] or '0')),
@@ -19,5 +20,5 @@ return {
   tonumber(totals[2] or '0'),
   tonumber(totals[3] or '0'),
   tonumber(totals[4] or '0'),
-  head[2] and tonumber(head[2]) or -1,
+  earliest(KEYS[3]),
 }

@@ -5,6 +5,6 @@
 ]]
 --- @include "task-fields"
 
-local function holdsLease(leases, task, taskId, attempt)
-  return redis.call('ZSCORE', leases, taskId) ~= false and redis.call('HGET', task, FIELD_ATTEMPTS) == attempt
+local function holdsLease(leases, task, member, attempt)
+  return redis.call('ZSCORE', leases, member) ~= false and redis.call('HGET', task, FIELD_ATTEMPTS) == attempt
 end

@@ -14,12 +14,15 @@
   KEYS[4]  due-users sorted set
   KEYS[5]  the user's stats hash
   KEYS[6]  totals hash
+  KEYS[7]  heads hash (user id -> head task id)
   ARGV[1]  task id
   ARGV[2]  attempt number that was claimed
   ARGV[3]  user id
   ARGV[4]  claim id the task was claimed with, or "" not to check it
   ARGV[5]  progress channel
   ARGV[6]  channel on which drainers are woken (the user is due at the published moment)
+  ARGV[7]  the task's member in the leases set (task id:user id)
+  ARGV[8]  "SPUBLISH" on a Redis Cluster (sharded pub/sub), else "PUBLISH"
   Returns  RELEASE_RELEASED, or RELEASE_LEASE_LOST (it ran out and the task
            was handed on; src/redis/reply-codes.ts)
 ]]
@@ -28,12 +31,13 @@
 --- @include "task-fields"
 --- @include "reply-codes"
 
-if not holdsLease(KEYS[2], KEYS[1], ARGV[1], ARGV[2])
+local member, PUBLISH = ARGV[7], ARGV[8]
+if not holdsLease(KEYS[2], KEYS[1], member, ARGV[2])
     or (ARGV[4] ~= '' and redis.call('HGET', KEYS[1], FIELD_CLAIM) ~= ARGV[4]) then
   return RELEASE_LEASE_LOST
 end
 local now = currentMs()
-redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[2], member)
 local attempts = redis.call('HINCRBY', KEYS[1], FIELD_ATTEMPTS, -1)
 redis.call('HSET', KEYS[1], FIELD_STATE, STATE_QUEUED)
 redis.call('HDEL', KEYS[1], FIELD_CLAIM)
@@ -42,10 +46,11 @@ if attempts == 0 then
   redis.call('HDEL', KEYS[1], FIELD_STARTED)
 end
 redis.call('LPUSH', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[7], ARGV[3], ARGV[1])
 -- LT: keeps an earlier due moment, adds the user when absent.
 redis.call('ZADD', KEYS[4], 'LT', now, ARGV[3])
 redis.call('HINCRBY', KEYS[5], 'r', -1)
 redis.call('HINCRBY', KEYS[6], 'q', 1)
-redis.call('PUBLISH', ARGV[5], ARGV[3])
-redis.call('PUBLISH', ARGV[6], now)
+redis.call(PUBLISH, ARGV[5], ARGV[3])
+redis.call(PUBLISH, ARGV[6], now)
 return RELEASE_RELEASED

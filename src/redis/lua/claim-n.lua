@@ -1,0 +1,238 @@
+--[[
+  claim: one drainer step in one partition, atomic, so two processes or
+  hosts can never claim the same task or overrun a window between them. The
+  caller read who needs it with claim-plan-4 and declares their keys here;
+  anything that changed since (another process claimed it, a lease was
+  renewed) is left alone, and the next step sees it.
+
+  1. Tasks whose lease has expired (their process died or stalled) go back to
+     the head of their user's queue, or to its dead-letter list when they have
+     used every attempt.
+  2. Tasks whose retry backoff is over go back to the head of their queue.
+  3. Up to ARGV[1] due users, in the order given (earliest due first, so
+     users are served round-robin when slots are scarce), each have their
+     head task claimed if every window has room: one unit of each window is
+     used with rate-limiter-flexible's semantics (includes/window), the task
+     is marked running under a lease, and the user is rescheduled for when
+     its next task may start. A user whose windows are full is moved to when
+     they will have room.
+  Every user whose counts change is published on the progress channel.
+  Each claimed task is marked with the caller's claim id, and the claim is
+  recorded under that id for a short while: a caller whose client gave up
+  waiting for the reply (a command timeout while Redis was busy) reads it back
+  and hands the tasks back instead of leaving them to wait out their leases.
+
+  KEYS[1]  due-users sorted set
+  KEYS[2]  leases sorted set
+  KEYS[3]  retries sorted set
+  KEYS[4]  totals hash
+  KEYS[5]  heads hash (user id -> head task id)
+  KEYS[6]  this claim's record (list: task id, user id, attempt per claimed task)
+  then per user (U of them, ARGV order): queue list, stats hash,
+           dead-letter list, and its W rate-limiter-flexible window counters
+  then per item (T of them, ARGV order): the task's hash, where it has one
+  ARGV[1]  most tasks to claim (free slots of the caller)
+  ARGV[2]  lease length, ms
+  ARGV[3]  most attempts per task
+  ARGV[4]  dead-letter list cap
+  ARGV[5]  progress channel
+  ARGV[6]  "SPUBLISH" on a Redis Cluster (sharded pub/sub), else "PUBLISH"
+  ARGV[7]  claim id, stored on each claimed task hash (FIELD_CLAIM)
+  ARGV[8]  how long the claim's record is kept, ms
+  ARGV[9]  W: windows per user
+  then per window: limit, duration in seconds
+  then U, and U user ids
+  then T, and per item: kind ("lease", "retry" or "head"), task id ("" for a
+           head the plan did not find), user number (1 … U), task key number
+           in KEYS (0 when none)
+  Returns  {now, next due, next retry, next lease expiry, claims...}: the
+           next moments are ms, or -1 when there is none; each claim is six
+           entries: task id, user id, kind, payload, attempt, due moment.
+]]
+--- @include "time"
+--- @include "schedule"
+--- @include "window"
+--- @include "dead-letter"
+--- @include "task-fields"
+
+local now = currentMs()
+local maxClaims = tonumber(ARGV[1])
+local leaseMs = tonumber(ARGV[2])
+local maxAttempts = tonumber(ARGV[3])
+local deadCap = ARGV[4]
+local progress, PUBLISH = ARGV[5], ARGV[6]
+local claimId, recordMs = ARGV[7], tonumber(ARGV[8])
+local windowCount = tonumber(ARGV[9])
+local windows = {}
+local at = 10
+for k = 1, windowCount do
+  windows[k] = {limit = tonumber(ARGV[at]), seconds = ARGV[at + 1]}
+  at = at + 2
+end
+local users = {}
+local userCount = tonumber(ARGV[at])
+at = at + 1
+for u = 1, userCount do
+  local base = 6 + (u - 1) * (3 + windowCount)
+  local windowKeys = {}
+  for k = 1, windowCount do
+    windowKeys[k] = KEYS[base + 3 + k]
+  end
+  users[u] = {id = ARGV[at], queue = KEYS[base + 1], stats = KEYS[base + 2], dead = KEYS[base + 3], windows = windowKeys}
+  at = at + 1
+end
+local items = {}
+local itemCount = tonumber(ARGV[at])
+at = at + 1
+for i = 1, itemCount do
+  local keyIndex = tonumber(ARGV[at + 3])
+  items[i] = {kind = ARGV[at], taskId = ARGV[at + 1], user = users[tonumber(ARGV[at + 2])], task = keyIndex > 0 and KEYS[keyIndex] or nil}
+  at = at + 4
+end
+
+-- Keeps the heads hash in step with the user's queue after its head changed.
+local function headChanged(user)
+  local head = redis.call('LINDEX', user.queue, 0)
+  if head then
+    redis.call('HSET', KEYS[5], user.id, head)
+  else
+    redis.call('HDEL', KEYS[5], user.id)
+    redis.call('ZREM', KEYS[1], user.id)
+  end
+end
+
+-- A task leaves its lease (its process is gone) or its retry wait, if it
+-- still is where the plan saw it and its moment has come. Returns true when
+-- it is back at the head of its queue (not dead-lettered).
+local function requeue(item, set, from)
+  local user = item.user
+  local member = item.taskId .. ':' .. user.id
+  local moment = redis.call('ZSCORE', set, member)
+  if not moment or tonumber(moment) > now then
+    return false
+  end
+  redis.call('ZREM', set, member)
+  local task = item.task
+  if redis.call('EXISTS', task) == 0 then
+    return false
+  end
+  if from == 'lease' then
+    redis.call('HINCRBY', user.stats, 'r', -1)
+    if tonumber(redis.call('HGET', task, FIELD_ATTEMPTS) or '0') >= maxAttempts then
+      attemptFailed(task, user.stats, KEYS[4], 'its process stopped while running it, on the last attempt')
+      deadLetter(task, item.taskId, user.id, user.dead, deadCap, user.stats, KEYS[4], PUBLISH, progress, now)
+      return false
+    end
+    redis.call('HINCRBY', KEYS[4], 'q', 1)
+  else
+    redis.call('HINCRBY', user.stats, 'w', -1)
+  end
+  redis.call('HSET', task, FIELD_STATE, STATE_QUEUED)
+  redis.call('LPUSH', user.queue, item.taskId)
+  redis.call('HSET', KEYS[5], user.id, item.taskId)
+  -- LT: keeps an earlier due moment, adds the user when absent.
+  redis.call('ZADD', KEYS[1], 'LT', now, user.id)
+  redis.call(PUBLISH, progress, user.id)
+  return true
+end
+
+-- Reads the user's windows: ms until every one has room (0: now) and what
+-- it read, which use() needs.
+local function wait(user)
+  local longest, counts, pttls = 0, {}, {}
+  for k, window in ipairs(windows) do
+    counts[k], pttls[k] = windowRead(user.windows[k])
+    longest = math.max(longest, windowWait(counts[k], pttls[k], window.limit))
+  end
+  return longest, counts, pttls
+end
+
+-- Uses one unit of every window. Returns ms until every window has room again.
+local function use(user, counts, pttls)
+  local longest = 0
+  for k, window in ipairs(windows) do
+    local count, pttl = windowUse(user.windows[k], counts[k], pttls[k], window.seconds)
+    longest = math.max(longest, windowWait(count, pttl, window.limit))
+  end
+  return longest
+end
+
+local out = {now, -1, -1, -1}
+local claimed = 0
+
+-- Claims the user's head task if it is still the one the plan saw and due.
+local function claimHead(item)
+  local user = item.user
+  local dueAt = redis.call('ZSCORE', KEYS[1], user.id)
+  if not dueAt or tonumber(dueAt) > now then
+    return
+  end
+  local head = redis.call('LINDEX', user.queue, 0)
+  if not head or head ~= item.taskId or redis.call('HGET', KEYS[5], user.id) ~= head then
+    -- Changed since the plan, or the heads hash lost step: mend it, and
+    -- the next step claims with the right key declared.
+    headChanged(user)
+    return
+  end
+  local blocked, counts, pttls = wait(user)
+  if blocked > 0 then
+    redis.call('ZADD', KEYS[1], now + blocked, user.id)
+    return
+  end
+  local taskId = redis.call('LPOP', user.queue)
+  local nextWait = use(user, counts, pttls)
+  local task = item.task
+  local attempt = redis.call('HINCRBY', task, FIELD_ATTEMPTS, 1)
+  redis.call('HSET', task, FIELD_STATE, STATE_RUNNING, FIELD_STARTED, now, FIELD_CLAIM, claimId)
+  redis.call('RPUSH', KEYS[6], taskId, user.id, attempt)
+  redis.call('ZADD', KEYS[2], now + leaseMs, taskId .. ':' .. user.id)
+  redis.call('HINCRBY', user.stats, 'r', 1)
+  redis.call('HINCRBY', KEYS[4], 'q', -1)
+  redis.call(PUBLISH, progress, user.id)
+  local fields = redis.call('HMGET', task, FIELD_KIND, FIELD_PAYLOAD)
+  out[#out + 1] = taskId
+  out[#out + 1] = user.id
+  out[#out + 1] = fields[1] or ''
+  out[#out + 1] = fields[2] or ''
+  out[#out + 1] = attempt
+  out[#out + 1] = dueAt
+  claimed = claimed + 1
+  headChanged(user)
+  if redis.call('LLEN', user.queue) > 0 then
+    redis.call('ZADD', KEYS[1], now + nextWait, user.id)
+  end
+end
+
+-- Each user's head to claim: the plan's (earliest due first), unless a
+-- recovered task went back in front of it. A recovered task's key is
+-- declared, so it can start in this step, without another plan.
+local heads, order = {}, {}
+for _, item in ipairs(items) do
+  if item.kind == 'head' then
+    heads[item.user] = item
+    order[#order + 1] = item.user
+  end
+end
+for _, item in ipairs(items) do
+  local set = item.kind == 'lease' and KEYS[2] or item.kind == 'retry' and KEYS[3] or nil
+  if set and requeue(item, set, item.kind) then
+    if not heads[item.user] then
+      order[#order + 1] = item.user
+    end
+    heads[item.user] = item
+  end
+end
+for _, user in ipairs(order) do
+  if claimed < maxClaims then
+    claimHead(heads[user])
+  end
+end
+
+if claimed > 0 then
+  redis.call('PEXPIRE', KEYS[6], recordMs)
+end
+
+out[2] = earliest(KEYS[1])
+out[3] = earliest(KEYS[3])
+out[4] = earliest(KEYS[2])
+return out

@@ -1,0 +1,13 @@
+--[[
+  schedule: the earliest moment in a sorted set of moments (a partition's due
+  users, retries or leases), which tells a drainer when to look next.
+]]
+
+-- The lowest score in the set, or -1 when it is empty.
+local function earliest(key)
+  local head = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if head[2] then
+    return tonumber(head[2])
+  end
+  return -1
+end

@@ -1,0 +1,209 @@
+// Every script touches one slot and only keys it declares in KEYS, for user
+// ids holding "{", "}" and ":" too. Redis itself checks the first on a
+// Cluster (a key of another slot fails the script) but never the second (an
+// undeclared key of the same slot runs), so here every script runs through
+// the store with each redis.call rewritten to refuse a key not in KEYS; then
+// the same operations run on a real 3-master Cluster, users in every
+// partition, so every master.
+import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
+import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { parseRatePolicy } from "../../src/core/rate-policy.js";
+import { createLogger } from "../../src/logger.js";
+import { connectRedis, type RedisClient } from "../../src/redis/connection.js";
+import { createRedisStore } from "../../src/redis/create-redis-store.js";
+import { createKeys } from "../../src/redis/keys.js";
+import { LuaScript } from "../../src/redis/lua-script.js";
+import { RateWindows } from "../../src/redis/rate-windows.js";
+import { clusterSlotOf } from "../../src/redis/partitions.js";
+import type { RedisStore } from "../../src/redis/redis-store.js";
+import { usePrivateRedis } from "../support/fixture.js";
+import { TestRedisCluster } from "../support/redis-cluster.js";
+
+const LUA_FILES = readdirSync(new URL("../../src/redis/lua/", import.meta.url)).filter((file) => file.endsWith(".lua"));
+
+/** User ids that would break a layout that let them reach the hash tag or another key. */
+const AWKWARD_USERS = ["{", "}", "a:b", "{tag}", "x}{y", "tg:{0}:due", "名前"];
+
+const LEASE_MS = 300;
+const CONFIG = {
+  ratePolicy: parseRatePolicy("100/1s,1000/1m"),
+  maxBacklog: 100,
+  leaseMs: LEASE_MS,
+  maxAttempts: 2,
+  partitions: 16,
+};
+
+/**
+ * Each script's source with every redis.call checked: a command's first
+ * argument (its key, for every command the scripts use except the keyless
+ * ones) must be one of KEYS. Redis 7 keeps the `redis` table read-only, so
+ * the calls are rewritten in the source instead.
+ */
+function declaredKeysOnly(source: string): string {
+  const prelude = `
+local declaredKeys = {}
+for _, key in ipairs(KEYS) do declaredKeys[key] = true end
+local KEYLESS = {TIME = true, PUBLISH = true, SPUBLISH = true}
+local function checkedCall(command, ...)
+  local key = ...
+  if not KEYLESS[string.upper(command)] and not declaredKeys[key] then
+    error('undeclared key ' .. tostring(key) .. ' in ' .. command)
+  end
+  return redis.call(command, ...)
+end
+`;
+  return prelude + source.replaceAll("redis.call(", "checkedCall(");
+}
+
+/**
+ * The client with every EVALSHA sent as EVAL of the checked source, and the
+ * scripts that ran recorded (by file), so the test knows it covered them all.
+ */
+function checkingClient(redis: RedisClient, ran: Set<string>): RedisClient {
+  const bySha = new Map(LUA_FILES.map((file) => [new LuaScript(file).sha, file]));
+  const checked = new Map(LUA_FILES.map((file) => [file, declaredKeysOnly(new LuaScript(file).source)]));
+  const sourceFor = (sha: unknown): string => {
+    const file = bySha.get(String(sha));
+    if (!file) throw new Error(`EVALSHA of an unknown script ${String(sha)}`);
+    ran.add(file);
+    return checked.get(file)!;
+  };
+  return new Proxy(redis, {
+    get(target, property) {
+      if (property === "evalsha") {
+        return (sha: string, numberOfKeys: number, ...rest: (string | number | Buffer)[]) =>
+          target.eval(sourceFor(sha), numberOfKeys, ...rest);
+      }
+      if (property === "callBuffer") {
+        return (command: string, ...rest: (string | number | Buffer)[]) =>
+          command === "evalsha"
+            ? target.callBuffer("eval", sourceFor(rest[0]), ...rest.slice(1))
+            : target.callBuffer(command, ...rest);
+      }
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+/**
+ * Every store operation, so every script, for each user: start at Submit,
+ * queue, duplicate, claim, fail to a retry, claim the retry, fail to a dead
+ * letter, a lease left to expire and recovered, release, renew, finish ok,
+ * and the reads.
+ */
+async function everyOperation(store: RedisStore, redis: RedisClient, users: readonly string[]): Promise<void> {
+  const keys = createKeys(undefined, CONFIG.partitions);
+  const windows = new RateWindows(redis, CONFIG.ratePolicy, keys);
+  const submit = (userId: string, canStartNow: boolean, idempotencyKey = "") =>
+    store.admit({
+      userId,
+      payload: new Uint8Array([1]),
+      kind: "",
+      idempotencyKey,
+      rejectOverLimit: false,
+      canStartNow,
+    });
+  const claimAll = async (userId: string) =>
+    (await store.claim(keys.forUser(userId).partition, 10, `c-${Math.random()}`)).claimed.filter(
+      (task) => task.userId === userId,
+    );
+  for (const userId of users) {
+    const started = await submit(userId, true, "k1");
+    assert.equal(started.outcome, "started", userId);
+    assert.equal((await submit(userId, true, "k1")).outcome, "duplicate", userId);
+    const queued = await submit(userId, false);
+    assert.equal(queued.outcome, "queued", userId);
+    assert.equal(queued.taskId.split(".")[0], String(keys.forUser(userId).partition), "the id names the partition");
+
+    // The task started at Submit is left to its lease; the queued one is claimed.
+    const [claimed] = await claimAll(userId);
+    assert.equal(claimed?.taskId, queued.taskId, userId);
+    await sleep(5); // so the renewed lease ends later than the claimed one (ZADD CH counts changes)
+    assert.equal(await store.renew([{ taskId: claimed.taskId, userId }]), 1);
+    assert.equal(await store.finish(claimed, { ok: false, error: "first" }, 0), "retry-scheduled");
+    const [retried] = await claimAll(userId);
+    assert.equal(retried?.taskId, queued.taskId, `${userId}: the retry is claimed`);
+    assert.equal(await store.finish(retried, { ok: false, error: "second" }, 0), "dead");
+    assert.deepEqual(await store.deadLetterIds(userId), [queued.taskId]);
+
+    await sleep(LEASE_MS + 50);
+    const [recovered] = await claimAll(userId);
+    assert.equal(recovered?.taskId, started.taskId, `${userId}: the expired lease's task runs again`);
+    assert.equal(await store.release(recovered), true);
+    const [again] = await claimAll(userId);
+    assert.equal(again?.taskId, started.taskId);
+    assert.equal(await store.finish(again, { ok: true }, 0), "succeeded");
+
+    assert.equal((await store.getTask(started.taskId))?.state, "succeeded");
+    const snapshot = await store.snapshot(userId);
+    assert.deepEqual([snapshot.queued, snapshot.running, snapshot.dead], [0, 0, 1], userId);
+    const partition = keys.forUser(userId);
+    const outcome = (await new LuaScript("admit-outcome-n.lua").run(
+      redis,
+      [partition.task(started.taskId), partition.queue(userId), ...windows.keysFor(userId)],
+      [started.taskId],
+    )) as unknown[];
+    assert.equal(outcome[0], "ok");
+  }
+  const all = await store.snapshotAll();
+  assert.equal(all.succeeded, users.length);
+}
+
+describe("every script declares every key it touches", () => {
+  const ctx = usePrivateRedis("script-keys");
+
+  test("with awkward user ids, no script touches a key outside KEYS", async () => {
+    const redis = await connectRedis(ctx.redis.url, createLogger("silent"));
+    const ran = new Set<string>();
+    const checking = checkingClient(redis, ran);
+    const store = createRedisStore(checking, CONFIG);
+    try {
+      await everyOperation(store, checking, AWKWARD_USERS);
+      // The check itself works: a script reaching past KEYS fails.
+      await assert.rejects(
+        checking.eval(declaredKeysOnly("return redis.call('GET', 'not-declared')"), 0),
+        /undeclared key not-declared/,
+      );
+      assert.deepEqual([...ran].sort(), [...LUA_FILES].sort(), "every script ran");
+    } finally {
+      store.close();
+      redis.disconnect();
+    }
+  });
+});
+
+describe("on a Redis Cluster, users in every partition", () => {
+  let cluster: TestRedisCluster;
+  before(async () => {
+    cluster = await TestRedisCluster.start({ replicasPerMaster: 0 });
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  test("every operation runs (one slot per script), and the partitions are on every master", async () => {
+    const keys = createKeys(undefined, CONFIG.partitions);
+    // One user per partition, found by trying names.
+    const users: string[] = [];
+    for (let i = 0; users.length < CONFIG.partitions; i++) {
+      const userId = `${AWKWARD_USERS[i % AWKWARD_USERS.length]}-${i}`;
+      if (!users.some((user) => keys.forUser(user) === keys.forUser(userId))) users.push(userId);
+    }
+    const redis = await connectRedis(cluster.url, createLogger("silent"));
+    const store = createRedisStore(redis, CONFIG);
+    try {
+      await everyOperation(store, redis, users);
+      const masters = new Set<number>();
+      for (const partition of keys.all) {
+        masters.add(await cluster.masterOf(clusterSlotOf(partition.dueUsers)));
+      }
+      assert.equal(masters.size, 3, "the 16 partitions are spread over all 3 masters");
+    } finally {
+      store.close();
+      redis.disconnect();
+    }
+  });
+});
