@@ -1,9 +1,10 @@
 // `tollgate serve` on a Redis Cluster (TOLLGATE_REDIS_URL=redis+cluster://…,
-// TOLLGATE_REPLICA_ACKS=1): the drain holds the policy, two instances hold
-// one policy per user between them, and when the master holding Tollgate's
-// slot is SIGKILLed its replica takes over, Submit answers only OK or
-// UNAVAILABLE meanwhile, Tollgate serves again by itself, and every
-// acknowledged task runs. Skipped until src/config.ts accepts the URL.
+// TOLLGATE_REPLICA_ACKS=1), with users whose partitions lie on all three
+// masters: the drain holds the policy, a SIGKILLed Tollgate's tasks all run
+// after a restart, two instances hold one policy per user between them, and
+// when the master holding some users' partitions is SIGKILLed its replica
+// takes over, Submit answers only OK or UNAVAILABLE meanwhile, Tollgate serves
+// again by itself, and every acknowledged task runs.
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -22,12 +23,37 @@ import {
 } from "../support/failover.js";
 import { TestRedisCluster } from "../support/redis-cluster.js";
 import { startServeProcess, type ServeProcess } from "../support/serve-process.js";
-import { checkStarts, waitUntilAllRan } from "../support/task-log.js";
+import { checkRepeatsOnlyAcrossKill, checkStarts, readFixtureLog, waitUntilAllRan } from "../support/task-log.js";
+import { createKeys } from "../../src/redis/keys.js";
+import { pollUntil } from "../support/expect.js";
 
 const unsupported = unsupportedRedisUrl("redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002");
 
-/** Tollgate keeps every key under this hash tag, so in one slot. */
-const TOLLGATE_HASH_TAG = "{tg}";
+const KEYS = createKeys();
+
+/** The port of the master holding `userId`'s partition. */
+function masterOfUser(cluster: TestRedisCluster, userId: string): Promise<number> {
+  return cluster.masterOf(KEYS.forUser(userId).dueUsers);
+}
+
+/**
+ * `perMaster` user ids `<prefix>-<n>` for each master, so a test's users and
+ * their keys are spread over all of them; in master order, round robin.
+ */
+async function usersOnEveryMaster(cluster: TestRedisCluster, prefix: string, perMaster: number): Promise<string[]> {
+  const byMaster = new Map<number, string[]>();
+  for (let n = 0; byMaster.size < 3 || [...byMaster.values()].some((u) => u.length < perMaster); n++) {
+    const userId = `${prefix}-${n}`;
+    const master = await masterOfUser(cluster, userId);
+    const users = byMaster.get(master) ?? [];
+    if (users.length < perMaster) byMaster.set(master, [...users, userId]);
+  }
+  const lists = [...byMaster.values()];
+  return Array.from(
+    { length: perMaster * lists.length },
+    (_, i) => lists[i % lists.length]![Math.floor(i / lists.length)]!,
+  );
+}
 
 /**
  * Submits `perUser` tasks for each of `users` at once, spread over
@@ -79,15 +105,15 @@ describe("tollgate serve on a Redis Cluster", () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  test("drain: 3 users × 6 tasks under 2/1s start with no window overrun, every acknowledged task runs", async (t) => {
+  test("drain: 6 users on 3 masters × 4 tasks under 2/1s start with no window overrun, every acknowledged task runs", async (t) => {
     if (unsupported) return t.skip(unsupported);
     const policyText = "2/1s";
     const env = serveEnv(cluster!.url, dir, "drain", { TOLLGATE_RATE_LIMITS: policyText });
     const server = await startServeProcess(env);
     try {
       const clients = [clientFor(server), clientFor(server)];
-      const users = ["c-drain-a", "c-drain-b", "c-drain-c"];
-      const { submittedAt, startsByUser } = await drain(clients, users, 6, env.TOLLGATE_FIXTURE_LOG);
+      const users = await usersOnEveryMaster(cluster!, "c-drain", 2);
+      const { submittedAt, startsByUser } = await drain(clients, users, 4, env.TOLLGATE_FIXTURE_LOG);
       const policy = parseRatePolicy(policyText);
       for (const [userId, starts] of startsByUser) {
         const offsets = starts.map((start) => start - submittedAt).sort((x, y) => x - y);
@@ -97,6 +123,33 @@ describe("tollgate serve on a Redis Cluster", () => {
       }
     } finally {
       assert.equal(await stopServe(server), 0);
+    }
+  });
+
+  test("SIGKILL while tasks run, then restart: every acknowledged task runs at least once", async (t) => {
+    if (unsupported) return t.skip(unsupported);
+    const env = serveEnv(cluster!.url, dir, "restart", { TOLLGATE_RATE_LIMITS: "2/1s", TOLLGATE_LEASE_MS: "600" });
+    const first = await startServeProcess(env);
+    const client = clientFor(first);
+    const users = await usersOnEveryMaster(cluster!, "c-restart", 1);
+    const payload = new TextEncoder().encode("400");
+    const acknowledged: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      acknowledged.push((await client.submit({ userId: users[i % users.length]!, kind: "slow", payload })).taskId);
+    }
+    const log = env.TOLLGATE_FIXTURE_LOG;
+    await pollUntil("some tasks to start", async () => (await readFixtureLog(log)).length >= 4, { timeoutMs: 15_000 });
+    const killAt = Date.now();
+    first.child.kill("SIGKILL");
+    await first.exited;
+    const killedAt = Date.now();
+
+    const second = await startServeProcess(env);
+    try {
+      await waitUntilAllRan(log, acknowledged, 30_000);
+      await checkRepeatsOnlyAcrossKill(log, killAt, killedAt, 400);
+    } finally {
+      assert.equal(await stopServe(second), 0);
     }
   });
 
@@ -110,7 +163,8 @@ describe("tollgate serve on a Redis Cluster", () => {
     let b: ServeProcess | undefined;
     try {
       b = await startServeProcess(serveEnv(cluster!.url, dir, "two-b", settings));
-      const { submittedAt, startsByUser } = await drain([clientFor(a), clientFor(b)], ["c-two-a", "c-two-b"], 6, log);
+      const users = await usersOnEveryMaster(cluster!, "c-two", 1);
+      const { submittedAt, startsByUser } = await drain([clientFor(a), clientFor(b)], users, 6, log);
       const policy = parseRatePolicy(policyText);
       for (const [userId, starts] of startsByUser) {
         const check = checkStarts(policy, starts, submittedAt, 2);
@@ -124,13 +178,14 @@ describe("tollgate serve on a Redis Cluster", () => {
   });
 
   // Last: it leaves the cluster one master down.
-  test("SIGKILL the master of Tollgate's slot under load: only OK or UNAVAILABLE, recovery by itself, no acknowledged task lost", async (t) => {
+  test("SIGKILL the master of some users' partitions under load: only OK or UNAVAILABLE, recovery by itself, no acknowledged task lost", async (t) => {
     if (unsupported) return t.skip(unsupported);
     const env = serveEnv(cluster!.url, dir, "failover", { TOLLGATE_RATE_LIMITS: "20/1s" });
     const server = await startServeProcess(env);
     try {
-      const victim = await cluster!.masterOf(TOLLGATE_HASH_TAG);
-      const users = ["c-fail-a", "c-fail-b", "c-fail-c", "c-fail-d"];
+      // Users on every master; the victim holds the first one's partition.
+      const users = await usersOnEveryMaster(cluster!, "c-fail", 2);
+      const victim = await masterOfUser(cluster!, users[0]!);
       const run = await submitThroughFailover([clientFor(server), clientFor(server)], users, async () => {
         await cluster!.killMaster(victim);
         const failover = await cluster!.waitForFailover();

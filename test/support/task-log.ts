@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { fixedWindow, roomFrom, useWindow } from "../../src/core/fixed-window.js";
 import type { RatePolicy } from "../../src/core/rate-policy.js";
@@ -76,4 +77,26 @@ export async function waitUntilAllRan(path: string, taskIds: readonly string[], 
     },
     { timeoutMs },
   );
+}
+
+/**
+ * Checks that a task of the fixture log at `path` ran twice only because a
+ * SIGKILL between `killAt` and `killedAt` cut its first run short: at-least-
+ * once allows a repeat for a task running at the kill (its `runMs` had not
+ * passed, or its outcome was still on its way to Redis: 250 ms of slack for a
+ * loaded machine), and for no other.
+ */
+export async function checkRepeatsOnlyAcrossKill(
+  path: string,
+  killAt: number,
+  killedAt: number,
+  runMs: number,
+): Promise<void> {
+  const seen = new Map<string, number[]>();
+  for (const s of await readFixtureLog(path)) seen.set(s.taskId, [...(seen.get(s.taskId) ?? []), s.at]);
+  for (const [taskId, times] of seen) {
+    if (times.length > 1) {
+      assert.ok(times[0]! <= killedAt && times[0]! + runMs > killAt - 250, `${taskId} ran twice without cause`);
+    }
+  }
 }
