@@ -2,6 +2,7 @@ import cluster from "node:cluster";
 import type { WorkerMessage } from "./messages.js";
 import type { Config } from "../config.js";
 import { createLogger } from "../logger.js";
+import { reportShortOfReplicas } from "./replica-shortfall.js";
 import { connectRedis, type RedisClient } from "../redis/connection.js";
 import { checkRedisRequirements } from "../redis/requirements.js";
 import { createRedisStore } from "../redis/create-redis-store.js";
@@ -72,7 +73,7 @@ export async function runWorker(config: Config): Promise<void> {
     const connected = await connectRedis(config.redisUrl!, logger);
     redis = connected;
     await checkRedisRequirements(connected, config, logger); // again: Redis may have changed since the primary checked
-    store = createRedisStore(connected, config);
+    store = createRedisStore(connected, config, { onShortOfReplicas: reportShortOfReplicas(logger) });
     server = await startServer(config, store, logger);
   } catch (error) {
     logger.error({ err: error }, "worker could not start");

@@ -3,7 +3,7 @@ import type { Clock } from "../core/clock.js";
 import { createKeys } from "./keys.js";
 import type { RedisClient } from "./connection.js";
 import { RateWindows } from "./rate-windows.js";
-import { RedisStore } from "./redis-store.js";
+import { RedisStore, type RedisStoreOptions } from "./redis-store.js";
 
 const DAY_SECONDS = 86_400;
 const DEAD_LETTER_CAP = 10_000;
@@ -11,6 +11,8 @@ const DEAD_LETTER_CAP = 10_000;
 export interface RedisStoreSettings {
   /** Paces admit's wait for a lost reply's outcome; the system clock by default. */
   readonly clock?: Clock;
+  /** Told of every change that WAIT left short of its replicas (see RedisStoreOptions). */
+  readonly onShortOfReplicas?: RedisStoreOptions["onShortOfReplicas"];
 }
 
 /**
@@ -38,5 +40,6 @@ export function createRedisStore(
     clock: settings.clock,
     replicaAcks: config.replicaAcks ?? 0,
     replicaAckTimeoutMs: config.replicaAckTimeoutMs ?? 1_000,
+    onShortOfReplicas: settings.onShortOfReplicas,
   });
 }

@@ -59,7 +59,16 @@ export interface RedisStoreOptions {
   readonly replicaAcks?: number;
   /** How long WAIT may take. */
   readonly replicaAckTimeoutMs?: number;
+  /**
+   * Told of every change that WAIT left short of its replicas (made on the
+   * primary all the same), so the operator can see a replica falling behind:
+   * Submit says so to its caller, claims, finishes and releases go on.
+   */
+  readonly onShortOfReplicas?: (change: StateChange, replicas: number, required: number) => void;
 }
+
+/** The scripts that change tasks' state, each followed by WAIT with replica acks. */
+export type StateChange = "admit" | "claim" | "finish" | "release";
 
 const FINISH_OUTCOMES: ReadonlyMap<number, FinishOutcome> = new Map([
   [FINISH.LEASE_LOST, "lease-lost"],
@@ -167,7 +176,7 @@ export class RedisStore implements TaskStore {
     ];
     let changed: { readonly reply: unknown; readonly replicas: number; readonly replicated: boolean };
     try {
-      changed = await this.change(scripts.admit, keys, args);
+      changed = await this.change("admit", scripts.admit, keys, args);
     } catch (error) {
       // The script may have run: answering "nothing stored" could be a lie
       // that a retry turns into a duplicate, and a task stored as running
@@ -211,12 +220,15 @@ export class RedisStore implements TaskStore {
    * (`replicated` false; the change is on the primary all the same).
    */
   private async change(
+    change: StateChange,
     script: LuaScript,
     keys: readonly string[],
     args: readonly RedisArg[],
     buffers = false,
   ): Promise<{ readonly reply: unknown; readonly replicas: number; readonly replicated: boolean }> {
-    return this.tracked(() => this.runChange(script, keys, args, buffers));
+    const changed = await this.tracked(() => this.runChange(script, keys, args, buffers));
+    if (!changed.replicated) this.options.onShortOfReplicas?.(change, changed.replicas, this.options.replicaAcks ?? 0);
+    return changed;
   }
 
   private async runChange(
@@ -378,7 +390,7 @@ export class RedisStore implements TaskStore {
     // step (running a task, claiming the next) follows a replicated change;
     // short of replicas they go on: the change is made and cannot be taken
     // back, and a failover that loses it only reruns a task (at-least-once).
-    const { reply } = (await this.change(scripts.claim, keys, args, true)) as { reply: (number | Buffer)[] };
+    const { reply } = (await this.change("claim", scripts.claim, keys, args, true)) as { reply: (number | Buffer)[] };
     return this.claimResult(partitionNumber, reply, claimId);
   }
 
@@ -416,6 +428,7 @@ export class RedisStore implements TaskStore {
   ): Promise<FinishOutcome> {
     const partition = this.keys.forUser(task.userId);
     const { reply: replied } = await this.change(
+      "finish",
       scripts.finish,
       [
         partition.task(task.taskId),
@@ -452,6 +465,7 @@ export class RedisStore implements TaskStore {
   async release(task: HeldTask): Promise<boolean> {
     const partition = this.keys.forUser(task.userId);
     const { reply: released } = await this.change(
+      "release",
       scripts.release,
       [
         partition.task(task.taskId),

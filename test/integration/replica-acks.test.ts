@@ -2,7 +2,8 @@
 // redis-server processes): Submit answers once the replica has the task; with
 // the replica stopped, WAIT times out and Submit answers UNAVAILABLE saying
 // the task is stored but not replicated, and a retry with the same
-// idempotency key answers DUPLICATE (the same task) once the replica is back.
+// idempotency key answers DUPLICATE (the same task) once the replica is back;
+// every change short of its replicas is counted in a metric.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { Code } from "@connectrpc/connect";
@@ -10,6 +11,7 @@ import { Redis } from "ioredis";
 import { Disposition, TaskState } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 import { expectCode, pollUntil } from "../support/expect.js";
 import { TestRedis } from "../support/redis.js";
+import { metrics } from "../../src/metrics.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { keys } from "../support/store.js";
 
@@ -104,4 +106,20 @@ test("with the replica stopped: UNAVAILABLE, stored but not replicated; the same
   });
   assert.equal(retried.disposition, Disposition.DUPLICATE);
   assert.equal(retried.taskId, taskId, "the first task, not a second one");
+});
+
+test("changes short of their replicas are counted by kind: Submit's admit, and the finish of the task it started", async () => {
+  const counted = async (change: string): Promise<number> =>
+    (await metrics.shortOfReplicas.get()).values.find((value) => value.labels.change === change)?.value ?? 0;
+  const before = { admit: await counted("admit"), finish: await counted("finish") };
+  await replica.stop();
+  try {
+    await expectCode(tollgate.client.submit({ userId: "carol" }), Code.Unavailable, "Submit without its replica");
+    assert.equal(await counted("admit"), before.admit + 1);
+    // The task started at Submit; its finish waits for the replica in vain too.
+    await pollUntil("the finish to be counted", async () => (await counted("finish")) > before.finish);
+  } finally {
+    await replica.start();
+    await replicaOnline(master);
+  }
 });

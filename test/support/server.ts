@@ -1,3 +1,4 @@
+import { reportShortOfReplicas } from "../../src/cluster/replica-shortfall.js";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -40,7 +41,8 @@ export async function startTestServer(redisUrl: string, env: Record<string, stri
   });
   const logger = createLogger(config.logLevel);
   const redis = await connectRedis(redisUrl, logger);
-  const store = createRedisStore(redis, config);
+  // What a worker does with changes short of their replicas (src/cluster/worker.ts).
+  const store = createRedisStore(redis, config, { onShortOfReplicas: reportShortOfReplicas(logger) });
   let server: RunningServer;
   try {
     server = await startServer(config, store, logger);
