@@ -91,12 +91,14 @@ describe("tollgate serve as a cluster", () => {
       await pollUntil("a replacement worker", () => (servingWorkers(server).get(0) ?? []).length >= 2, {
         timeoutMs: 20_000,
       });
-      // The first replacement is forked at once; serving takes a fresh
-      // process's load and start-up (about 1 s idle, 2.5 s seen on a loaded
-      // 2-core CI machine). 6 s still fails a replacement that waits out a
-      // restart backoff or the 20 s start-up allowance, or never comes.
+      // The first replacement is forked at once (or after 250 ms, if the
+      // victim was under 10 s old); serving takes a fresh process's load and
+      // start-up (about 1 s idle, 2.5 s seen on a loaded 2-core CI machine,
+      // 10.7 s once with a load average of 6 on its 2 cores). 15 s still
+      // fails a replacement that waits out the 20 s start-up allowance, a
+      // long restart backoff, or never comes.
       const replacedInMs = Date.now() - killedAt;
-      assert.ok(replacedInMs <= 6_000, `replacement served after ${replacedInMs} ms`);
+      assert.ok(replacedInMs <= 15_000, `replacement served after ${replacedInMs} ms`);
       await pollUntil("load after the kill", () => acknowledged.length >= 60, { timeoutMs: 20_000 });
       submitting = false;
       await load;
