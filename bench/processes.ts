@@ -8,7 +8,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
+import { createKeys, sumOver } from "../src/redis/keys.js";
+import { nodeCommand } from "../test/support/redis-nodes.js";
 import { TestRedis } from "../test/support/redis.js";
 import { startServeProcess, type ServeProcess } from "../test/support/serve-process.js";
 
@@ -102,11 +104,15 @@ export interface TollgateServer extends BenchServer {
 }
 
 /**
- * `tollgate serve` (default worker count) on `redis`, resolving once every
+ * `tollgate serve` (default worker count) on `redis` (a standalone Redis or a
+ * Cluster, by its URL), resolving once every
  * worker serves. TOLLGATE_LOG_LEVEL stays info: startServeProcess reads the
  * "serving" line (the log lines cost nothing per request).
  */
-export async function startTollgate(redis: TestRedis, env: Record<string, string> = {}): Promise<TollgateServer> {
+export async function startTollgate(
+  redis: { readonly url: string },
+  env: Record<string, string> = {},
+): Promise<TollgateServer> {
   const dataDir = await mkdtemp(join(tmpdir(), "tollgate-bench-"));
   dataDirs.add(dataDir);
   const serve = await startServeProcess({
@@ -269,6 +275,36 @@ export const sum = (values: Iterable<number>): number => {
   for (const value of values) total += value;
   return total;
 };
+
+/** What one Redis node has done so far: CPU seconds (user + system, INFO cpu) and commands run (INFO commandstats). */
+export interface RedisCounters {
+  readonly cpuSeconds: number;
+  readonly commands: number;
+}
+
+/** RedisCounters of the node at 127.0.0.1:`port`, over a connection of its own. */
+export async function redisCounters(port: number): Promise<RedisCounters> {
+  const info = String(await nodeCommand(port, "INFO", "cpu", "commandstats"));
+  const field = (name: string): number => Number(new RegExp(`^${name}:([\\d.]+)`, "m").exec(info)?.[1] ?? NaN);
+  let commands = 0;
+  // The bench's own INFO calls are not the workload's.
+  for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm))
+    if (match[1] !== "info") commands += Number(match[2]);
+  return { cpuSeconds: field("used_cpu_sys") + field("used_cpu_user"), commands };
+}
+
+const keys = createKeys();
+
+/** Waits until nothing runs and nothing is due (the drainers have caught up), on a standalone Redis or a Cluster. */
+export async function settle(client: Redis | Cluster, timeoutMs = 20_000): Promise<boolean> {
+  return waitFor(async () => {
+    const [leases, due] = await Promise.all([
+      sumOver(keys, (p) => client.zcard(p.leases)),
+      sumOver(keys, (p) => client.zcount(p.dueUsers, "-inf", String(Date.now()))),
+    ]);
+    return leases === 0 && due === 0;
+  }, timeoutMs);
+}
 
 export async function usedMemory(client: Redis): Promise<number> {
   const info = await client.info("memory");
