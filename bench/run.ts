@@ -1,5 +1,5 @@
 // npm run bench [-- --seconds 8 --rounds 2 --loadgen auto|ghz|node --only throughput,redis,memory,drain,idle,profile --profile]
-// npm run bench -- --only cluster   (not in the default run: about a minute more)
+// npm run bench -- --only cluster,capacity   (not in the default run: about 2 minutes more)
 //
 // Every figure DESIGN.md asks to measure, in one run on this machine, each beside
 // its target and, where one exists, as a ratio to a baseline measured in the
@@ -27,6 +27,10 @@
 //               rounds: Submits/s, Redis CPU per Submit per master and in
 //               all, commands per Submit, partitions and users per master,
 //               and a drain (--cluster-drain-users x 3) on each.
+//   capacity    (--only capacity) bench/capacity.ts: Redis CPU and memory of
+//               each operation (start-now Submit, queued Submit, start of a
+//               queued task; a queued task, an idle user), for
+//               docs/capacity.md.
 // The load generator is ghz when installed (.ci/run's GO_TOOLS), else
 // bench/load.ts. Every process started is stopped, even when interrupted.
 import { mkdtemp, readdir, rm } from "node:fs/promises";
@@ -38,6 +42,7 @@ import type { Redis } from "ioredis";
 import { freePort } from "../src/redis/embedded-redis.js";
 import { createKeys, sumOver } from "../src/redis/keys.js";
 import { LuaScript } from "../src/redis/lua-script.js";
+import { benchCapacity } from "./capacity.js";
 import { benchCluster, type Sample } from "./cluster.js";
 import { benchDrain, type DrainFigures } from "./drain.js";
 import { pickLoadGenerator, type LoadGenerator, type LoadResult, type LoadSpec } from "./loadgen.js";
@@ -63,7 +68,7 @@ import {
   waitFor,
 } from "./processes.js";
 
-const SECTIONS = ["throughput", "redis", "memory", "drain", "idle", "profile", "cluster"] as const;
+const SECTIONS = ["throughput", "redis", "memory", "drain", "idle", "profile", "cluster", "capacity"] as const;
 type Section = (typeof SECTIONS)[number];
 
 const { values: flags } = parseArgs({
@@ -81,6 +86,7 @@ const { values: flags } = parseArgs({
     "idle-seconds": { type: "string", default: "20" },
     "drain-users": { type: "string", default: "5000" },
     "cluster-drain-users": { type: "string", default: "1000" },
+    "capacity-users": { type: "string", default: "20000" },
   },
 });
 const SECONDS = Number(flags.seconds);
@@ -739,6 +745,57 @@ async function cluster(gen: LoadGenerator): Promise<void> {
     );
 }
 
+// ----------------------------------------------------------------- capacity
+
+async function capacity(gen: LoadGenerator): Promise<void> {
+  const figures = await benchCapacity(gen, { users: Number(flags["capacity-users"]), spec, log });
+  for (const [name, cost] of [
+    ["start-now Submit (with its run and finish)", figures.startNow],
+    ["queued Submit", figures.queued],
+    ["start of a queued task (claim, run, finish)", figures.claim],
+  ] as const) {
+    row(`Capacity: Redis CPU per ${name}`, cost.redisUs, { suffix: " µs" }, undefined, { text: "—" });
+    notes.push(
+      `capacity, ${name}: ${fmt(cost.count)} of them (Submits answered ${fmt(cost.started)} started, ` +
+        `${fmt(cost.queuedNow)} queued); per each Redis ${fmt(cost.redisUs)} µs, ${cost.commands.toFixed(1)} commands, ` +
+        `serve process tree ${fmt(cost.serverUs)} µs`,
+    );
+  }
+  row(
+    "Capacity: Redis memory per queued task (one per user, no payload)",
+    figures.queuedTaskBytes,
+    { suffix: " B" },
+    undefined,
+    {
+      text: "—",
+    },
+  );
+  row("Capacity: an idle user's stats hash (MEMORY USAGE)", figures.statsBytes, { suffix: " B" }, undefined, {
+    text: "—",
+  });
+  row(
+    "Capacity: a finished task's record, kept a day (MEMORY USAGE)",
+    figures.finishedTaskBytes,
+    { suffix: " B" },
+    undefined,
+    {
+      text: "—",
+    },
+  );
+  row(
+    "Capacity: a window counter, kept its duration (MEMORY USAGE)",
+    figures.windowBytes,
+    { suffix: " B" },
+    undefined,
+    {
+      text: "—",
+    },
+  );
+  notes.push(
+    `capacity: policy ${figures.policy}; ${figures.errors.length === 0 ? "no errors" : figures.errors.join("; ")}`,
+  );
+}
+
 // ------------------------------------------------------------------ profile
 
 async function profile(gen: LoadGenerator): Promise<void> {
@@ -795,6 +852,7 @@ await section("memory", () => memory(gen));
 await section("drain", () => drain());
 await section("idle", () => idle(gen, bareIdleCpu));
 await section("cluster", () => cluster(gen));
+await section("capacity", () => capacity(gen));
 notes.push(
   `machine: load average ${loadBefore.toFixed(2)} when the bench started; CPU used by processes outside this bench, ` +
     `in % of one core, per section: ${othersBySection.join(", ")} (well above 0 means other work skewed the figures)`,
