@@ -15,6 +15,7 @@ import { freePort } from "../src/redis/embedded-redis.js";
 import {
   redisCounters,
   settle,
+  SLOTS,
   sleep,
   startRedis,
   startTollgate,
@@ -99,6 +100,7 @@ export async function benchCapacity(gen: LoadGenerator, options: CapacityOptions
     const tollgate = await startTollgate(redis, {
       TOLLGATE_RATE_LIMITS: POLICY,
       TOLLGATE_METRICS_PORT: String(metricsPort),
+      TOLLGATE_CONCURRENCY: String(SLOTS),
     });
     const target = `127.0.0.1:${tollgate.port}`;
     /** Runs `phase`, which says how many operations it did, and what they cost. */

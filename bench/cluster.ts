@@ -7,6 +7,7 @@
 // the two differ only in being split three ways; both write an append-only
 // file. run.ts prints the figures.
 import { Redis } from "ioredis";
+import { freePort } from "../src/redis/embedded-redis.js";
 import { createKeys } from "../src/redis/keys.js";
 import { partitionOf } from "../src/redis/partitions.js";
 import { TestRedisCluster } from "../test/support/redis-cluster.js";
@@ -17,7 +18,9 @@ import {
   redisCounters,
   settle,
   startRedis,
+  SLOTS,
   startTollgate,
+  submittedByDisposition,
   sum,
   treeCpuSeconds,
   type RedisCounters,
@@ -33,6 +36,8 @@ export interface Sample {
   readonly redisUs: readonly number[];
   /** Redis commands per OK Submit, inside scripts included, over all masters. */
   readonly commands: number;
+  /** Share of the Submits answered "started" (the rest queued: no free slot). */
+  readonly startedShare: number;
 }
 
 /** A master of the Cluster and its share of Tollgate's data. */
@@ -72,6 +77,7 @@ interface Side {
   readonly masters: readonly number[];
   readonly client: Redis | TestClusterClient;
   readonly tollgate: TollgateServer;
+  readonly metricsPort: number;
   readonly target: string;
   /** Prefix and count of every user id submitted to it (a user per Submit). */
   readonly users: { prefix: string; count: number }[];
@@ -88,18 +94,23 @@ async function countersOf(ports: readonly number[]): Promise<RedisCounters[]> {
 async function measure(gen: LoadGenerator, side: Side, load: LoadSpec): Promise<Sample> {
   const before = await countersOf(side.masters);
   const server0 = treeCpuSeconds(side.tollgate.pid);
+  const submitted0 = await submittedByDisposition(side.metricsPort);
   const result = await gen.run(load);
   side.users.push({ prefix: load.prefix, count: result.count });
   // A started task's run and finish belong to its Submit.
   if (!(await settle(side.client))) throw new Error(`cluster bench: ${side.name}'s tasks did not finish`);
   const after = await countersOf(side.masters);
   const server1 = treeCpuSeconds(side.tollgate.pid);
+  const submitted1 = await submittedByDisposition(side.metricsPort);
+  const delta = (disposition: string): number =>
+    (submitted1.get(disposition) ?? 0) - (submitted0.get(disposition) ?? 0);
   const per = (amount: number): number => amount / result.ok;
   return {
     result,
     serverUs: per(1e6 * (server1 - server0)),
     redisUs: after.map((a, i) => per(1e6 * (a.cpuSeconds - before[i]!.cpuSeconds))),
     commands: per(sum(after.map((a, i) => a.commands - before[i]!.commands))),
+    startedShare: delta("started") / (delta("started") + delta("queued")),
   };
 }
 
@@ -155,9 +166,21 @@ export async function benchCluster(gen: LoadGenerator, options: ClusterBenchOpti
       ["standalone", standalone, [standalone.port], standalone.client()],
       ["cluster", cluster, masters, cluster.client()],
     ] as const) {
-      const tollgate = await startTollgate(redis);
+      const metricsPort = await freePort();
+      const tollgate = await startTollgate(redis, {
+        TOLLGATE_METRICS_PORT: String(metricsPort),
+        TOLLGATE_CONCURRENCY: String(SLOTS),
+      });
       servers.push(tollgate);
-      sides.push({ name, masters: ports, client, tollgate, target: `127.0.0.1:${tollgate.port}`, users: [] });
+      sides.push({
+        name,
+        masters: ports,
+        client,
+        tollgate,
+        metricsPort,
+        target: `127.0.0.1:${tollgate.port}`,
+        users: [],
+      });
     }
     for (const side of sides) {
       const warm = options.spec(side.target, { prefix: "cl-warm-", durationSeconds: options.warmupSeconds });

@@ -16,6 +16,13 @@ import { startServeProcess, type ServeProcess } from "../test/support/serve-proc
 
 export const WORKERS = availableParallelism();
 
+/**
+ * Tasks running at once per worker: enough that a Submit never finds every
+ * slot taken on a busy machine (its task would queue, and a claim's cost join
+ * the Submit's), so the figures are the start-now path alone.
+ */
+export const SLOTS = 1_024;
+
 const live = new Set<ChildProcess>();
 const dataDirs = new Set<string>();
 function killAll(): void {

@@ -696,7 +696,7 @@ async function cluster(gen: LoadGenerator): Promise<void> {
     samples
       .map(
         (m) =>
-          `${fmt(m.result.rps)}/s (Redis ${m.redisUs.map((us) => fmt(us)).join(" + ")} µs, server ${fmt(m.serverUs)} µs, ` +
+          `${fmt(m.result.rps)}/s, ${fmt(100 * m.startedShare, 1)}% started (Redis ${m.redisUs.map((us) => fmt(us)).join(" + ")} µs, server ${fmt(m.serverUs)} µs, ` +
           `${m.commands.toFixed(1)} commands${describeErrors(m.result)})`,
       )
       .join("; ");
