@@ -13,6 +13,8 @@ import { createKeys, sumOver } from "../src/redis/keys.js";
 import type { LoadGenerator, LoadSpec } from "./loadgen.js";
 import { freePort } from "../src/redis/embedded-redis.js";
 import {
+  commandsBetween,
+  commandsRun,
   redisCounters,
   settle,
   SLOTS,
@@ -32,6 +34,8 @@ export interface OperationCost {
   readonly redisUs: number;
   /** Redis commands, inside scripts included. */
   readonly commands: number;
+  /** The commands run most, with calls per operation, most first. */
+  readonly top: readonly (readonly [string, number])[];
   /** CPU of the serve process tree (primary and workers), µs. */
   readonly serverUs: number;
   /** Submits answered started and queued meanwhile (none for a claim). */
@@ -119,7 +123,11 @@ export async function benchCapacity(gen: LoadGenerator, options: CapacityOptions
         started: delta("started"),
         queuedNow: delta("queued"),
         redisUs: (1e6 * (redis1.cpuSeconds - redis0.cpuSeconds)) / count,
-        commands: (redis1.commands - redis0.commands) / count,
+        commands: commandsRun(redis0, redis1) / count,
+        top: [...commandsBetween(redis0.calls, redis1.calls)]
+          .sort((a, b) => b[1] - a[1])
+          .slice(0, 8)
+          .map(([name, calls]) => [name, calls / count] as const),
         serverUs: (1e6 * (server1 - server0)) / count,
       };
     };

@@ -15,6 +15,7 @@ import type { TestRedis } from "../test/support/redis.js";
 import { benchDrain, type DrainFigures, type DrainRedis } from "./drain.js";
 import type { LoadGenerator, LoadResult, LoadSpec } from "./loadgen.js";
 import {
+  commandsRun,
   redisCounters,
   settle,
   startRedis,
@@ -109,7 +110,7 @@ async function measure(gen: LoadGenerator, side: Side, load: LoadSpec): Promise<
     result,
     serverUs: per(1e6 * (server1 - server0)),
     redisUs: after.map((a, i) => per(1e6 * (a.cpuSeconds - before[i]!.cpuSeconds))),
-    commands: per(sum(after.map((a, i) => a.commands - before[i]!.commands))),
+    commands: per(sum(after.map((a, i) => commandsRun(before[i]!, a)))),
     startedShare: delta("started") / (delta("started") + delta("queued")),
   };
 }
@@ -204,7 +205,7 @@ export async function benchCluster(gen: LoadGenerator, options: ClusterBenchOpti
     const onCluster: DrainRedis = {
       url: cluster.url,
       client: () => cluster!.client(),
-      commandCalls: async () => sum((await countersOf(masters)).map((c) => c.commands)),
+      commandCalls: async () => sum((await countersOf(masters)).map((c) => sum(c.calls.values()))),
     };
     const drainCluster = await benchDrain(options.drainUsers, 3, options.drainPolicy, 256, onCluster);
     return {

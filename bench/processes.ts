@@ -267,7 +267,10 @@ export async function commandStats(client: Redis): Promise<Map<string, number>> 
 }
 
 /** Commands run between two commandstats readings, without the bench's own INFO calls. */
-export function commandsBetween(before: Map<string, number>, after: Map<string, number>): Map<string, number> {
+export function commandsBetween(
+  before: ReadonlyMap<string, number>,
+  after: ReadonlyMap<string, number>,
+): Map<string, number> {
   const delta = new Map<string, number>();
   for (const [name, calls] of after) {
     if (name === "info") continue;
@@ -283,22 +286,25 @@ export const sum = (values: Iterable<number>): number => {
   return total;
 };
 
-/** What one Redis node has done so far: CPU seconds (user + system, INFO cpu) and commands run (INFO commandstats). */
+/** What one Redis node has done so far: CPU seconds (user + system, INFO cpu) and calls per command (INFO commandstats). */
 export interface RedisCounters {
   readonly cpuSeconds: number;
-  readonly commands: number;
+  /** Calls per command, lower-case names, commands run inside scripts included. */
+  readonly calls: ReadonlyMap<string, number>;
 }
 
 /** RedisCounters of the node at 127.0.0.1:`port`, over a connection of its own. */
 export async function redisCounters(port: number): Promise<RedisCounters> {
   const info = String(await nodeCommand(port, "INFO", "cpu", "commandstats"));
   const field = (name: string): number => Number(new RegExp(`^${name}:([\\d.]+)`, "m").exec(info)?.[1] ?? NaN);
-  let commands = 0;
-  // The bench's own INFO calls are not the workload's.
-  for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm))
-    if (match[1] !== "info") commands += Number(match[2]);
-  return { cpuSeconds: field("used_cpu_sys") + field("used_cpu_user"), commands };
+  const calls = new Map<string, number>();
+  for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls.set(match[1]!, Number(match[2]));
+  return { cpuSeconds: field("used_cpu_sys") + field("used_cpu_user"), calls };
 }
+
+/** Commands a node ran between two readings, without the bench's own INFO calls. */
+export const commandsRun = (before: RedisCounters, after: RedisCounters): number =>
+  sum(commandsBetween(before.calls, after.calls).values());
 
 const keys = createKeys();
 

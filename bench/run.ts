@@ -758,7 +758,8 @@ async function capacity(gen: LoadGenerator): Promise<void> {
     notes.push(
       `capacity, ${name}: ${fmt(cost.count)} of them (Submits answered ${fmt(cost.started)} started, ` +
         `${fmt(cost.queuedNow)} queued); per each Redis ${fmt(cost.redisUs)} µs, ${cost.commands.toFixed(1)} commands, ` +
-        `serve process tree ${fmt(cost.serverUs)} µs`,
+        `serve process tree ${fmt(cost.serverUs)} µs; commands run most (calls per each): ` +
+        cost.top.map(([name, calls]) => `${name} ${calls.toFixed(2)}`).join(", "),
     );
   }
   row(
