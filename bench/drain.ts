@@ -11,6 +11,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import type { Cluster, Redis } from "ioredis";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createKeys, sumOver } from "../src/redis/keys.js";
@@ -37,6 +38,13 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
+/** A Redis (standalone or Cluster) the caller started and stops, and how to count the commands it ran. */
+export interface DrainRedis {
+  readonly url: string;
+  client(): Redis | Cluster;
+  commandCalls(): Promise<number>;
+}
+
 interface Submitted {
   readonly taskId: string;
   readonly queued: boolean;
@@ -47,8 +55,10 @@ export async function benchDrain(
   tasksPerUser: number,
   policyText: string,
   concurrency: number,
+  on?: DrainRedis,
 ): Promise<DrainFigures> {
-  const redis = await TestRedis.start();
+  const own = on ? undefined : await TestRedis.start();
+  const redis: DrainRedis = on ?? own!;
   const dataDir = await mkdtemp(join(tmpdir(), "tollgate-bench-"));
   const server = await startServeProcess({
     TOLLGATE_HOST: "127.0.0.1",
@@ -91,14 +101,16 @@ export async function benchDrain(
     let queued = 0;
     for (let first = 0; first < users; first += 500) {
       const batch = submitted.slice(first, first + 500);
-      const pipeline = plain.pipeline();
-      for (const tasks of batch)
-        for (const task of tasks) pipeline.hmget(keys.forTask(task.taskId)!.task(task.taskId), "st", "sub");
-      const replies = (await pipeline.exec()) ?? [];
+      // Not a pipeline: on a Cluster one may not span slots. Sent together all the same.
+      const replies = await Promise.all(
+        batch.flatMap((tasks) =>
+          tasks.map((task) => plain.hmget(keys.forTask(task.taskId)!.task(task.taskId), "st", "sub")),
+        ),
+      );
       let at = 0;
       for (const tasks of batch) {
         const records = tasks.map((task) => {
-          const [st, sub] = (replies[at++]?.[1] as [string, string] | undefined) ?? ["0", "0"];
+          const [st = "0", sub = "0"] = replies[at++] ?? [];
           return { ...task, startedAt: Number(st), submittedAt: Number(sub) };
         });
         // Submit order is start order for one user; replay them in it.
@@ -134,7 +146,7 @@ export async function benchDrain(
     plain.disconnect();
     server.child.kill("SIGTERM");
     await server.exited;
-    await redis.stop();
+    await own?.stop();
     await rm(dataDir, { recursive: true, force: true });
   }
 }

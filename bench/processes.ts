@@ -8,11 +8,20 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
+import { createKeys, sumOver } from "../src/redis/keys.js";
+import { nodeCommand } from "../test/support/redis-nodes.js";
 import { TestRedis } from "../test/support/redis.js";
 import { startServeProcess, type ServeProcess } from "../test/support/serve-process.js";
 
 export const WORKERS = availableParallelism();
+
+/**
+ * Tasks running at once per worker: enough that a Submit never finds every
+ * slot taken on a busy machine (its task would queue, and a claim's cost join
+ * the Submit's), so the figures are the start-now path alone.
+ */
+export const SLOTS = 1_024;
 
 const live = new Set<ChildProcess>();
 const dataDirs = new Set<string>();
@@ -102,11 +111,15 @@ export interface TollgateServer extends BenchServer {
 }
 
 /**
- * `tollgate serve` (default worker count) on `redis`, resolving once every
+ * `tollgate serve` (default worker count) on `redis` (a standalone Redis or a
+ * Cluster, by its URL), resolving once every
  * worker serves. TOLLGATE_LOG_LEVEL stays info: startServeProcess reads the
  * "serving" line (the log lines cost nothing per request).
  */
-export async function startTollgate(redis: TestRedis, env: Record<string, string> = {}): Promise<TollgateServer> {
+export async function startTollgate(
+  redis: { readonly url: string },
+  env: Record<string, string> = {},
+): Promise<TollgateServer> {
   const dataDir = await mkdtemp(join(tmpdir(), "tollgate-bench-"));
   dataDirs.add(dataDir);
   const serve = await startServeProcess({
@@ -254,7 +267,10 @@ export async function commandStats(client: Redis): Promise<Map<string, number>> 
 }
 
 /** Commands run between two commandstats readings, without the bench's own INFO calls. */
-export function commandsBetween(before: Map<string, number>, after: Map<string, number>): Map<string, number> {
+export function commandsBetween(
+  before: ReadonlyMap<string, number>,
+  after: ReadonlyMap<string, number>,
+): Map<string, number> {
   const delta = new Map<string, number>();
   for (const [name, calls] of after) {
     if (name === "info") continue;
@@ -269,6 +285,39 @@ export const sum = (values: Iterable<number>): number => {
   for (const value of values) total += value;
   return total;
 };
+
+/** What one Redis node has done so far: CPU seconds (user + system, INFO cpu) and calls per command (INFO commandstats). */
+export interface RedisCounters {
+  readonly cpuSeconds: number;
+  /** Calls per command, lower-case names, commands run inside scripts included. */
+  readonly calls: ReadonlyMap<string, number>;
+}
+
+/** RedisCounters of the node at 127.0.0.1:`port`, over a connection of its own. */
+export async function redisCounters(port: number): Promise<RedisCounters> {
+  const info = String(await nodeCommand(port, "INFO", "cpu", "commandstats"));
+  const field = (name: string): number => Number(new RegExp(`^${name}:([\\d.]+)`, "m").exec(info)?.[1] ?? NaN);
+  const calls = new Map<string, number>();
+  for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls.set(match[1]!, Number(match[2]));
+  return { cpuSeconds: field("used_cpu_sys") + field("used_cpu_user"), calls };
+}
+
+/** Commands a node ran between two readings, without the bench's own INFO calls. */
+export const commandsRun = (before: RedisCounters, after: RedisCounters): number =>
+  sum(commandsBetween(before.calls, after.calls).values());
+
+const keys = createKeys();
+
+/** Waits until nothing runs and nothing is due (the drainers have caught up), on a standalone Redis or a Cluster. */
+export async function settle(client: Redis | Cluster, timeoutMs = 20_000): Promise<boolean> {
+  return waitFor(async () => {
+    const [leases, due] = await Promise.all([
+      sumOver(keys, (p) => client.zcard(p.leases)),
+      sumOver(keys, (p) => client.zcount(p.dueUsers, "-inf", String(Date.now()))),
+    ]);
+    return leases === 0 && due === 0;
+  }, timeoutMs);
+}
 
 export async function usedMemory(client: Redis): Promise<number> {
   const info = await client.info("memory");

@@ -1,4 +1,5 @@
 // npm run bench [-- --seconds 8 --rounds 2 --loadgen auto|ghz|node --only throughput,redis,memory,drain,idle,profile --profile]
+// npm run bench -- --only cluster,capacity   (not in the default run: about 2 minutes more)
 //
 // Every figure DESIGN.md asks to measure, in one run on this machine, each beside
 // its target and, where one exists, as a ratio to a baseline measured in the
@@ -21,6 +22,15 @@
 //               10,000 users waiting on a one-minute window.
 //   profile     (--profile) V8 CPU profile of the workers under the start-now
 //               mix (bench/cpu-profile.mjs): where their time goes.
+//   cluster     (--only cluster) bench/cluster.ts: the start-now mix on a
+//               standalone Redis and on a 3-master Cluster, interleaved
+//               rounds: Submits/s, Redis CPU per Submit per master and in
+//               all, commands per Submit, partitions and users per master,
+//               and a drain (--cluster-drain-users x 3) on each.
+//   capacity    (--only capacity) bench/capacity.ts: Redis CPU and memory of
+//               each operation (start-now Submit, queued Submit, start of a
+//               queued task; a queued task, an idle user), for
+//               docs/capacity.md.
 // The load generator is ghz when installed (.ci/run's GO_TOOLS), else
 // bench/load.ts. Every process started is stopped, even when interrupted.
 import { mkdtemp, readdir, rm } from "node:fs/promises";
@@ -32,7 +42,9 @@ import type { Redis } from "ioredis";
 import { freePort } from "../src/redis/embedded-redis.js";
 import { createKeys, sumOver } from "../src/redis/keys.js";
 import { LuaScript } from "../src/redis/lua-script.js";
-import { benchDrain } from "./drain.js";
+import { benchCapacity } from "./capacity.js";
+import { benchCluster, type Sample } from "./cluster.js";
+import { benchDrain, type DrainFigures } from "./drain.js";
 import { pickLoadGenerator, type LoadGenerator, type LoadResult, type LoadSpec } from "./loadgen.js";
 import { printProfileSummary, summariseProfiles } from "./profile.js";
 import {
@@ -43,6 +55,7 @@ import {
   cpuSecondsByPid,
   reapedChildrenCpuSeconds,
   redisServerPid,
+  settle,
   sleep,
   startBareServer,
   startRedis,
@@ -55,7 +68,7 @@ import {
   waitFor,
 } from "./processes.js";
 
-const SECTIONS = ["throughput", "redis", "memory", "drain", "idle", "profile"] as const;
+const SECTIONS = ["throughput", "redis", "memory", "drain", "idle", "profile", "cluster", "capacity"] as const;
 type Section = (typeof SECTIONS)[number];
 
 const { values: flags } = parseArgs({
@@ -72,6 +85,8 @@ const { values: flags } = parseArgs({
     "idle-users": { type: "string", default: "10000" },
     "idle-seconds": { type: "string", default: "20" },
     "drain-users": { type: "string", default: "5000" },
+    "cluster-drain-users": { type: "string", default: "1000" },
+    "capacity-users": { type: "string", default: "20000" },
   },
 });
 const SECONDS = Number(flags.seconds);
@@ -160,17 +175,6 @@ function describeErrors(result: LoadResult): string {
   return entries.length === 0 ? "" : ` (errors: ${entries.map(([k, v]) => `${k} ${v}`).join(", ")})`;
 }
 
-/** Waits until nothing runs and nothing is due (the drainer has caught up). */
-async function settle(client: Redis, timeoutMs = 20_000): Promise<boolean> {
-  return waitFor(async () => {
-    const [leases, due] = await Promise.all([
-      sumOver(keys, (p) => client.zcard(p.leases)),
-      sumOver(keys, (p) => client.zcount(p.dueUsers, "-inf", String(Date.now()))),
-    ]);
-    return leases === 0 && due === 0;
-  }, timeoutMs);
-}
-
 function log(message: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 }
@@ -214,7 +218,8 @@ async function measure(
 }
 
 /** The run with the most Submits per second: contention only ever lowers a ceiling. */
-const best = (runs: readonly Measured[]): Measured => runs.reduce((a, b) => (b.result.rps > a.result.rps ? b : a));
+const best = <T extends { readonly result: LoadResult }>(runs: readonly T[]): T =>
+  runs.reduce((a, b) => (b.result.rps > a.result.rps ? b : a));
 
 function runsNote(label: string, runs: readonly Measured[]): string {
   const m = best(runs);
@@ -656,6 +661,142 @@ async function idle(gen: LoadGenerator, bareIdleCpu: number | undefined): Promis
   }
 }
 
+// ------------------------------------------------------------------ cluster
+
+const DRAIN_POLICY = "1/1s,2/3s";
+
+function drainRows(label: string, figures: DrainFigures, baseline: DrainFigures | undefined): void {
+  row(`${label} start lateness p50`, figures.latenessP50, { suffix: " ms" }, baseline?.latenessP50, { text: "—" });
+  row(`${label} start lateness p99`, figures.latenessP99, { suffix: " ms" }, baseline?.latenessP99, {
+    text: "<= 50 ms",
+    met: (m) => m <= 50,
+  });
+  row(`${label} start lateness max`, figures.latenessMax, { suffix: " ms" }, baseline?.latenessMax, { text: "—" });
+  row(`${label} window violations`, figures.violations, {}, baseline?.violations, {
+    text: "0",
+    met: (m) => m === 0,
+  });
+}
+
+async function cluster(gen: LoadGenerator): Promise<void> {
+  const drainUsers = Number(flags["cluster-drain-users"]);
+  const figures = await benchCluster(gen, {
+    rounds: Number(flags.rounds),
+    seconds: SECONDS,
+    warmupSeconds: WARMUP,
+    spec,
+    drainUsers,
+    drainPolicy: DRAIN_POLICY,
+    log,
+  });
+  const s = best(figures.standalone);
+  const c = best(figures.cluster);
+  const all = (sample: Sample): number => sum(sample.redisUs);
+  const each = (samples: readonly Sample[]): string =>
+    samples
+      .map(
+        (m) =>
+          `${fmt(m.result.rps)}/s, ${fmt(100 * m.startedShare, 1)}% started (Redis ${m.redisUs.map((us) => fmt(us)).join(" + ")} µs, server ${fmt(m.serverUs)} µs, ` +
+          `${m.commands.toFixed(1)} commands${describeErrors(m.result)})`,
+      )
+      .join("; ");
+  notes.push(`cluster, standalone rounds: ${each(figures.standalone)}`);
+  notes.push(`cluster, Cluster rounds: ${each(figures.cluster)}`);
+  row("Cluster: Submit throughput, start-now mix (req/s)", c.result.rps, {}, s.result.rps, { text: "—" });
+  row("Cluster: Submit latency p99", c.result.p99Ms, { digits: 1, suffix: " ms" }, s.result.p99Ms, { text: "—" });
+  row("Cluster: server CPU per Submit", c.serverUs, { suffix: " µs" }, s.serverUs, { text: "—" });
+  figures.masters.forEach((master, i) => {
+    row(
+      `Cluster: Redis CPU per Submit, master ${i + 1} (${master.partitions} partitions)`,
+      c.redisUs[i]!,
+      { suffix: " µs" },
+      undefined,
+      { text: "—" },
+    );
+  });
+  row("Cluster: Redis CPU per Submit, all masters", all(c), { suffix: " µs" }, all(s), { text: "—" });
+  row("Cluster: Redis commands per Submit, all masters", c.commands, { digits: 1 }, s.commands, { text: "—" });
+  const spread = (values: readonly number[]): number => Math.max(...values) / Math.min(...values);
+  const partitions = figures.masters.map((m) => m.partitions);
+  const users = figures.masters.map((m) => m.users);
+  row(
+    `Cluster: partitions per master, most/fewest (${partitions.join("/")})`,
+    spread(partitions),
+    { digits: 2 },
+    undefined,
+    {
+      text: "—",
+    },
+  );
+  row("Cluster: users per master, most/fewest", spread(users), { digits: 2 }, undefined, { text: "—" });
+  notes.push(
+    `cluster: users per master ${users.map((n) => fmt(n)).join(" / ")} (from each user's partition and CLUSTER ` +
+      `KEYSLOT of its tag); stats hashes found on each by SCAN ${figures.masters.map((m) => fmt(m.stored)).join(" / ")}`,
+  );
+  const label = `Cluster: drain (${fmt(drainUsers)} users x 3, ${DRAIN_POLICY})`;
+  drainRows(label, figures.drainCluster, figures.drainStandalone);
+  for (const [name, d] of [
+    ["standalone", figures.drainStandalone],
+    ["Cluster", figures.drainCluster],
+  ] as const)
+    notes.push(
+      `cluster, drain on ${name}: ${fmt(d.tasks)} tasks, ${fmt(d.queued)} queued, drained in ${d.seconds.toFixed(1)} s; ` +
+        `${d.commandsPerStart.toFixed(1)} Redis commands per task`,
+    );
+}
+
+// ----------------------------------------------------------------- capacity
+
+async function capacity(gen: LoadGenerator): Promise<void> {
+  const figures = await benchCapacity(gen, { users: Number(flags["capacity-users"]), spec, log });
+  for (const [name, cost] of [
+    ["start-now Submit (with its run and finish)", figures.startNow],
+    ["queued Submit", figures.queued],
+    ["start of a queued task (claim, run, finish)", figures.claim],
+  ] as const) {
+    row(`Capacity: Redis CPU per ${name}`, cost.redisUs, { suffix: " µs" }, undefined, { text: "—" });
+    notes.push(
+      `capacity, ${name}: ${fmt(cost.count)} of them (Submits answered ${fmt(cost.started)} started, ` +
+        `${fmt(cost.queuedNow)} queued); per each Redis ${fmt(cost.redisUs)} µs, ${cost.commands.toFixed(1)} commands, ` +
+        `serve process tree ${fmt(cost.serverUs)} µs; commands run most (calls per each): ` +
+        cost.top.map(([name, calls]) => `${name} ${calls.toFixed(2)}`).join(", "),
+    );
+  }
+  row(
+    "Capacity: Redis memory per queued task (one per user, no payload)",
+    figures.queuedTaskBytes,
+    { suffix: " B" },
+    undefined,
+    {
+      text: "—",
+    },
+  );
+  row("Capacity: an idle user's stats hash (MEMORY USAGE)", figures.statsBytes, { suffix: " B" }, undefined, {
+    text: "—",
+  });
+  row(
+    "Capacity: a finished task's record, kept a day (MEMORY USAGE)",
+    figures.finishedTaskBytes,
+    { suffix: " B" },
+    undefined,
+    {
+      text: "—",
+    },
+  );
+  row(
+    "Capacity: a window counter, kept its duration (MEMORY USAGE)",
+    figures.windowBytes,
+    { suffix: " B" },
+    undefined,
+    {
+      text: "—",
+    },
+  );
+  notes.push(
+    `capacity: policy ${figures.policy}; ${figures.errors.length === 0 ? "no errors" : figures.errors.join("; ")}`,
+  );
+}
+
 // ------------------------------------------------------------------ profile
 
 async function profile(gen: LoadGenerator): Promise<void> {
@@ -711,6 +852,8 @@ await section("redis", () => redisPerSubmit(gen));
 await section("memory", () => memory(gen));
 await section("drain", () => drain());
 await section("idle", () => idle(gen, bareIdleCpu));
+await section("cluster", () => cluster(gen));
+await section("capacity", () => capacity(gen));
 notes.push(
   `machine: load average ${loadBefore.toFixed(2)} when the bench started; CPU used by processes outside this bench, ` +
     `in % of one core, per section: ${othersBySection.join(", ")} (well above 0 means other work skewed the figures)`,
