@@ -1,5 +1,5 @@
 // npm run bench [-- --seconds 8 --rounds 2 --loadgen auto|ghz|node --only throughput,redis,memory,drain,idle,profile --profile]
-// npm run bench -- --only cluster,capacity   (not in the default run: about 2 minutes more)
+// npm run bench -- --only cluster,capacity,churn   (not in the default run: about 3 minutes more)
 //
 // Every figure DESIGN.md asks to measure, in one run on this machine, each beside
 // its target and, where one exists, as a ratio to a baseline measured in the
@@ -20,6 +20,10 @@
 //   drain       bench/drain.ts at 5,000 users: start lateness and violations.
 //   idle        CPU of the serve process tree and Redis commands per second,
 //               10,000 users waiting on a one-minute window.
+//   churn       (--only churn; about a minute) Redis used_memory before and
+//               after 100,000 distinct users (--churn-users) submit one task
+//               each and their retention (2 s here) passes: users ever seen
+//               must cost nothing, so it must come back to within 1 MB.
 //   profile     (--profile) V8 CPU profile of the workers under the start-now
 //               mix (bench/cpu-profile.mjs): where their time goes.
 //   cluster     (--only cluster) bench/cluster.ts: the start-now mix on a
@@ -40,7 +44,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { Redis } from "ioredis";
 import { freePort } from "../src/redis/embedded-redis.js";
-import { createKeys, sumOver } from "../src/redis/keys.js";
+import { createKeys, permanentKeys, sumOver } from "../src/redis/keys.js";
 import { LuaScript } from "../src/redis/lua-script.js";
 import { benchCapacity } from "./capacity.js";
 import { benchCluster, type Sample } from "./cluster.js";
@@ -68,7 +72,7 @@ import {
   waitFor,
 } from "./processes.js";
 
-const SECTIONS = ["throughput", "redis", "memory", "drain", "idle", "profile", "cluster", "capacity"] as const;
+const SECTIONS = ["throughput", "redis", "memory", "drain", "idle", "churn", "profile", "cluster", "capacity"] as const;
 type Section = (typeof SECTIONS)[number];
 
 const { values: flags } = parseArgs({
@@ -87,6 +91,7 @@ const { values: flags } = parseArgs({
     "drain-users": { type: "string", default: "5000" },
     "cluster-drain-users": { type: "string", default: "1000" },
     "capacity-users": { type: "string", default: "20000" },
+    "churn-users": { type: "string", default: "100000" },
   },
 });
 const SECONDS = Number(flags.seconds);
@@ -797,6 +802,79 @@ async function capacity(gen: LoadGenerator): Promise<void> {
   );
 }
 
+// -------------------------------------------------------------------- churn
+
+/** Every key in Redis, by SCAN. */
+async function everyKey(client: Redis): Promise<string[]> {
+  const found: string[] = [];
+  let cursor = "0";
+  do {
+    const [next, batch] = await client.scan(cursor, "COUNT", 10_000);
+    found.push(...batch);
+    cursor = next;
+  } while (cursor !== "0");
+  return found;
+}
+
+async function churn(gen: LoadGenerator): Promise<void> {
+  const users = Number(flags["churn-users"]);
+  const retention = "2s";
+  // A one-second window, so the window counters end with the retention too.
+  const policy = "1/1s";
+  log(`churn: ${fmt(users)} distinct users, one task each, retention ${retention}, policy ${policy}`);
+  const redis = await startRedis();
+  const tollgate = await startTollgate(redis, {
+    TOLLGATE_RETENTION: retention,
+    TOLLGATE_DEAD_LETTER_RETENTION: retention,
+    TOLLGATE_RATE_LIMITS: policy,
+  });
+  const plain = redis.client();
+  const permanent = new Set(permanentKeys(keys));
+  const onlyPermanent = async (): Promise<boolean> => (await everyKey(plain)).every((key) => permanent.has(key));
+  try {
+    const target = `127.0.0.1:${tollgate.port}`;
+    // Warm up (scripts loaded, connections and subscriptions open, every
+    // partition's totals made), then let the warm-up users go.
+    await gen.run(spec(target, { prefix: "churn-warm-", total: 2_000, maxSeconds: 60 }));
+    await settle(plain);
+    if (!(await waitFor(onlyPermanent, 60_000))) notes.push("churn: the warm-up users' keys did not all go");
+    await sleep(2_000);
+    const before = await usedMemory(plain);
+    const keysBefore = await plain.dbsize();
+    const t0 = performance.now();
+    const result = await gen.run(spec(target, { prefix: "churn-", total: users, maxSeconds: 600 }));
+    const submitSeconds = (performance.now() - t0) / 1000;
+    if (!(await settle(plain, 120_000))) notes.push("churn: tasks had not all finished 120 s after the last Submit");
+    const peak = await usedMemory(plain);
+    const keysAtPeak = await plain.dbsize();
+    const t1 = performance.now();
+    const emptied = await waitFor(onlyPermanent, 300_000);
+    const goneSeconds = (performance.now() - t1) / 1000;
+    // Redis shrinks its emptied key tables in its cron (10 times a second); give it a moment.
+    await sleep(3_000);
+    const after = await usedMemory(plain);
+    const keysAfter = await plain.dbsize();
+    notes.push(
+      `churn: ${fmt(result.ok)} users' Submits in ${submitSeconds.toFixed(1)} s${describeErrors(result)}; ` +
+        `used_memory ${fmt(before / 1e6, 2)} MB before, ${fmt(peak / 1e6, 1)} MB when all had finished ` +
+        `(${fmt(keysAtPeak)} keys), ${fmt(after / 1e6, 2)} MB after the retention (${fmt(keysAfter)} keys, ` +
+        `${fmt(keysBefore)} before: the permanent ones${emptied ? "" : "; NOT every other key was gone"}), ` +
+        `reached ${goneSeconds.toFixed(1)} s after the last task finished`,
+    );
+    row(
+      `Redis memory after ${fmt(users)} users came and went, beyond baseline`,
+      (after - before) / 1e6,
+      { digits: 3, suffix: " MB" },
+      undefined,
+      { text: "<= 1 MB", met: (m) => emptied && m <= 1 },
+    );
+  } finally {
+    plain.disconnect();
+    await tollgate.stop();
+    await redis.stop();
+  }
+}
+
 // ------------------------------------------------------------------ profile
 
 async function profile(gen: LoadGenerator): Promise<void> {
@@ -854,6 +932,7 @@ await section("drain", () => drain());
 await section("idle", () => idle(gen, bareIdleCpu));
 await section("cluster", () => cluster(gen));
 await section("capacity", () => capacity(gen));
+await section("churn", () => churn(gen));
 notes.push(
   `machine: load average ${loadBefore.toFixed(2)} when the bench started; CPU used by processes outside this bench, ` +
     `in % of one core, per section: ${othersBySection.join(", ")} (well above 0 means other work skewed the figures)`,

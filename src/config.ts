@@ -27,6 +27,15 @@ export interface Config {
   readonly taskTimeoutMs: number;
   readonly leaseMs: number;
   readonly retryBackoffMs: number;
+  /**
+   * Seconds a finished task's record, an idempotency key and an idle user's
+   * counters are kept (src/redis/keys.ts has every key's lifetime).
+   */
+  readonly retentionSeconds: number;
+  /** Seconds a dead-lettered task (record and place on its user's list) is kept. */
+  readonly deadLetterRetentionSeconds: number;
+  /** Dead letters kept per user; the oldest past it are deleted. */
+  readonly deadLetterCap: number;
   readonly shutdownGraceMs: number;
   readonly heartbeatTimeoutMs: number;
   /** Module path of the task handlers; unset: the built-in task-log handler. */
@@ -94,6 +103,32 @@ function integerSetting(
 ): Setting<number> {
   const parse = integer(min, max, `${what} from ${min} to ${max}`);
   return setting(env, defaultText, help, (v) => (v === undefined ? fallback : parse(v)));
+}
+
+const DURATION_UNIT_SECONDS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3_600, d: 86_400 };
+
+/**
+ * A duration setting in whole seconds, written `<n><unit>` (s, m, h or d:
+ * "2s", "90m", "1d") or as plain seconds, within [minSeconds, maxSeconds].
+ */
+function durationSetting(
+  env: string,
+  fallback: string,
+  help: string,
+  minSeconds: number,
+  maxSeconds: number,
+): Setting<number> {
+  const parse = (value: string): number => {
+    const match = /^(\d+)([smhd]?)$/.exec(value.trim());
+    const seconds = match ? Number(match[1]) * (DURATION_UNIT_SECONDS[match[2] || "s"] ?? 1) : NaN;
+    if (!Number.isSafeInteger(seconds) || seconds < minSeconds || seconds > maxSeconds) {
+      throw new ConfigError(
+        `expected a duration like "30s", "12h" or "7d" (units s, m, h, d) from ${minSeconds}s to ${maxSeconds / 86_400}d, got "${value}"`,
+      );
+    }
+    return seconds;
+  };
+  return setting(env, fallback, help, (v) => parse(optional(v) ?? fallback));
 }
 
 /** A file path, resolved against the working directory; unset stays unset. */
@@ -228,6 +263,28 @@ export const SETTINGS = {
     0,
     3_600_000,
     "a backoff in ms",
+  ),
+  retentionSeconds: durationSetting(
+    "TOLLGATE_RETENTION",
+    "1d",
+    "how long finished tasks, idempotency keys and an idle user's counters are kept",
+    1,
+    366 * 86_400,
+  ),
+  deadLetterRetentionSeconds: durationSetting(
+    "TOLLGATE_DEAD_LETTER_RETENTION",
+    "7d",
+    "how long a dead-lettered task is kept",
+    1,
+    366 * 86_400,
+  ),
+  deadLetterCap: integerSetting(
+    "TOLLGATE_DEAD_LETTER_CAP",
+    10_000,
+    "dead letters kept per user; the oldest past it are deleted",
+    1,
+    1_000_000,
+    "a dead-letter cap",
   ),
   shutdownGraceMs: integerSetting(
     "TOLLGATE_SHUTDOWN_GRACE_MS",

@@ -44,6 +44,20 @@ export const metrics = {
       if (count !== undefined) this.set(count);
     },
   }),
+  deadLettersDropped: new Counter({
+    name: "tollgate_dead_letters_dropped_total",
+    help: "Dead letters dropped (with their records) because their user's list was at its cap, over every user",
+    aggregator: "max",
+    async collect() {
+      // Counted in Redis (the partitions' totals), so every worker reads the
+      // same figure; a failed read leaves the last value.
+      const dropped = await source?.droppedDeadLetters().catch(() => undefined);
+      if (dropped !== undefined) {
+        this.reset();
+        this.inc(dropped);
+      }
+    },
+  }),
   watchMessagesSent: new Counter({
     name: "tollgate_watch_messages_sent_total",
     help: "WatchQueue messages handed to their streams",

@@ -24,7 +24,8 @@ export async function readTask(
   taskId: string,
 ): Promise<TaskRecord> {
   const record = await store.getTask(taskId);
-  if (!record) throw notFound(`no task ${taskId} (finished tasks are kept for a day)`);
+  if (!record)
+    throw notFound(`no task ${taskId} (finished tasks are kept for the server's retention, a day by default)`);
   authorizeReadTask(caller, record);
   return record;
 }

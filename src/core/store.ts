@@ -49,7 +49,11 @@ export interface ClaimResult {
   readonly nextLeaseExpiry: number | undefined;
 }
 
-/** Counts for WatchQueue; succeeded, failed and dead only ever grow. */
+/**
+ * Counts for WatchQueue. Succeeded, failed and dead only ever grow within one
+ * generation of the counters; a user's counters restart from zero in a new
+ * generation once they were idle past the retention (see watch-counts.ts).
+ */
 export interface QueueSnapshot {
   /** Redis' clock when read, ms. */
   readonly now: number;
@@ -60,6 +64,12 @@ export interface QueueSnapshot {
   /** Failed attempts. */
   readonly failed: number;
   readonly dead: number;
+  /**
+   * Which generation of the counters these are: it changes when they restart
+   * from zero (a user's counters expired while idle and were made anew); -1
+   * while they do not exist. Always the same for every-queue counts.
+   */
+  readonly generation: number;
   /** When the user's head task is due (the drainer's schedule). */
   readonly dueAt: number | undefined;
   /** The user's windows; undefined for the every-queue snapshot. */
@@ -225,6 +235,8 @@ export interface TaskStore {
   snapshotAll(): Promise<QueueSnapshot>;
   /** How many users have a queued task scheduled, over every partition. */
   dueUserCount(): Promise<number>;
+  /** Dead letters dropped at their list's cap (with their records) since the data began. */
+  droppedDeadLetters(): Promise<number>;
   /**
    * Calls `listener` at every wake-up published by any process, in any
    * partition; resolves once subscribed. Rejects (StoreUnavailable) when the store cannot be reached,

@@ -8,6 +8,7 @@ import type { ProgressHub } from "../core/progress-hub.js";
 import type { RatePolicy } from "../core/rate-policy.js";
 import { nthStartTime } from "../core/start-schedule.js";
 import type { QueueSnapshot } from "../core/store.js";
+import { WatchCounts, type FinishedCounts } from "../core/watch-counts.js";
 import {
   WatchQueueResponseSchema,
   type WatchQueueRequest,
@@ -42,16 +43,16 @@ function watchQueueMessage(
   userId: string,
   policy: RatePolicy,
   snapshot: QueueSnapshot,
-  baseline: QueueSnapshot,
+  finished: FinishedCounts,
 ): WatchQueueResponse {
   const { nextStart, estimatedDrain } = predictDrain(policy, snapshot);
   return create(WatchQueueResponseSchema, {
     userId,
     queued: BigInt(snapshot.queued),
     running: BigInt(snapshot.running),
-    completed: BigInt(Math.max(0, snapshot.succeeded - baseline.succeeded)),
-    failed: BigInt(Math.max(0, snapshot.failed - baseline.failed)),
-    deadLettered: BigInt(Math.max(0, snapshot.dead - baseline.dead)),
+    completed: BigInt(finished.succeeded),
+    failed: BigInt(finished.failed),
+    deadLettered: BigInt(finished.dead),
     nextStart: nextStart === undefined ? undefined : timestampFromMs(nextStart),
     estimatedDrain: estimatedDrain === undefined ? undefined : timestampFromMs(estimatedDrain),
     drained: snapshot.queued === 0 && snapshot.running === 0,
@@ -71,7 +72,8 @@ export async function serveWatchQueue(
   logger: Logger,
 ): Promise<void> {
   const { userId, follow } = call.request;
-  let baseline: QueueSnapshot | undefined;
+  // Counts since the stream began, across the user's counters expiring while idle.
+  const counts = new WatchCounts();
   let pending: WatchQueueResponse | undefined;
   let waitingForDrain = false;
   let finished = false;
@@ -107,8 +109,7 @@ export async function serveWatchQueue(
   try {
     stop = await hub.watch(userId, {
       deliver: (snapshot) => {
-        baseline ??= snapshot;
-        send(watchQueueMessage(userId, policy, snapshot, baseline));
+        send(watchQueueMessage(userId, policy, snapshot, counts.next(snapshot)));
       },
       fail: (error) => {
         const status = reportFailure(logger, error, { method: "WatchQueue" });

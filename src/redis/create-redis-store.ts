@@ -1,12 +1,16 @@
-import type { Config } from "../config.js";
+import { SETTINGS, type Config } from "../config.js";
 import type { Clock } from "../core/clock.js";
 import { createKeys } from "./keys.js";
 import type { RedisClient } from "./connection.js";
 import { RateWindows } from "./rate-windows.js";
 import { RedisStore, type RedisStoreOptions } from "./redis-store.js";
 
-const DAY_SECONDS = 86_400;
-const DEAD_LETTER_CAP = 10_000;
+/** The defaults of the settings a caller may leave out (tests and benches). */
+const DEFAULTS = {
+  retentionSeconds: SETTINGS.retentionSeconds.parse(undefined, {}),
+  deadLetterRetentionSeconds: SETTINGS.deadLetterRetentionSeconds.parse(undefined, {}),
+  deadLetterCap: SETTINGS.deadLetterCap.parse(undefined, {}),
+};
 
 export interface RedisStoreSettings {
   /** Paces admit's wait for a lost reply's outcome; the system clock by default. */
@@ -18,14 +22,25 @@ export interface RedisStoreSettings {
 /**
  * The task store over this Redis, as `tollgate serve` configures it: its keys
  * (partitioned),
- * the policy's windows, the retention of records and idempotency keys, and
+ * the policy's windows, the retention of records, counters, idempotency keys
+ * and dead letters (TOLLGATE_RETENTION, TOLLGATE_DEAD_LETTER_RETENTION), and
  * the replicas each change waits for.
  * The connection stays the caller's; close() the store before closing it.
  */
 export function createRedisStore(
   redis: RedisClient,
   config: Pick<Config, "ratePolicy" | "maxBacklog" | "leaseMs" | "maxAttempts"> &
-    Partial<Pick<Config, "replicaAcks" | "replicaAckTimeoutMs" | "partitions">>,
+    Partial<
+      Pick<
+        Config,
+        | "replicaAcks"
+        | "replicaAckTimeoutMs"
+        | "partitions"
+        | "retentionSeconds"
+        | "deadLetterRetentionSeconds"
+        | "deadLetterCap"
+      >
+    >,
   settings: RedisStoreSettings = {},
 ): RedisStore {
   // One layout on standalone, Sentinel and Cluster alike (see keys.ts).
@@ -34,9 +49,9 @@ export function createRedisStore(
     maxBacklog: config.maxBacklog,
     leaseMs: config.leaseMs,
     maxAttempts: config.maxAttempts,
-    deadLetterCap: DEAD_LETTER_CAP,
-    idempotencyTtlSeconds: DAY_SECONDS,
-    retentionSeconds: DAY_SECONDS,
+    deadLetterCap: config.deadLetterCap ?? DEFAULTS.deadLetterCap,
+    retentionSeconds: config.retentionSeconds ?? DEFAULTS.retentionSeconds,
+    deadLetterRetentionSeconds: config.deadLetterRetentionSeconds ?? DEFAULTS.deadLetterRetentionSeconds,
     clock: settings.clock,
     replicaAcks: config.replicaAcks ?? 0,
     replicaAckTimeoutMs: config.replicaAckTimeoutMs ?? 1_000,

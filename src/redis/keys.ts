@@ -16,51 +16,85 @@ import { DEFAULT_PARTITIONS, partitionOf, partitionTag } from "./partitions.js";
  * another type. Where two free-form values share a key (user and idempotency
  * key) the first is length-prefixed for the same reason.
  *
- * Lifetimes: queues, schedule, heads, leases, retries, totals, stats and
- * dead-letter lists live while they hold something (an empty list or set is
- * no key in Redis); task records expire a retention after they succeed;
- * idempotency keys and claim records expire; window counters expire with
- * their window; the layout key is permanent.
+ * Lifetimes. Every key has an owner and an end (each member below says which;
+ * docs/operations.md has them as a table). Nothing of a user outlives its
+ * use by more than a retention: with nothing queued, running, waiting to
+ * retry or dead-lettered, a user holds no key past TOLLGATE_RETENTION (its
+ * windows end sooner or with their own duration, its dead letters with
+ * TOLLGATE_DEAD_LETTER_RETENTION). Lists, sets and hashes that hold
+ * something end when emptied (an empty one is no key in Redis). Only the keys
+ * of permanentKeys() have no end; test/integration/bounded-state.test.ts
+ * checks that every other key of a finished user ends.
  */
 export interface PartitionKeys {
   readonly partition: number;
-  /** List of a user's queued task ids, head first. */
+  /** List of a user's queued task ids, head first. Ends when emptied. */
   queue(userId: string): string;
-  /** Sorted set: user id -> earliest moment (ms) its head task may start. */
+  /** Sorted set: user id -> earliest moment (ms) its head task may start. A user leaves it with its last queued task; ends when emptied. */
   readonly dueUsers: string;
   /**
    * Hash: user id -> its head task id, for every user in dueUsers, so a
    * claim can name the head task's key before it runs (keys are declared).
+   * A user leaves it with dueUsers; ends when emptied.
    */
   readonly heads: string;
-  /** Sorted set: lease member (taskId:userId, see leaseMember) -> moment (ms) its running lease expires. */
+  /**
+   * Sorted set: lease member (taskId:userId, see leaseMember) -> moment (ms)
+   * its running lease expires. A member leaves when its attempt ends (or its
+   * lease is recovered); ends when emptied.
+   */
   readonly leases: string;
-  /** Sorted set: lease member -> moment (ms) its next attempt may start. */
+  /** Sorted set: lease member -> moment (ms) its next attempt may start. Ends when emptied. */
   readonly retries: string;
-  /** List of a user's dead-lettered task ids, newest first. */
+  /**
+   * List of a user's dead-lettered task ids, newest first, at most the cap
+   * (TOLLGATE_DEAD_LETTER_CAP; briefly more, see lua/includes/dead-letter).
+   * It owns its tasks' records: one trimmed at the cap leaves with its record
+   * (trim-dead-letters-n.lua). Expires TOLLGATE_DEAD_LETTER_RETENTION after
+   * its newest entry, as each record does after its own, so no record
+   * outlives it.
+   */
   deadLetters(userId: string): string;
   /** Pub/sub channel (sharded on a Cluster): a user became due at the published moment (ms). */
   readonly wakeChannel: string;
   /**
    * Hash of a user's counters: r running, w waiting to retry, ok succeeded,
-   * f failed attempts, d dead-lettered (the last three only ever grow).
+   * f failed attempts, d dead-lettered (the last three only ever grow), and
+   * e its generation (the moment, ms, it was made). Kept while r or w is
+   * above 0; otherwise it expires TOLLGATE_RETENTION after its last change,
+   * and the next change makes a new one from zero, with a new generation
+   * (lua/includes/user-stats; WatchQueue counts across it, core/watch-counts.ts).
    */
   stats(userId: string): string;
-  /** Hash of the same counters over the partition's users, plus q: queued or waiting to retry. */
+  /**
+   * Hash of the same counters over the partition's users (ok, f, d, never
+   * expiring), plus q: queued or waiting to retry, and dx: dead letters
+   * dropped at their list's cap. Permanent (one per partition).
+   */
   readonly totals: string;
   /** Pub/sub channel (sharded on a Cluster): the published user's counts changed. */
   readonly progressChannel: string;
-  /** Hash: one task's record; its fields are TASK_FIELD, documented below. */
+  /**
+   * Hash: one task's record; its fields are TASK_FIELD, documented below.
+   * Owned while queued, running or waiting to retry by the queue, leases or
+   * retries that name it (no expiry then); expires TOLLGATE_RETENTION after
+   * it succeeded, TOLLGATE_DEAD_LETTER_RETENTION after it was dead-lettered,
+   * or is deleted when its id is trimmed from the dead-letter list.
+   */
   task(taskId: string): string;
   /**
    * List: what one claim took (task id, user id, attempt per task), kept
    * briefly so a drainer whose client timed out waiting for the claim's reply
-   * can learn what it claimed and hand it back.
+   * can learn what it claimed and hand it back. Expires 15 s after the claim.
    */
   claim(claimId: string): string;
-  /** String: the task id that first used this idempotency key. */
+  /** String: the task id that first used this idempotency key. Expires TOLLGATE_RETENTION after that Submit. */
   idempotency(userId: string, key: string): string;
-  /** rate-limiter-flexible's keyPrefix for one window of the policy (":<user id>" follows). */
+  /**
+   * rate-limiter-flexible's keyPrefix for one window of the policy (":<user
+   * id>" follows): a counter that expires with its window (its duration after
+   * the start that opened it).
+   */
   windowPrefix(durationMs: number): string;
 }
 
@@ -183,6 +217,16 @@ export const TASK_STATE = Object.freeze({
   /** Every attempt failed: on the user's dead-letter list. */
   DEAD: "d",
 } as const);
+
+/**
+ * The keys that never end, whatever users come and go: the layout record and
+ * each partition's totals. Every other key is some user's, task's or claim's
+ * and ends (see Keys and PartitionKeys); the partition's shared sets and
+ * hashes (dueUsers, heads, leases, retries) end when emptied.
+ */
+export function permanentKeys(keys: Keys): string[] {
+  return [keys.layout, ...keys.all.map((partition) => partition.totals)];
+}
 
 /** A count summed over every partition, read concurrently (on a Cluster they are on different masters). */
 export async function sumOver(keys: Keys, count: (partition: PartitionKeys) => Promise<number>): Promise<number> {

@@ -50,9 +50,15 @@ export interface RedisStoreOptions {
   readonly maxBacklog: number;
   readonly leaseMs: number;
   readonly maxAttempts: number;
+  /** Dead letters kept per user; the oldest past it are deleted (with their records). */
   readonly deadLetterCap: number;
-  readonly idempotencyTtlSeconds: number;
+  /**
+   * How long a succeeded task's record, an idempotency key and the counters
+   * of a user with nothing running or waiting to retry are kept, seconds.
+   */
   readonly retentionSeconds: number;
+  /** How long a dead-lettered task's record (and its user's list, after its newest) is kept, seconds. */
+  readonly deadLetterRetentionSeconds: number;
   /** Paces admit's wait for a lost reply's outcome; the system clock by default. */
   readonly clock?: Clock;
   /** Replicas that must confirm each state change (WAIT after its script); 0: none. */
@@ -68,13 +74,14 @@ export interface RedisStoreOptions {
 }
 
 /** The scripts that change tasks' state, each followed by WAIT with replica acks. */
-export type StateChange = "admit" | "claim" | "finish" | "release";
+export type StateChange = "admit" | "claim" | "finish" | "release" | "trim-dead-letters";
 
 const FINISH_OUTCOMES: ReadonlyMap<number, FinishOutcome> = new Map([
   [FINISH.LEASE_LOST, "lease-lost"],
   [FINISH.SUCCEEDED, "succeeded"],
   [FINISH.RETRY_SCHEDULED, "retry-scheduled"],
   [FINISH.DEAD, "dead"],
+  [FINISH.DEAD_OVER_CAP, "dead"],
 ]);
 
 const STATE_NAMES: Readonly<Record<string, TaskStateName>> = {
@@ -95,7 +102,11 @@ const scripts = {
   snapshotAll: new LuaScript("snapshot-all-3.lua"),
   renew: new LuaScript("renew-1.lua"),
   release: new LuaScript("release-7.lua"),
+  trimDeadLetters: new LuaScript("trim-dead-letters-n.lua"),
 };
+
+/** Dead letters past the cap dropped per trim step (each is a declared key). */
+const TRIM_BATCH = 500;
 
 /**
  * How long a claim's record is kept for a caller whose client timed out: it
@@ -166,7 +177,7 @@ export class RedisStore implements TaskStore {
       submission.kind,
       submission.rejectOverLimit ? "reject" : "queue",
       this.options.maxBacklog,
-      this.options.idempotencyTtlSeconds,
+      this.options.retentionSeconds,
       this.options.leaseMs,
       submission.canStartNow ? "1" : "0",
       partition.wakeChannel,
@@ -375,6 +386,8 @@ export class RedisStore implements TaskStore {
       this.publish,
       claimId,
       CLAIM_RECORD_MS,
+      this.options.retentionSeconds,
+      this.options.deadLetterRetentionSeconds,
       this.windows.count,
       ...this.windows.scriptArgs,
       userIds.length,
@@ -391,15 +404,20 @@ export class RedisStore implements TaskStore {
     // short of replicas they go on: the change is made and cannot be taken
     // back, and a failover that loses it only reruns a task (at-least-once).
     const { reply } = (await this.change("claim", scripts.claim, keys, args, true)) as { reply: (number | Buffer)[] };
-    return this.claimResult(partitionNumber, reply, claimId);
+    const overCap = Number(reply[4]);
+    for (let i = 0; i < overCap; i++) await this.trimDeadLetters(partition, String(reply[5 + i]));
+    return this.claimResult(partitionNumber, reply, claimId, 5 + overCap);
   }
 
-  /** A claim's result from a reply {now, next due, next retry, next lease expiry, claims (six entries each)...}. */
-  private claimResult(partition: number, reply: readonly unknown[], claimId: string): ClaimResult {
+  /**
+   * A claim's result from a reply {now, next due, next retry, next lease
+   * expiry, …, claims (six entries each) from `first`}.
+   */
+  private claimResult(partition: number, reply: readonly unknown[], claimId: string, first = 4): ClaimResult {
     const moment = (value: unknown): number | undefined =>
       Number(String(value)) >= 0 ? Number(String(value)) : undefined;
     const claimed: ClaimedTask[] = [];
-    for (let i = 4; i + 5 < reply.length; i += 6) {
+    for (let i = first; i + 5 < reply.length; i += 6) {
       claimed.push({
         taskId: String(reply[i]),
         userId: String(reply[i + 1]),
@@ -452,9 +470,40 @@ export class RedisStore implements TaskStore {
         partition.wakeChannel,
         leaseMember(task.taskId, task.userId),
         this.publish,
+        this.options.deadLetterRetentionSeconds,
       ],
     );
+    if (Number(replied) === FINISH.DEAD_OVER_CAP) await this.trimDeadLetters(partition, task.userId);
     return FINISH_OUTCOMES.get(Number(replied)) ?? "lease-lost";
+  }
+
+  /**
+   * Drops the dead letters past the user's cap with their records: the ids
+   * past it are read, then removed and their records deleted in one script
+   * that declares them (includes/dead-letter says why in two steps). Best
+   * effort: the dead letter that called for it is stored either way, and a
+   * trim that fails leaves the list over its cap, records and all, until the
+   * user's next dead letter trims it or the list expires.
+   */
+  private async trimDeadLetters(partition: PartitionKeys, userId: string): Promise<void> {
+    const cap = this.options.deadLetterCap;
+    const dead = partition.deadLetters(userId);
+    try {
+      for (;;) {
+        const ids = await this.tracked(() => this.redis.lrange(dead, cap, cap + TRIM_BATCH - 1));
+        if (ids.length === 0) return;
+        const { reply } = await this.change(
+          "trim-dead-letters",
+          scripts.trimDeadLetters,
+          [dead, partition.totals, ...ids.map((id) => partition.task(id))],
+          [cap, ...ids],
+        );
+        // None dropped: the list changed meanwhile; its next trim sees it.
+        if (Number(reply) === 0 || ids.length < TRIM_BATCH) return;
+      }
+    } catch {
+      // See above: left for the next trim; the caller's change is made.
+    }
   }
 
   /**
@@ -485,6 +534,7 @@ export class RedisStore implements TaskStore {
         partition.wakeChannel,
         leaseMember(task.taskId, task.userId),
         this.publish,
+        this.options.retentionSeconds,
       ],
     );
     return Number(released) === RELEASE.RELEASED;
@@ -552,7 +602,17 @@ export class RedisStore implements TaskStore {
         [userId],
       ),
     )) as number[];
-    const [now = 0, queued = 0, running = 0, waiting = 0, succeeded = 0, failed = 0, dead = 0, due = -1] = reply;
+    const [
+      now = 0,
+      queued = 0,
+      running = 0,
+      waiting = 0,
+      succeeded = 0,
+      failed = 0,
+      dead = 0,
+      due = -1,
+      generation = -1,
+    ] = reply;
     return {
       now,
       queued: queued + waiting,
@@ -560,8 +620,9 @@ export class RedisStore implements TaskStore {
       succeeded,
       failed,
       dead,
+      generation,
       dueAt: due >= 0 ? due : undefined,
-      windows: countersFromReply(reply.slice(8), now),
+      windows: countersFromReply(reply.slice(9), now),
     };
   }
 
@@ -584,7 +645,15 @@ export class RedisStore implements TaskStore {
       if (due >= 0) sum.due = Math.min(sum.due, due);
     }
     const { due, ...counts } = sum;
-    return { ...counts, dueAt: Number.isFinite(due) ? due : undefined, windows: undefined };
+    // The totals hashes are permanent: one generation for good.
+    return { ...counts, generation: 0, dueAt: Number.isFinite(due) ? due : undefined, windows: undefined };
+  }
+
+  /** Dead letters dropped at their list's cap (with their records), over every partition. */
+  async droppedDeadLetters(): Promise<number> {
+    return storeCall(() =>
+      sumOver(this.keys, async (partition) => Number((await this.redis.hget(partition.totals, "dx")) ?? 0)),
+    );
   }
 
   /** How many users have a queued task scheduled, over every partition. */

@@ -26,9 +26,11 @@ export const FINISH = Object.freeze({
   SUCCEEDED: 1,
   RETRY_SCHEDULED: 2,
   DEAD: 3,
+  /** Dead, and the user's dead-letter list is over its cap now: trim it (trim-dead-letters-n.lua). */
+  DEAD_OVER_CAP: 4,
 } as const);
 
-/** release-6.lua: whether a held task was handed back. */
+/** release-7.lua: whether a held task was handed back. */
 export const RELEASE = Object.freeze({
   /** The attempt no longer held its lease (or the claim id did not match). */
   LEASE_LOST: 0,

@@ -33,6 +33,8 @@ const CONFIG = {
   leaseMs: LEASE_MS,
   maxAttempts: 2,
   partitions: 16,
+  // One dead letter kept per user, so the second pushes the first out (trim-dead-letters).
+  deadLetterCap: 1,
 };
 
 /**
@@ -91,8 +93,8 @@ function checkingClient(redis: RedisClient, ran: Set<string>): RedisClient {
 /**
  * Every store operation, so every script, for each user: start at Submit,
  * queue, duplicate, claim, fail to a retry, claim the retry, fail to a dead
- * letter, a lease left to expire and recovered, release, renew, finish ok,
- * and the reads.
+ * letter, a second dead letter trimming the first at the cap, a lease left
+ * to expire and recovered, release, renew, finish ok, and the reads.
  */
 async function everyOperation(store: RedisStore, redis: RedisClient, users: readonly string[]): Promise<void> {
   const keys = createKeys(undefined, CONFIG.partitions);
@@ -128,6 +130,15 @@ async function everyOperation(store: RedisStore, redis: RedisClient, users: read
     assert.equal(retried?.taskId, queued.taskId, `${userId}: the retry is claimed`);
     assert.equal(await store.finish(retried, { ok: false, error: "second" }, 0), "dead");
     assert.deepEqual(await store.deadLetterIds(userId), [queued.taskId]);
+    const second = await submit(userId, false);
+    assert.equal(second.outcome, "queued", userId);
+    for (const error of ["third", "fourth"]) {
+      const [attempt] = await claimAll(userId);
+      assert.equal(attempt?.taskId, second.taskId, userId);
+      await store.finish(attempt, { ok: false, error }, 0);
+    }
+    assert.deepEqual(await store.deadLetterIds(userId), [second.taskId], `${userId}: the first dead letter is trimmed`);
+    assert.equal(await store.getTask(queued.taskId), undefined, `${userId}: and its record is gone`);
 
     await sleep(LEASE_MS + 50);
     const [recovered] = await claimAll(userId);
@@ -139,7 +150,7 @@ async function everyOperation(store: RedisStore, redis: RedisClient, users: read
 
     assert.equal((await store.getTask(started.taskId))?.state, "succeeded");
     const snapshot = await store.snapshot(userId);
-    assert.deepEqual([snapshot.queued, snapshot.running, snapshot.dead], [0, 0, 1], userId);
+    assert.deepEqual([snapshot.queued, snapshot.running, snapshot.dead], [0, 0, 2], userId);
     const partition = keys.forUser(userId);
     const outcome = (await new LuaScript("admit-outcome-n.lua").run(
       redis,
@@ -150,6 +161,7 @@ async function everyOperation(store: RedisStore, redis: RedisClient, users: read
   }
   const all = await store.snapshotAll();
   assert.equal(all.succeeded, users.length);
+  assert.equal(await store.droppedDeadLetters(), users.length);
 }
 
 describe("every script declares every key it touches", () => {

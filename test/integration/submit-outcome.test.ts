@@ -141,8 +141,8 @@ async function withQueue(
     leaseMs: 30_000,
     maxAttempts: 3,
     deadLetterCap: 100,
-    idempotencyTtlSeconds: 60,
     retentionSeconds: 60,
+    deadLetterRetentionSeconds: 60,
   });
   const stalls: Promise<void>[] = [];
   const stall = async (ms: number): Promise<void> => {

@@ -131,6 +131,38 @@ describe("WatchQueue", () => {
       await tollgate.close();
     }
   });
+
+  test("a follower's counts stay exact across the user's counters expiring while idle", async () => {
+    const tollgate = await startTestServer(redis.url, { TOLLGATE_RATE_LIMITS: "5/1s", TOLLGATE_RETENTION: "1s" });
+    const plain = redis.client();
+    const stop = new AbortController();
+    const messages: WatchQueueResponse[] = [];
+    const userId = "comes-back";
+    const reading = (async () => {
+      try {
+        for await (const message of tollgate.client.watchQueue({ userId, follow: true }, { signal: stop.signal }))
+          messages.push(message);
+      } catch {
+        // aborted at the end
+      }
+    })();
+    const completed = (n: bigint) => () => messages.at(-1)?.completed === n && messages.at(-1)?.drained;
+    try {
+      await pollUntil("the stream's first message", () => messages.length > 0);
+      for (let i = 0; i < 2; i++) await tollgate.client.submit({ userId });
+      await pollUntil("2 completed", completed(2n));
+      const stats = keys.forUser(userId).stats(userId);
+      await pollUntil("the idle user's counters to expire", async () => (await plain.exists(stats)) === 0);
+      await tollgate.client.submit({ userId });
+      await pollUntil("3 completed: the new counters add to what was seen", completed(3n));
+      assertNeverBackwards(messages);
+    } finally {
+      stop.abort();
+      await reading;
+      plain.disconnect();
+      await tollgate.close();
+    }
+  });
 });
 
 describe("WatchQueue and a reader that reads nothing", () => {

@@ -123,6 +123,10 @@ export class FakeStore implements TaskStore {
     return 0;
   }
 
+  async droppedDeadLetters(): Promise<number> {
+    return 0;
+  }
+
   async onWake(listener: WakeListener): Promise<Unsubscribe> {
     this.wakeListeners.add(listener);
     return async () => {

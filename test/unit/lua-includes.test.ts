@@ -72,7 +72,10 @@ const RULES = [
   { rule: "a window's ms to live", include: "window", pattern: /'PTTL'/ },
   { rule: "using a window (SET ... EX, then INCRBY)", include: "window", pattern: /'INCRBY'/ },
   { rule: "the window's wait (PTTL + 1)", include: "window", pattern: /pttl[\w[\]]*\s*\+\s*1|'PTTL'.*\)\s*\+\s*1/i },
-  { rule: "dead-lettering: trimming the list at its cap", include: "dead-letter", pattern: /'LTRIM'/ },
+  { rule: "dead-lettering: trimming the list at its cap", include: "dead-letter", pattern: /'LREM'/ },
+  { rule: "dead-lettering: the record's and the list's end", include: "dead-letter", pattern: /'EXPIRE', (task|dead)/ },
+  { rule: "a user's stats: a new hash's generation", include: "user-stats", pattern: /'e', now/ },
+  { rule: "a user's stats: kept while in use, else expiring", include: "user-stats", pattern: /'PERSIST'/ },
   { rule: "dead-lettering: the dead state", include: "dead-letter", pattern: /STATE_DEAD/ },
   { rule: "counting a failed attempt", include: "dead-letter", pattern: /'f', 1\)/ },
   { rule: "storing a new task record", include: "task-record", pattern: /FIELD_SUBMITTED/ },
@@ -173,6 +176,10 @@ describe("Lua rules are written once", () => {
       if (/\bdeadLetter\(/.test(own)) assert.ok(includedBy(file).has("dead-letter"), file);
       if (/\bstoreTask\(/.test(own)) assert.ok(includedBy(file).has("task-record"), file);
       if (/\bcurrentMs\(/.test(own)) assert.ok(includedBy(file).has("time"), file);
+      // A user's counters change only through the include, and every script
+      // that changes them settles their lifetime.
+      assert.doesNotMatch(own, /'HINCRBY', (KEYS\[\d+\]|stats|user\.stats), '[rw]'/, `${file} counts through statsAdd`);
+      if (/\bstatsAdd\(/.test(own)) assert.match(own, /\bstatsSettle\(/, `${file} settles what it counted`);
     }
     assert.match(code(ownText.get("claim-n.lua")!), /\bdeadLetter\(/);
     assert.match(code(ownText.get("finish-6.lua")!), /\bdeadLetter\(/);

@@ -27,7 +27,8 @@
   ARGV[5]   kind, or empty
   ARGV[6]   "queue" or "reject": what to do when the task cannot start now
   ARGV[7]   backlog cap (queued tasks per user)
-  ARGV[8]   idempotency key lifetime, seconds
+  ARGV[8]   retention, seconds: the idempotency key's lifetime, and the
+            stats hash's once the user has nothing running (includes/user-stats)
   ARGV[9]   lease length, ms
   ARGV[10]  "1" if this process has a free slot to run the task now, else "0"
   ARGV[11]  channel on which drainers are woken when a user becomes due
@@ -45,6 +46,7 @@
 --- @include "time"
 --- @include "window"
 --- @include "task-record"
+--- @include "user-stats"
 --- @include "reply-codes"
 
 local now = currentMs()
@@ -96,7 +98,8 @@ if withinPolicy and ARGV[10] == '1' then
   -- learn whether to run the task (admit-outcome-n.lua).
   storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, true)
   redis.call('ZADD', KEYS[5], now + tonumber(ARGV[9]), taskId .. ':' .. userId)
-  redis.call('HINCRBY', KEYS[6], 'r', 1)
+  statsAdd(KEYS[6], 'r', 1, now)
+  statsSettle(KEYS[6], ARGV[8])
   redis.call(PUBLISH, ARGV[12], userId)
   remember()
   return reply(ADMIT_STARTED, 0)

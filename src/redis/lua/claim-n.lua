@@ -16,7 +16,8 @@
      is marked running under a lease, and the user is rescheduled for when
      its next task may start. A user whose windows are full is moved to when
      they will have room.
-  Every user whose counts change is published on the progress channel.
+  Every user whose counts change is published on the progress channel, and
+  its stats hash kept or set to expire (includes/user-stats).
   Each claimed task is marked with the caller's claim id, and the claim is
   recorded under that id for a short while: a caller whose client gave up
   waiting for the reply (a command timeout while Redis was busy) reads it back
@@ -39,20 +40,26 @@
   ARGV[6]  "SPUBLISH" on a Redis Cluster (sharded pub/sub), else "PUBLISH"
   ARGV[7]  claim id, stored on each claimed task hash (FIELD_CLAIM)
   ARGV[8]  how long the claim's record is kept, ms
-  ARGV[9]  W: windows per user
+  ARGV[9]  retention, seconds: how long a user's stats hash is kept once
+           nothing of the user runs or waits to retry
+  ARGV[10] dead-letter retention, seconds
+  ARGV[11] W: windows per user
   then per window: limit, duration in seconds
   then U, and U user ids
   then T, and per item: kind ("lease", "retry" or "head"), task id ("" for a
            head the plan did not find), user number (1 … U), task key number
            in KEYS (0 when none)
-  Returns  {now, next due, next retry, next lease expiry, claims...}: the
-           next moments are ms, or -1 when there is none; each claim is six
-           entries: task id, user id, kind, payload, attempt, due moment.
+  Returns  {now, next due, next retry, next lease expiry, n, user id (n),
+           claims...}: the next moments are ms, or -1 when there is none;
+           the n users' dead-letter lists are over their cap (the caller
+           trims them, see includes/dead-letter); each claim is six entries:
+           task id, user id, kind, payload, attempt, due moment.
 ]]
 --- @include "time"
 --- @include "schedule"
 --- @include "window"
 --- @include "dead-letter"
+--- @include "user-stats"
 --- @include "task-fields"
 
 local now = currentMs()
@@ -62,9 +69,10 @@ local maxAttempts = tonumber(ARGV[3])
 local deadCap = ARGV[4]
 local progress, PUBLISH = ARGV[5], ARGV[6]
 local claimId, recordMs = ARGV[7], tonumber(ARGV[8])
-local windowCount = tonumber(ARGV[9])
+local retention, deadRetention = ARGV[9], ARGV[10]
+local windowCount = tonumber(ARGV[11])
 local windows = {}
-local at = 10
+local at = 12
 for k = 1, windowCount do
   windows[k] = {limit = tonumber(ARGV[at]), seconds = ARGV[at + 1]}
   at = at + 2
@@ -89,6 +97,15 @@ for i = 1, itemCount do
   items[i] = {kind = ARGV[at], taskId = ARGV[at + 1], user = users[tonumber(ARGV[at + 2])], task = keyIndex > 0 and KEYS[keyIndex] or nil}
   at = at + 4
 end
+
+-- Changes one of the user's counters; its hash is settled at the end.
+local function changeStats(user, field, by)
+  statsAdd(user.stats, field, by, now)
+  user.counted = true
+end
+
+-- Users whose dead-letter list went over its cap, for the reply.
+local overCap = {}
 
 -- Keeps the heads hash in step with the user's queue after its head changed.
 local function headChanged(user)
@@ -117,15 +134,19 @@ local function requeue(item, set, from)
     return false
   end
   if from == 'lease' then
-    redis.call('HINCRBY', user.stats, 'r', -1)
+    changeStats(user, 'r', -1)
     if tonumber(redis.call('HGET', task, FIELD_ATTEMPTS) or '0') >= maxAttempts then
-      attemptFailed(task, user.stats, KEYS[4], 'its process stopped while running it, on the last attempt')
-      deadLetter(task, item.taskId, user.id, user.dead, deadCap, user.stats, KEYS[4], PUBLISH, progress, now)
+      attemptFailed(task, user.stats, KEYS[4], 'its process stopped while running it, on the last attempt', now)
+      if deadLetter(task, item.taskId, user.id, user.dead, deadCap, deadRetention, user.stats, KEYS[4], PUBLISH, progress, now)
+          and not user.overCap then
+        user.overCap = true
+        overCap[#overCap + 1] = user.id
+      end
       return false
     end
     redis.call('HINCRBY', KEYS[4], 'q', 1)
   else
-    redis.call('HINCRBY', user.stats, 'w', -1)
+    changeStats(user, 'w', -1)
   end
   redis.call('HSET', task, FIELD_STATE, STATE_QUEUED)
   redis.call('LPUSH', user.queue, item.taskId)
@@ -157,7 +178,7 @@ local function use(user, counts, pttls)
   return longest
 end
 
-local out = {now, -1, -1, -1}
+local claims = {}
 local claimed = 0
 
 -- Claims the user's head task if it is still the one the plan saw and due.
@@ -186,16 +207,16 @@ local function claimHead(item)
   redis.call('HSET', task, FIELD_STATE, STATE_RUNNING, FIELD_STARTED, now, FIELD_CLAIM, claimId)
   redis.call('RPUSH', KEYS[6], taskId, user.id, attempt)
   redis.call('ZADD', KEYS[2], now + leaseMs, taskId .. ':' .. user.id)
-  redis.call('HINCRBY', user.stats, 'r', 1)
+  changeStats(user, 'r', 1)
   redis.call('HINCRBY', KEYS[4], 'q', -1)
   redis.call(PUBLISH, progress, user.id)
   local fields = redis.call('HMGET', task, FIELD_KIND, FIELD_PAYLOAD)
-  out[#out + 1] = taskId
-  out[#out + 1] = user.id
-  out[#out + 1] = fields[1] or ''
-  out[#out + 1] = fields[2] or ''
-  out[#out + 1] = attempt
-  out[#out + 1] = dueAt
+  claims[#claims + 1] = taskId
+  claims[#claims + 1] = user.id
+  claims[#claims + 1] = fields[1] or ''
+  claims[#claims + 1] = fields[2] or ''
+  claims[#claims + 1] = attempt
+  claims[#claims + 1] = dueAt
   claimed = claimed + 1
   headChanged(user)
   if redis.call('LLEN', user.queue) > 0 then
@@ -231,8 +252,17 @@ end
 if claimed > 0 then
   redis.call('PEXPIRE', KEYS[6], recordMs)
 end
+for _, user in ipairs(users) do
+  if user.counted then
+    statsSettle(user.stats, retention)
+  end
+end
 
-out[2] = earliest(KEYS[1])
-out[3] = earliest(KEYS[3])
-out[4] = earliest(KEYS[2])
+local out = {now, earliest(KEYS[1]), earliest(KEYS[3]), earliest(KEYS[2]), #overCap}
+for _, userId in ipairs(overCap) do
+  out[#out + 1] = userId
+end
+for _, entry in ipairs(claims) do
+  out[#out + 1] = entry
+end
 return out

@@ -1,7 +1,11 @@
 --[[
   finish: record the end of one attempt and release its lease. A failed
   attempt is retried after a backoff, or, when it was the last attempt, the
-  task moves to its user's dead-letter list. An attempt that no longer holds
+  task moves to its user's dead-letter list (includes/dead-letter: its
+  record then expires with the dead-letter retention, and the list's trim at
+  its cap is the caller's next step). A succeeded task's record expires the
+  retention after, and the user's stats hash too once nothing of the user
+  runs or waits to retry (includes/user-stats). An attempt that no longer holds
   its lease (it ran out and the task was handed on) records nothing: the
   task's current attempt owns it now.
 
@@ -15,7 +19,8 @@
   ARGV[2]  attempt number that ran
   ARGV[3]  "ok" or "failed"
   ARGV[4]  error message ("" when ok)
-  ARGV[5]  how long to keep a finished task's record, seconds
+  ARGV[5]  retention, seconds: how long a succeeded task's record, and the
+           stats of a user with nothing running or waiting to retry, are kept
   ARGV[6]  most attempts per task
   ARGV[7]  retry backoff, ms
   ARGV[8]  dead-letter list cap
@@ -24,12 +29,15 @@
   ARGV[11] channel on which drainers are woken (a retry's moment is published)
   ARGV[12] the task's member in the leases and retries sets (task id:user id)
   ARGV[13] "SPUBLISH" on a Redis Cluster (sharded pub/sub), else "PUBLISH"
-  Returns  FINISH_SUCCEEDED, FINISH_RETRY_SCHEDULED, FINISH_DEAD or
-           FINISH_LEASE_LOST (src/redis/reply-codes.ts)
+  ARGV[14] dead-letter retention, seconds
+  Returns  FINISH_SUCCEEDED, FINISH_RETRY_SCHEDULED, FINISH_DEAD,
+           FINISH_DEAD_OVER_CAP (dead, and the list is over its cap: trim
+           it) or FINISH_LEASE_LOST (src/redis/reply-codes.ts)
 ]]
 --- @include "time"
 --- @include "lease"
 --- @include "dead-letter"
+--- @include "user-stats"
 --- @include "task-fields"
 --- @include "reply-codes"
 
@@ -39,27 +47,33 @@ if not holdsLease(KEYS[2], KEYS[1], member, ARGV[2]) then
 end
 local now = currentMs()
 redis.call('ZREM', KEYS[2], member)
-redis.call('HINCRBY', KEYS[5], 'r', -1)
+statsAdd(KEYS[5], 'r', -1, now)
 if ARGV[3] == 'ok' then
   redis.call('HSET', KEYS[1], FIELD_STATE, STATE_SUCCEEDED, FIELD_FINISHED, now)
   -- Nobody reads a finished task's payload; keep only its record.
   redis.call('HDEL', KEYS[1], FIELD_PAYLOAD)
   redis.call('EXPIRE', KEYS[1], ARGV[5])
-  redis.call('HINCRBY', KEYS[5], 'ok', 1)
+  statsAdd(KEYS[5], 'ok', 1, now)
+  statsSettle(KEYS[5], ARGV[5])
   redis.call('HINCRBY', KEYS[6], 'ok', 1)
   redis.call(PUBLISH, ARGV[9], ARGV[10])
   return FINISH_SUCCEEDED
 end
-attemptFailed(KEYS[1], KEYS[5], KEYS[6], ARGV[4])
+attemptFailed(KEYS[1], KEYS[5], KEYS[6], ARGV[4], now)
 if tonumber(ARGV[2]) < tonumber(ARGV[6]) then
   local retryAt = now + tonumber(ARGV[7])
   redis.call('HSET', KEYS[1], FIELD_STATE, STATE_FAILED)
   redis.call('ZADD', KEYS[3], retryAt, member)
-  redis.call('HINCRBY', KEYS[5], 'w', 1)
+  statsAdd(KEYS[5], 'w', 1, now)
+  statsSettle(KEYS[5], ARGV[5])
   redis.call('HINCRBY', KEYS[6], 'q', 1)
   redis.call(PUBLISH, ARGV[9], ARGV[10])
   redis.call(PUBLISH, ARGV[11], retryAt)
   return FINISH_RETRY_SCHEDULED
 end
-deadLetter(KEYS[1], ARGV[1], ARGV[10], KEYS[4], ARGV[8], KEYS[5], KEYS[6], PUBLISH, ARGV[9], now)
+local overCap = deadLetter(KEYS[1], ARGV[1], ARGV[10], KEYS[4], ARGV[8], ARGV[14], KEYS[5], KEYS[6], PUBLISH, ARGV[9], now)
+statsSettle(KEYS[5], ARGV[5])
+if overCap then
+  return FINISH_DEAD_OVER_CAP
+end
 return FINISH_DEAD

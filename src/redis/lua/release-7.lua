@@ -23,12 +23,15 @@
   ARGV[6]  channel on which drainers are woken (the user is due at the published moment)
   ARGV[7]  the task's member in the leases set (task id:user id)
   ARGV[8]  "SPUBLISH" on a Redis Cluster (sharded pub/sub), else "PUBLISH"
+  ARGV[9]  retention, seconds: how long the user's stats hash is kept once
+           nothing of the user runs or waits to retry (includes/user-stats)
   Returns  RELEASE_RELEASED, or RELEASE_LEASE_LOST (it ran out and the task
            was handed on; src/redis/reply-codes.ts)
 ]]
 --- @include "time"
 --- @include "lease"
 --- @include "task-fields"
+--- @include "user-stats"
 --- @include "reply-codes"
 
 local member, PUBLISH = ARGV[7], ARGV[8]
@@ -49,7 +52,8 @@ redis.call('LPUSH', KEYS[3], ARGV[1])
 redis.call('HSET', KEYS[7], ARGV[3], ARGV[1])
 -- LT: keeps an earlier due moment, adds the user when absent.
 redis.call('ZADD', KEYS[4], 'LT', now, ARGV[3])
-redis.call('HINCRBY', KEYS[5], 'r', -1)
+statsAdd(KEYS[5], 'r', -1, now)
+statsSettle(KEYS[5], ARGV[9])
 redis.call('HINCRBY', KEYS[6], 'q', 1)
 redis.call(PUBLISH, ARGV[5], ARGV[3])
 redis.call(PUBLISH, ARGV[6], now)

@@ -8,14 +8,23 @@
   KEYS[4..] the user's rate-limiter-flexible window counters, in policy order
   ARGV[1]   user id
   Returns   {now, queued, running, waiting to retry, succeeded, failed,
-            dead, due moment or -1, count 1, pttl 1, count 2, pttl 2, ...}
-            (pttl -2 where no window is open)
+            dead, due moment or -1, generation, count 1, pttl 1, count 2,
+            pttl 2, ...} (pttl -2 where no window is open). The counters'
+            generation (includes/user-stats) is the stats hash's moment of
+            creation, -1 when there is no hash, 0 for a hash written before
+            generations were stamped.
 ]]
 --- @include "time"
 --- @include "window"
 
 local now = currentMs()
-local stats = redis.call('HMGET', KEYS[2], 'r', 'w', 'ok', 'f', 'd')
+local stats = redis.call('HMGET', KEYS[2], 'r', 'w', 'ok', 'f', 'd', 'e')
+local generation = -1
+if stats[6] then
+  generation = tonumber(stats[6])
+elseif redis.call('EXISTS', KEYS[2]) == 1 then
+  generation = 0
+end
 local due = redis.call('ZSCORE', KEYS[3], ARGV[1])
 local out = {
   now,
@@ -26,5 +35,6 @@ local out = {
   tonumber(stats[4] or '0'),
   tonumber(stats[5] or '0'),
   due and tonumber(due) or -1,
+  generation,
 }
 return appendWindows(out, 4)
