@@ -1,7 +1,6 @@
 import cluster, { type Worker } from "node:cluster";
 import { loadAuthenticator } from "../grpc/api-keys.js";
-import { isWorkerMessage } from "./messages.js";
-import { WORKER_INDEX_ENV } from "./worker.js";
+import { WORKER_INDEX_ENV, isWorkerMessage } from "./messages.js";
 import type { Config } from "../config.js";
 import { startEmbeddedRedis, type EmbeddedRedis } from "../redis/embedded-redis.js";
 import { createLogger, type Logger } from "../logger.js";

@@ -1,5 +1,5 @@
 import cluster from "node:cluster";
-import type { WorkerMessage } from "./messages.js";
+import { WORKER_INDEX_ENV, type WorkerMessage } from "./messages.js";
 import type { Config } from "../config.js";
 import { createLogger } from "../logger.js";
 import { connectRedis, type RedisClient } from "../redis/connection.js";
@@ -10,8 +10,6 @@ import { startServer, type RunningServer } from "../grpc/server.js";
 import { systemClock } from "../core/clock.js";
 import { HeartbeatSender, heartbeatPeriodMs } from "./heartbeat.js";
 
-/** Set in the environment of forked workers: which slot of the pool this is. */
-export const WORKER_INDEX_ENV = "TOLLGATE_WORKER_INDEX";
 /** Test-only: "1" lets SIGUSR2 block the event loop forever (heartbeat tests). */
 const TEST_FAULTS_ENV = "TOLLGATE_TEST_FAULTS";
 
