@@ -1,4 +1,4 @@
-// npm run bench [-- --seconds 8 --rounds 2 --loadgen auto|ghz|node --only throughput,redis,memory,drain,idle,profile --profile]
+// npm run bench [-- --seconds 8 --rounds 2 --loadgen auto|ghz|node --only throughput,redis,memory,drain,idle,start,profile --profile]
 //
 // Every figure DESIGN.md asks to measure, in one run on this machine, each beside
 // its target and, where one exists, as a ratio to a baseline measured in the
@@ -19,10 +19,15 @@
 //   drain       bench/drain.ts at 5,000 users: start lateness and violations.
 //   idle        CPU of the serve process tree and Redis commands per second,
 //               10,000 users waiting on a one-minute window.
+//   start       bench/start.ts: each worker's fork-to-serving time and the
+//               idle cluster's memory (primary + 2 workers), 3 starts.
+// `tollgate serve` runs as `npm start` runs it: the compiled dist/, built
+// first if missing or older than src/ (the notes say what each section ran).
 //   profile     (--profile) V8 CPU profile of the workers under the start-now
 //               mix (bench/cpu-profile.mjs): where their time goes.
 // The load generator is ghz when installed (.ci/run's GO_TOOLS), else
 // bench/load.ts. Every process started is stopped, even when interrupted.
+import { spawnSync } from "node:child_process";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
@@ -33,6 +38,7 @@ import { freePort } from "../src/redis/embedded-redis.js";
 import { createKeys, sumOver } from "../src/redis/keys.js";
 import { LuaScript } from "../src/redis/lua-script.js";
 import { benchDrain } from "./drain.js";
+import { benchStart, describeStartRun } from "./start.js";
 import { pickLoadGenerator, type LoadGenerator, type LoadResult, type LoadSpec } from "./loadgen.js";
 import { printProfileSummary, summariseProfiles } from "./profile.js";
 import {
@@ -55,7 +61,7 @@ import {
   waitFor,
 } from "./processes.js";
 
-const SECTIONS = ["throughput", "redis", "memory", "drain", "idle", "profile"] as const;
+const SECTIONS = ["throughput", "redis", "memory", "drain", "idle", "start", "profile"] as const;
 type Section = (typeof SECTIONS)[number];
 
 const { values: flags } = parseArgs({
@@ -66,7 +72,7 @@ const { values: flags } = parseArgs({
     concurrency: { type: "string", default: "50" },
     connections: { type: "string", default: "10" },
     loadgen: { type: "string", default: process.env.BENCH_LOADGEN ?? "auto" },
-    only: { type: "string", default: "throughput,redis,memory,drain,idle" },
+    only: { type: "string", default: "throughput,redis,memory,drain,idle,start" },
     profile: { type: "boolean", default: false },
     "memory-tasks": { type: "string", default: "100000" },
     "idle-users": { type: "string", default: "10000" },
@@ -552,7 +558,8 @@ async function memory(gen: LoadGenerator): Promise<void> {
     const perTask = (after - before - queued * PAYLOAD_BYTES) / queued;
     notes.push(
       `memory: used_memory +${fmt((after - before) / 1e6, 1)} MB for ${fmt(queued)} queued tasks ` +
-        `(${users} users, ${PAYLOAD_BYTES}-byte payloads)${describeErrors(result)}; baseline = the same ids and payloads RPUSHed to ${users} plain lists`,
+        `(${users} users, ${PAYLOAD_BYTES}-byte payloads)${describeErrors(result)}; baseline = the same ids and payloads RPUSHed to ${users} plain lists; ` +
+        `tollgate serve ran ${tollgate.code}`,
     );
     row("Redis memory per queued task, beyond payload", perTask, { suffix: " B" }, baseline, {
       text: "<= 250 B",
@@ -633,7 +640,8 @@ async function idle(gen: LoadGenerator, bareIdleCpu: number | undefined): Promis
       `idle: ${fmt(result.ok)} Submits${describeErrors(result)}, then ${elapsed.toFixed(1)} s with ${fmt(users)} users waiting; ` +
         `Redis commands: ${[...commands].map(([k, v]) => `${k} ${v}`).join(", ") || "none"}; ` +
         `first task due ${((firstDue - Number(nowSeconds) * 1000) / 1000).toFixed(0)} s after the window; ` +
-        `CPU by process: ${perProcess} (of one core; /proc ticks are 10 ms, so ±0.1% each); CPU baseline = the bare cluster idle`,
+        `CPU by process: ${perProcess} (of one core; /proc ticks are 10 ms, so ±0.1% each); CPU baseline = the bare cluster idle; ` +
+        `tollgate serve ran ${tollgate.code}`,
     );
     row(
       `Idle CPU, serve process tree (${WORKERS} workers + primary)`,
@@ -654,6 +662,26 @@ async function idle(gen: LoadGenerator, bareIdleCpu: number | undefined): Promis
     await tollgate.stop();
     await redis.stop();
   }
+}
+
+// -------------------------------------------------------------------- start
+
+async function start(): Promise<void> {
+  log("start: 3 starts of a primary and 2 workers (bench/start.ts)");
+  const figures = await benchStart(3, 3);
+  notes.push(`start: ${figures.runs.map(describeStartRun).join("; ")}`);
+  row("Worker start, fork to serving, median", figures.startMsMedian, { suffix: " ms" }, undefined, {
+    text: "<= 300 ms",
+    met: (m) => m <= 300,
+  });
+  row("Worker start, fork to serving, max", figures.startMsMax, { suffix: " ms" }, undefined, { text: "—" });
+  row("Idle cluster memory, primary + 2 workers, PSS", figures.clusterPssMb, { suffix: " MB" }, undefined, {
+    text: "< 150 MB",
+    met: (m) => m < 150,
+  });
+  row("Idle cluster memory, primary + 2 workers, RSS summed", figures.clusterRssMb, { suffix: " MB" }, undefined, {
+    text: "—",
+  });
 }
 
 // ------------------------------------------------------------------ profile
@@ -690,6 +718,13 @@ async function profile(gen: LoadGenerator): Promise<void> {
 // --------------------------------------------------------------------- main
 
 const startedAt = performance.now();
+// The serve processes run dist/ as npm start does: build it if src/ changed.
+if (
+  spawnSync(process.execPath, [fileURLToPath(new URL("../scripts/build.js", import.meta.url)), "--if-stale"], {
+    stdio: "inherit",
+  }).status !== 0
+)
+  throw new Error("npm run build failed");
 const gen = pickLoadGenerator(flags.loadgen!);
 log(
   `load generator: ${gen.name}; ${CONCURRENCY} calls in flight over ${CONNECTIONS} connections, ${SECONDS} s per run`,
@@ -711,6 +746,7 @@ await section("redis", () => redisPerSubmit(gen));
 await section("memory", () => memory(gen));
 await section("drain", () => drain());
 await section("idle", () => idle(gen, bareIdleCpu));
+await section("start", () => start());
 notes.push(
   `machine: load average ${loadBefore.toFixed(2)} when the bench started; CPU used by processes outside this bench, ` +
     `in % of one core, per section: ${othersBySection.join(", ")} (well above 0 means other work skewed the figures)`,

@@ -9,6 +9,7 @@ import type { RedisStore } from "../redis/redis-store.js";
 import { startServer, type RunningServer } from "../grpc/server.js";
 import { systemClock } from "../core/clock.js";
 import { HeartbeatSender, heartbeatPeriodMs } from "./heartbeat.js";
+import { loadedCode } from "./loaded-code.js";
 
 /** Test-only: "1" lets SIGUSR2 block the event loop forever (heartbeat tests). */
 const TEST_FAULTS_ENV = "TOLLGATE_TEST_FAULTS";
@@ -76,5 +77,6 @@ export async function runWorker(config: Config): Promise<void> {
     logger.error({ err: error }, "worker could not start");
     process.exit(1);
   }
+  if (logger.isLevelEnabled("debug")) logger.debug(loadedCode(), "worker code");
   send({ type: "tollgate:serving", port: server.port });
 }
