@@ -87,7 +87,10 @@ test("npm pack builds dist/ (JavaScript and .d.ts) and ships it; installed, the 
   const built = (await readdir(dist, { recursive: true })).filter((file) => file.endsWith(".js"));
   for (const file of built) {
     const source = await readFile(join(dist, file), "utf8");
-    for (const [, specifier] of source.matchAll(/\bfrom "([^".][^"]*)"/g)) {
+    // Import and export statements and dynamic imports, not the words of a comment.
+    const statements = source.matchAll(/^(?:import|export)\b[^;]*?\bfrom "([^".][^"]*)"|\bimport\("([^".][^"]*)"\)/gm);
+    for (const [, fromStatement, fromCall] of statements) {
+      const specifier = fromStatement ?? fromCall;
       const name = specifier!.startsWith("node:")
         ? "node:"
         : specifier!
