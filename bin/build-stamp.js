@@ -1,9 +1,11 @@
 // Whether dist/ (npm run build, scripts/build.js) is up to date with the
 // sources it is compiled from. dist/build-stamp is written last by a build and
-// dated when the build began reading its sources; any file or folder under
-// src/ or gen/ts dated later (an edit, a checkout, a new, renamed or deleted
-// file) makes dist/ stale. About a hundred stat calls: cheap enough for every
-// start.
+// dated when the build began reading its sources; any file under src/ or
+// gen/ts dated later (an edit, a checkout, a new file) makes dist/ stale.
+// Folders' dates are not compared: unpacking a package dates its folders now
+// and its files as they were packed. A deleted or renamed file shows through
+// the files that imported it, which change too. About a hundred stat calls:
+// cheap enough for every start.
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,13 +16,11 @@ export const STAMP = join(DIST, "build-stamp");
 /** What dist/ is compiled from, relative to the root. */
 const SOURCES = ["src", join("gen", "ts")];
 
-/** The first path under `dir` (itself included) modified after `since` (ms), if any. */
+/** The first file under `dir` modified after `since` (ms), if any. */
 function newerThan(dir, since) {
-  const stat = statSync(dir);
-  if (stat.mtimeMs > since) return dir;
-  if (!stat.isDirectory()) return undefined;
-  for (const entry of readdirSync(dir)) {
-    const found = newerThan(join(dir, entry), since);
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    const found = entry.isDirectory() ? newerThan(path, since) : statSync(path).mtimeMs > since ? path : undefined;
     if (found) return found;
   }
   return undefined;
