@@ -108,6 +108,8 @@ export async function startBareServer(workers = WORKERS): Promise<BenchServer> {
 
 export interface TollgateServer extends BenchServer {
   readonly serve: ServeProcess;
+  /** What it runs, from its "starting workers" line: "dist" (compiled) or "src" (through tsx). */
+  readonly code: string;
 }
 
 /**
@@ -140,6 +142,7 @@ export async function startTollgate(
     port: serve.port,
     pid: serve.child.pid!,
     serve,
+    code: /"code":"(\w+)"[^\n]*"msg":"starting workers"/.exec(serve.output())?.[1] ?? "?",
     stop: async () => {
       await stopChild(serve.child, serve.exited, 30_000);
       await rm(dataDir, { recursive: true, force: true });

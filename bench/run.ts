@@ -1,4 +1,4 @@
-// npm run bench [-- --seconds 8 --rounds 2 --loadgen auto|ghz|node --only throughput,redis,memory,drain,idle,profile --profile]
+// npm run bench [-- --seconds 8 --rounds 2 --loadgen auto|ghz|node --only throughput,redis,memory,drain,idle,start,profile --profile]
 // npm run bench -- --only cluster,capacity,churn   (not in the default run: about 3 minutes more)
 //
 // Every figure DESIGN.md asks to measure, in one run on this machine, each beside
@@ -20,6 +20,8 @@
 //   drain       bench/drain.ts at 5,000 users: start lateness and violations.
 //   idle        CPU of the serve process tree and Redis commands per second,
 //               10,000 users waiting on a one-minute window.
+//   start       bench/start.ts: each worker's fork-to-serving time and the
+//               idle cluster's memory (primary + 2 workers), 3 starts.
 //   churn       (--only churn; about a minute) Redis used_memory before and
 //               after 100,000 distinct users (--churn-users) submit one task
 //               each and their retention (2 s here) passes: users ever seen
@@ -35,8 +37,11 @@
 //               each operation (start-now Submit, queued Submit, start of a
 //               queued task; a queued task, an idle user), for
 //               docs/capacity.md.
+// `tollgate serve` runs as `npm start` runs it: the compiled dist/, built
+// first if missing or older than src/ (the notes say what each section ran).
 // The load generator is ghz when installed (.ci/run's GO_TOOLS), else
 // bench/load.ts. Every process started is stopped, even when interrupted.
+import { spawnSync } from "node:child_process";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
@@ -49,6 +54,7 @@ import { LuaScript } from "../src/redis/lua-script.js";
 import { benchCapacity } from "./capacity.js";
 import { benchCluster, type Sample } from "./cluster.js";
 import { benchDrain, type DrainFigures } from "./drain.js";
+import { benchStart, describeStartRun } from "./start.js";
 import { pickLoadGenerator, type LoadGenerator, type LoadResult, type LoadSpec } from "./loadgen.js";
 import { printProfileSummary, summariseProfiles } from "./profile.js";
 import {
@@ -72,7 +78,18 @@ import {
   waitFor,
 } from "./processes.js";
 
-const SECTIONS = ["throughput", "redis", "memory", "drain", "idle", "churn", "profile", "cluster", "capacity"] as const;
+const SECTIONS = [
+  "throughput",
+  "redis",
+  "memory",
+  "drain",
+  "idle",
+  "start",
+  "churn",
+  "profile",
+  "cluster",
+  "capacity",
+] as const;
 type Section = (typeof SECTIONS)[number];
 
 const { values: flags } = parseArgs({
@@ -83,7 +100,7 @@ const { values: flags } = parseArgs({
     concurrency: { type: "string", default: "50" },
     connections: { type: "string", default: "10" },
     loadgen: { type: "string", default: process.env.BENCH_LOADGEN ?? "auto" },
-    only: { type: "string", default: "throughput,redis,memory,drain,idle" },
+    only: { type: "string", default: "throughput,redis,memory,drain,idle,start" },
     profile: { type: "boolean", default: false },
     "memory-tasks": { type: "string", default: "100000" },
     "idle-users": { type: "string", default: "10000" },
@@ -562,7 +579,8 @@ async function memory(gen: LoadGenerator): Promise<void> {
     const perTask = (after - before - queued * PAYLOAD_BYTES) / queued;
     notes.push(
       `memory: used_memory +${fmt((after - before) / 1e6, 1)} MB for ${fmt(queued)} queued tasks ` +
-        `(${users} users, ${PAYLOAD_BYTES}-byte payloads)${describeErrors(result)}; baseline = the same ids and payloads RPUSHed to ${users} plain lists`,
+        `(${users} users, ${PAYLOAD_BYTES}-byte payloads)${describeErrors(result)}; baseline = the same ids and payloads RPUSHed to ${users} plain lists; ` +
+        `tollgate serve ran ${tollgate.code}`,
     );
     row("Redis memory per queued task, beyond payload", perTask, { suffix: " B" }, baseline, {
       text: "<= 250 B",
@@ -643,7 +661,8 @@ async function idle(gen: LoadGenerator, bareIdleCpu: number | undefined): Promis
       `idle: ${fmt(result.ok)} Submits${describeErrors(result)}, then ${elapsed.toFixed(1)} s with ${fmt(users)} users waiting; ` +
         `Redis commands: ${[...commands].map(([k, v]) => `${k} ${v}`).join(", ") || "none"}; ` +
         `first task due ${((firstDue - Number(nowSeconds) * 1000) / 1000).toFixed(0)} s after the window; ` +
-        `CPU by process: ${perProcess} (of one core; /proc ticks are 10 ms, so ±0.1% each); CPU baseline = the bare cluster idle`,
+        `CPU by process: ${perProcess} (of one core; /proc ticks are 10 ms, so ±0.1% each); CPU baseline = the bare cluster idle; ` +
+        `tollgate serve ran ${tollgate.code}`,
     );
     row(
       `Idle CPU, serve process tree (${WORKERS} workers + primary)`,
@@ -875,6 +894,26 @@ async function churn(gen: LoadGenerator): Promise<void> {
   }
 }
 
+// -------------------------------------------------------------------- start
+
+async function start(): Promise<void> {
+  log("start: 3 starts of a primary and 2 workers (bench/start.ts)");
+  const figures = await benchStart(3, 3);
+  notes.push(`start: ${figures.runs.map(describeStartRun).join("; ")}`);
+  row("Worker start, fork to serving, median", figures.startMsMedian, { suffix: " ms" }, undefined, {
+    text: "<= 300 ms",
+    met: (m) => m <= 300,
+  });
+  row("Worker start, fork to serving, max", figures.startMsMax, { suffix: " ms" }, undefined, { text: "—" });
+  row("Idle cluster memory, primary + 2 workers, PSS", figures.clusterPssMb, { suffix: " MB" }, undefined, {
+    text: "< 150 MB",
+    met: (m) => m < 150,
+  });
+  row("Idle cluster memory, primary + 2 workers, RSS summed", figures.clusterRssMb, { suffix: " MB" }, undefined, {
+    text: "—",
+  });
+}
+
 // ------------------------------------------------------------------ profile
 
 async function profile(gen: LoadGenerator): Promise<void> {
@@ -909,6 +948,13 @@ async function profile(gen: LoadGenerator): Promise<void> {
 // --------------------------------------------------------------------- main
 
 const startedAt = performance.now();
+// The serve processes run dist/ as npm start does: build it if src/ changed.
+if (
+  spawnSync(process.execPath, [fileURLToPath(new URL("../scripts/build.js", import.meta.url)), "--if-stale"], {
+    stdio: "inherit",
+  }).status !== 0
+)
+  throw new Error("npm run build failed");
 const gen = pickLoadGenerator(flags.loadgen!);
 log(
   `load generator: ${gen.name}; ${CONCURRENCY} calls in flight over ${CONNECTIONS} connections, ${SECONDS} s per run`,
@@ -930,6 +976,7 @@ await section("redis", () => redisPerSubmit(gen));
 await section("memory", () => memory(gen));
 await section("drain", () => drain());
 await section("idle", () => idle(gen, bareIdleCpu));
+await section("start", () => start());
 await section("cluster", () => cluster(gen));
 await section("capacity", () => capacity(gen));
 await section("churn", () => churn(gen));

@@ -1,7 +1,7 @@
 // The package's library entry point ("tollgate" once installed; built into
-// dist/ by `npm run build:lib`): the typed TaskService client over gRPC, its
-// helpers, and the generated messages and enums. Only this file's imports are
-// compiled for the library; the server is not part of it.
+// dist/ by `npm run build`): the typed TaskService client over gRPC, its
+// helpers, and the generated messages and enums. The server is compiled into
+// dist/ too, but nothing here imports it.
 export {
   createHealthClient,
   createTollgateClient,

@@ -1,6 +1,4 @@
 import cluster from "node:cluster";
-import { runPrimary } from "./cluster/primary.js";
-import { runWorker } from "./cluster/worker.js";
 import type { Config } from "./config.js";
 
 /**
@@ -9,6 +7,8 @@ import type { Config } from "./config.js";
  * worker, that worker's server.
  */
 export async function serve(config: Config): Promise<void> {
-  if (cluster.isPrimary) await runPrimary(config);
-  else await runWorker(config);
+  // Each role loads only its own modules: the primary no gRPC server, a worker
+  // no embedded Redis or metrics endpoint.
+  if (cluster.isPrimary) await (await import("./cluster/primary.js")).runPrimary(config);
+  else await (await import("./cluster/worker.js")).runWorker(config);
 }

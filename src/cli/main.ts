@@ -1,4 +1,3 @@
-import { UsageError, describeCallError, healthCommand, submitCommand, taskCommand, watchCommand } from "./commands.js";
 import { ConfigError, SETTINGS, parseConfig } from "../config.js";
 import { RedisServerMissingError } from "../redis/embedded-redis.js";
 
@@ -15,11 +14,12 @@ Run "tollgate <command> --help" for its flags.
 Exit codes: 0 ok, 1 the call failed (the error is printed with its gRPC code),
 2 usage or configuration error.`;
 
-const CLIENT_COMMANDS: Readonly<Record<string, (args: readonly string[]) => Promise<number>>> = {
-  submit: submitCommand,
-  watch: watchCommand,
-  task: taskCommand,
-  health: healthCommand,
+/** The client commands' names in commands.ts, loaded only when one runs (serve needs none of the client). */
+const CLIENT_COMMANDS: Readonly<Record<string, "submitCommand" | "watchCommand" | "taskCommand" | "healthCommand">> = {
+  submit: "submitCommand",
+  watch: "watchCommand",
+  task: "taskCommand",
+  health: "healthCommand",
 };
 
 function serveHelp(): string {
@@ -35,10 +35,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     console.log(USAGE);
     return command === undefined ? 2 : 0;
   }
-  const clientCommand = CLIENT_COMMANDS[command];
+  const clientCommand = Object.hasOwn(CLIENT_COMMANDS, command) ? CLIENT_COMMANDS[command] : undefined;
   if (clientCommand) {
+    const commands = await import("./commands.js");
+    const { UsageError, describeCallError } = commands;
     try {
-      return await clientCommand(args);
+      return await commands[clientCommand](args);
     } catch (error) {
       if (error instanceof UsageError) {
         console.error(`tollgate ${command}: ${error.message} (see tollgate ${command} --help)`);

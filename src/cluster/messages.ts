@@ -1,3 +1,6 @@
+/** Set in the environment of forked workers: which slot of the pool this is. */
+export const WORKER_INDEX_ENV = "TOLLGATE_WORKER_INDEX";
+
 /** What workers and the primary say to each other over cluster IPC. */
 export type WorkerMessage =
   | { readonly type: "tollgate:heartbeat"; readonly eventLoopLagMs: number }

@@ -1,7 +1,6 @@
 import cluster, { type Worker } from "node:cluster";
 import { loadAuthenticator } from "../grpc/api-keys.js";
-import { isWorkerMessage } from "./messages.js";
-import { WORKER_INDEX_ENV } from "./worker.js";
+import { WORKER_INDEX_ENV, isWorkerMessage } from "./messages.js";
 import type { Config } from "../config.js";
 import { startEmbeddedRedis, type EmbeddedRedis } from "../redis/embedded-redis.js";
 import { createLogger, type Logger } from "../logger.js";
@@ -41,6 +40,14 @@ type Lifecycle =
  */
 export async function runPrimary(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel, { role: "primary" });
+  // What bin/tollgate.js chose: the compiled dist/, or the sources through tsx.
+  const code = import.meta.url.endsWith(".ts") ? "src" : "dist";
+  if (code === "src") {
+    logger.warn(
+      { why: process.env.TOLLGATE_CODE_WHY },
+      "running the TypeScript sources through tsx, not the compiled dist/ (npm run build compiles them)",
+    );
+  }
   let embedded: EmbeddedRedis | undefined;
   let metrics: MetricsServer | undefined;
   // A bad key file stops everything now, with its line, rather than every worker.
@@ -58,7 +65,7 @@ export async function runPrimary(config: Config): Promise<void> {
       await probe.quit().catch(() => probe.disconnect());
     }
     logger.info(
-      { redis: redactUrl(redisUrl), embedded: embedded !== undefined, workers: config.workers },
+      { redis: redactUrl(redisUrl), embedded: embedded !== undefined, workers: config.workers, code },
       "starting workers",
     );
     if (config.metricsPort > 0) metrics = await startMetricsServer(config.host, config.metricsPort, logger);
@@ -117,7 +124,10 @@ function supervise(
       if (message.type === "tollgate:serving") {
         slot.served = true;
         everServed = true;
-        logger.info({ worker: slot.index, pid: worker.process.pid, port: message.port }, "worker serving");
+        logger.info(
+          { worker: slot.index, startMs: clock.now() - slot.startedAt, pid: worker.process.pid, port: message.port },
+          "worker serving",
+        );
       }
     });
   };

@@ -1,5 +1,5 @@
 import cluster from "node:cluster";
-import type { WorkerMessage } from "./messages.js";
+import { WORKER_INDEX_ENV, type WorkerMessage } from "./messages.js";
 import type { Config } from "../config.js";
 import { createLogger } from "../logger.js";
 import { reportShortOfReplicas } from "./replica-shortfall.js";
@@ -10,9 +10,8 @@ import type { RedisStore } from "../redis/redis-store.js";
 import { startServer, type RunningServer } from "../grpc/server.js";
 import { systemClock } from "../core/clock.js";
 import { HeartbeatSender, heartbeatPeriodMs } from "./heartbeat.js";
+import { loadedCode } from "./loaded-code.js";
 
-/** Set in the environment of forked workers: which slot of the pool this is. */
-export const WORKER_INDEX_ENV = "TOLLGATE_WORKER_INDEX";
 /** Test-only: "1" lets SIGUSR2 block the event loop forever (heartbeat tests). */
 const TEST_FAULTS_ENV = "TOLLGATE_TEST_FAULTS";
 
@@ -79,5 +78,6 @@ export async function runWorker(config: Config): Promise<void> {
     logger.error({ err: error }, "worker could not start");
     process.exit(1);
   }
+  if (logger.isLevelEnabled("debug")) logger.debug(loadedCode(), "worker code");
   send({ type: "tollgate:serving", port: server.port });
 }

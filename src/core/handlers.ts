@@ -64,6 +64,19 @@ function taskLogHandler(path: string): { handler: TaskHandler; close(): Promise<
 }
 
 /**
+ * A handler module's exports. A TypeScript module (.ts, .mts, .cts, .tsx) is
+ * imported through tsx, whose loader is then registered for that module and
+ * what it imports only: a process that loads no TypeScript handler runs no
+ * TypeScript loader.
+ */
+async function importModule(modulePath: string): Promise<Record<string, unknown>> {
+  const url = pathToFileURL(modulePath).href;
+  if (!/\.[cm]?tsx?$/.test(modulePath)) return (await import(url)) as Record<string, unknown>;
+  const { tsImport } = await import("tsx/esm/api");
+  return (await tsImport(url, import.meta.url)) as Record<string, unknown>;
+}
+
+/**
  * Loads TOLLGATE_HANDLER: a module whose exported functions are handlers. The
  * `default` export runs tasks with an empty kind; any other exported function
  * runs tasks whose kind is its export name. Without a module, or without a
@@ -73,7 +86,7 @@ export async function loadHandlers(modulePath: string | undefined, taskLogPath: 
   const builtIn = taskLogHandler(taskLogPath);
   const byKind = new Map<string, TaskHandler>();
   if (modulePath !== undefined) {
-    const loaded = (await import(pathToFileURL(modulePath).href)) as Record<string, unknown>;
+    const loaded = await importModule(modulePath);
     for (const [name, value] of Object.entries(loaded)) {
       if (typeof value === "function") byKind.set(name, value as TaskHandler);
     }

@@ -1,5 +1,5 @@
 // The package's TypeScript client library as a consumer gets it.
-// `npm pack` builds dist/ (prepack runs build:lib) and the tarball carries it;
+// `npm pack` builds dist/ (the prepare script, scripts/build.js) and the tarball carries it;
 // installed into a project, `import ... from "tollgate"` resolves through
 // package.json "exports" to JavaScript with .d.ts types, and the example in
 // docs/api.md (Clients) runs as written against a real `tollgate serve`.
@@ -45,7 +45,7 @@ after(async () => {
 test("npm pack builds dist/ (JavaScript and .d.ts) and ships it; installed, the package's own dependencies suffice", async () => {
   const pack = await runCommand("npm", ["pack", "--json", "--pack-destination", dir], { cwd: ROOT, timeoutMs: 60_000 });
   assert.equal(pack.code, 0, `npm pack: ${describeRun(pack)}`);
-  // prepack's output comes first on stdout; the JSON report is the rest.
+  // prepare's output comes first on stdout; the JSON report is the rest.
   const report = JSON.parse(pack.stdout.slice(pack.stdout.indexOf("\n[") + 1)) as [
     { filename: string; files: { path: string }[] },
   ];
@@ -87,7 +87,10 @@ test("npm pack builds dist/ (JavaScript and .d.ts) and ships it; installed, the 
   const built = (await readdir(dist, { recursive: true })).filter((file) => file.endsWith(".js"));
   for (const file of built) {
     const source = await readFile(join(dist, file), "utf8");
-    for (const [, specifier] of source.matchAll(/\bfrom "([^".][^"]*)"/g)) {
+    // Import and export statements and dynamic imports, not the words of a comment.
+    const statements = source.matchAll(/^(?:import|export)\b[^;]*?\bfrom "([^".][^"]*)"|\bimport\("([^".][^"]*)"\)/gm);
+    for (const [, fromStatement, fromCall] of statements) {
+      const specifier = fromStatement ?? fromCall;
       const name = specifier!.startsWith("node:")
         ? "node:"
         : specifier!

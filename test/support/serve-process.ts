@@ -14,10 +14,15 @@ export interface ServeProcess {
 
 /**
  * `tollgate serve` as a user runs it, in its own process, with these
- * environment variables over the test's; resolves once it is serving.
+ * environment variables over the test's; resolves once it is serving. `bin`:
+ * another copy's bin/tollgate.js.
  */
-export async function startServeProcess(env: Record<string, string>, timeoutMs = 30_000): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [BIN, "serve"], {
+export async function startServeProcess(
+  env: Record<string, string>,
+  timeoutMs = 30_000,
+  bin = BIN,
+): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [bin, "serve"], {
     env: { ...process.env, TOLLGATE_LOG_LEVEL: "info", TOLLGATE_METRICS_PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

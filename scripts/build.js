@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+// npm run build [-- --if-stale], and `prepare` (so `npm ci` and `npm pack` run
+// it): compiles src/ and gen/ts (tsconfig.build.json) to dist/, copies src/'s
+// other files (the Lua scripts) beside the JavaScript, and writes
+// dist/build-stamp (bin/build-stamp.js), which bin/tollgate.js compares with
+// the sources to choose dist/ or tsx. Built in a folder of its own and then
+// swapped in, so a tollgate running from dist/ never reads a half-written one.
+// --if-stale: nothing to do when dist/ is up to date.
+// Without TypeScript (`npm ci --omit=dev`) it builds nothing and says so;
+// bin/tollgate.js then runs the sources through tsx.
+import { spawnSync } from "node:child_process";
+import { cpSync, existsSync, renameSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { DIST, ROOT, STAMP, distState } from "../bin/build-stamp.js";
+
+if (process.argv.includes("--if-stale") && distState().fresh) process.exit(0);
+
+let tsc;
+try {
+  tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
+} catch {
+  console.error(
+    "tollgate build: typescript is not installed (npm ci --omit=dev?); dist/ not built, tollgate runs the sources through tsx",
+  );
+  process.exit(0);
+}
+
+// Dated before tsc reads anything: a source saved during the build is newer.
+const began = new Date();
+const out = join(ROOT, `dist.building-${process.pid}`);
+rmSync(out, { recursive: true, force: true });
+try {
+  const compiled = spawnSync(process.execPath, [tsc, "-p", join(ROOT, "tsconfig.build.json"), "--outDir", out], {
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  if (compiled.status !== 0) {
+    console.error("tollgate build: tsc failed; dist/ left as it was");
+    process.exit(1);
+  }
+  cpSync(join(ROOT, "src"), join(out, "src"), {
+    recursive: true,
+    filter: (path) => !path.endsWith(".ts"),
+  });
+  writeFileSync(
+    join(out, "build-stamp"),
+    "Written by scripts/build.js, dated when the build began; see bin/build-stamp.js.\n",
+  );
+  utimesSync(join(out, "build-stamp"), began, began);
+  swapIn(out);
+} finally {
+  rmSync(out, { recursive: true, force: true });
+}
+if (!existsSync(STAMP)) throw new Error("dist/build-stamp is missing after the build");
+
+/** Replaces dist/ with `out`: two renames, retried if another build swaps at the same moment. */
+function swapIn(folder) {
+  const old = join(ROOT, `dist.old-${process.pid}`);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      renameSync(DIST, old);
+    } catch (error) {
+      if (error.code !== "ENOENT") throw error;
+    }
+    try {
+      renameSync(folder, DIST);
+      break;
+    } catch (error) {
+      if (attempt >= 5 || (error.code !== "ENOTEMPTY" && error.code !== "EEXIST")) throw error;
+    } finally {
+      rmSync(old, { recursive: true, force: true });
+    }
+  }
+}
