@@ -1,3 +1,4 @@
+import { metrics } from "../metrics.js";
 import type { Clock } from "./clock.js";
 import type { Logger } from "../logger.js";
 import { PartitionSchedule, type PlannedClaim } from "./partition-schedule.js";
@@ -149,6 +150,8 @@ export class Drainer {
         return;
       }
       for (const task of result.claimed) this.runner.start(task);
+      // The runner counts the tasks it dead-letters; these died in the claim.
+      if (result.deadLettered) metrics.dead.inc(result.deadLettered);
       this.observe(result);
       const local = (redisMs: number | undefined): number | undefined =>
         redisMs === undefined ? undefined : this.toLocal(partition, redisMs);

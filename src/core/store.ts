@@ -47,6 +47,8 @@ export interface ClaimResult {
   readonly nextDue: number | undefined;
   readonly nextRetry: number | undefined;
   readonly nextLeaseExpiry: number | undefined;
+  /** Tasks the claim dead-lettered: their lease ran out on the last attempt (their process is gone). */
+  readonly deadLettered?: number;
 }
 
 /**

@@ -404,9 +404,9 @@ export class RedisStore implements TaskStore {
     // short of replicas they go on: the change is made and cannot be taken
     // back, and a failover that loses it only reruns a task (at-least-once).
     const { reply } = (await this.change("claim", scripts.claim, keys, args, true)) as { reply: (number | Buffer)[] };
-    const overCap = Number(reply[4]);
-    for (let i = 0; i < overCap; i++) await this.trimDeadLetters(partition, String(reply[5 + i]));
-    return this.claimResult(partitionNumber, reply, claimId, 5 + overCap);
+    const overCap = Number(reply[5]);
+    for (let i = 0; i < overCap; i++) await this.trimDeadLetters(partition, String(reply[6 + i]));
+    return { ...this.claimResult(partitionNumber, reply, claimId, 6 + overCap), deadLettered: Number(reply[4]) };
   }
 
   /**

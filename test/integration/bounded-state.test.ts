@@ -119,16 +119,19 @@ describe("bounded state: a finished user holds no key past the retention", () =>
         }
         leaseTasks.set(userId, ids);
       }
+      let deadLettered = 0;
       await pollUntil(
         "every lease recovered and dead-lettered",
         async () => {
-          await Promise.all(keys.all.map((p) => oneAttempt.claim(p.partition, 0, `r-${Math.random()}`)));
+          const claims = await Promise.all(keys.all.map((p) => oneAttempt.claim(p.partition, 0, `r-${Math.random()}`)));
+          for (const claim of claims) deadLettered += claim.deadLettered ?? 0;
           const leases = await Promise.all(keys.all.map((p) => redis.zcard(p.leases)));
           return leases.every((count) => count === 0);
         },
         { timeoutMs: 30_000, intervalMs: LEASE_MS },
       );
 
+      assert.equal(deadLettered, leaseUsers.length * 3, "the claims say how many they dead-lettered");
       for (const [userId, ids] of leaseTasks) {
         const listed = await store.deadLetterIds(userId);
         assert.equal(listed.length, DEAD_LETTER_CAP, userId);

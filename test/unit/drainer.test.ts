@@ -3,6 +3,7 @@
 // then the same over several partitions: one timer for all, slots shared
 // fairly and never promised twice, and a failing partition holding up no
 // other.
+import { metrics } from "../../src/metrics.js";
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import { describe, test } from "node:test";
@@ -218,6 +219,17 @@ describe("drainer planning", () => {
     store.wake(undefined); // wakes may have been missed (a reconnect): look now
     await settle();
     assert.equal(store.claims.length, 3, "looked again at once");
+    await shutDown(drainer, store, clock);
+  });
+
+  test("tasks a claim dead-lettered (lease lost on the last attempt) are counted in tollgate_tasks_dead_total", async () => {
+    const { clock, store, drainer } = setUp();
+    const dead = async (): Promise<number> => (await metrics.dead.get()).values[0]?.value ?? 0;
+    const before = await dead();
+    await drainer.start();
+    await settle();
+    await answer(store, reply(clock, { deadLettered: 2, nextLeaseExpiry: clock.now() + 20_000 }));
+    assert.equal(await dead(), before + 2);
     await shutDown(drainer, store, clock);
   });
 

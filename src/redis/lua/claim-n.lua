@@ -49,8 +49,10 @@
   then T, and per item: kind ("lease", "retry" or "head"), task id ("" for a
            head the plan did not find), user number (1 … U), task key number
            in KEYS (0 when none)
-  Returns  {now, next due, next retry, next lease expiry, n, user id (n),
-           claims...}: the next moments are ms, or -1 when there is none;
+  Returns  {now, next due, next retry, next lease expiry, dead-lettered, n,
+           user id (n), claims...}: the next moments are ms, or -1 when
+           there is none; dead-lettered counts the tasks whose lease ran
+           out on their last attempt;
            the n users' dead-letter lists are over their cap (the caller
            trims them, see includes/dead-letter); each claim is six entries:
            task id, user id, kind, payload, attempt, due moment.
@@ -106,6 +108,8 @@ end
 
 -- Users whose dead-letter list went over its cap, for the reply.
 local overCap = {}
+-- Tasks dead-lettered here (lease lost on the last attempt), for the reply.
+local deadLettered = 0
 
 -- Keeps the heads hash in step with the user's queue after its head changed.
 local function headChanged(user)
@@ -137,6 +141,7 @@ local function requeue(item, set, from)
     changeStats(user, 'r', -1)
     if tonumber(redis.call('HGET', task, FIELD_ATTEMPTS) or '0') >= maxAttempts then
       attemptFailed(task, user.stats, KEYS[4], 'its process stopped while running it, on the last attempt', now)
+      deadLettered = deadLettered + 1
       if deadLetter(task, item.taskId, user.id, user.dead, deadCap, deadRetention, user.stats, KEYS[4], PUBLISH, progress, now)
           and not user.overCap then
         user.overCap = true
@@ -258,7 +263,7 @@ for _, user in ipairs(users) do
   end
 end
 
-local out = {now, earliest(KEYS[1]), earliest(KEYS[3]), earliest(KEYS[2]), #overCap}
+local out = {now, earliest(KEYS[1]), earliest(KEYS[3]), earliest(KEYS[2]), deadLettered, #overCap}
 for _, userId in ipairs(overCap) do
   out[#out + 1] = userId
 end
