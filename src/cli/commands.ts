@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { toJson } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   createHealthClient,
@@ -12,10 +13,14 @@ import { progressOf, renderProgress } from "./progress-bar.js";
 import { HealthCheckResponse_ServingStatus } from "../../gen/ts/grpc/health/v1/health_pb.js";
 import {
   GetTaskResponseSchema,
+  ListState,
   OverLimit,
   SubmitResponseSchema,
+  TaskSchema,
+  TaskState,
   WatchQueueResponseSchema,
   type SubmitResponse,
+  type Task,
   type WatchQueueResponse,
 } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
@@ -220,6 +225,67 @@ export async function taskCommand(args: readonly string[]): Promise<number> {
     for (const [key, value] of Object.entries(json.task ?? {})) console.log(`${key}: ${String(value)}`);
   }
   return 0;
+}
+
+const TASKS_HELP = `Usage: tollgate tasks --user ID [flags]
+
+Lists a user's tasks (ListTasks), one per line: id, state, queue position
+(queued) or attempts, submitted at, and the last error (dead).
+  --user ID           the user whose tasks to list (required)
+  --state STATE       queued (the default, head first), running (earliest
+                      started first) or dead (newest first)
+  --page-size N       tasks per call (default 50, at most 500)
+  --all               every page, not only the first; without it a last line
+                      "next page: TOKEN" says more follow
+  --page-token TOKEN  continue a listing where that line left off
+
+${CONNECTION_HELP}`;
+
+const LIST_STATES: Readonly<Record<string, ListState>> = {
+  queued: ListState.QUEUED,
+  running: ListState.RUNNING,
+  dead: ListState.DEAD,
+};
+
+export async function tasksCommand(args: readonly string[]): Promise<number> {
+  const { values } = parse(args, {
+    user: { type: "string" },
+    state: { type: "string" },
+    "page-size": { type: "string" },
+    "page-token": { type: "string" },
+    all: { type: "boolean" },
+  });
+  if (values.help) return help(TASKS_HELP);
+  const userId = requireUser(values);
+  const stateName = values.state ?? "queued";
+  const state = Object.hasOwn(LIST_STATES, stateName) ? LIST_STATES[stateName] : undefined;
+  if (state === undefined) throw new UsageError("--state must be queued, running or dead");
+  const pageSize = Number(values["page-size"] ?? "50");
+  if (!Number.isSafeInteger(pageSize) || pageSize < 1)
+    throw new UsageError("--page-size must be a whole number from 1");
+  const client = createTollgateClient(connection(values));
+  let pageToken = values["page-token"] ?? "";
+  for (;;) {
+    const page = await client.listTasks({ userId, state, pageSize, pageToken });
+    for (const task of page.tasks) {
+      console.log(values.json ? JSON.stringify(toJson(TaskSchema, task)) : describeTask(task));
+    }
+    pageToken = page.nextPageToken;
+    if (pageToken === "") return 0;
+    if (!values.all) {
+      if (values.json) console.log(JSON.stringify({ nextPageToken: pageToken }));
+      else console.log(`next page: ${pageToken}`);
+      return 0;
+    }
+  }
+}
+
+function describeTask(task: Task): string {
+  const state = TaskState[task.state];
+  const place = task.queuePosition > 0 ? `position ${task.queuePosition}` : `attempts ${task.attempts}`;
+  const submitted = task.submittedAt ? timestampDate(task.submittedAt).toISOString() : "-";
+  const error = task.state === TaskState.DEAD && task.lastError !== "" ? ` error: ${task.lastError}` : "";
+  return `${task.taskId} ${state} ${place} submitted ${submitted}${error}`;
 }
 
 const HEALTH_HELP = `Usage: tollgate health [--service NAME] [flags]

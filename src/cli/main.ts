@@ -8,6 +8,7 @@ Commands:
   submit    submit tasks for a user (--count N, --watch)
   watch     a live progress bar of a queue draining
   task      a task's state, attempts and timestamps
+  tasks     list a user's queued, running or dead tasks
   health    whether the server is serving (exit 0) or not (exit 1)
 
 Run "tollgate <command> --help" for its flags.
@@ -15,10 +16,13 @@ Exit codes: 0 ok, 1 the call failed (the error is printed with its gRPC code),
 2 usage or configuration error.`;
 
 /** The client commands' names in commands.ts, loaded only when one runs (serve needs none of the client). */
-const CLIENT_COMMANDS: Readonly<Record<string, "submitCommand" | "watchCommand" | "taskCommand" | "healthCommand">> = {
+const CLIENT_COMMANDS: Readonly<
+  Record<string, "submitCommand" | "watchCommand" | "taskCommand" | "tasksCommand" | "healthCommand">
+> = {
   submit: "submitCommand",
   watch: "watchCommand",
   task: "taskCommand",
+  tasks: "tasksCommand",
   health: "healthCommand",
 };
 

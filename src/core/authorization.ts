@@ -48,3 +48,8 @@ export function authorizeWatch(caller: Identity, userId: string): void {
 export function authorizeReadTask(caller: Identity, task: { readonly userId: string }): void {
   if (!mayActFor(caller, task.userId)) throw permissionDenied("this API key may read only its own user's tasks");
 }
+
+/** List `userId`'s tasks. */
+export function authorizeList(caller: Identity, userId: string): void {
+  if (!mayActFor(caller, userId)) denied(caller, `list user "${userId}"'s tasks`);
+}

@@ -154,6 +154,31 @@ export interface TaskRecord {
   readonly lastError: string;
 }
 
+/** Which of a user's tasks listTasks lists. */
+export type ListState = "queued" | "running" | "dead";
+
+export interface ListOptions {
+  /** At most this many tasks (at least 1). */
+  readonly pageSize: number;
+  /** The cursor of the page before (its `next`); undefined for the first page. */
+  readonly after: string | undefined;
+}
+
+/** A listed task: its record, and for a queued task in a queued listing its 1-based queue position. */
+export interface ListedTask extends TaskRecord {
+  /** 1-based place in the queue; 0 when not listed as queued. */
+  readonly position: number;
+}
+
+export interface ListPage {
+  readonly tasks: readonly ListedTask[];
+  /**
+   * Where the next page starts: the id of the last task this page looked at
+   * (a task id, so it holds no ":"); undefined when nothing follows.
+   */
+  readonly next: string | undefined;
+}
+
 /**
  * The store cannot serve now: it is unreachable (down, a dropped connection,
  * a command not answered in time, "not now" replies while it loads or fails
@@ -231,6 +256,14 @@ export interface TaskStore {
   /** Extends the leases of tasks still running here; returns how many were extended. */
   renew(tasks: readonly LeasedTask[]): Promise<number>;
   getTask(taskId: string): Promise<TaskRecord | undefined>;
+  /**
+   * A page of one user's tasks in one state: queued (queue order, with
+   * positions), running (by start) or dead-lettered (newest first). Each page
+   * continues after `options.after`, so a task that stays in the list is never
+   * skipped while the list changes between pages; records that expired are
+   * left out.
+   */
+  listTasks(userId: string, state: ListState, options: ListOptions): Promise<ListPage>;
   /** One user's counts and windows, read together. */
   snapshot(userId: string): Promise<QueueSnapshot>;
   /** Every queue's counts together (the sum over the partitions). */

@@ -11,6 +11,7 @@ import type { Logger } from "../logger.js";
 import type { Identity } from "../core/authorization.js";
 import type { RatePolicy } from "../core/rate-policy.js";
 import { checkGetTask, checkWatchQueue } from "../core/reads.js";
+import { checkListTasks } from "../core/list-tasks.js";
 import { malformedRequest, unauthenticated } from "../core/service-error.js";
 import type { TaskStore } from "../core/store.js";
 import { decideSubmit, type SubmitCommand, type SubmitRules } from "../core/submit.js";
@@ -19,10 +20,12 @@ import {
   OverLimit,
   TaskService,
   type GetTaskRequest,
+  type ListTasksRequest,
   type SubmitRequest,
   type WatchQueueRequest,
 } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 import { UndecodableRequest, methodPath } from "./service-definition.js";
+import { listTasksRequest } from "./list-tasks.js";
 
 export interface RateLimitInterceptorOptions {
   readonly queue: TaskStore;
@@ -79,6 +82,12 @@ export function rateLimitInterceptor(options: RateLimitInterceptorOptions): Serv
       async (message, context) => checkWatchQueue(context.caller, (message as WatchQueueRequest).userId),
     ],
     [methodPath(TaskService, "GetTask"), async (message) => checkGetTask((message as GetTaskRequest).taskId)],
+    [
+      methodPath(TaskService, "ListTasks"),
+      async (message, context) => {
+        checkListTasks(context.caller, listTasksRequest(message as ListTasksRequest));
+      },
+    ],
   ]);
   return (method, call) => {
     if (OPEN_SERVICES.has(serviceName(method.path))) return new ServerInterceptingCall(call);

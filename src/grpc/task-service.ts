@@ -8,17 +8,22 @@ import type { ProgressHub } from "../core/progress-hub.js";
 import { serveWatchQueue } from "./watch-queue.js";
 import type { RatePolicy } from "../core/rate-policy.js";
 import { readTask } from "../core/reads.js";
-import type { TaskStore, TaskRecord, TaskStateName } from "../core/store.js";
+import { checkListTasks, listTasks } from "../core/list-tasks.js";
+import { listTasksRequest } from "./list-tasks.js";
+import type { ListedTask, TaskStore, TaskRecord, TaskStateName } from "../core/store.js";
 import type { SubmitDecision, WindowState } from "../core/submit.js";
 import {
   Disposition,
   GetTaskResponseSchema,
+  ListTasksResponseSchema,
   SubmitResponseSchema,
   TaskSchema,
   TaskState,
   WindowStateSchema,
   type GetTaskRequest,
   type GetTaskResponse,
+  type ListTasksRequest,
+  type ListTasksResponse,
   type SubmitRequest,
   type SubmitResponse,
   type WatchQueueRequest,
@@ -38,6 +43,7 @@ export function taskServiceImplementation(options: TaskServiceOptions): UntypedS
   return {
     submit: unary<SubmitRequest, SubmitResponse>(options.logger, async (call) => submitResponse(decisionOf(call))),
     getTask: unary<GetTaskRequest, GetTaskResponse>(options.logger, async (call) => getTask(call, options)),
+    listTasks: unary<ListTasksRequest, ListTasksResponse>(options.logger, async (call) => listTaskPage(call, options)),
     watchQueue: (call: ServerWritableStream<WatchQueueRequest, WatchQueueResponse>) => {
       void serveWatchQueue(call, options.hub, options.policy, options.logger);
     },
@@ -108,7 +114,19 @@ async function getTask(
   return create(GetTaskResponseSchema, { task: taskMessage(record, maxAttempts) });
 }
 
-function taskMessage(record: TaskRecord, maxAttempts: number) {
+async function listTaskPage(
+  call: ServerUnaryCall<ListTasksRequest, ListTasksResponse>,
+  { queue, maxAttempts }: TaskServiceOptions,
+): Promise<ListTasksResponse> {
+  const query = checkListTasks(callContextOf(call).caller, listTasksRequest(call.request));
+  const page = await listTasks(queue, query);
+  return create(ListTasksResponseSchema, {
+    tasks: page.tasks.map((task: ListedTask) => taskMessage(task, maxAttempts, task.position)),
+    nextPageToken: page.nextPageToken,
+  });
+}
+
+function taskMessage(record: TaskRecord, maxAttempts: number, queuePosition = 0) {
   const finished = record.state === "succeeded" || record.state === "dead";
   return create(TaskSchema, {
     taskId: record.taskId,
@@ -121,5 +139,6 @@ function taskMessage(record: TaskRecord, maxAttempts: number) {
     startedAt: record.startedAt === undefined ? undefined : timestampFromMs(record.startedAt),
     finishedAt: record.finishedAt === undefined ? undefined : timestampFromMs(record.finishedAt),
     lastError: record.lastError,
+    queuePosition,
   });
 }

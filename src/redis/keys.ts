@@ -177,19 +177,19 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX, partitions: numb
 /**
  * The fields of a task's record (the hash at `task(id)`). The Lua scripts
  * use them as `FIELD_<NAME>` (`--- @include "task-fields"`, generated from
- * this object by lua-script.ts), GetTask (redis-store.ts) as `TASK_FIELD.<NAME>`.
+ * this object by lua-script.ts), GetTask and ListTasks (redis-store.ts) as `TASK_FIELD.<NAME>`.
  *
  * | field | meaning | written by | read by |
  * | --- | --- | --- | --- |
- * | u | user id | admit | GetTask |
- * | p | payload (bytes); deleted when the task succeeds | admit; finish deletes | claim (handed to the handler), GetTask |
- * | k | kind, which picks a handler; absent for the default | admit | claim, GetTask |
- * | s | state, one of TASK_STATE | admit, claim, finish, release | admit-outcome, GetTask |
- * | a | attempts started (a released attempt is taken back) | admit, claim, release | claim (last attempt?), finish and release (is it still this attempt?), admit-outcome, GetTask |
- * | sub | submitted at (ms) | admit | GetTask, bench/drain.ts |
- * | st | the current attempt started at (ms); deleted when a release leaves no attempt | admit (start now), claim; release deletes | admit-outcome (Submit's answer), GetTask, bench/drain.ts |
- * | fin | finished at (ms): succeeded or dead | finish, claim (a lease lost on the last attempt) | GetTask |
- * | err | the last attempt's error | finish, claim (a lease lost on the last attempt) | GetTask |
+ * | u | user id | admit | GetTask, ListTasks |
+ * | p | payload (bytes); deleted when the task succeeds | admit; finish deletes | claim (handed to the handler), GetTask, ListTasks |
+ * | k | kind, which picks a handler; absent for the default | admit | claim, GetTask, ListTasks |
+ * | s | state, one of TASK_STATE | admit, claim, finish, release | admit-outcome, GetTask, ListTasks |
+ * | a | attempts started (a released attempt is taken back) | admit, claim, release | claim (last attempt?), finish and release (is it still this attempt?), admit-outcome, GetTask, ListTasks |
+ * | sub | submitted at (ms) | admit | GetTask, ListTasks, bench/drain.ts |
+ * | st | the current attempt started at (ms); deleted when a release leaves no attempt | admit (start now), claim; release deletes | admit-outcome (Submit's answer), GetTask, ListTasks, bench/drain.ts |
+ * | fin | finished at (ms): succeeded or dead | finish, claim (a lease lost on the last attempt) | GetTask, ListTasks |
+ * | err | the last attempt's error | finish, claim (a lease lost on the last attempt) | GetTask, ListTasks |
  * | adm | 1: admit started the task itself, not a claim from the queue | admit | admit-outcome (must the Submit whose reply was lost run it?) |
  * | c | id of the claim that started the current attempt; absent for a start at Submit or after a release | claim; release deletes | release (only that claim may hand it back) |
  */

@@ -26,6 +26,10 @@ import {
   type FinishOutcome,
   type HeldTask,
   type LeasedTask,
+  type ListedTask,
+  type ListOptions,
+  type ListPage,
+  type ListState,
   type QueueSnapshot,
   type AvailabilityListener,
   type ProgressListener,
@@ -104,6 +108,25 @@ const scripts = {
   release: new LuaScript("release-7.lua"),
   trimDeadLetters: new LuaScript("trim-dead-letters-n.lua"),
 };
+
+/** A task's record from its hash's fields (TASK_FIELD); undefined when the hash is gone. */
+function taskRecordOf(taskId: string, fields: Record<string, Buffer> | null | undefined): TaskRecord | undefined {
+  if (!fields || Object.keys(fields).length === 0) return undefined;
+  const text = (name: string): string => fields[name]?.toString("utf8") ?? "";
+  const time = (name: string): number | undefined => (fields[name] ? Number(text(name)) : undefined);
+  return {
+    taskId,
+    userId: text(TASK_FIELD.USER),
+    kind: text(TASK_FIELD.KIND),
+    payload: fields[TASK_FIELD.PAYLOAD] ?? Buffer.alloc(0),
+    state: STATE_NAMES[text(TASK_FIELD.STATE)] ?? "queued",
+    attempts: Number(text(TASK_FIELD.ATTEMPTS) || "0"),
+    submittedAt: time(TASK_FIELD.SUBMITTED) ?? 0,
+    startedAt: time(TASK_FIELD.STARTED),
+    finishedAt: time(TASK_FIELD.FINISHED),
+    lastError: text(TASK_FIELD.ERROR),
+  };
+}
 
 /** Dead letters past the cap dropped per trim step (each is a declared key). */
 const TRIM_BATCH = 500;
@@ -575,21 +598,104 @@ export class RedisStore implements TaskStore {
     const partition = this.keys.forTask(taskId);
     if (!partition) return undefined;
     const fields = await this.tracked(() => storeCall(() => this.redis.hgetallBuffer(partition.task(taskId))));
-    if (!fields || Object.keys(fields).length === 0) return undefined;
-    const text = (name: string): string => fields[name]?.toString("utf8") ?? "";
-    const time = (name: string): number | undefined => (fields[name] ? Number(text(name)) : undefined);
-    return {
-      taskId,
-      userId: text(TASK_FIELD.USER),
-      kind: text(TASK_FIELD.KIND),
-      payload: fields[TASK_FIELD.PAYLOAD] ?? Buffer.alloc(0),
-      state: STATE_NAMES[text(TASK_FIELD.STATE)] ?? "queued",
-      attempts: Number(text(TASK_FIELD.ATTEMPTS) || "0"),
-      submittedAt: time(TASK_FIELD.SUBMITTED) ?? 0,
-      startedAt: time(TASK_FIELD.STARTED),
-      finishedAt: time(TASK_FIELD.FINISHED),
-      lastError: text(TASK_FIELD.ERROR),
-    };
+    return taskRecordOf(taskId, fields);
+  }
+
+  /**
+   * A page of one user's tasks, read with plain commands, every key in the
+   * user's partition (one slot on a Cluster): the list or set that orders
+   * them, then their records together. Between the two reads a task may move
+   * on; it is listed as its record says then (a queued listing gives a
+   * position only to a task still queued), and one whose record is gone is
+   * left out.
+   */
+  async listTasks(userId: string, state: ListState, options: ListOptions): Promise<ListPage> {
+    const partition = this.keys.forUser(userId);
+    return this.tracked(() =>
+      storeCall(() =>
+        state === "running"
+          ? this.listRunning(partition, userId, options)
+          : this.listFromList(partition, userId, state, options),
+      ),
+    );
+  }
+
+  /**
+   * The queue (head first) or the dead-letter list (newest first), after the
+   * cursor's task. The queue is FIFO: a task leaves from the head (a claim)
+   * and new ones join the back, so when the cursor's task is no longer in it,
+   * every task before it has left too, and the listing continues from the
+   * head. (A released or recovered task goes back to the head: it may be
+   * listed again, as it re-entered the queue.) Dead letters join at the head
+   * and leave from the tail (trimmed at the cap, oldest first) or all at once
+   * (the list expires), so when the cursor's task is gone every older one is
+   * gone too, and the listing is done.
+   */
+  private async listFromList(
+    partition: PartitionKeys,
+    userId: string,
+    state: "queued" | "dead",
+    { pageSize, after }: ListOptions,
+  ): Promise<ListPage> {
+    const list = state === "queued" ? partition.queue(userId) : partition.deadLetters(userId);
+    let start = 0;
+    if (after !== undefined) {
+      const index = await this.redis.lpos(list, after);
+      if (index !== null) start = index + 1;
+      else if (state === "dead") return { tasks: [], next: undefined };
+    }
+    // One more than a page, to know whether another follows.
+    const ids = await this.redis.lrange(list, start, start + pageSize);
+    const more = ids.length > pageSize;
+    const pageIds = ids.slice(0, pageSize);
+    const records = await this.readRecords(partition, pageIds);
+    const tasks: ListedTask[] = [];
+    records.forEach((record, i) => {
+      if (!record) return;
+      const position = state === "queued" && record.state === "queued" ? start + i + 1 : 0;
+      tasks.push({ ...record, position });
+    });
+    return { tasks, next: more ? pageIds.at(-1) : undefined };
+  }
+
+  /**
+   * The user's running tasks (its members of the partition's leases, whose
+   * scores are lease expiries, so the order comes from the records), earliest
+   * started first, ties by id. The cursor is a task id; the next page starts
+   * after its (start, id), read from its record whether it still runs or not,
+   * so a task that keeps running is never skipped. Without its record (or a
+   * start), the listing starts again.
+   */
+  private async listRunning(
+    partition: PartitionKeys,
+    userId: string,
+    { pageSize, after }: ListOptions,
+  ): Promise<ListPage> {
+    const members = await this.redis.zrange(partition.leases, 0, -1);
+    const ids = members.map(parseLeaseMember).flatMap((member) => (member.userId === userId ? [member.taskId] : []));
+    const records = await this.readRecords(partition, after === undefined ? ids : [...ids, after]);
+    const cursor = after === undefined ? undefined : records.at(-1);
+    const running = records
+      .slice(0, ids.length)
+      .filter((record): record is TaskRecord => record !== undefined && record.state === "running")
+      .map((record) => ({ record, startedAt: record.startedAt ?? 0 }))
+      .sort((a, b) => a.startedAt - b.startedAt || (a.record.taskId < b.record.taskId ? -1 : 1));
+    const from =
+      cursor === undefined || cursor.startedAt === undefined
+        ? 0
+        : running.findIndex(
+            ({ record, startedAt }) =>
+              startedAt > cursor.startedAt! || (startedAt === cursor.startedAt && record.taskId > cursor.taskId),
+          );
+    const rest = from < 0 ? [] : running.slice(from);
+    const tasks = rest.slice(0, pageSize).map(({ record }) => ({ ...record, position: 0 }));
+    return { tasks, next: rest.length > pageSize ? tasks.at(-1)?.taskId : undefined };
+  }
+
+  /** The records of `taskIds` (all in `partition`), read together; undefined for one that is gone. */
+  private async readRecords(partition: PartitionKeys, taskIds: readonly string[]): Promise<(TaskRecord | undefined)[]> {
+    const fields = await Promise.all(taskIds.map((taskId) => this.redis.hgetallBuffer(partition.task(taskId))));
+    return taskIds.map((taskId, i) => taskRecordOf(taskId, fields[i]));
   }
 
   /** One user's counts and windows, read together. */

@@ -104,7 +104,7 @@ describe("the tollgate CLI as a client", () => {
   test("tollgate --help lists every command and the exit codes; no command is a usage error (2)", async () => {
     const [help, none, unknown] = await Promise.all([tollgate(["--help"]), tollgate([]), tollgate(["frobnicate"])]);
     assert.equal(help.code, 0, describeRun(help));
-    for (const command of ["serve", "submit", "watch", "task", "health"])
+    for (const command of ["serve", "submit", "watch", "task", "tasks", "health"])
       assert.match(help.stdout, new RegExp(`^  ${command} `, "m"));
     assert.match(help.stdout, /Exit codes: 0 ok, 1 the call failed .*\n2 usage/);
     assert.equal(none.code, 2, describeRun(none));
@@ -113,7 +113,7 @@ describe("the tollgate CLI as a client", () => {
   });
 
   test("each command's --help exits 0 and shows its flags; client commands take --addr, --api-key, --json and the TLS flags", async () => {
-    const commands = ["submit", "watch", "task", "health", "serve"];
+    const commands = ["submit", "watch", "task", "tasks", "health", "serve"];
     const helps = await Promise.all(commands.map((command) => tollgate([command, "--help"])));
     for (const [i, help] of helps.entries()) {
       assert.equal(help.code, 0, `${commands[i]} --help: ${describeRun(help)}`);
@@ -132,6 +132,8 @@ describe("the tollgate CLI as a client", () => {
       [["submit", "--addr", served.addr], /tollgate submit: --user is required \(see tollgate submit --help\)/],
       [["submit", "--user", "u", "--bogus"], /tollgate submit: .*--bogus/],
       [["task", "--addr", served.addr], /tollgate task: give exactly one task id/],
+      [["tasks", "--addr", served.addr], /tollgate tasks: --user is required/],
+      [["tasks", "--user", "u", "--state", "done"], /tollgate tasks: --state must be queued, running or dead/],
       [["health", "--addr"], /tollgate health: .*--addr/],
     ];
     const runs = await Promise.all(cases.map(([args]) => tollgate(args)));
@@ -181,6 +183,32 @@ describe("the tollgate CLI as a client", () => {
     assert.equal(messages.at(-1)!.drained, true);
     assert.equal(health.code, 0, describeRun(health));
     assert.deepEqual(JSON.parse(oneLine(health.stdout)), { status: "SERVING" });
+  });
+
+  test("tasks lists a user's queue, one task per line with its position, a page or --all", async () => {
+    // Under 1/1s, 1 of 12 starts and the rest drain one a second: the listing
+    // sees a queue whose head leaves now and then.
+    const submit = await tollgate(["submit", "--addr", served.addr, "--user", "cli-tasks", "--count", "12"]);
+    assert.equal(submit.code, 0, describeRun(submit));
+    const [first, all, dead] = await Promise.all([
+      tollgate(["tasks", "--addr", served.addr, "--user", "cli-tasks", "--page-size", "2"]),
+      tollgate(["tasks", "--addr", served.addr, "--user", "cli-tasks", "--page-size", "2", "--all"]),
+      tollgate(["tasks", "--addr", served.addr, "--user", "cli-tasks", "--state", "dead"]),
+    ]);
+    for (const run of [first, all, dead]) assert.equal(run.code, 0, describeRun(run));
+    const line = /^\d+\.[A-Za-z0-9_-]{22} QUEUED position (\d+) submitted \d{4}-\d\d-\d\dT[\d:.]+Z$/;
+    const firstLines = first.stdout.trim().split("\n");
+    assert.equal(firstLines.length, 3, first.stdout);
+    assert.match(firstLines[0]!, line);
+    assert.match(firstLines[2]!, /^next page: [A-Za-z0-9_-]+$/);
+    const lines = all.stdout.trim().split("\n");
+    assert.ok(lines.length >= 5, all.stdout);
+    for (const text of lines) assert.match(text, line);
+    assert.equal(Number(line.exec(lines[0]!)![1]), 1, all.stdout);
+    // No task twice over the pages, though heads leave meanwhile.
+    const ids = lines.map((text) => text.split(" ")[0]);
+    assert.equal(new Set(ids).size, ids.length, all.stdout);
+    assert.equal(dead.stdout, "");
   });
 
   test("a failed call exits 1 with one line naming the gRPC code", async () => {

@@ -5,6 +5,9 @@ import type {
   AvailabilityListener,
   ClaimResult,
   HeldTask,
+  ListOptions,
+  ListPage,
+  ListState,
   ProgressListener,
   LeasedTask,
   QueueSnapshot,
@@ -107,6 +110,16 @@ export class FakeStore implements TaskStore {
 
   async getTask(): Promise<undefined> {
     return undefined;
+  }
+
+  /** listTasks calls, oldest first. */
+  readonly listed: { readonly userId: string; readonly state: ListState; readonly options: ListOptions }[] = [];
+  /** What the next listTasks calls answer, in turn (an empty last page when none is left). */
+  readonly listAnswers: ListPage[] = [];
+
+  async listTasks(userId: string, state: ListState, options: ListOptions): Promise<ListPage> {
+    this.listed.push({ userId, state, options });
+    return this.listAnswers.shift() ?? { tasks: [], next: undefined };
   }
 
   snapshot(userId: string): Promise<QueueSnapshot> {

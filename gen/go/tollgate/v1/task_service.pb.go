@@ -197,6 +197,63 @@ func (TaskState) EnumDescriptor() ([]byte, []int) {
 	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{2}
 }
 
+// ListState picks which of a user's tasks ListTasks lists.
+type ListState int32
+
+const (
+	// Not a listing: ListTasks answers INVALID_ARGUMENT ("state is required").
+	ListState_LIST_STATE_UNSPECIFIED ListState = 0
+	// Waiting in the user's queue, head first, with their queue positions.
+	ListState_LIST_STATE_QUEUED ListState = 1
+	// Running now, earliest started first.
+	ListState_LIST_STATE_RUNNING ListState = 2
+	// On the user's dead-letter list, newest first, with their last errors.
+	ListState_LIST_STATE_DEAD ListState = 3
+)
+
+// Enum value maps for ListState.
+var (
+	ListState_name = map[int32]string{
+		0: "LIST_STATE_UNSPECIFIED",
+		1: "LIST_STATE_QUEUED",
+		2: "LIST_STATE_RUNNING",
+		3: "LIST_STATE_DEAD",
+	}
+	ListState_value = map[string]int32{
+		"LIST_STATE_UNSPECIFIED": 0,
+		"LIST_STATE_QUEUED":      1,
+		"LIST_STATE_RUNNING":     2,
+		"LIST_STATE_DEAD":        3,
+	}
+)
+
+func (x ListState) Enum() *ListState {
+	p := new(ListState)
+	*p = x
+	return p
+}
+
+func (x ListState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ListState) Descriptor() protoreflect.EnumDescriptor {
+	return file_tollgate_v1_task_service_proto_enumTypes[3].Descriptor()
+}
+
+func (ListState) Type() protoreflect.EnumType {
+	return &file_tollgate_v1_task_service_proto_enumTypes[3]
+}
+
+func (x ListState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ListState.Descriptor instead.
+func (ListState) EnumDescriptor() ([]byte, []int) {
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{3}
+}
+
 type SubmitRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The user the task runs for. Required; at most 128 bytes of UTF-8, no
@@ -674,7 +731,10 @@ type Task struct {
 	// When the task succeeded or died; unset before.
 	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
 	// The error of the latest failed attempt, if any.
-	LastError     string `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastError string `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// 1-based place in its user's queue, in a ListTasks listing of queued
+	// tasks; 0 otherwise.
+	QueuePosition uint32 `protobuf:"varint,11,opt,name=queue_position,json=queuePosition,proto3" json:"queue_position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -779,6 +839,13 @@ func (x *Task) GetLastError() string {
 	return ""
 }
 
+func (x *Task) GetQueuePosition() uint32 {
+	if x != nil {
+		return x.QueuePosition
+	}
+	return 0
+}
+
 type GetTaskResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
@@ -823,6 +890,133 @@ func (x *GetTaskResponse) GetTask() *Task {
 	return nil
 }
 
+type ListTasksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user whose tasks to list; at most 128 bytes of UTF-8, no control
+	// characters. Empty means the user of the caller's API key.
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Which tasks to list. Required.
+	State ListState `protobuf:"varint,2,opt,name=state,proto3,enum=tollgate.v1.ListState" json:"state,omitempty"`
+	// Tasks per page: 50 when 0, at most 500 (a larger size is taken as 500).
+	PageSize uint32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Empty for the first page; otherwise the next_page_token of the page
+	// before, with the same user_id and state.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksRequest) Reset() {
+	*x = ListTasksRequest{}
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksRequest) ProtoMessage() {}
+
+func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
+func (*ListTasksRequest) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListTasksRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *ListTasksRequest) GetState() ListState {
+	if x != nil {
+		return x.State
+	}
+	return ListState_LIST_STATE_UNSPECIFIED
+}
+
+func (x *ListTasksRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListTasksRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListTasksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Tasks []*Task                `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	// Pass as page_token for the next page; empty after the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksResponse) Reset() {
+	*x = ListTasksResponse{}
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksResponse) ProtoMessage() {}
+
+func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
+func (*ListTasksResponse) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListTasksResponse) GetTasks() []*Task {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+func (x *ListTasksResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_tollgate_v1_task_service_proto protoreflect.FileDescriptor
 
 const file_tollgate_v1_task_service_proto_rawDesc = "" +
@@ -865,7 +1059,7 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"observedAt\")\n" +
 	"\x0eGetTaskRequest\x12\x17\n" +
-	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\x91\x03\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\xb8\x03\n" +
 	"\x04Task\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
@@ -880,9 +1074,19 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"finishedAt\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\n" +
-	" \x01(\tR\tlastError\"8\n" +
+	" \x01(\tR\tlastError\x12%\n" +
+	"\x0equeue_position\x18\v \x01(\rR\rqueuePosition\"8\n" +
 	"\x0fGetTaskResponse\x12%\n" +
-	"\x04task\x18\x01 \x01(\v2\x11.tollgate.v1.TaskR\x04task*T\n" +
+	"\x04task\x18\x01 \x01(\v2\x11.tollgate.v1.TaskR\x04task\"\x95\x01\n" +
+	"\x10ListTasksRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12,\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x16.tollgate.v1.ListStateR\x05state\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"d\n" +
+	"\x11ListTasksResponse\x12'\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x11.tollgate.v1.TaskR\x05tasks\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*T\n" +
 	"\tOverLimit\x12\x1a\n" +
 	"\x16OVER_LIMIT_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10OVER_LIMIT_QUEUE\x10\x01\x12\x15\n" +
@@ -898,12 +1102,18 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\x12TASK_STATE_RUNNING\x10\x02\x12\x18\n" +
 	"\x14TASK_STATE_SUCCEEDED\x10\x03\x12\x15\n" +
 	"\x11TASK_STATE_FAILED\x10\x04\x12\x13\n" +
-	"\x0fTASK_STATE_DEAD\x10\x052\xe7\x01\n" +
+	"\x0fTASK_STATE_DEAD\x10\x05*k\n" +
+	"\tListState\x12\x1a\n" +
+	"\x16LIST_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11LIST_STATE_QUEUED\x10\x01\x12\x16\n" +
+	"\x12LIST_STATE_RUNNING\x10\x02\x12\x13\n" +
+	"\x0fLIST_STATE_DEAD\x10\x032\xb3\x02\n" +
 	"\vTaskService\x12A\n" +
 	"\x06Submit\x12\x1a.tollgate.v1.SubmitRequest\x1a\x1b.tollgate.v1.SubmitResponse\x12O\n" +
 	"\n" +
 	"WatchQueue\x12\x1e.tollgate.v1.WatchQueueRequest\x1a\x1f.tollgate.v1.WatchQueueResponse0\x01\x12D\n" +
-	"\aGetTask\x12\x1b.tollgate.v1.GetTaskRequest\x1a\x1c.tollgate.v1.GetTaskResponseB@Z>github.com/tollgate-dev/tollgate/gen/go/tollgate/v1;tollgatev1b\x06proto3"
+	"\aGetTask\x12\x1b.tollgate.v1.GetTaskRequest\x1a\x1c.tollgate.v1.GetTaskResponse\x12J\n" +
+	"\tListTasks\x12\x1d.tollgate.v1.ListTasksRequest\x1a\x1e.tollgate.v1.ListTasksResponseB@Z>github.com/tollgate-dev/tollgate/gen/go/tollgate/v1;tollgatev1b\x06proto3"
 
 var (
 	file_tollgate_v1_task_service_proto_rawDescOnce sync.Once
@@ -917,49 +1127,56 @@ func file_tollgate_v1_task_service_proto_rawDescGZIP() []byte {
 	return file_tollgate_v1_task_service_proto_rawDescData
 }
 
-var file_tollgate_v1_task_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tollgate_v1_task_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_tollgate_v1_task_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_tollgate_v1_task_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_tollgate_v1_task_service_proto_goTypes = []any{
 	(OverLimit)(0),                // 0: tollgate.v1.OverLimit
 	(Disposition)(0),              // 1: tollgate.v1.Disposition
 	(TaskState)(0),                // 2: tollgate.v1.TaskState
-	(*SubmitRequest)(nil),         // 3: tollgate.v1.SubmitRequest
-	(*WindowState)(nil),           // 4: tollgate.v1.WindowState
-	(*SubmitResponse)(nil),        // 5: tollgate.v1.SubmitResponse
-	(*WatchQueueRequest)(nil),     // 6: tollgate.v1.WatchQueueRequest
-	(*WatchQueueResponse)(nil),    // 7: tollgate.v1.WatchQueueResponse
-	(*GetTaskRequest)(nil),        // 8: tollgate.v1.GetTaskRequest
-	(*Task)(nil),                  // 9: tollgate.v1.Task
-	(*GetTaskResponse)(nil),       // 10: tollgate.v1.GetTaskResponse
-	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(ListState)(0),                // 3: tollgate.v1.ListState
+	(*SubmitRequest)(nil),         // 4: tollgate.v1.SubmitRequest
+	(*WindowState)(nil),           // 5: tollgate.v1.WindowState
+	(*SubmitResponse)(nil),        // 6: tollgate.v1.SubmitResponse
+	(*WatchQueueRequest)(nil),     // 7: tollgate.v1.WatchQueueRequest
+	(*WatchQueueResponse)(nil),    // 8: tollgate.v1.WatchQueueResponse
+	(*GetTaskRequest)(nil),        // 9: tollgate.v1.GetTaskRequest
+	(*Task)(nil),                  // 10: tollgate.v1.Task
+	(*GetTaskResponse)(nil),       // 11: tollgate.v1.GetTaskResponse
+	(*ListTasksRequest)(nil),      // 12: tollgate.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),     // 13: tollgate.v1.ListTasksResponse
+	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_tollgate_v1_task_service_proto_depIdxs = []int32{
 	0,  // 0: tollgate.v1.SubmitRequest.over_limit:type_name -> tollgate.v1.OverLimit
-	11, // 1: tollgate.v1.WindowState.duration:type_name -> google.protobuf.Duration
-	12, // 2: tollgate.v1.WindowState.reset_time:type_name -> google.protobuf.Timestamp
+	14, // 1: tollgate.v1.WindowState.duration:type_name -> google.protobuf.Duration
+	15, // 2: tollgate.v1.WindowState.reset_time:type_name -> google.protobuf.Timestamp
 	1,  // 3: tollgate.v1.SubmitResponse.disposition:type_name -> tollgate.v1.Disposition
-	12, // 4: tollgate.v1.SubmitResponse.estimated_start:type_name -> google.protobuf.Timestamp
-	4,  // 5: tollgate.v1.SubmitResponse.windows:type_name -> tollgate.v1.WindowState
-	12, // 6: tollgate.v1.WatchQueueResponse.next_start:type_name -> google.protobuf.Timestamp
-	12, // 7: tollgate.v1.WatchQueueResponse.estimated_drain:type_name -> google.protobuf.Timestamp
-	12, // 8: tollgate.v1.WatchQueueResponse.observed_at:type_name -> google.protobuf.Timestamp
+	15, // 4: tollgate.v1.SubmitResponse.estimated_start:type_name -> google.protobuf.Timestamp
+	5,  // 5: tollgate.v1.SubmitResponse.windows:type_name -> tollgate.v1.WindowState
+	15, // 6: tollgate.v1.WatchQueueResponse.next_start:type_name -> google.protobuf.Timestamp
+	15, // 7: tollgate.v1.WatchQueueResponse.estimated_drain:type_name -> google.protobuf.Timestamp
+	15, // 8: tollgate.v1.WatchQueueResponse.observed_at:type_name -> google.protobuf.Timestamp
 	2,  // 9: tollgate.v1.Task.state:type_name -> tollgate.v1.TaskState
-	12, // 10: tollgate.v1.Task.submitted_at:type_name -> google.protobuf.Timestamp
-	12, // 11: tollgate.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	12, // 12: tollgate.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	9,  // 13: tollgate.v1.GetTaskResponse.task:type_name -> tollgate.v1.Task
-	3,  // 14: tollgate.v1.TaskService.Submit:input_type -> tollgate.v1.SubmitRequest
-	6,  // 15: tollgate.v1.TaskService.WatchQueue:input_type -> tollgate.v1.WatchQueueRequest
-	8,  // 16: tollgate.v1.TaskService.GetTask:input_type -> tollgate.v1.GetTaskRequest
-	5,  // 17: tollgate.v1.TaskService.Submit:output_type -> tollgate.v1.SubmitResponse
-	7,  // 18: tollgate.v1.TaskService.WatchQueue:output_type -> tollgate.v1.WatchQueueResponse
-	10, // 19: tollgate.v1.TaskService.GetTask:output_type -> tollgate.v1.GetTaskResponse
-	17, // [17:20] is the sub-list for method output_type
-	14, // [14:17] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	15, // 10: tollgate.v1.Task.submitted_at:type_name -> google.protobuf.Timestamp
+	15, // 11: tollgate.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	15, // 12: tollgate.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	10, // 13: tollgate.v1.GetTaskResponse.task:type_name -> tollgate.v1.Task
+	3,  // 14: tollgate.v1.ListTasksRequest.state:type_name -> tollgate.v1.ListState
+	10, // 15: tollgate.v1.ListTasksResponse.tasks:type_name -> tollgate.v1.Task
+	4,  // 16: tollgate.v1.TaskService.Submit:input_type -> tollgate.v1.SubmitRequest
+	7,  // 17: tollgate.v1.TaskService.WatchQueue:input_type -> tollgate.v1.WatchQueueRequest
+	9,  // 18: tollgate.v1.TaskService.GetTask:input_type -> tollgate.v1.GetTaskRequest
+	12, // 19: tollgate.v1.TaskService.ListTasks:input_type -> tollgate.v1.ListTasksRequest
+	6,  // 20: tollgate.v1.TaskService.Submit:output_type -> tollgate.v1.SubmitResponse
+	8,  // 21: tollgate.v1.TaskService.WatchQueue:output_type -> tollgate.v1.WatchQueueResponse
+	11, // 22: tollgate.v1.TaskService.GetTask:output_type -> tollgate.v1.GetTaskResponse
+	13, // 23: tollgate.v1.TaskService.ListTasks:output_type -> tollgate.v1.ListTasksResponse
+	20, // [20:24] is the sub-list for method output_type
+	16, // [16:20] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_v1_task_service_proto_init() }
@@ -972,8 +1189,8 @@ func file_tollgate_v1_task_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_v1_task_service_proto_rawDesc), len(file_tollgate_v1_task_service_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   8,
+			NumEnums:      4,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

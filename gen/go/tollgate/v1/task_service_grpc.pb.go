@@ -22,6 +22,7 @@ const (
 	TaskService_Submit_FullMethodName     = "/tollgate.v1.TaskService/Submit"
 	TaskService_WatchQueue_FullMethodName = "/tollgate.v1.TaskService/WatchQueue"
 	TaskService_GetTask_FullMethodName    = "/tollgate.v1.TaskService/GetTask"
+	TaskService_ListTasks_FullMethodName  = "/tollgate.v1.TaskService/ListTasks"
 )
 
 // TaskServiceClient is the client API for TaskService service.
@@ -49,6 +50,16 @@ type TaskServiceClient interface {
 	// GetTask reports one task's state, attempts and timestamps. NOT_FOUND for
 	// an unknown task id.
 	GetTask(ctx context.Context, in *GetTaskRequest, opts ...grpc.CallOption) (*GetTaskResponse, error)
+	// ListTasks lists one user's queued, running or dead-lettered tasks, a
+	// page at a time. Pages are stable while the lists change: each continues
+	// after the last task of the page before, so a task that stays is never
+	// skipped, and one is listed twice only if it re-entered the list (a
+	// released or recovered task goes back to the head of its queue).
+	//
+	// Errors: INVALID_ARGUMENT for a missing or malformed user_id, a missing
+	// state, or a page_token that is malformed or from another listing (another
+	// user or state); PERMISSION_DENIED when a user's key lists another user.
+	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
 }
 
 type taskServiceClient struct {
@@ -98,6 +109,16 @@ func (c *taskServiceClient) GetTask(ctx context.Context, in *GetTaskRequest, opt
 	return out, nil
 }
 
+func (c *taskServiceClient) ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTasksResponse)
+	err := c.cc.Invoke(ctx, TaskService_ListTasks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TaskServiceServer is the server API for TaskService service.
 // All implementations must embed UnimplementedTaskServiceServer
 // for forward compatibility.
@@ -123,6 +144,16 @@ type TaskServiceServer interface {
 	// GetTask reports one task's state, attempts and timestamps. NOT_FOUND for
 	// an unknown task id.
 	GetTask(context.Context, *GetTaskRequest) (*GetTaskResponse, error)
+	// ListTasks lists one user's queued, running or dead-lettered tasks, a
+	// page at a time. Pages are stable while the lists change: each continues
+	// after the last task of the page before, so a task that stays is never
+	// skipped, and one is listed twice only if it re-entered the list (a
+	// released or recovered task goes back to the head of its queue).
+	//
+	// Errors: INVALID_ARGUMENT for a missing or malformed user_id, a missing
+	// state, or a page_token that is malformed or from another listing (another
+	// user or state); PERMISSION_DENIED when a user's key lists another user.
+	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
 	mustEmbedUnimplementedTaskServiceServer()
 }
 
@@ -141,6 +172,9 @@ func (UnimplementedTaskServiceServer) WatchQueue(*WatchQueueRequest, grpc.Server
 }
 func (UnimplementedTaskServiceServer) GetTask(context.Context, *GetTaskRequest) (*GetTaskResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetTask not implemented")
+}
+func (UnimplementedTaskServiceServer) ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTasks not implemented")
 }
 func (UnimplementedTaskServiceServer) mustEmbedUnimplementedTaskServiceServer() {}
 func (UnimplementedTaskServiceServer) testEmbeddedByValue()                     {}
@@ -210,6 +244,24 @@ func _TaskService_GetTask_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TaskService_ListTasks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTasksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).ListTasks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_ListTasks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).ListTasks(ctx, req.(*ListTasksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TaskService_ServiceDesc is the grpc.ServiceDesc for TaskService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -224,6 +276,10 @@ var TaskService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetTask",
 			Handler:    _TaskService_GetTask_Handler,
+		},
+		{
+			MethodName: "ListTasks",
+			Handler:    _TaskService_ListTasks_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tollgate/v1/task_service.proto.
  */
 export const file_tollgate_v1_task_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch50b2xsZ2F0ZS92MS90YXNrX3NlcnZpY2UucHJvdG8SC3RvbGxnYXRlLnYxIoQBCg1TdWJtaXRSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSDwoHcGF5bG9hZBgCIAEoDBIMCgRraW5kGAMgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIqCgpvdmVyX2xpbWl0GAUgASgOMhYudG9sbGdhdGUudjEuT3ZlckxpbWl0IowBCgtXaW5kb3dTdGF0ZRINCgVsaW1pdBgBIAEoDRIrCghkdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCglyZW1haW5pbmcYAyABKA0SLgoKcmVzZXRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyAEKDlN1Ym1pdFJlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSLQoLZGlzcG9zaXRpb24YAiABKA4yGC50b2xsZ2F0ZS52MS5EaXNwb3NpdGlvbhIWCg5xdWV1ZV9wb3NpdGlvbhgDIAEoDRIzCg9lc3RpbWF0ZWRfc3RhcnQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3dpbmRvd3MYBSADKAsyGC50b2xsZ2F0ZS52MS5XaW5kb3dTdGF0ZSI0ChFXYXRjaFF1ZXVlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEg4KBmZvbGxvdxgCIAEoCCKnAgoSV2F0Y2hRdWV1ZVJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSDgoGcXVldWVkGAIgASgEEg8KB3J1bm5pbmcYAyABKAQSEQoJY29tcGxldGVkGAQgASgEEg4KBmZhaWxlZBgFIAEoBBIVCg1kZWFkX2xldHRlcmVkGAYgASgEEi4KCm5leHRfc3RhcnQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2VzdGltYXRlZF9kcmFpbhgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHZHJhaW5lZBgJIAEoCBIvCgtvYnNlcnZlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiIQoOR2V0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSKtAgoEVGFzaxIPCgd0YXNrX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSDAoEa2luZBgDIAEoCRIlCgVzdGF0ZRgEIAEoDjIWLnRvbGxnYXRlLnYxLlRhc2tTdGF0ZRIQCghhdHRlbXB0cxgFIAEoDRIVCg1hdHRlbXB0c19sZWZ0GAYgASgNEjAKDHN1Ym1pdHRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmxhc3RfZXJyb3IYCiABKAkiMgoPR2V0VGFza1Jlc3BvbnNlEh8KBHRhc2sYASABKAsyES50b2xsZ2F0ZS52MS5UYXNrKlQKCU92ZXJMaW1pdBIaChZPVkVSX0xJTUlUX1VOU1BFQ0lGSUVEEAASFAoQT1ZFUl9MSU1JVF9RVUVVRRABEhUKEU9WRVJfTElNSVRfUkVKRUNUEAIqdgoLRGlzcG9zaXRpb24SGwoXRElTUE9TSVRJT05fVU5TUEVDSUZJRUQQABIXChNESVNQT1NJVElPTl9TVEFSVEVEEAESFgoSRElTUE9TSVRJT05fUVVFVUVEEAISGQoVRElTUE9TSVRJT05fRFVQTElDQVRFEAMqnAEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRVEFTS19TVEFURV9RVUVVRUQQARIWChJUQVNLX1NUQVRFX1JVTk5JTkcQAhIYChRUQVNLX1NUQVRFX1NVQ0NFRURFRBADEhUKEVRBU0tfU1RBVEVfRkFJTEVEEAQSEwoPVEFTS19TVEFURV9ERUFEEAUy5wEKC1Rhc2tTZXJ2aWNlEkEKBlN1Ym1pdBIaLnRvbGxnYXRlLnYxLlN1Ym1pdFJlcXVlc3QaGy50b2xsZ2F0ZS52MS5TdWJtaXRSZXNwb25zZRJPCgpXYXRjaFF1ZXVlEh4udG9sbGdhdGUudjEuV2F0Y2hRdWV1ZVJlcXVlc3QaHy50b2xsZ2F0ZS52MS5XYXRjaFF1ZXVlUmVzcG9uc2UwARJECgdHZXRUYXNrEhsudG9sbGdhdGUudjEuR2V0VGFza1JlcXVlc3QaHC50b2xsZ2F0ZS52MS5HZXRUYXNrUmVzcG9uc2VCQFo+Z2l0aHViLmNvbS90b2xsZ2F0ZS1kZXYvdG9sbGdhdGUvZ2VuL2dvL3RvbGxnYXRlL3YxO3RvbGxnYXRldjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Ch50b2xsZ2F0ZS92MS90YXNrX3NlcnZpY2UucHJvdG8SC3RvbGxnYXRlLnYxIoQBCg1TdWJtaXRSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSDwoHcGF5bG9hZBgCIAEoDBIMCgRraW5kGAMgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIqCgpvdmVyX2xpbWl0GAUgASgOMhYudG9sbGdhdGUudjEuT3ZlckxpbWl0IowBCgtXaW5kb3dTdGF0ZRINCgVsaW1pdBgBIAEoDRIrCghkdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCglyZW1haW5pbmcYAyABKA0SLgoKcmVzZXRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyAEKDlN1Ym1pdFJlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSLQoLZGlzcG9zaXRpb24YAiABKA4yGC50b2xsZ2F0ZS52MS5EaXNwb3NpdGlvbhIWCg5xdWV1ZV9wb3NpdGlvbhgDIAEoDRIzCg9lc3RpbWF0ZWRfc3RhcnQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3dpbmRvd3MYBSADKAsyGC50b2xsZ2F0ZS52MS5XaW5kb3dTdGF0ZSI0ChFXYXRjaFF1ZXVlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEg4KBmZvbGxvdxgCIAEoCCKnAgoSV2F0Y2hRdWV1ZVJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSDgoGcXVldWVkGAIgASgEEg8KB3J1bm5pbmcYAyABKAQSEQoJY29tcGxldGVkGAQgASgEEg4KBmZhaWxlZBgFIAEoBBIVCg1kZWFkX2xldHRlcmVkGAYgASgEEi4KCm5leHRfc3RhcnQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2VzdGltYXRlZF9kcmFpbhgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHZHJhaW5lZBgJIAEoCBIvCgtvYnNlcnZlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiIQoOR2V0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSLFAgoEVGFzaxIPCgd0YXNrX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSDAoEa2luZBgDIAEoCRIlCgVzdGF0ZRgEIAEoDjIWLnRvbGxnYXRlLnYxLlRhc2tTdGF0ZRIQCghhdHRlbXB0cxgFIAEoDRIVCg1hdHRlbXB0c19sZWZ0GAYgASgNEjAKDHN1Ym1pdHRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmxhc3RfZXJyb3IYCiABKAkSFgoOcXVldWVfcG9zaXRpb24YCyABKA0iMgoPR2V0VGFza1Jlc3BvbnNlEh8KBHRhc2sYASABKAsyES50b2xsZ2F0ZS52MS5UYXNrInEKEExpc3RUYXNrc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnRvbGxnYXRlLnYxLkxpc3RTdGF0ZRIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSJOChFMaXN0VGFza3NSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLnRvbGxnYXRlLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKlQKCU92ZXJMaW1pdBIaChZPVkVSX0xJTUlUX1VOU1BFQ0lGSUVEEAASFAoQT1ZFUl9MSU1JVF9RVUVVRRABEhUKEU9WRVJfTElNSVRfUkVKRUNUEAIqdgoLRGlzcG9zaXRpb24SGwoXRElTUE9TSVRJT05fVU5TUEVDSUZJRUQQABIXChNESVNQT1NJVElPTl9TVEFSVEVEEAESFgoSRElTUE9TSVRJT05fUVVFVUVEEAISGQoVRElTUE9TSVRJT05fRFVQTElDQVRFEAMqnAEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRVEFTS19TVEFURV9RVUVVRUQQARIWChJUQVNLX1NUQVRFX1JVTk5JTkcQAhIYChRUQVNLX1NUQVRFX1NVQ0NFRURFRBADEhUKEVRBU0tfU1RBVEVfRkFJTEVEEAQSEwoPVEFTS19TVEFURV9ERUFEEAUqawoJTGlzdFN0YXRlEhoKFkxJU1RfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFMSVNUX1NUQVRFX1FVRVVFRBABEhYKEkxJU1RfU1RBVEVfUlVOTklORxACEhMKD0xJU1RfU1RBVEVfREVBRBADMrMCCgtUYXNrU2VydmljZRJBCgZTdWJtaXQSGi50b2xsZ2F0ZS52MS5TdWJtaXRSZXF1ZXN0GhsudG9sbGdhdGUudjEuU3VibWl0UmVzcG9uc2USTwoKV2F0Y2hRdWV1ZRIeLnRvbGxnYXRlLnYxLldhdGNoUXVldWVSZXF1ZXN0Gh8udG9sbGdhdGUudjEuV2F0Y2hRdWV1ZVJlc3BvbnNlMAESRAoHR2V0VGFzaxIbLnRvbGxnYXRlLnYxLkdldFRhc2tSZXF1ZXN0GhwudG9sbGdhdGUudjEuR2V0VGFza1Jlc3BvbnNlEkoKCUxpc3RUYXNrcxIdLnRvbGxnYXRlLnYxLkxpc3RUYXNrc1JlcXVlc3QaHi50b2xsZ2F0ZS52MS5MaXN0VGFza3NSZXNwb25zZUJAWj5naXRodWIuY29tL3RvbGxnYXRlLWRldi90b2xsZ2F0ZS9nZW4vZ28vdG9sbGdhdGUvdjE7dG9sbGdhdGV2MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message tollgate.v1.SubmitRequest
@@ -336,6 +336,14 @@ export type Task = Message<"tollgate.v1.Task"> & {
    * @generated from field: string last_error = 10;
    */
   lastError: string;
+
+  /**
+   * 1-based place in its user's queue, in a ListTasks listing of queued
+   * tasks; 0 otherwise.
+   *
+   * @generated from field: uint32 queue_position = 11;
+   */
+  queuePosition: number;
 };
 
 /**
@@ -361,6 +369,72 @@ export type GetTaskResponse = Message<"tollgate.v1.GetTaskResponse"> & {
  */
 export const GetTaskResponseSchema: GenMessage<GetTaskResponse> = /*@__PURE__*/
   messageDesc(file_tollgate_v1_task_service, 7);
+
+/**
+ * @generated from message tollgate.v1.ListTasksRequest
+ */
+export type ListTasksRequest = Message<"tollgate.v1.ListTasksRequest"> & {
+  /**
+   * The user whose tasks to list; at most 128 bytes of UTF-8, no control
+   * characters. Empty means the user of the caller's API key.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * Which tasks to list. Required.
+   *
+   * @generated from field: tollgate.v1.ListState state = 2;
+   */
+  state: ListState;
+
+  /**
+   * Tasks per page: 50 when 0, at most 500 (a larger size is taken as 500).
+   *
+   * @generated from field: uint32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * Empty for the first page; otherwise the next_page_token of the page
+   * before, with the same user_id and state.
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message tollgate.v1.ListTasksRequest.
+ * Use `create(ListTasksRequestSchema)` to create a new message.
+ */
+export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 8);
+
+/**
+ * @generated from message tollgate.v1.ListTasksResponse
+ */
+export type ListTasksResponse = Message<"tollgate.v1.ListTasksResponse"> & {
+  /**
+   * @generated from field: repeated tollgate.v1.Task tasks = 1;
+   */
+  tasks: Task[];
+
+  /**
+   * Pass as page_token for the next page; empty after the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message tollgate.v1.ListTasksResponse.
+ * Use `create(ListTasksResponseSchema)` to create a new message.
+ */
+export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 9);
 
 /**
  * OverLimit says what Submit does with a task that cannot start now.
@@ -490,6 +564,47 @@ export const TaskStateSchema: GenEnum<TaskState> = /*@__PURE__*/
   enumDesc(file_tollgate_v1_task_service, 2);
 
 /**
+ * ListState picks which of a user's tasks ListTasks lists.
+ *
+ * @generated from enum tollgate.v1.ListState
+ */
+export enum ListState {
+  /**
+   * Not a listing: ListTasks answers INVALID_ARGUMENT ("state is required").
+   *
+   * @generated from enum value: LIST_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Waiting in the user's queue, head first, with their queue positions.
+   *
+   * @generated from enum value: LIST_STATE_QUEUED = 1;
+   */
+  QUEUED = 1,
+
+  /**
+   * Running now, earliest started first.
+   *
+   * @generated from enum value: LIST_STATE_RUNNING = 2;
+   */
+  RUNNING = 2,
+
+  /**
+   * On the user's dead-letter list, newest first, with their last errors.
+   *
+   * @generated from enum value: LIST_STATE_DEAD = 3;
+   */
+  DEAD = 3,
+}
+
+/**
+ * Describes the enum tollgate.v1.ListState.
+ */
+export const ListStateSchema: GenEnum<ListState> = /*@__PURE__*/
+  enumDesc(file_tollgate_v1_task_service, 3);
+
+/**
  * TaskService accepts tasks for users and runs each user's tasks no faster
  * than the user's rate policy allows. A task over the limit is not refused:
  * it waits in the user's queue and starts the moment the policy allows.
@@ -537,6 +652,24 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof GetTaskRequestSchema;
     output: typeof GetTaskResponseSchema;
+  },
+  /**
+   * ListTasks lists one user's queued, running or dead-lettered tasks, a
+   * page at a time. Pages are stable while the lists change: each continues
+   * after the last task of the page before, so a task that stays is never
+   * skipped, and one is listed twice only if it re-entered the list (a
+   * released or recovered task goes back to the head of its queue).
+   *
+   * Errors: INVALID_ARGUMENT for a missing or malformed user_id, a missing
+   * state, or a page_token that is malformed or from another listing (another
+   * user or state); PERMISSION_DENIED when a user's key lists another user.
+   *
+   * @generated from rpc tollgate.v1.TaskService.ListTasks
+   */
+  listTasks: {
+    methodKind: "unary";
+    input: typeof ListTasksRequestSchema;
+    output: typeof ListTasksResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tollgate_v1_task_service, 0);
