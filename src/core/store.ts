@@ -139,7 +139,7 @@ export class NotReplicated extends Error {
   }
 }
 
-export type TaskStateName = "queued" | "running" | "succeeded" | "failed" | "dead";
+export type TaskStateName = "queued" | "running" | "succeeded" | "failed" | "dead" | "cancelled";
 
 export interface TaskRecord {
   readonly taskId: string;
@@ -153,6 +153,13 @@ export interface TaskRecord {
   readonly finishedAt: number | undefined;
   readonly lastError: string;
 }
+
+/**
+ * What cancelTask did: cancelled it now, or found it cancelled before,
+ * running, finished (succeeded or dead), or gone (or another user's); in
+ * all but the first nothing changed.
+ */
+export type CancelOutcome = "cancelled" | "already-cancelled" | "running" | "succeeded" | "dead" | "not-found";
 
 /** Which of a user's tasks listTasks lists. */
 export type ListState = "queued" | "running" | "dead";
@@ -264,6 +271,15 @@ export interface TaskStore {
    * left out.
    */
   listTasks(userId: string, state: ListState, options: ListOptions): Promise<ListPage>;
+  /**
+   * Cancels one of `task.userId`'s tasks if it is queued (it leaves the
+   * queue, the next taking its place) or waiting to retry (it leaves the
+   * retry schedule): its record ends cancelled and expires the retention
+   * after, as a finished task's. Any other task is left as it is.
+   */
+  cancelTask(task: { readonly taskId: string; readonly userId: string }): Promise<CancelOutcome>;
+  /** Cancels every queued task of the user and every one waiting to retry, as cancelTask; returns how many. */
+  purgeQueue(userId: string): Promise<number>;
   /** One user's counts and windows, read together. */
   snapshot(userId: string): Promise<QueueSnapshot>;
   /** Every queue's counts together (the sum over the partitions). */

@@ -78,7 +78,7 @@ export interface PartitionKeys {
    * Hash: one task's record; its fields are TASK_FIELD, documented below.
    * Owned while queued, running or waiting to retry by the queue, leases or
    * retries that name it (no expiry then); expires TOLLGATE_RETENTION after
-   * it succeeded, TOLLGATE_DEAD_LETTER_RETENTION after it was dead-lettered,
+   * it succeeded or was cancelled, TOLLGATE_DEAD_LETTER_RETENTION after it was dead-lettered,
    * or is deleted when its id is trimmed from the dead-letter list.
    */
   task(taskId: string): string;
@@ -182,13 +182,13 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX, partitions: numb
  * | field | meaning | written by | read by |
  * | --- | --- | --- | --- |
  * | u | user id | admit | GetTask, ListTasks |
- * | p | payload (bytes); deleted when the task succeeds | admit; finish deletes | claim (handed to the handler), GetTask, ListTasks |
+ * | p | payload (bytes); deleted when the task succeeds or is cancelled | admit; finish and cancel delete | claim (handed to the handler), GetTask, ListTasks |
  * | k | kind, which picks a handler; absent for the default | admit | claim, GetTask, ListTasks |
- * | s | state, one of TASK_STATE | admit, claim, finish, release | admit-outcome, GetTask, ListTasks |
+ * | s | state, one of TASK_STATE | admit, claim, finish, release, cancel | admit-outcome, GetTask, ListTasks |
  * | a | attempts started (a released attempt is taken back) | admit, claim, release | claim (last attempt?), finish and release (is it still this attempt?), admit-outcome, GetTask, ListTasks |
  * | sub | submitted at (ms) | admit | GetTask, ListTasks, bench/drain.ts |
  * | st | the current attempt started at (ms); deleted when a release leaves no attempt | admit (start now), claim; release deletes | admit-outcome (Submit's answer), GetTask, ListTasks, bench/drain.ts |
- * | fin | finished at (ms): succeeded or dead | finish, claim (a lease lost on the last attempt) | GetTask, ListTasks |
+ * | fin | finished at (ms): succeeded, dead or cancelled | finish, claim (a lease lost on the last attempt), cancel | GetTask, ListTasks |
  * | err | the last attempt's error | finish, claim (a lease lost on the last attempt) | GetTask, ListTasks |
  * | adm | 1: admit started the task itself, not a claim from the queue | admit | admit-outcome (must the Submit whose reply was lost run it?) |
  * | c | id of the claim that started the current attempt; absent for a start at Submit or after a release | claim; release deletes | release (only that claim may hand it back) |
@@ -216,6 +216,8 @@ export const TASK_STATE = Object.freeze({
   FAILED: "f",
   /** Every attempt failed: on the user's dead-letter list. */
   DEAD: "d",
+  /** Cancelled (CancelTask, PurgeQueue) while queued or waiting to retry; it never runs again. */
+  CANCELLED: "x",
 } as const);
 
 /**

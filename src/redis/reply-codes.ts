@@ -36,3 +36,19 @@ export const RELEASE = Object.freeze({
   LEASE_LOST: 0,
   RELEASED: 1,
 } as const);
+
+/** cancel-n.lua: what became of each task it was asked to cancel (one code per task, in order). */
+export const CANCEL = Object.freeze({
+  /** No such record (never was, expired, or another user's). Nothing changed. */
+  NOT_FOUND: 0,
+  /** Cancelled now: it left its queue or the retry schedule. */
+  CANCELLED: 1,
+  /** It was cancelled before. Nothing changed. */
+  ALREADY_CANCELLED: 2,
+  /** It is running. Nothing changed. */
+  RUNNING: 3,
+  /** It succeeded. Nothing changed. */
+  SUCCEEDED: 4,
+  /** It is dead-lettered. Nothing changed. */
+  DEAD: 5,
+} as const);

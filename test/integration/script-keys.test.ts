@@ -94,7 +94,8 @@ function checkingClient(redis: RedisClient, ran: Set<string>): RedisClient {
  * Every store operation, so every script, for each user: start at Submit,
  * queue, duplicate, claim, fail to a retry, claim the retry, fail to a dead
  * letter, a second dead letter trimming the first at the cap, a lease left
- * to expire and recovered, release, renew, finish ok, and the reads.
+ * to expire and recovered, release, renew, finish ok, the reads, and
+ * cancelling (queued, waiting to retry, finished) and purging.
  */
 async function everyOperation(store: RedisStore, redis: RedisClient, users: readonly string[]): Promise<void> {
   const keys = createKeys(undefined, CONFIG.partitions);
@@ -158,6 +159,28 @@ async function everyOperation(store: RedisStore, redis: RedisClient, users: read
       [started.taskId],
     )) as unknown[];
     assert.equal(outcome[0], "ok");
+
+    // Cancel: a task waiting to retry, a queued one (twice), a finished one; then purge the rest.
+    const queuedId = async (): Promise<string> => {
+      const admission = await submit(userId, false);
+      assert.equal(admission.outcome, "queued", userId);
+      return (admission as { readonly taskId: string }).taskId;
+    };
+    const retrying = await queuedId();
+    const [failing] = await claimAll(userId);
+    assert.equal(failing?.taskId, retrying, userId);
+    assert.equal(await store.finish(failing, { ok: false, error: "once" }, 60_000), "retry-scheduled");
+    const waiting = [await queuedId(), await queuedId(), await queuedId()];
+    const middle = { taskId: waiting[1]!, userId };
+    assert.equal(await store.cancelTask(middle), "cancelled", userId);
+    assert.equal(await store.cancelTask(middle), "already-cancelled", userId);
+    assert.equal(await store.cancelTask({ taskId: retrying, userId }), "cancelled", userId);
+    assert.equal(await store.cancelTask({ taskId: started.taskId, userId }), "succeeded", userId);
+    assert.equal(await store.purgeQueue(userId), 2, userId);
+    assert.equal(await store.purgeQueue(userId), 0, userId);
+    assert.equal((await store.getTask(waiting[2]!))?.state, "cancelled");
+    const purged = await store.snapshot(userId);
+    assert.deepEqual([purged.queued, purged.running, purged.dueAt], [0, 0, undefined], userId);
   }
   const all = await store.snapshotAll();
   assert.equal(all.succeeded, users.length);

@@ -122,6 +122,14 @@ export class FakeStore implements TaskStore {
     return this.listAnswers.shift() ?? { tasks: [], next: undefined };
   }
 
+  cancelTask(): never {
+    throw new Error("FakeStore: cancelTask is not faked");
+  }
+
+  purgeQueue(): never {
+    throw new Error("FakeStore: purgeQueue is not faked");
+  }
+
   snapshot(userId: string): Promise<QueueSnapshot> {
     const pending = Object.assign(new Deferred<QueueSnapshot>(), { userId });
     this.snapshots.push(pending);

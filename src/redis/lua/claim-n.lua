@@ -63,6 +63,7 @@
 --- @include "dead-letter"
 --- @include "user-stats"
 --- @include "task-fields"
+--- @include "heads"
 
 local now = currentMs()
 local maxClaims = tonumber(ARGV[1])
@@ -110,17 +111,6 @@ end
 local overCap = {}
 -- Tasks dead-lettered here (lease lost on the last attempt), for the reply.
 local deadLettered = 0
-
--- Keeps the heads hash in step with the user's queue after its head changed.
-local function headChanged(user)
-  local head = redis.call('LINDEX', user.queue, 0)
-  if head then
-    redis.call('HSET', KEYS[5], user.id, head)
-  else
-    redis.call('HDEL', KEYS[5], user.id)
-    redis.call('ZREM', KEYS[1], user.id)
-  end
-end
 
 -- A task leaves its lease (its process is gone) or its retry wait, if it
 -- still is where the plan saw it and its moment has come. Returns true when
@@ -197,7 +187,7 @@ local function claimHead(item)
   if not head or head ~= item.taskId or redis.call('HGET', KEYS[5], user.id) ~= head then
     -- Changed since the plan, or the heads hash lost step: mend it, and
     -- the next step claims with the right key declared.
-    headChanged(user)
+    headChanged(user.queue, KEYS[5], KEYS[1], user.id)
     return
   end
   local blocked, counts, pttls = wait(user)
@@ -223,7 +213,7 @@ local function claimHead(item)
   claims[#claims + 1] = attempt
   claims[#claims + 1] = dueAt
   claimed = claimed + 1
-  headChanged(user)
+  headChanged(user.queue, KEYS[5], KEYS[1], user.id)
   if redis.call('LLEN', user.queue) > 0 then
     redis.call('ZADD', KEYS[1], now + nextWait, user.id)
   end
