@@ -12,6 +12,7 @@ import {
 import { progressOf, renderProgress } from "./progress-bar.js";
 import { HealthCheckResponse_ServingStatus } from "../../gen/ts/grpc/health/v1/health_pb.js";
 import {
+  CancelTaskResponseSchema,
   GetTaskResponseSchema,
   ListState,
   OverLimit,
@@ -286,6 +287,48 @@ function describeTask(task: Task): string {
   const submitted = task.submittedAt ? timestampDate(task.submittedAt).toISOString() : "-";
   const error = task.state === TaskState.DEAD && task.lastError !== "" ? ` error: ${task.lastError}` : "";
   return `${task.taskId} ${state} ${place} submitted ${submitted}${error}`;
+}
+
+const CANCEL_HELP = `Usage: tollgate cancel TASK_ID [flags]
+
+Cancels a task (CancelTask) that has not started or waits to retry: it leaves
+its user's queue and ends CANCELLED. Prints the task as it is after the call;
+cancelling a cancelled task again is not an error. A running or finished task
+is refused (FAILED_PRECONDITION).
+
+${CONNECTION_HELP}`;
+
+export async function cancelCommand(args: readonly string[]): Promise<number> {
+  const { values, positionals } = parse(args, {}, true);
+  if (values.help) return help(CANCEL_HELP);
+  if (positionals.length !== 1) throw new UsageError("give exactly one task id");
+  const client = createTollgateClient(connection(values));
+  const answer = await client.cancelTask({ taskId: positionals[0]! });
+  const json = toJson(CancelTaskResponseSchema, answer) as { task?: Record<string, unknown> };
+  if (values.json) {
+    console.log(JSON.stringify(json));
+  } else {
+    for (const [key, value] of Object.entries(json.task ?? {})) console.log(`${key}: ${String(value)}`);
+  }
+  return 0;
+}
+
+const PURGE_HELP = `Usage: tollgate purge --user ID [flags]
+
+Cancels every task of a user that has not started or waits to retry
+(PurgeQueue) and prints how many; running tasks run on.
+  --user ID   the user whose queue to purge (required)
+
+${CONNECTION_HELP}`;
+
+export async function purgeCommand(args: readonly string[]): Promise<number> {
+  const { values } = parse(args, { user: { type: "string" } });
+  if (values.help) return help(PURGE_HELP);
+  const userId = requireUser(values);
+  const client = createTollgateClient(connection(values));
+  const { cancelled } = await client.purgeQueue({ userId });
+  console.log(values.json ? JSON.stringify({ userId, cancelled }) : `cancelled ${cancelled} task(s) of ${userId}`);
+  return 0;
 }
 
 const HEALTH_HELP = `Usage: tollgate health [--service NAME] [flags]
