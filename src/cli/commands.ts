@@ -292,9 +292,10 @@ function describeTask(task: Task): string {
 const CANCEL_HELP = `Usage: tollgate cancel TASK_ID [flags]
 
 Cancels a task (CancelTask) that has not started or waits to retry: it leaves
-its user's queue and ends CANCELLED. Prints the task as it is after the call;
-cancelling a cancelled task again is not an error. A running or finished task
-is refused (FAILED_PRECONDITION).
+its user's queue and ends CANCELLED. A running task is marked and ends
+CANCELLED when its handler returns (it is not interrupted). Prints the task as
+it is after the call; cancelling a cancelled task again is not an error. A
+finished task is refused (FAILED_PRECONDITION).
 
 ${CONNECTION_HELP}`;
 

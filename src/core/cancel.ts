@@ -22,8 +22,10 @@ export function checkPurgeQueue(caller: Identity, userId: string): void {
 
 /**
  * Cancels the task `taskId` if the caller may (its record names the user)
- * and it has not started or waits to retry; a task cancelled before answers
- * as it is. Returns the task's record after the call.
+ * and it has not started or waits to retry; a running task is marked, and
+ * answered RUNNING (its attempt's end makes it CANCELLED; its handler runs
+ * on, it is not signalled); a task cancelled before answers as it is.
+ * Returns the task's record after the call.
  */
 export async function cancelTask(
   store: Pick<TaskStore, "getTask" | "cancelTask">,
@@ -36,13 +38,12 @@ export async function cancelTask(
   const outcome = await store.cancelTask({ taskId, userId: before.userId });
   switch (outcome) {
     case "cancelled":
+    case "cancel-requested":
     case "already-cancelled": {
       const after = await store.getTask(taskId);
       // Expired between the two reads (a task cancelled a retention ago): answer what it was.
       return after ?? { ...before, state: "cancelled" };
     }
-    case "running":
-      throw failedPrecondition(`task ${taskId} is running; cancelling a running task is not supported yet`);
     case "succeeded":
     case "dead":
       throw failedPrecondition(`task ${taskId} already finished (${outcome})`);

@@ -80,7 +80,8 @@ export interface QueueSnapshot {
 
 export type AttemptResult = { readonly ok: true } | { readonly ok: false; readonly error: string };
 
-export type FinishOutcome = "succeeded" | "retry-scheduled" | "dead" | "lease-lost";
+/** "cancelled": its cancel was requested while it ran, so it ended cancelled whatever the attempt did. */
+export type FinishOutcome = "succeeded" | "retry-scheduled" | "dead" | "cancelled" | "lease-lost";
 
 /** What admit decided, with the user's windows as they were after it. */
 export type Admission =
@@ -155,11 +156,12 @@ export interface TaskRecord {
 }
 
 /**
- * What cancelTask did: cancelled it now, or found it cancelled before,
- * running, finished (succeeded or dead), or gone (or another user's); in
- * all but the first nothing changed.
+ * What cancelTask did: cancelled it now; marked a running task, whose
+ * attempt then ends it cancelled ("cancel-requested"); or found it cancelled
+ * before, finished (succeeded or dead), or gone (or another user's), and
+ * changed nothing.
  */
-export type CancelOutcome = "cancelled" | "already-cancelled" | "running" | "succeeded" | "dead" | "not-found";
+export type CancelOutcome = "cancelled" | "cancel-requested" | "already-cancelled" | "succeeded" | "dead" | "not-found";
 
 /** Which of a user's tasks listTasks lists. */
 export type ListState = "queued" | "running" | "dead";
@@ -258,7 +260,11 @@ export interface TaskStore {
     result: AttemptResult,
     retryDelayMs: number,
   ): Promise<FinishOutcome>;
-  /** Hands a held task back to the head of its queue, its attempt not counted; false when its lease was gone. */
+  /**
+   * Hands a held task back to the head of its queue, its attempt not
+   * counted (or ends it cancelled, when its cancel was requested); false when
+   * its lease was gone.
+   */
   release(task: HeldTask): Promise<boolean>;
   /** Extends the leases of tasks still running here; returns how many were extended. */
   renew(tasks: readonly LeasedTask[]): Promise<number>;
@@ -275,7 +281,9 @@ export interface TaskStore {
    * Cancels one of `task.userId`'s tasks if it is queued (it leaves the
    * queue, the next taking its place) or waiting to retry (it leaves the
    * retry schedule): its record ends cancelled and expires the retention
-   * after, as a finished task's. Any other task is left as it is.
+   * after, as a finished task's. A running task is marked: its attempt's
+   * end (finish, release, or a lost lease) ends it cancelled, neither retried
+   * nor dead-lettered. Any other task is left as it is.
    */
   cancelTask(task: { readonly taskId: string; readonly userId: string }): Promise<CancelOutcome>;
   /** Cancels every queued task of the user and every one waiting to retry, as cancelTask; returns how many. */

@@ -192,6 +192,7 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX, partitions: numb
  * | err | the last attempt's error | finish, claim (a lease lost on the last attempt) | GetTask, ListTasks |
  * | adm | 1: admit started the task itself, not a claim from the queue | admit | admit-outcome (must the Submit whose reply was lost run it?) |
  * | c | id of the claim that started the current attempt; absent for a start at Submit or after a release | claim; release deletes | release (only that claim may hand it back) |
+ * | cx | 1: CancelTask asked to cancel it while it ran; its attempt ends it cancelled (not retried) | cancel; deleted when it ends cancelled | finish, release, claim (a lost lease) |
  */
 export const TASK_FIELD = Object.freeze({
   USER: "u",
@@ -205,6 +206,7 @@ export const TASK_FIELD = Object.freeze({
   ERROR: "err",
   STARTED_BY_ADMIT: "adm",
   CLAIM: "c",
+  CANCEL_REQUESTED: "cx",
 } as const);
 
 /** The values of a task's TASK_FIELD.STATE (Lua: `STATE_<NAME>`). */

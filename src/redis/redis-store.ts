@@ -87,6 +87,7 @@ const FINISH_OUTCOMES: ReadonlyMap<number, FinishOutcome> = new Map([
   [FINISH.RETRY_SCHEDULED, "retry-scheduled"],
   [FINISH.DEAD, "dead"],
   [FINISH.DEAD_OVER_CAP, "dead"],
+  [FINISH.CANCELLED, "cancelled"],
 ]);
 
 const STATE_NAMES: Readonly<Record<string, TaskStateName>> = {
@@ -102,7 +103,7 @@ const CANCEL_OUTCOMES: ReadonlyMap<number, CancelOutcome> = new Map([
   [CANCEL.NOT_FOUND, "not-found"],
   [CANCEL.CANCELLED, "cancelled"],
   [CANCEL.ALREADY_CANCELLED, "already-cancelled"],
-  [CANCEL.RUNNING, "running"],
+  [CANCEL.CANCEL_REQUESTED, "cancel-requested"],
   [CANCEL.SUCCEEDED, "succeeded"],
   [CANCEL.DEAD, "dead"],
 ]);
@@ -575,7 +576,7 @@ export class RedisStore implements TaskStore {
         this.options.retentionSeconds,
       ],
     );
-    return Number(released) === RELEASE.RELEASED;
+    return Number(released) === RELEASE.RELEASED || Number(released) === RELEASE.CANCELLED;
   }
 
   /**

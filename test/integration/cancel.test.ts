@@ -104,11 +104,30 @@ describe("CancelTask and PurgeQueue, 1/1h: queued tasks stay queued", () => {
     assert.equal((await firstSnapshot(as(ADMIN_KEY), "")).queued, 2n, "the partition totals count it down too");
   });
 
-  test("a running task and a succeeded task: FAILED_PRECONDITION; an unknown one: NOT_FOUND", async () => {
+  test("a running task: answered RUNNING and marked; its handler runs to its end, then it is CANCELLED, not retried", async () => {
     const admin = as(ADMIN_KEY);
-    const [running] = await fill(admin, "carol", 0);
-    const busy = await expectCode(admin.cancelTask({ taskId: running }), Code.FailedPrecondition);
-    assert.equal(busy.rawMessage, `task ${running} is running; cancelling a running task is not supported yet`);
+    const running = await admin.submit({ userId: "carol", kind: "slow", payload: new TextEncoder().encode("1500") });
+    assert.equal(running.disposition, Disposition.STARTED);
+    const { task } = await admin.cancelTask({ taskId: running.taskId });
+    assert.equal(task?.state, TaskState.RUNNING);
+    assert.equal(
+      await tollgate.redis.hget(keys.forUser("carol").task(running.taskId), "cx"),
+      "1",
+      "marked (TASK_FIELD.CANCEL_REQUESTED)",
+    );
+    const ended = await pollUntil("the task to end cancelled", async () => {
+      const answer = (await admin.getTask({ taskId: running.taskId })).task;
+      return answer?.state === TaskState.CANCELLED ? answer : undefined;
+    });
+    assert.equal(ended.attempts, 1);
+    assert.ok(ended.finishedAt);
+    const snapshot = await firstSnapshot(admin, "carol");
+    assert.deepEqual([snapshot.queued, snapshot.running], [0n, 0n]);
+    assert.equal((await admin.cancelTask({ taskId: running.taskId })).task?.state, TaskState.CANCELLED);
+  });
+
+  test("a succeeded task: FAILED_PRECONDITION; an unknown one: NOT_FOUND", async () => {
+    const admin = as(ADMIN_KEY);
 
     const done = await admin.submit({ userId: "dave" });
     assert.equal(done.disposition, Disposition.STARTED);

@@ -179,6 +179,21 @@ async function everyOperation(store: RedisStore, redis: RedisClient, users: read
     assert.equal(await store.purgeQueue(userId), 2, userId);
     assert.equal(await store.purgeQueue(userId), 0, userId);
     assert.equal((await store.getTask(waiting[2]!))?.state, "cancelled");
+    // A running task whose cancel is requested ends cancelled: at finish (even ok), release, or a lost lease.
+    const startedId = async (): Promise<string> => {
+      const admission = await submit(userId, true);
+      assert.equal(admission.outcome, "started", userId);
+      return (admission as { readonly taskId: string }).taskId;
+    };
+    const [finishing, releasing, abandoned] = [await startedId(), await startedId(), await startedId()];
+    for (const taskId of [finishing, releasing, abandoned])
+      assert.equal(await store.cancelTask({ taskId, userId }), "cancel-requested", userId);
+    assert.equal(await store.finish({ taskId: finishing, userId, attempt: 1 }, { ok: true }, 0), "cancelled");
+    assert.equal(await store.release({ taskId: releasing, userId, attempt: 1 }), true);
+    await sleep(LEASE_MS + 50);
+    assert.deepEqual(await claimAll(userId), [], `${userId}: a cancelled task's lost lease does not run it again`);
+    for (const taskId of [finishing, releasing, abandoned])
+      assert.equal((await store.getTask(taskId))?.state, "cancelled", `${userId}: ${taskId}`);
     const purged = await store.snapshot(userId);
     assert.deepEqual([purged.queued, purged.running, purged.dueAt], [0, 0, undefined], userId);
   }

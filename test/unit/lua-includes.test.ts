@@ -258,6 +258,7 @@ describe("reply codes and task fields: Lua and TypeScript agree", () => {
       "finish-6.lua": "KEYS[1]",
       "release-7.lua": "KEYS[1]",
       "cancel-n.lua": "record",
+      "includes/cancelled.lua": "record",
       "claim-n.lua": "task",
       "includes/dead-letter.lua": "task",
       "includes/task-record.lua": "task",

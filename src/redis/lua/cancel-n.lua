@@ -7,10 +7,13 @@
   place in the heads hash and the due-users set, keeping the user's due
   moment, or the user leaves both when its queue is empty (includes/heads).
   The queued total (q) counts each one down, the stats' waiting-to-retry
-  gauge (w) each retry; one progress message tells watchers. A task that is
-  running, finished, already cancelled, gone or another user's is left as it
-  is. CancelTask sends one task, PurgeQueue a batch of the queue's ids (each
-  record is a declared key, so the caller reads the ids first).
+  gauge (w) each retry; one progress message tells watchers. A running task
+  is marked (FIELD_CANCEL_REQUESTED): its attempt's end then ends it
+  cancelled, neither retried nor dead-lettered (finish, release, or claim
+  recovering its lease). A task that is finished, already cancelled, gone
+  or another user's is left as it is. CancelTask sends one task, PurgeQueue
+  a batch of the queue's ids (each record is a declared key, so the caller
+  reads the ids first).
 
   KEYS[1]  the user's queue list
   KEYS[2]  due-users sorted set
@@ -26,13 +29,14 @@
            and the user's stats hash once nothing of it runs or waits to retry
   then the task ids, one per task hash
   Returns  one code per task, in order: CANCEL_CANCELLED, CANCEL_ALREADY_CANCELLED,
-           CANCEL_RUNNING, CANCEL_SUCCEEDED, CANCEL_DEAD or CANCEL_NOT_FOUND
+           CANCEL_CANCEL_REQUESTED (running, marked), CANCEL_SUCCEEDED, CANCEL_DEAD or CANCEL_NOT_FOUND
            (src/redis/reply-codes.ts)
 ]]
 --- @include "time"
 --- @include "user-stats"
 --- @include "task-fields"
 --- @include "heads"
+--- @include "cancelled"
 --- @include "reply-codes"
 
 local userId, PUBLISH, retention = ARGV[1], ARGV[3], ARGV[4]
@@ -42,7 +46,6 @@ local cancelled, fromQueue, fromRetries = 0, 0, 0
 -- Left as they are; the one state not named here is dead (includes/dead-letter writes it).
 local OTHER_STATES = {
   [STATE_CANCELLED] = CANCEL_ALREADY_CANCELLED,
-  [STATE_RUNNING] = CANCEL_RUNNING,
   [STATE_SUCCEEDED] = CANCEL_SUCCEEDED,
 }
 for i = 5, #ARGV do
@@ -57,12 +60,13 @@ for i = 5, #ARGV do
     else
       fromRetries = fromRetries + redis.call('ZREM', KEYS[4], taskId .. ':' .. userId)
     end
-    redis.call('HSET', record, FIELD_STATE, STATE_CANCELLED, FIELD_FINISHED, now)
-    -- Nobody reads a cancelled task's payload; keep only its record.
-    redis.call('HDEL', record, FIELD_PAYLOAD, FIELD_CLAIM)
-    redis.call('EXPIRE', record, retention)
+    endCancelled(record, now, retention)
     cancelled = cancelled + 1
     code = CANCEL_CANCELLED
+  elseif fields[2] == STATE_RUNNING then
+    -- Its attempt ends it cancelled (finish, release, or claim when its lease runs out).
+    redis.call('HSET', record, FIELD_CANCEL_REQUESTED, 1)
+    code = CANCEL_CANCEL_REQUESTED
   else
     code = OTHER_STATES[fields[2]] or CANCEL_DEAD
   end

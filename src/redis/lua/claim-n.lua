@@ -7,7 +7,7 @@
 
   1. Tasks whose lease has expired (their process died or stalled) go back to
      the head of their user's queue, or to its dead-letter list when they have
-     used every attempt.
+     used every attempt, or end cancelled when their cancel was requested.
   2. Tasks whose retry backoff is over go back to the head of their queue.
   3. Up to ARGV[1] due users, in the order given (earliest due first, so
      users are served round-robin when slots are scarce), each have their
@@ -41,7 +41,7 @@
   ARGV[7]  claim id, stored on each claimed task hash (FIELD_CLAIM)
   ARGV[8]  how long the claim's record is kept, ms
   ARGV[9]  retention, seconds: how long a user's stats hash is kept once
-           nothing of the user runs or waits to retry
+           nothing of the user runs or waits to retry, and a cancelled task's record
   ARGV[10] dead-letter retention, seconds
   ARGV[11] W: windows per user
   then per window: limit, duration in seconds
@@ -64,6 +64,7 @@
 --- @include "user-stats"
 --- @include "task-fields"
 --- @include "heads"
+--- @include "cancelled"
 
 local now = currentMs()
 local maxClaims = tonumber(ARGV[1])
@@ -129,6 +130,12 @@ local function requeue(item, set, from)
   end
   if from == 'lease' then
     changeStats(user, 'r', -1)
+    if redis.call('HGET', task, FIELD_CANCEL_REQUESTED) then
+      -- Cancelled while it ran: it ends here, not run again.
+      endCancelled(task, now, retention)
+      redis.call(PUBLISH, progress, user.id)
+      return false
+    end
     if tonumber(redis.call('HGET', task, FIELD_ATTEMPTS) or '0') >= maxAttempts then
       attemptFailed(task, user.stats, KEYS[4], 'its process stopped while running it, on the last attempt', now)
       deadLettered = deadLettered + 1

@@ -148,8 +148,9 @@ const (
 	TaskState_TASK_STATE_FAILED TaskState = 4
 	// Every attempt failed; the task is in its user's dead-letter list.
 	TaskState_TASK_STATE_DEAD TaskState = 5
-	// Cancelled (CancelTask or PurgeQueue) before it started, or while it
-	// waited to retry; it will not run again.
+	// Cancelled (CancelTask or PurgeQueue) before it started or while it
+	// waited to retry, or cancelled while it ran and its attempt has ended;
+	// it will not run again.
 	TaskState_TASK_STATE_CANCELLED TaskState = 6
 )
 
@@ -1069,7 +1070,8 @@ func (x *CancelTaskRequest) GetTaskId() string {
 
 type CancelTaskResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The task after the call (state CANCELLED).
+	// The task after the call: CANCELLED, or RUNNING for a running task
+	// (marked; it ends CANCELLED when its attempt ends).
 	Task          *Task `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

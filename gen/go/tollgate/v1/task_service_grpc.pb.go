@@ -65,15 +65,17 @@ type TaskServiceClient interface {
 	// CancelTask cancels one task that has not started, or is waiting to
 	// retry: it leaves its user's queue (the next task takes its place) or the
 	// retry schedule, and its record ends CANCELLED, kept for the retention
-	// like a finished task's. Cancelling a CANCELLED task again answers OK
-	// with it (idempotent).
+	// like a finished task's. A running task is marked and answered RUNNING:
+	// its handler is not interrupted (it gets no abort signal) and runs to its
+	// end, and then the task ends CANCELLED, neither retried nor
+	// dead-lettered, whatever the handler did. Cancelling a CANCELLED task
+	// again answers OK with it (idempotent).
 	//
 	// Errors: INVALID_ARGUMENT for a missing or malformed task_id; NOT_FOUND
 	// for an unknown task id (or one whose record expired);
 	// PERMISSION_DENIED when a user's key names another user's task (as
 	// GetTask); FAILED_PRECONDITION for a task that already finished
-	// (succeeded or dead), and for a running task: cancelling a running task is
-	// not supported yet.
+	// (succeeded or dead).
 	CancelTask(ctx context.Context, in *CancelTaskRequest, opts ...grpc.CallOption) (*CancelTaskResponse, error)
 	// PurgeQueue cancels every task of one user that has not started, or is
 	// waiting to retry, as CancelTask does each, and says how many. Running
@@ -199,15 +201,17 @@ type TaskServiceServer interface {
 	// CancelTask cancels one task that has not started, or is waiting to
 	// retry: it leaves its user's queue (the next task takes its place) or the
 	// retry schedule, and its record ends CANCELLED, kept for the retention
-	// like a finished task's. Cancelling a CANCELLED task again answers OK
-	// with it (idempotent).
+	// like a finished task's. A running task is marked and answered RUNNING:
+	// its handler is not interrupted (it gets no abort signal) and runs to its
+	// end, and then the task ends CANCELLED, neither retried nor
+	// dead-lettered, whatever the handler did. Cancelling a CANCELLED task
+	// again answers OK with it (idempotent).
 	//
 	// Errors: INVALID_ARGUMENT for a missing or malformed task_id; NOT_FOUND
 	// for an unknown task id (or one whose record expired);
 	// PERMISSION_DENIED when a user's key names another user's task (as
 	// GetTask); FAILED_PRECONDITION for a task that already finished
-	// (succeeded or dead), and for a running task: cancelling a running task is
-	// not supported yet.
+	// (succeeded or dead).
 	CancelTask(context.Context, *CancelTaskRequest) (*CancelTaskResponse, error)
 	// PurgeQueue cancels every task of one user that has not started, or is
 	// waiting to retry, as CancelTask does each, and says how many. Running

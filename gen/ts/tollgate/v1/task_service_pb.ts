@@ -460,7 +460,8 @@ export const CancelTaskRequestSchema: GenMessage<CancelTaskRequest> = /*@__PURE_
  */
 export type CancelTaskResponse = Message<"tollgate.v1.CancelTaskResponse"> & {
   /**
-   * The task after the call (state CANCELLED).
+   * The task after the call: CANCELLED, or RUNNING for a running task
+   * (marked; it ends CANCELLED when its attempt ends).
    *
    * @generated from field: tollgate.v1.Task task = 1;
    */
@@ -634,8 +635,9 @@ export enum TaskState {
   DEAD = 5,
 
   /**
-   * Cancelled (CancelTask or PurgeQueue) before it started, or while it
-   * waited to retry; it will not run again.
+   * Cancelled (CancelTask or PurgeQueue) before it started or while it
+   * waited to retry, or cancelled while it ran and its attempt has ended;
+   * it will not run again.
    *
    * @generated from enum value: TASK_STATE_CANCELLED = 6;
    */
@@ -760,15 +762,17 @@ export const TaskService: GenService<{
    * CancelTask cancels one task that has not started, or is waiting to
    * retry: it leaves its user's queue (the next task takes its place) or the
    * retry schedule, and its record ends CANCELLED, kept for the retention
-   * like a finished task's. Cancelling a CANCELLED task again answers OK
-   * with it (idempotent).
+   * like a finished task's. A running task is marked and answered RUNNING:
+   * its handler is not interrupted (it gets no abort signal) and runs to its
+   * end, and then the task ends CANCELLED, neither retried nor
+   * dead-lettered, whatever the handler did. Cancelling a CANCELLED task
+   * again answers OK with it (idempotent).
    *
    * Errors: INVALID_ARGUMENT for a missing or malformed task_id; NOT_FOUND
    * for an unknown task id (or one whose record expired);
    * PERMISSION_DENIED when a user's key names another user's task (as
    * GetTask); FAILED_PRECONDITION for a task that already finished
-   * (succeeded or dead), and for a running task: cancelling a running task is
-   * not supported yet.
+   * (succeeded or dead).
    *
    * @generated from rpc tollgate.v1.TaskService.CancelTask
    */
