@@ -292,8 +292,8 @@ function describeTask(task: Task): string {
 const CANCEL_HELP = `Usage: tollgate cancel TASK_ID [flags]
 
 Cancels a task (CancelTask) that has not started or waits to retry: it leaves
-its user's queue and ends CANCELLED. A running task is marked and ends
-CANCELLED when its handler returns (it is not interrupted). Prints the task as
+its user's queue and ends CANCELLED. A running task's handler is aborted and
+the task ends CANCELLED, not retried. Prints the task as
 it is after the call; cancelling a cancelled task again is not an error. A
 finished task is refused (FAILED_PRECONDITION).
 

@@ -22,9 +22,9 @@ export function checkPurgeQueue(caller: Identity, userId: string): void {
 
 /**
  * Cancels the task `taskId` if the caller may (its record names the user)
- * and it has not started or waits to retry; a running task is marked, and
- * answered RUNNING (its attempt's end makes it CANCELLED; its handler runs
- * on, it is not signalled); a task cancelled before answers as it is.
+ * and it has not started or waits to retry; a running task is marked (its
+ * handler is aborted, and its attempt's end makes it CANCELLED) and answered
+ * as it is then; a task cancelled before answers as it is.
  * Returns the task's record after the call.
  */
 export async function cancelTask(

@@ -232,6 +232,9 @@ export interface LeasedTask {
 /** Something about `userId`'s queue changed (a submit, a start, an end). */
 export type ProgressListener = (userId: string) => void;
 
+/** CancelTask marked a running task (its id): the process running it should abort its handler. */
+export type CancelListener = (taskId: string) => void;
+
 /** Whether the store is reachable: told at once, then at every change. */
 export type AvailabilityListener = (available: boolean) => void;
 
@@ -304,6 +307,12 @@ export interface TaskStore {
   onWake(listener: WakeListener): Promise<Unsubscribe>;
   /** Calls `listener` at every progress event of any queue; as onWake otherwise. */
   onProgress(listener: ProgressListener): Promise<Unsubscribe>;
+  /**
+   * Calls `listener` whenever CancelTask marks a running task, on any
+   * process; as onWake otherwise. A message missed (a reconnect) leaves the
+   * handler running to its end; the task ends cancelled all the same.
+   */
+  onCancel(listener: CancelListener): Promise<Unsubscribe>;
   /**
    * Calls `listener` now with whether the store is reachable, then whenever
    * that changes; returns the way to stop (idempotent).

@@ -75,6 +75,11 @@ export interface PartitionKeys {
   /** Pub/sub channel (sharded on a Cluster): the published user's counts changed. */
   readonly progressChannel: string;
   /**
+   * Pub/sub channel (sharded on a Cluster): CancelTask marked the published
+   * running task (id); the process running it aborts its handler.
+   */
+  readonly cancelChannel: string;
+  /**
    * Hash: one task's record; its fields are TASK_FIELD, documented below.
    * Owned while queued, running or waiting to retry by the queue, leases or
    * retries that name it (no expiry then); expires TOLLGATE_RETENTION after
@@ -146,6 +151,7 @@ function partitionKeys(prefix: string, partition: number, tag: string): Partitio
     stats: (userId: string) => `${base}:u:${userId}`,
     totals: `${base}:totals`,
     progressChannel: `${base}:progress`,
+    cancelChannel: `${base}:cancel`,
     task: (taskId: string) => `${base}:t:${taskId}`,
     claim: (claimId: string) => `${base}:c:${claimId}`,
     idempotency: (userId: string, key: string) => `${base}:i:${Buffer.byteLength(userId)}:${userId}:${key}`,
@@ -192,7 +198,7 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX, partitions: numb
  * | err | the last attempt's error | finish, claim (a lease lost on the last attempt) | GetTask, ListTasks |
  * | adm | 1: admit started the task itself, not a claim from the queue | admit | admit-outcome (must the Submit whose reply was lost run it?) |
  * | c | id of the claim that started the current attempt; absent for a start at Submit or after a release | claim; release deletes | release (only that claim may hand it back) |
- * | cx | 1: CancelTask asked to cancel it while it ran; its attempt ends it cancelled (not retried) | cancel; deleted when it ends cancelled | finish, release, claim (a lost lease) |
+ * | cx | 1: CancelTask asked to cancel it while it ran (and published its id on cancelChannel); its attempt ends it cancelled (not retried) | cancel; deleted when it ends cancelled | finish, release, claim (a lost lease) |
  */
 export const TASK_FIELD = Object.freeze({
   USER: "u",

@@ -33,6 +33,7 @@ import {
   type ListState,
   type QueueSnapshot,
   type AvailabilityListener,
+  type CancelListener,
   type ProgressListener,
   type Submission,
   type TaskRecord,
@@ -772,7 +773,14 @@ export class RedisStore implements TaskStore {
         partition.totals,
         ...taskIds.map((taskId) => partition.task(taskId)),
       ],
-      [userId, partition.progressChannel, this.publish, this.options.retentionSeconds, ...taskIds],
+      [
+        userId,
+        partition.progressChannel,
+        this.publish,
+        this.options.retentionSeconds,
+        partition.cancelChannel,
+        ...taskIds,
+      ],
     );
     return reply as unknown[];
   }
@@ -878,6 +886,14 @@ export class RedisStore implements TaskStore {
     return this.listenEverywhere(
       (partition) => partition.progressChannel,
       (_partition, userId) => listener(userId),
+    );
+  }
+
+  /** Running tasks CancelTask marked (their ids), from any process, in any partition. */
+  onCancel(listener: CancelListener): Promise<Unsubscribe> {
+    return this.listenEverywhere(
+      (partition) => partition.cancelChannel,
+      (_partition, taskId) => listener(taskId),
     );
   }
 

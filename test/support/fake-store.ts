@@ -3,6 +3,7 @@
 // the test says so. Not a second backend: it stores nothing.
 import type {
   AvailabilityListener,
+  CancelListener,
   ClaimResult,
   HeldTask,
   ListOptions,
@@ -158,6 +159,16 @@ export class FakeStore implements TaskStore {
   /** Delivers a wake-up to every wake listener; undefined says wakes may have been missed. */
   wake(wake: Wake | undefined): void {
     for (const listener of [...this.wakeListeners]) listener(wake);
+  }
+
+  /** Subscribed cancel listeners. */
+  readonly cancelListeners = new Set<CancelListener>();
+
+  async onCancel(listener: CancelListener): Promise<Unsubscribe> {
+    this.cancelListeners.add(listener);
+    return async () => {
+      this.cancelListeners.delete(listener);
+    };
   }
 
   async onProgress(listener: ProgressListener): Promise<Unsubscribe> {

@@ -27,6 +27,8 @@
   ARGV[3]  "SPUBLISH" on a Redis Cluster (sharded pub/sub), else "PUBLISH"
   ARGV[4]  retention, seconds: how long a cancelled task's record is kept,
            and the user's stats hash once nothing of it runs or waits to retry
+  ARGV[5]  cancel channel: a marked running task's id is published there, so
+           the process running it aborts its handler
   then the task ids, one per task hash
   Returns  one code per task, in order: CANCEL_CANCELLED, CANCEL_ALREADY_CANCELLED,
            CANCEL_CANCEL_REQUESTED (running, marked), CANCEL_SUCCEEDED, CANCEL_DEAD or CANCEL_NOT_FOUND
@@ -48,8 +50,8 @@ local OTHER_STATES = {
   [STATE_CANCELLED] = CANCEL_ALREADY_CANCELLED,
   [STATE_SUCCEEDED] = CANCEL_SUCCEEDED,
 }
-for i = 5, #ARGV do
-  local taskId, record = ARGV[i], KEYS[i + 2]
+for i = 6, #ARGV do
+  local taskId, record = ARGV[i], KEYS[i + 1]
   local fields = redis.call('HMGET', record, FIELD_USER, FIELD_STATE)
   local code
   if fields[1] ~= userId then
@@ -66,6 +68,7 @@ for i = 5, #ARGV do
   elseif fields[2] == STATE_RUNNING then
     -- Its attempt ends it cancelled (finish, release, or claim when its lease runs out).
     redis.call('HSET', record, FIELD_CANCEL_REQUESTED, 1)
+    redis.call(PUBLISH, ARGV[5], taskId)
     code = CANCEL_CANCEL_REQUESTED
   else
     code = OTHER_STATES[fields[2]] or CANCEL_DEAD

@@ -51,9 +51,11 @@ local now = currentMs()
 redis.call('ZREM', KEYS[2], member)
 statsAdd(KEYS[5], 'r', -1, now)
 if redis.call('HGET', KEYS[1], FIELD_CANCEL_REQUESTED) then
-  -- Cancelled while it ran: it ends here, whatever the attempt did; a failure is still counted.
+  -- Cancelled while it ran: it ends here, whatever the attempt did (its
+  -- handler was most likely aborted); an error is kept, not counted as a
+  -- failed attempt.
   if ARGV[3] ~= 'ok' then
-    attemptFailed(KEYS[1], KEYS[5], KEYS[6], ARGV[4], now)
+    redis.call('HSET', KEYS[1], FIELD_ERROR, ARGV[4])
   end
   endCancelled(KEYS[1], now, ARGV[5])
   statsSettle(KEYS[5], ARGV[5])

@@ -762,11 +762,11 @@ export const TaskService: GenService<{
    * CancelTask cancels one task that has not started, or is waiting to
    * retry: it leaves its user's queue (the next task takes its place) or the
    * retry schedule, and its record ends CANCELLED, kept for the retention
-   * like a finished task's. A running task is marked and answered RUNNING:
-   * its handler is not interrupted (it gets no abort signal) and runs to its
-   * end, and then the task ends CANCELLED, neither retried nor
-   * dead-lettered, whatever the handler did. Cancelling a CANCELLED task
-   * again answers OK with it (idempotent).
+   * like a finished task's. A running task is marked and answered as it is
+   * (RUNNING, or CANCELLED if it ended meanwhile): its handler gets its abort
+   * signal, and when the attempt ends the task ends CANCELLED, neither
+   * retried nor dead-lettered, whatever the handler did. Cancelling a
+   * CANCELLED task again answers OK with it (idempotent).
    *
    * Errors: INVALID_ARGUMENT for a missing or malformed task_id; NOT_FOUND
    * for an unknown task id (or one whose record expired);
