@@ -9,6 +9,7 @@ Commands:
   watch     a live progress bar of a queue draining
   task      a task's state, attempts and timestamps
   tasks     list a user's queued, running or dead tasks
+  dead      requeue or purge a user's dead-lettered tasks
   health    whether the server is serving (exit 0) or not (exit 1)
 
 Run "tollgate <command> --help" for its flags.
@@ -17,12 +18,13 @@ Exit codes: 0 ok, 1 the call failed (the error is printed with its gRPC code),
 
 /** The client commands' names in commands.ts, loaded only when one runs (serve needs none of the client). */
 const CLIENT_COMMANDS: Readonly<
-  Record<string, "submitCommand" | "watchCommand" | "taskCommand" | "tasksCommand" | "healthCommand">
+  Record<string, "submitCommand" | "watchCommand" | "taskCommand" | "tasksCommand" | "deadCommand" | "healthCommand">
 > = {
   submit: "submitCommand",
   watch: "watchCommand",
   task: "taskCommand",
   tasks: "tasksCommand",
+  dead: "deadCommand",
   health: "healthCommand",
 };
 

@@ -12,6 +12,7 @@ import type { Identity } from "../core/authorization.js";
 import type { RatePolicy } from "../core/rate-policy.js";
 import { checkGetTask, checkWatchQueue } from "../core/reads.js";
 import { checkListTasks } from "../core/list-tasks.js";
+import { checkDeadLetters } from "../core/dead-letters.js";
 import { malformedRequest, unauthenticated } from "../core/service-error.js";
 import type { TaskStore } from "../core/store.js";
 import { decideSubmit, type SubmitCommand, type SubmitRules } from "../core/submit.js";
@@ -21,6 +22,8 @@ import {
   TaskService,
   type GetTaskRequest,
   type ListTasksRequest,
+  type PurgeDeadLettersRequest,
+  type RequeueDeadLettersRequest,
   type SubmitRequest,
   type WatchQueueRequest,
 } from "../../gen/ts/tollgate/v1/task_service_pb.js";
@@ -86,6 +89,18 @@ export function rateLimitInterceptor(options: RateLimitInterceptorOptions): Serv
       methodPath(TaskService, "ListTasks"),
       async (message, context) => {
         checkListTasks(context.caller, listTasksRequest(message as ListTasksRequest));
+      },
+    ],
+    [
+      methodPath(TaskService, "RequeueDeadLetters"),
+      async (message, context) => {
+        checkDeadLetters(context.caller, "requeue", message as RequeueDeadLettersRequest);
+      },
+    ],
+    [
+      methodPath(TaskService, "PurgeDeadLetters"),
+      async (message, context) => {
+        checkDeadLetters(context.caller, "purge", message as PurgeDeadLettersRequest);
       },
     ],
   ]);

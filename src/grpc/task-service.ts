@@ -10,12 +10,15 @@ import type { RatePolicy } from "../core/rate-policy.js";
 import { readTask } from "../core/reads.js";
 import { checkListTasks, listTasks } from "../core/list-tasks.js";
 import { listTasksRequest } from "./list-tasks.js";
+import { changeDeadLetters, checkDeadLetters } from "../core/dead-letters.js";
 import type { ListedTask, TaskStore, TaskRecord, TaskStateName } from "../core/store.js";
 import type { SubmitDecision, WindowState } from "../core/submit.js";
 import {
   Disposition,
   GetTaskResponseSchema,
   ListTasksResponseSchema,
+  PurgeDeadLettersResponseSchema,
+  RequeueDeadLettersResponseSchema,
   SubmitResponseSchema,
   TaskSchema,
   TaskState,
@@ -24,6 +27,10 @@ import {
   type GetTaskResponse,
   type ListTasksRequest,
   type ListTasksResponse,
+  type PurgeDeadLettersRequest,
+  type PurgeDeadLettersResponse,
+  type RequeueDeadLettersRequest,
+  type RequeueDeadLettersResponse,
   type SubmitRequest,
   type SubmitResponse,
   type WatchQueueRequest,
@@ -44,6 +51,16 @@ export function taskServiceImplementation(options: TaskServiceOptions): UntypedS
     submit: unary<SubmitRequest, SubmitResponse>(options.logger, async (call) => submitResponse(decisionOf(call))),
     getTask: unary<GetTaskRequest, GetTaskResponse>(options.logger, async (call) => getTask(call, options)),
     listTasks: unary<ListTasksRequest, ListTasksResponse>(options.logger, async (call) => listTaskPage(call, options)),
+    requeueDeadLetters: unary<RequeueDeadLettersRequest, RequeueDeadLettersResponse>(options.logger, async (call) => {
+      const query = checkDeadLetters(callContextOf(call).caller, "requeue", call.request);
+      const result = await changeDeadLetters(options.queue, "requeue", query);
+      return create(RequeueDeadLettersResponseSchema, { requeued: result.done, notFound: [...result.notFound] });
+    }),
+    purgeDeadLetters: unary<PurgeDeadLettersRequest, PurgeDeadLettersResponse>(options.logger, async (call) => {
+      const query = checkDeadLetters(callContextOf(call).caller, "purge", call.request);
+      const result = await changeDeadLetters(options.queue, "purge", query);
+      return create(PurgeDeadLettersResponseSchema, { purged: result.done, notFound: [...result.notFound] });
+    }),
     watchQueue: (call: ServerWritableStream<WatchQueueRequest, WatchQueueResponse>) => {
       void serveWatchQueue(call, options.hub, options.policy, options.logger);
     },

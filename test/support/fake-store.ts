@@ -4,6 +4,8 @@
 import type {
   AvailabilityListener,
   ClaimResult,
+  DeadLetterResult,
+  DeadLetterSelection,
   HeldTask,
   ListOptions,
   ListPage,
@@ -120,6 +122,24 @@ export class FakeStore implements TaskStore {
   async listTasks(userId: string, state: ListState, options: ListOptions): Promise<ListPage> {
     this.listed.push({ userId, state, options });
     return this.listAnswers.shift() ?? { tasks: [], next: undefined };
+  }
+
+  /** requeueDeadLetters and purgeDeadLetters calls, oldest first. */
+  readonly deadLetterCalls: {
+    readonly action: "requeue" | "purge";
+    readonly userId: string;
+    readonly tasks: DeadLetterSelection;
+  }[] = [];
+
+  /** Answers every id asked for as done (none for "all"). */
+  async requeueDeadLetters(userId: string, tasks: DeadLetterSelection): Promise<DeadLetterResult> {
+    this.deadLetterCalls.push({ action: "requeue", userId, tasks });
+    return { done: tasks === "all" ? 0 : tasks.length, notFound: [] };
+  }
+
+  async purgeDeadLetters(userId: string, tasks: DeadLetterSelection): Promise<DeadLetterResult> {
+    this.deadLetterCalls.push({ action: "purge", userId, tasks });
+    return { done: tasks === "all" ? 0 : tasks.length, notFound: [] };
   }
 
   snapshot(userId: string): Promise<QueueSnapshot> {

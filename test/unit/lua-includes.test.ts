@@ -75,7 +75,7 @@ const RULES = [
   { rule: "dead-lettering: trimming the list at its cap", include: "dead-letter", pattern: /'LREM'/ },
   { rule: "dead-lettering: the record's and the list's end", include: "dead-letter", pattern: /'EXPIRE', (task|dead)/ },
   { rule: "a user's stats: a new hash's generation", include: "user-stats", pattern: /'e', now/ },
-  { rule: "a user's stats: kept while in use, else expiring", include: "user-stats", pattern: /'PERSIST'/ },
+  { rule: "a user's stats: kept while in use, else expiring", include: "user-stats", pattern: /'PERSIST', stats/ },
   { rule: "dead-lettering: the dead state", include: "dead-letter", pattern: /STATE_DEAD/ },
   { rule: "counting a failed attempt", include: "dead-letter", pattern: /'f', 1\)/ },
   { rule: "storing a new task record", include: "task-record", pattern: /FIELD_SUBMITTED/ },
@@ -159,7 +159,13 @@ describe("Lua rules are written once", () => {
 
   test("every script that takes rate windows reads and uses them through the window include", () => {
     const windowed = scriptFiles.filter(takesWindows);
-    assert.deepEqual(windowed, ["admit-n.lua", "admit-outcome-n.lua", "claim-n.lua", "snapshot-n.lua"]);
+    assert.deepEqual(windowed, [
+      "admit-n.lua",
+      "admit-outcome-n.lua",
+      "claim-n.lua",
+      "requeue-dead-letters-n.lua",
+      "snapshot-n.lua",
+    ]);
     for (const file of windowed) {
       assert.ok(includedBy(file).has("window"), `${file} includes "window"`);
       assert.match(
