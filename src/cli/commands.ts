@@ -47,7 +47,7 @@ const CONNECTION_HELP = `Connection flags (every command):
   --tls-cert FILE --tls-key FILE for mutual TLS
   --json               print one JSON object per answer or message, for scripts`;
 
-type Values = Record<string, string | boolean | undefined>;
+type Values = Record<string, string | boolean | string[] | undefined>;
 
 function parse<T extends NonNullable<ParseArgsConfig["options"]>>(
   args: readonly string[],
@@ -310,6 +310,49 @@ export async function cancelCommand(args: readonly string[]): Promise<number> {
     console.log(JSON.stringify(json));
   } else {
     for (const [key, value] of Object.entries(json.task ?? {})) console.log(`${key}: ${String(value)}`);
+  }
+  return 0;
+}
+
+const DEAD_HELP = `Usage: tollgate dead requeue|purge --user ID (--task ID ... | --all) [flags]
+
+Acts on a user's dead-lettered tasks (list them with tollgate tasks --state
+dead):
+  requeue   put them back at the tail of the queue with fresh attempts
+            (RequeueDeadLetters); they start as the rate policy allows
+  purge     delete them and their records (PurgeDeadLetters)
+Prints how many were requeued or purged, and the ids not on the list.
+  --user ID    the user whose dead letters to act on (required)
+  --task ID    a dead-lettered task id; repeat for several (at most 1000)
+  --all        every dead letter of the user instead
+
+${CONNECTION_HELP}`;
+
+export async function deadCommand(args: readonly string[]): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    { user: { type: "string" }, task: { type: "string", multiple: true }, all: { type: "boolean" } },
+    true,
+  );
+  if (values.help) return help(DEAD_HELP);
+  const [action, ...extra] = positionals;
+  if ((action !== "requeue" && action !== "purge") || extra.length > 0)
+    throw new UsageError("give one action: requeue or purge");
+  const userId = requireUser(values);
+  const taskIds = values.task ?? [];
+  if (taskIds.length === 0 && !values.all) throw new UsageError("give --task ID (repeatable) or --all");
+  if (taskIds.length > 0 && values.all) throw new UsageError("give --task or --all, not both");
+  const client = createTollgateClient(connection(values));
+  const answer =
+    action === "requeue"
+      ? await client.requeueDeadLetters({ userId, taskIds })
+      : await client.purgeDeadLetters({ userId, taskIds });
+  const done = "requeued" in answer ? answer.requeued : answer.purged;
+  if (values.json) {
+    console.log(JSON.stringify({ [action === "requeue" ? "requeued" : "purged"]: done, notFound: answer.notFound }));
+  } else {
+    console.log(`${action === "requeue" ? "requeued" : "purged"} ${done}`);
+    if (answer.notFound.length > 0) console.log(`not found: ${answer.notFound.join(" ")}`);
   }
   return 0;
 }

@@ -11,6 +11,7 @@ Commands:
   tasks     list a user's queued, running or dead tasks
   cancel    cancel a task that has not started or waits to retry
   purge     cancel every task a user has queued (--user ID)
+  dead      requeue or purge a user's dead-lettered tasks
   health    whether the server is serving (exit 0) or not (exit 1)
 
 Run "tollgate <command> --help" for its flags.
@@ -27,6 +28,7 @@ const CLIENT_COMMANDS: Readonly<
     | "tasksCommand"
     | "cancelCommand"
     | "purgeCommand"
+    | "deadCommand"
     | "healthCommand"
   >
 > = {
@@ -36,6 +38,7 @@ const CLIENT_COMMANDS: Readonly<
   tasks: "tasksCommand",
   cancel: "cancelCommand",
   purge: "purgeCommand",
+  dead: "deadCommand",
   health: "healthCommand",
 };
 

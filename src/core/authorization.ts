@@ -63,3 +63,8 @@ export function authorizePurge(caller: Identity, userId: string): void {
 export function authorizeList(caller: Identity, userId: string): void {
   if (!mayActFor(caller, userId)) denied(caller, `list user "${userId}"'s tasks`);
 }
+
+/** Requeue or purge `userId`'s dead letters. */
+export function authorizeDeadLetters(caller: Identity, action: "requeue" | "purge", userId: string): void {
+  if (!mayActFor(caller, userId)) denied(caller, `${action} user "${userId}"'s dead letters`);
+}

@@ -188,6 +188,20 @@ export interface ListPage {
   readonly next: string | undefined;
 }
 
+/** What requeueDeadLetters or purgeDeadLetters did. */
+export interface DeadLetterResult {
+  /** Dead letters requeued (or purged). */
+  readonly done: number;
+  /**
+   * Ids not on the user's dead-letter list, in the order asked; for a
+   * requeue also ids on it whose record had expired (they left the list).
+   */
+  readonly notFound: readonly string[];
+}
+
+/** The dead letters to requeue or purge: these ids, or every one on the list. */
+export type DeadLetterSelection = readonly string[] | "all";
+
 /**
  * The store cannot serve now: it is unreachable (down, a dropped connection,
  * a command not answered in time, "not now" replies while it loads or fails
@@ -291,6 +305,16 @@ export interface TaskStore {
   cancelTask(task: { readonly taskId: string; readonly userId: string }): Promise<CancelOutcome>;
   /** Cancels every queued task of the user and every one waiting to retry, as cancelTask; returns how many. */
   purgeQueue(userId: string): Promise<number>;
+  /**
+   * Puts dead letters of `userId` back at the tail of the user's queue with
+   * fresh attempts (queued, no attempts, error or end, no expiry), scheduling
+   * the user when its queue was empty; they leave the dead-letter list. The
+   * backlog cap does not apply. "all": every id on the list when the call
+   * began, oldest first, in batches (not atomic as a whole; each batch is).
+   */
+  requeueDeadLetters(userId: string, tasks: DeadLetterSelection): Promise<DeadLetterResult>;
+  /** Deletes dead letters of `userId`: off the list, their records deleted. "all" as for requeueDeadLetters. */
+  purgeDeadLetters(userId: string, tasks: DeadLetterSelection): Promise<DeadLetterResult>;
   /** One user's counts and windows, read together. */
   snapshot(userId: string): Promise<QueueSnapshot>;
   /** Every queue's counts together (the sum over the partitions). */

@@ -13,6 +13,7 @@ import type { RatePolicy } from "../core/rate-policy.js";
 import { checkGetTask, checkWatchQueue } from "../core/reads.js";
 import { checkListTasks } from "../core/list-tasks.js";
 import { checkCancelTask, checkPurgeQueue } from "../core/cancel.js";
+import { checkDeadLetters } from "../core/dead-letters.js";
 import { malformedRequest, unauthenticated } from "../core/service-error.js";
 import type { TaskStore } from "../core/store.js";
 import { decideSubmit, type SubmitCommand, type SubmitRules } from "../core/submit.js";
@@ -24,6 +25,8 @@ import {
   type GetTaskRequest,
   type ListTasksRequest,
   type PurgeQueueRequest,
+  type PurgeDeadLettersRequest,
+  type RequeueDeadLettersRequest,
   type SubmitRequest,
   type WatchQueueRequest,
 } from "../../gen/ts/tollgate/v1/task_service_pb.js";
@@ -95,6 +98,18 @@ export function rateLimitInterceptor(options: RateLimitInterceptorOptions): Serv
     [
       methodPath(TaskService, "PurgeQueue"),
       async (message, context) => checkPurgeQueue(context.caller, (message as PurgeQueueRequest).userId),
+    ],
+    [
+      methodPath(TaskService, "RequeueDeadLetters"),
+      async (message, context) => {
+        checkDeadLetters(context.caller, "requeue", message as RequeueDeadLettersRequest);
+      },
+    ],
+    [
+      methodPath(TaskService, "PurgeDeadLetters"),
+      async (message, context) => {
+        checkDeadLetters(context.caller, "purge", message as PurgeDeadLettersRequest);
+      },
     ],
   ]);
   return (method, call) => {

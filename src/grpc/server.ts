@@ -24,6 +24,8 @@ import { TaskService, file_tollgate_v1_task_service } from "../../gen/ts/tollgat
 /** Streams one connection may have open at once (1,000 watchers need 10 connections). */
 const MAX_CONCURRENT_STREAMS = 100;
 const RETRY_MAX_MS = 300_000;
+/** How long close() still waits for grpc-js' own close callback once it has forced the shutdown. */
+const FORCED_CLOSE_WAIT_MS = 250;
 /**
  * grpc-js refuses larger messages itself, with RESOURCE_EXHAUSTED; below this
  * our own check answers INVALID_ARGUMENT naming the payload, so the bound sits
@@ -149,7 +151,13 @@ export async function startServer(
         // Open streams would hold tryShutdown forever: end them first.
         hub.close(unavailable("server shutting down; reconnect to another instance"));
         await new Promise<void>((resolve) => {
-          const force = setTimeout(() => server.forceShutdown(), graceMs);
+          const force = setTimeout(() => {
+            server.forceShutdown();
+            // forceShutdown ends every HTTP/2 session, but the listener's
+            // close still waits for sockets that never became one (a TLS
+            // handshake in progress): do not wait on those.
+            setTimeout(resolve, FORCED_CLOSE_WAIT_MS).unref();
+          }, graceMs);
           server.tryShutdown(() => {
             clearTimeout(force);
             resolve();

@@ -11,6 +11,7 @@ import { readTask } from "../core/reads.js";
 import { checkListTasks, listTasks } from "../core/list-tasks.js";
 import { listTasksRequest } from "./list-tasks.js";
 import { cancelTask, purgeQueue } from "../core/cancel.js";
+import { changeDeadLetters, checkDeadLetters } from "../core/dead-letters.js";
 import type { ListedTask, TaskStore, TaskRecord, TaskStateName } from "../core/store.js";
 import type { SubmitDecision, WindowState } from "../core/submit.js";
 import {
@@ -19,6 +20,8 @@ import {
   GetTaskResponseSchema,
   PurgeQueueResponseSchema,
   ListTasksResponseSchema,
+  PurgeDeadLettersResponseSchema,
+  RequeueDeadLettersResponseSchema,
   SubmitResponseSchema,
   TaskSchema,
   TaskState,
@@ -31,6 +34,10 @@ import {
   type ListTasksResponse,
   type PurgeQueueRequest,
   type PurgeQueueResponse,
+  type PurgeDeadLettersRequest,
+  type PurgeDeadLettersResponse,
+  type RequeueDeadLettersRequest,
+  type RequeueDeadLettersResponse,
   type SubmitRequest,
   type SubmitResponse,
   type WatchQueueRequest,
@@ -55,6 +62,16 @@ export function taskServiceImplementation(options: TaskServiceOptions): UntypedS
     purgeQueue: unary<PurgeQueueRequest, PurgeQueueResponse>(options.logger, async (call) =>
       create(PurgeQueueResponseSchema, { cancelled: await purgeQueue(options.queue, call.request.userId) }),
     ),
+    requeueDeadLetters: unary<RequeueDeadLettersRequest, RequeueDeadLettersResponse>(options.logger, async (call) => {
+      const query = checkDeadLetters(callContextOf(call).caller, "requeue", call.request);
+      const result = await changeDeadLetters(options.queue, "requeue", query);
+      return create(RequeueDeadLettersResponseSchema, { requeued: result.done, notFound: [...result.notFound] });
+    }),
+    purgeDeadLetters: unary<PurgeDeadLettersRequest, PurgeDeadLettersResponse>(options.logger, async (call) => {
+      const query = checkDeadLetters(callContextOf(call).caller, "purge", call.request);
+      const result = await changeDeadLetters(options.queue, "purge", query);
+      return create(PurgeDeadLettersResponseSchema, { purged: result.done, notFound: [...result.notFound] });
+    }),
     watchQueue: (call: ServerWritableStream<WatchQueueRequest, WatchQueueResponse>) => {
       void serveWatchQueue(call, options.hub, options.policy, options.logger);
     },

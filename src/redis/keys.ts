@@ -50,7 +50,9 @@ export interface PartitionKeys {
    * List of a user's dead-lettered task ids, newest first, at most the cap
    * (TOLLGATE_DEAD_LETTER_CAP; briefly more, see lua/includes/dead-letter).
    * It owns its tasks' records: one trimmed at the cap leaves with its record
-   * (trim-dead-letters-n.lua). Expires TOLLGATE_DEAD_LETTER_RETENTION after
+   * (trim-dead-letters-n.lua). An operator takes ids off it: requeued (the
+   * record queued again) or purged (the record deleted with it);
+   * requeue-dead-letters-n.lua, purge-dead-letters-n.lua. Expires TOLLGATE_DEAD_LETTER_RETENTION after
    * its newest entry, as each record does after its own, so no record
    * outlives it.
    */
@@ -84,7 +86,8 @@ export interface PartitionKeys {
    * Owned while queued, running or waiting to retry by the queue, leases or
    * retries that name it (no expiry then); expires TOLLGATE_RETENTION after
    * it succeeded or was cancelled, TOLLGATE_DEAD_LETTER_RETENTION after it was dead-lettered,
-   * or is deleted when its id is trimmed from the dead-letter list.
+   * or is deleted when its id is trimmed or purged from the dead-letter list.
+   * A requeued dead letter is queued again: owned by the queue, no expiry.
    */
   task(taskId: string): string;
   /**
@@ -190,14 +193,14 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX, partitions: numb
  * | u | user id | admit | GetTask, ListTasks |
  * | p | payload (bytes); deleted when the task succeeds or is cancelled | admit; finish and cancel delete | claim (handed to the handler), GetTask, ListTasks |
  * | k | kind, which picks a handler; absent for the default | admit | claim, GetTask, ListTasks |
- * | s | state, one of TASK_STATE | admit, claim, finish, release, cancel | admit-outcome, GetTask, ListTasks |
- * | a | attempts started (a released attempt is taken back) | admit, claim, release | claim (last attempt?), finish and release (is it still this attempt?), admit-outcome, GetTask, ListTasks |
+ * | s | state, one of TASK_STATE | admit, claim, finish, release, cancel, requeue | admit-outcome, GetTask, ListTasks |
+ * | a | attempts started (a released attempt is taken back) | admit, claim, release, requeue (0) | claim (last attempt?), finish and release (is it still this attempt?), admit-outcome, GetTask, ListTasks |
  * | sub | submitted at (ms) | admit | GetTask, ListTasks, bench/drain.ts |
- * | st | the current attempt started at (ms); deleted when a release leaves no attempt | admit (start now), claim; release deletes | admit-outcome (Submit's answer), GetTask, ListTasks, bench/drain.ts |
- * | fin | finished at (ms): succeeded, dead or cancelled | finish, claim (a lease lost on the last attempt), cancel | GetTask, ListTasks |
- * | err | the last attempt's error | finish, claim (a lease lost on the last attempt) | GetTask, ListTasks |
- * | adm | 1: admit started the task itself, not a claim from the queue | admit | admit-outcome (must the Submit whose reply was lost run it?) |
- * | c | id of the claim that started the current attempt; absent for a start at Submit or after a release | claim; release deletes | release (only that claim may hand it back) |
+ * | st | the current attempt started at (ms); deleted when a release leaves no attempt | admit (start now), claim; release and requeue delete | admit-outcome (Submit's answer), GetTask, ListTasks, bench/drain.ts |
+ * | fin | finished at (ms): succeeded, dead or cancelled | finish, claim (a lease lost on the last attempt), cancel; requeue deletes | GetTask, ListTasks |
+ * | err | the last attempt's error | finish, claim (a lease lost on the last attempt); requeue deletes | GetTask, ListTasks |
+ * | adm | 1: admit started the task itself, not a claim from the queue | admit; requeue deletes | admit-outcome (must the Submit whose reply was lost run it?) |
+ * | c | id of the claim that started the current attempt; absent for a start at Submit or after a release | claim; release and requeue delete | release (only that claim may hand it back) |
  * | cx | 1: CancelTask asked to cancel it while it ran (and published its id on cancelChannel); its attempt ends it cancelled (not retried) | cancel; deleted when it ends cancelled | finish, release, claim (a lost lease) |
  */
 export const TASK_FIELD = Object.freeze({

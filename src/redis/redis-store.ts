@@ -24,6 +24,8 @@ import {
   type CancelOutcome,
   type ClaimResult,
   type ClaimedTask,
+  type DeadLetterResult,
+  type DeadLetterSelection,
   type FinishOutcome,
   type HeldTask,
   type LeasedTask,
@@ -80,7 +82,15 @@ export interface RedisStoreOptions {
 }
 
 /** The scripts that change tasks' state, each followed by WAIT with replica acks. */
-export type StateChange = "admit" | "claim" | "finish" | "release" | "trim-dead-letters" | "cancel";
+export type StateChange =
+  | "admit"
+  | "claim"
+  | "finish"
+  | "release"
+  | "trim-dead-letters"
+  | "requeue-dead-letters"
+  | "purge-dead-letters"
+  | "cancel";
 
 const FINISH_OUTCOMES: ReadonlyMap<number, FinishOutcome> = new Map([
   [FINISH.LEASE_LOST, "lease-lost"],
@@ -121,6 +131,8 @@ const scripts = {
   release: new LuaScript("release-7.lua"),
   trimDeadLetters: new LuaScript("trim-dead-letters-n.lua"),
   cancel: new LuaScript("cancel-n.lua"),
+  requeueDeadLetters: new LuaScript("requeue-dead-letters-n.lua"),
+  purgeDeadLetters: new LuaScript("purge-dead-letters-n.lua"),
 };
 
 /** A task's record from its hash's fields (TASK_FIELD); undefined when the hash is gone. */
@@ -147,6 +159,9 @@ const PURGE_BATCH = 100;
 
 /** Dead letters past the cap dropped per trim step (each is a declared key). */
 const TRIM_BATCH = 500;
+
+/** Dead letters requeued or purged per script call (each is a declared key). */
+const DEAD_LETTER_BATCH = 100;
 
 /**
  * How long a claim's record is kept for a caller whose client timed out: it
@@ -783,6 +798,93 @@ export class RedisStore implements TaskStore {
       ],
     );
     return reply as unknown[];
+  }
+
+  /**
+   * Requeues dead letters (requeue-dead-letters-n.lua), each batch of ids in
+   * one script with their records declared; for "all", the ids are read
+   * first, oldest first (see eachDeadLetterBatch).
+   */
+  async requeueDeadLetters(userId: string, tasks: DeadLetterSelection): Promise<DeadLetterResult> {
+    const partition = this.keys.forUser(userId);
+    const windowKeys = this.windows.keysFor(userId);
+    const limits = this.windows.scriptArgs.filter((_, i) => i % 2 === 0);
+    return this.eachDeadLetterBatch(partition, userId, tasks, async (ids) => {
+      const { reply } = await this.change(
+        "requeue-dead-letters",
+        scripts.requeueDeadLetters,
+        [
+          partition.deadLetters(userId),
+          partition.queue(userId),
+          partition.dueUsers,
+          partition.heads,
+          partition.totals,
+          ...windowKeys,
+          ...ids.map((id) => partition.task(id)),
+        ],
+        [userId, partition.wakeChannel, partition.progressChannel, this.publish, limits.length, ...limits, ...ids],
+      );
+      return reply as (number | string)[];
+    });
+  }
+
+  /** Purges dead letters (purge-dead-letters-n.lua), in batches as requeueDeadLetters. */
+  async purgeDeadLetters(userId: string, tasks: DeadLetterSelection): Promise<DeadLetterResult> {
+    const partition = this.keys.forUser(userId);
+    return this.eachDeadLetterBatch(partition, userId, tasks, async (ids) => {
+      const { reply } = await this.change(
+        "purge-dead-letters",
+        scripts.purgeDeadLetters,
+        [partition.deadLetters(userId), ...ids.map((id) => partition.task(id))],
+        ids,
+      );
+      return reply as (number | string)[];
+    });
+  }
+
+  /**
+   * Runs `batch` (a script replying {done, not found id, ...}) over the ids
+   * in batches of DEAD_LETTER_BATCH, summing its replies. An id of another
+   * partition than the user's cannot be on the user's list: it is not found,
+   * and no key of it is built. For "all", the two-step pattern of
+   * trimDeadLetters: the ids are read from the list's tail (oldest first),
+   * a batch at a time, then handed to the script with their keys declared;
+   * at most as many as the list held when the call began, so tasks that die
+   * again meanwhile (they join at the head) are not taken in a loop.
+   */
+  private async eachDeadLetterBatch(
+    partition: PartitionKeys,
+    userId: string,
+    tasks: DeadLetterSelection,
+    batch: (ids: readonly string[]) => Promise<(number | string)[]>,
+  ): Promise<DeadLetterResult> {
+    let done = 0;
+    const notFound: string[] = [];
+    const run = async (ids: readonly string[]): Promise<void> => {
+      const [count, ...missing] = await batch(ids);
+      done += Number(count);
+      notFound.push(...missing.map(String));
+    };
+    if (tasks !== "all") {
+      const ours = tasks.filter((id) => this.keys.forTask(id) === partition);
+      notFound.push(...tasks.filter((id) => this.keys.forTask(id) !== partition));
+      for (let i = 0; i < ours.length; i += DEAD_LETTER_BATCH) await run(ours.slice(i, i + DEAD_LETTER_BATCH));
+      const order = new Map(tasks.map((id, i) => [id, i]));
+      notFound.sort((a, b) => order.get(a)! - order.get(b)!);
+      return { done, notFound };
+    }
+    const dead = partition.deadLetters(userId);
+    let left = await this.tracked(() => storeCall(() => this.redis.llen(dead)));
+    while (left > 0) {
+      const ids = await this.tracked(() =>
+        storeCall(() => this.redis.lrange(dead, -Math.min(left, DEAD_LETTER_BATCH), -1)),
+      );
+      if (ids.length === 0) break;
+      // Oldest first: the list is newest first.
+      await run(ids.reverse());
+      left -= ids.length;
+    }
+    return { done, notFound };
   }
 
   /** One user's counts and windows, read together. */

@@ -7,19 +7,12 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { createTollgateClient } from "../../src/client/client.js";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { parseRatePolicy } from "../../src/core/rate-policy.js";
 import { usePrivateRedis } from "../support/fixture.js";
-import { startServeProcess } from "../support/serve-process.js";
+import { checkKillAndRestart } from "../support/kill-restart.js";
 import { startTestServer } from "../support/server.js";
-import {
-  checkRepeatsOnlyAcrossKill,
-  checkStarts,
-  readFixtureLog,
-  readTaskLog,
-  waitUntilAllRan,
-} from "../support/task-log.js";
+import { checkStarts, readFixtureLog, readTaskLog } from "../support/task-log.js";
 import { Disposition, TaskState } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 import { pollUntil } from "../support/expect.js";
 
@@ -150,28 +143,7 @@ describe("drain", () => {
       TOLLGATE_HANDLER: FIXTURE_HANDLERS,
       TOLLGATE_FIXTURE_LOG: log,
     };
-    const first = await startServeProcess(env);
-    const client = createTollgateClient({ baseUrl: `http://127.0.0.1:${first.port}` });
-    const payload = new TextEncoder().encode("400");
-    const acknowledged: string[] = [];
-    for (let i = 0; i < 12; i++) {
-      const answer = await client.submit({ userId: `k${i % 3}`, kind: "slow", payload });
-      acknowledged.push(answer.taskId);
-    }
-    await pollUntil("some tasks to start", async () => (await readFixtureLog(log)).length >= 4, { timeoutMs: 15_000 });
-    const killAt = Date.now();
-    first.child.kill("SIGKILL");
-    await first.exited;
-    const killedAt = Date.now();
-
-    const second = await startServeProcess(env);
-    try {
-      await waitUntilAllRan(log, acknowledged, 30_000);
-      await checkRepeatsOnlyAcrossKill(log, killAt, killedAt, 400);
-    } finally {
-      second.child.kill("SIGTERM");
-      assert.equal(await second.exited, 0);
-    }
+    await checkKillAndRestart(env, ["k0", "k1", "k2"]);
   });
 
   test("idle: 1,000 users waiting on a 60 s window cost almost no Redis commands or CPU", async () => {

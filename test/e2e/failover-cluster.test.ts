@@ -21,11 +21,11 @@ import {
   submitThroughFailover,
   unsupportedRedisUrl,
 } from "../support/failover.js";
+import { checkKillAndRestart } from "../support/kill-restart.js";
 import { TestRedisCluster } from "../support/redis-cluster.js";
 import { startServeProcess, type ServeProcess } from "../support/serve-process.js";
-import { checkRepeatsOnlyAcrossKill, checkStarts, readFixtureLog, waitUntilAllRan } from "../support/task-log.js";
+import { checkStarts, waitUntilAllRan } from "../support/task-log.js";
 import { createKeys } from "../../src/redis/keys.js";
-import { pollUntil } from "../support/expect.js";
 
 const unsupported = unsupportedRedisUrl("redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002");
 
@@ -129,28 +129,7 @@ describe("tollgate serve on a Redis Cluster", () => {
   test("SIGKILL while tasks run, then restart: every acknowledged task runs at least once", async (t) => {
     if (unsupported) return t.skip(unsupported);
     const env = serveEnv(cluster!.url, dir, "restart", { TOLLGATE_RATE_LIMITS: "2/1s", TOLLGATE_LEASE_MS: "600" });
-    const first = await startServeProcess(env);
-    const client = clientFor(first);
-    const users = await usersOnEveryMaster(cluster!, "c-restart", 1);
-    const payload = new TextEncoder().encode("400");
-    const acknowledged: string[] = [];
-    for (let i = 0; i < 12; i++) {
-      acknowledged.push((await client.submit({ userId: users[i % users.length]!, kind: "slow", payload })).taskId);
-    }
-    const log = env.TOLLGATE_FIXTURE_LOG;
-    await pollUntil("some tasks to start", async () => (await readFixtureLog(log)).length >= 4, { timeoutMs: 15_000 });
-    const killAt = Date.now();
-    first.child.kill("SIGKILL");
-    await first.exited;
-    const killedAt = Date.now();
-
-    const second = await startServeProcess(env);
-    try {
-      await waitUntilAllRan(log, acknowledged, 30_000);
-      await checkRepeatsOnlyAcrossKill(log, killAt, killedAt, 400);
-    } finally {
-      assert.equal(await stopServe(second), 0);
-    }
+    await checkKillAndRestart(env, await usersOnEveryMaster(cluster!, "c-restart", 1));
   });
 
   test("two instances on one cluster hold one policy per user between them", async (t) => {

@@ -104,7 +104,7 @@ describe("the tollgate CLI as a client", () => {
   test("tollgate --help lists every command and the exit codes; no command is a usage error (2)", async () => {
     const [help, none, unknown] = await Promise.all([tollgate(["--help"]), tollgate([]), tollgate(["frobnicate"])]);
     assert.equal(help.code, 0, describeRun(help));
-    for (const command of ["serve", "submit", "watch", "task", "tasks", "cancel", "purge", "health"])
+    for (const command of ["serve", "submit", "watch", "task", "tasks", "cancel", "purge", "dead", "health"])
       assert.match(help.stdout, new RegExp(`^  ${command} `, "m"));
     assert.match(help.stdout, /Exit codes: 0 ok, 1 the call failed .*\n2 usage/);
     assert.equal(none.code, 2, describeRun(none));
@@ -113,7 +113,7 @@ describe("the tollgate CLI as a client", () => {
   });
 
   test("each command's --help exits 0 and shows its flags; client commands take --addr, --api-key, --json and the TLS flags", async () => {
-    const commands = ["submit", "watch", "task", "tasks", "cancel", "purge", "health", "serve"];
+    const commands = ["submit", "watch", "task", "tasks", "cancel", "purge", "dead", "health", "serve"];
     const helps = await Promise.all(commands.map((command) => tollgate([command, "--help"])));
     for (const [i, help] of helps.entries()) {
       assert.equal(help.code, 0, `${commands[i]} --help: ${describeRun(help)}`);
@@ -136,6 +136,10 @@ describe("the tollgate CLI as a client", () => {
       [["tasks", "--user", "u", "--state", "done"], /tollgate tasks: --state must be queued, running or dead/],
       [["cancel", "--addr", served.addr], /tollgate cancel: give exactly one task id/],
       [["purge", "--addr", served.addr], /tollgate purge: --user is required/],
+      [["dead", "--user", "u", "--all"], /tollgate dead: give one action: requeue or purge/],
+      [["dead", "requeue", "--all"], /tollgate dead: --user is required/],
+      [["dead", "purge", "--user", "u"], /tollgate dead: give --task ID \(repeatable\) or --all/],
+      [["dead", "purge", "--user", "u", "--all", "--task", "x"], /tollgate dead: give --task or --all, not both/],
       [["health", "--addr"], /tollgate health: .*--addr/],
     ];
     const runs = await Promise.all(cases.map(([args]) => tollgate(args)));
@@ -233,6 +237,25 @@ describe("the tollgate CLI as a client", () => {
     const unknown = await tollgate(["cancel", "0.AAAAAAAAAAAAAAAAAAAAAA", "--addr", served.addr]);
     assert.equal(unknown.code, 1, describeRun(unknown));
     assert.match(oneLine(unknown.stderr), /^tollgate cancel: NOT_FOUND: /);
+  });
+
+  test("dead requeues or purges a user's dead letters, saying how many and which ids were not on the list", async () => {
+    const unknown = "0.AAAAAAAAAAAAAAAAAAAAAA";
+    const [requeue, purge, json, malformed] = await Promise.all([
+      tollgate(["dead", "requeue", "--addr", served.addr, "--user", "cli-dead", "--all"]),
+      tollgate(["dead", "purge", "--addr", served.addr, "--user", "cli-dead", "--task", unknown, "--task", unknown]),
+      tollgate(["dead", "purge", "--addr", served.addr, "--user", "cli-dead", "--task", unknown, "--json"]),
+      tollgate(["dead", "purge", "--addr", served.addr, "--user", "cli-dead", "--task", "nope"]),
+    ]);
+    for (const run of [requeue, purge, json]) assert.equal(run.code, 0, describeRun(run));
+    assert.equal(requeue.stdout, "requeued 0\n");
+    assert.equal(purge.stdout, `purged 0\nnot found: ${unknown}\n`);
+    assert.deepEqual(JSON.parse(json.stdout), { purged: 0, notFound: [unknown] });
+    assert.equal(malformed.code, 1, describeRun(malformed));
+    assert.match(
+      oneLine(malformed.stderr),
+      /tollgate dead: INVALID_ARGUMENT: task_ids\[0\]: is not a Tollgate task id/,
+    );
   });
 
   test("a failed call exits 1 with one line naming the gRPC code", async () => {

@@ -93,9 +93,10 @@ function checkingClient(redis: RedisClient, ran: Set<string>): RedisClient {
 /**
  * Every store operation, so every script, for each user: start at Submit,
  * queue, duplicate, claim, fail to a retry, claim the retry, fail to a dead
- * letter, a second dead letter trimming the first at the cap, a lease left
- * to expire and recovered, release, renew, finish ok, the reads, and
- * cancelling (queued, waiting to retry, finished) and purging.
+ * letter, a second dead letter trimming the first at the cap, requeued and
+ * dead again, purged, a lease left to expire and recovered, release, renew,
+ * finish ok, the reads, and cancelling (queued, waiting to retry, finished)
+ * and purging the queue.
  */
 async function everyOperation(store: RedisStore, redis: RedisClient, users: readonly string[]): Promise<void> {
   const keys = createKeys(undefined, CONFIG.partitions);
@@ -141,6 +142,24 @@ async function everyOperation(store: RedisStore, redis: RedisClient, users: read
     assert.deepEqual(await store.deadLetterIds(userId), [second.taskId], `${userId}: the first dead letter is trimmed`);
     assert.equal(await store.getTask(queued.taskId), undefined, `${userId}: and its record is gone`);
 
+    // Requeued with fresh attempts (an id no longer on the list is not
+    // found), dead again, then purged with its record.
+    assert.deepEqual(await store.requeueDeadLetters(userId, [second.taskId, queued.taskId]), {
+      done: 1,
+      notFound: [queued.taskId],
+    });
+    assert.deepEqual(await store.queuedTaskIds(userId), [second.taskId], `${userId}: requeued`);
+    for (const error of ["fifth", "sixth"]) {
+      const [attempt] = await claimAll(userId);
+      assert.equal(attempt?.taskId, second.taskId, userId);
+      assert.equal(attempt.attempt, error === "fifth" ? 1 : 2, `${userId}: fresh attempts`);
+      await store.finish(attempt, { ok: false, error }, 0);
+    }
+    assert.deepEqual(await store.deadLetterIds(userId), [second.taskId], `${userId}: dead again`);
+    assert.deepEqual(await store.purgeDeadLetters(userId, "all"), { done: 1, notFound: [] });
+    assert.deepEqual(await store.deadLetterIds(userId), [], `${userId}: purged`);
+    assert.equal(await store.getTask(second.taskId), undefined, `${userId}: with its record`);
+
     await sleep(LEASE_MS + 50);
     const [recovered] = await claimAll(userId);
     assert.equal(recovered?.taskId, started.taskId, `${userId}: the expired lease's task runs again`);
@@ -151,7 +170,7 @@ async function everyOperation(store: RedisStore, redis: RedisClient, users: read
 
     assert.equal((await store.getTask(started.taskId))?.state, "succeeded");
     const snapshot = await store.snapshot(userId);
-    assert.deepEqual([snapshot.queued, snapshot.running, snapshot.dead], [0, 0, 2], userId);
+    assert.deepEqual([snapshot.queued, snapshot.running, snapshot.dead], [0, 0, 3], userId);
     const partition = keys.forUser(userId);
     const outcome = (await new LuaScript("admit-outcome-n.lua").run(
       redis,

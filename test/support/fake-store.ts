@@ -5,6 +5,8 @@ import type {
   AvailabilityListener,
   CancelListener,
   ClaimResult,
+  DeadLetterResult,
+  DeadLetterSelection,
   HeldTask,
   ListOptions,
   ListPage,
@@ -129,6 +131,24 @@ export class FakeStore implements TaskStore {
 
   purgeQueue(): never {
     throw new Error("FakeStore: purgeQueue is not faked");
+  }
+
+  /** requeueDeadLetters and purgeDeadLetters calls, oldest first. */
+  readonly deadLetterCalls: {
+    readonly action: "requeue" | "purge";
+    readonly userId: string;
+    readonly tasks: DeadLetterSelection;
+  }[] = [];
+
+  /** Answers every id asked for as done (none for "all"). */
+  async requeueDeadLetters(userId: string, tasks: DeadLetterSelection): Promise<DeadLetterResult> {
+    this.deadLetterCalls.push({ action: "requeue", userId, tasks });
+    return { done: tasks === "all" ? 0 : tasks.length, notFound: [] };
+  }
+
+  async purgeDeadLetters(userId: string, tasks: DeadLetterSelection): Promise<DeadLetterResult> {
+    this.deadLetterCalls.push({ action: "purge", userId, tasks });
+    return { done: tasks === "all" ? 0 : tasks.length, notFound: [] };
   }
 
   snapshot(userId: string): Promise<QueueSnapshot> {

@@ -75,12 +75,13 @@ const RULES = [
   { rule: "dead-lettering: trimming the list at its cap", include: "dead-letter", pattern: /'LREM', dead/ },
   { rule: "dead-lettering: the record's and the list's end", include: "dead-letter", pattern: /'EXPIRE', (task|dead)/ },
   { rule: "a user's stats: a new hash's generation", include: "user-stats", pattern: /'e', now/ },
-  { rule: "a user's stats: kept while in use, else expiring", include: "user-stats", pattern: /'PERSIST'/ },
+  { rule: "a user's stats: kept while in use, else expiring", include: "user-stats", pattern: /'PERSIST', stats/ },
   { rule: "dead-lettering: the dead state", include: "dead-letter", pattern: /STATE_DEAD/ },
   { rule: "counting a failed attempt", include: "dead-letter", pattern: /'f', 1\)/ },
   { rule: "storing a new task record", include: "task-record", pattern: /FIELD_SUBMITTED/ },
   { rule: "does this attempt hold its lease", include: "lease", pattern: /FIELD_ATTEMPTS\)\s*[~=]=/ },
   { rule: "the heads hash and due set follow a queue's head", include: "heads", pattern: /'HDEL', heads/ },
+  { rule: "a queue that was empty has a head again", include: "heads", pattern: /'HSET', heads, userId, taskId/ },
 ] as const;
 
 /** Scripts whose KEYS or ARGV carry rate windows must go through the window include. */
@@ -160,7 +161,13 @@ describe("Lua rules are written once", () => {
 
   test("every script that takes rate windows reads and uses them through the window include", () => {
     const windowed = scriptFiles.filter(takesWindows);
-    assert.deepEqual(windowed, ["admit-n.lua", "admit-outcome-n.lua", "claim-n.lua", "snapshot-n.lua"]);
+    assert.deepEqual(windowed, [
+      "admit-n.lua",
+      "admit-outcome-n.lua",
+      "claim-n.lua",
+      "requeue-dead-letters-n.lua",
+      "snapshot-n.lua",
+    ]);
     for (const file of windowed) {
       assert.ok(includedBy(file).has("window"), `${file} includes "window"`);
       assert.match(

@@ -47,6 +47,7 @@
 --- @include "window"
 --- @include "task-record"
 --- @include "user-stats"
+--- @include "heads"
 --- @include "reply-codes"
 
 local now = currentMs()
@@ -118,10 +119,7 @@ redis.call('RPUSH', KEYS[1], taskId)
 storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, false)
 if queued == 0 then
   -- The task is the new head: it is due when every window has room.
-  local due = now + wait
-  redis.call('ZADD', KEYS[2], due, userId)
-  redis.call('HSET', KEYS[8], userId, taskId)
-  redis.call(PUBLISH, ARGV[11], due)
+  scheduleNewHead(KEYS[2], KEYS[8], userId, taskId, now + wait, PUBLISH, ARGV[11])
 end
 redis.call('HINCRBY', KEYS[7], 'q', 1)
 redis.call(PUBLISH, ARGV[12], userId)

@@ -1205,6 +1205,227 @@ func (x *PurgeQueueResponse) GetCancelled() uint32 {
 	return 0
 }
 
+type RequeueDeadLettersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user whose dead letters to requeue; at most 128 bytes of UTF-8, no
+	// control characters. Empty means the user of the caller's API key.
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The dead-lettered tasks to requeue, at most 1000; empty requeues every
+	// task on the user's dead-letter list (oldest first, so they queue in the
+	// order they died).
+	TaskIds       []string `protobuf:"bytes,2,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequeueDeadLettersRequest) Reset() {
+	*x = RequeueDeadLettersRequest{}
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequeueDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequeueDeadLettersRequest) ProtoMessage() {}
+
+func (x *RequeueDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequeueDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*RequeueDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RequeueDeadLettersRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *RequeueDeadLettersRequest) GetTaskIds() []string {
+	if x != nil {
+		return x.TaskIds
+	}
+	return nil
+}
+
+type RequeueDeadLettersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tasks put back in the queue.
+	Requeued uint32 `protobuf:"varint,1,opt,name=requeued,proto3" json:"requeued,omitempty"`
+	// Ids of task_ids not on the user's dead-letter list, and ids on it whose
+	// record had expired already (such an id leaves the list).
+	NotFound      []string `protobuf:"bytes,2,rep,name=not_found,json=notFound,proto3" json:"not_found,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequeueDeadLettersResponse) Reset() {
+	*x = RequeueDeadLettersResponse{}
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequeueDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequeueDeadLettersResponse) ProtoMessage() {}
+
+func (x *RequeueDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequeueDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*RequeueDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RequeueDeadLettersResponse) GetRequeued() uint32 {
+	if x != nil {
+		return x.Requeued
+	}
+	return 0
+}
+
+func (x *RequeueDeadLettersResponse) GetNotFound() []string {
+	if x != nil {
+		return x.NotFound
+	}
+	return nil
+}
+
+type PurgeDeadLettersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user whose dead letters to delete; as in RequeueDeadLettersRequest.
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The dead-lettered tasks to delete, at most 1000; empty deletes every task
+	// on the user's dead-letter list.
+	TaskIds       []string `protobuf:"bytes,2,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeDeadLettersRequest) Reset() {
+	*x = PurgeDeadLettersRequest{}
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeDeadLettersRequest) ProtoMessage() {}
+
+func (x *PurgeDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*PurgeDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PurgeDeadLettersRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *PurgeDeadLettersRequest) GetTaskIds() []string {
+	if x != nil {
+		return x.TaskIds
+	}
+	return nil
+}
+
+type PurgeDeadLettersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tasks deleted from the list, with their records.
+	Purged uint32 `protobuf:"varint,1,opt,name=purged,proto3" json:"purged,omitempty"`
+	// Ids of task_ids not on the user's dead-letter list.
+	NotFound      []string `protobuf:"bytes,2,rep,name=not_found,json=notFound,proto3" json:"not_found,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeDeadLettersResponse) Reset() {
+	*x = PurgeDeadLettersResponse{}
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeDeadLettersResponse) ProtoMessage() {}
+
+func (x *PurgeDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*PurgeDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PurgeDeadLettersResponse) GetPurged() uint32 {
+	if x != nil {
+		return x.Purged
+	}
+	return 0
+}
+
+func (x *PurgeDeadLettersResponse) GetNotFound() []string {
+	if x != nil {
+		return x.NotFound
+	}
+	return nil
+}
+
 var File_tollgate_v1_task_service_proto protoreflect.FileDescriptor
 
 const file_tollgate_v1_task_service_proto_rawDesc = "" +
@@ -1282,7 +1503,19 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\x11PurgeQueueRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"2\n" +
 	"\x12PurgeQueueResponse\x12\x1c\n" +
-	"\tcancelled\x18\x01 \x01(\rR\tcancelled*T\n" +
+	"\tcancelled\x18\x01 \x01(\rR\tcancelled\"O\n" +
+	"\x19RequeueDeadLettersRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x19\n" +
+	"\btask_ids\x18\x02 \x03(\tR\ataskIds\"U\n" +
+	"\x1aRequeueDeadLettersResponse\x12\x1a\n" +
+	"\brequeued\x18\x01 \x01(\rR\brequeued\x12\x1b\n" +
+	"\tnot_found\x18\x02 \x03(\tR\bnotFound\"M\n" +
+	"\x17PurgeDeadLettersRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x19\n" +
+	"\btask_ids\x18\x02 \x03(\tR\ataskIds\"O\n" +
+	"\x18PurgeDeadLettersResponse\x12\x16\n" +
+	"\x06purged\x18\x01 \x01(\rR\x06purged\x12\x1b\n" +
+	"\tnot_found\x18\x02 \x03(\tR\bnotFound*T\n" +
 	"\tOverLimit\x12\x1a\n" +
 	"\x16OVER_LIMIT_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10OVER_LIMIT_QUEUE\x10\x01\x12\x15\n" +
@@ -1304,7 +1537,7 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\x16LIST_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LIST_STATE_QUEUED\x10\x01\x12\x16\n" +
 	"\x12LIST_STATE_RUNNING\x10\x02\x12\x13\n" +
-	"\x0fLIST_STATE_DEAD\x10\x032\xd1\x03\n" +
+	"\x0fLIST_STATE_DEAD\x10\x032\x99\x05\n" +
 	"\vTaskService\x12A\n" +
 	"\x06Submit\x12\x1a.tollgate.v1.SubmitRequest\x1a\x1b.tollgate.v1.SubmitResponse\x12O\n" +
 	"\n" +
@@ -1314,7 +1547,9 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\n" +
 	"CancelTask\x12\x1e.tollgate.v1.CancelTaskRequest\x1a\x1f.tollgate.v1.CancelTaskResponse\x12M\n" +
 	"\n" +
-	"PurgeQueue\x12\x1e.tollgate.v1.PurgeQueueRequest\x1a\x1f.tollgate.v1.PurgeQueueResponseB@Z>github.com/tollgate-dev/tollgate/gen/go/tollgate/v1;tollgatev1b\x06proto3"
+	"PurgeQueue\x12\x1e.tollgate.v1.PurgeQueueRequest\x1a\x1f.tollgate.v1.PurgeQueueResponse\x12e\n" +
+	"\x12RequeueDeadLetters\x12&.tollgate.v1.RequeueDeadLettersRequest\x1a'.tollgate.v1.RequeueDeadLettersResponse\x12_\n" +
+	"\x10PurgeDeadLetters\x12$.tollgate.v1.PurgeDeadLettersRequest\x1a%.tollgate.v1.PurgeDeadLettersResponseB@Z>github.com/tollgate-dev/tollgate/gen/go/tollgate/v1;tollgatev1b\x06proto3"
 
 var (
 	file_tollgate_v1_task_service_proto_rawDescOnce sync.Once
@@ -1329,43 +1564,47 @@ func file_tollgate_v1_task_service_proto_rawDescGZIP() []byte {
 }
 
 var file_tollgate_v1_task_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_tollgate_v1_task_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_tollgate_v1_task_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_tollgate_v1_task_service_proto_goTypes = []any{
-	(OverLimit)(0),                // 0: tollgate.v1.OverLimit
-	(Disposition)(0),              // 1: tollgate.v1.Disposition
-	(TaskState)(0),                // 2: tollgate.v1.TaskState
-	(ListState)(0),                // 3: tollgate.v1.ListState
-	(*SubmitRequest)(nil),         // 4: tollgate.v1.SubmitRequest
-	(*WindowState)(nil),           // 5: tollgate.v1.WindowState
-	(*SubmitResponse)(nil),        // 6: tollgate.v1.SubmitResponse
-	(*WatchQueueRequest)(nil),     // 7: tollgate.v1.WatchQueueRequest
-	(*WatchQueueResponse)(nil),    // 8: tollgate.v1.WatchQueueResponse
-	(*GetTaskRequest)(nil),        // 9: tollgate.v1.GetTaskRequest
-	(*Task)(nil),                  // 10: tollgate.v1.Task
-	(*GetTaskResponse)(nil),       // 11: tollgate.v1.GetTaskResponse
-	(*ListTasksRequest)(nil),      // 12: tollgate.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),     // 13: tollgate.v1.ListTasksResponse
-	(*CancelTaskRequest)(nil),     // 14: tollgate.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),    // 15: tollgate.v1.CancelTaskResponse
-	(*PurgeQueueRequest)(nil),     // 16: tollgate.v1.PurgeQueueRequest
-	(*PurgeQueueResponse)(nil),    // 17: tollgate.v1.PurgeQueueResponse
-	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(OverLimit)(0),                     // 0: tollgate.v1.OverLimit
+	(Disposition)(0),                   // 1: tollgate.v1.Disposition
+	(TaskState)(0),                     // 2: tollgate.v1.TaskState
+	(ListState)(0),                     // 3: tollgate.v1.ListState
+	(*SubmitRequest)(nil),              // 4: tollgate.v1.SubmitRequest
+	(*WindowState)(nil),                // 5: tollgate.v1.WindowState
+	(*SubmitResponse)(nil),             // 6: tollgate.v1.SubmitResponse
+	(*WatchQueueRequest)(nil),          // 7: tollgate.v1.WatchQueueRequest
+	(*WatchQueueResponse)(nil),         // 8: tollgate.v1.WatchQueueResponse
+	(*GetTaskRequest)(nil),             // 9: tollgate.v1.GetTaskRequest
+	(*Task)(nil),                       // 10: tollgate.v1.Task
+	(*GetTaskResponse)(nil),            // 11: tollgate.v1.GetTaskResponse
+	(*ListTasksRequest)(nil),           // 12: tollgate.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),          // 13: tollgate.v1.ListTasksResponse
+	(*CancelTaskRequest)(nil),          // 14: tollgate.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),         // 15: tollgate.v1.CancelTaskResponse
+	(*PurgeQueueRequest)(nil),          // 16: tollgate.v1.PurgeQueueRequest
+	(*PurgeQueueResponse)(nil),         // 17: tollgate.v1.PurgeQueueResponse
+	(*RequeueDeadLettersRequest)(nil),  // 18: tollgate.v1.RequeueDeadLettersRequest
+	(*RequeueDeadLettersResponse)(nil), // 19: tollgate.v1.RequeueDeadLettersResponse
+	(*PurgeDeadLettersRequest)(nil),    // 20: tollgate.v1.PurgeDeadLettersRequest
+	(*PurgeDeadLettersResponse)(nil),   // 21: tollgate.v1.PurgeDeadLettersResponse
+	(*durationpb.Duration)(nil),        // 22: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 23: google.protobuf.Timestamp
 }
 var file_tollgate_v1_task_service_proto_depIdxs = []int32{
 	0,  // 0: tollgate.v1.SubmitRequest.over_limit:type_name -> tollgate.v1.OverLimit
-	18, // 1: tollgate.v1.WindowState.duration:type_name -> google.protobuf.Duration
-	19, // 2: tollgate.v1.WindowState.reset_time:type_name -> google.protobuf.Timestamp
+	22, // 1: tollgate.v1.WindowState.duration:type_name -> google.protobuf.Duration
+	23, // 2: tollgate.v1.WindowState.reset_time:type_name -> google.protobuf.Timestamp
 	1,  // 3: tollgate.v1.SubmitResponse.disposition:type_name -> tollgate.v1.Disposition
-	19, // 4: tollgate.v1.SubmitResponse.estimated_start:type_name -> google.protobuf.Timestamp
+	23, // 4: tollgate.v1.SubmitResponse.estimated_start:type_name -> google.protobuf.Timestamp
 	5,  // 5: tollgate.v1.SubmitResponse.windows:type_name -> tollgate.v1.WindowState
-	19, // 6: tollgate.v1.WatchQueueResponse.next_start:type_name -> google.protobuf.Timestamp
-	19, // 7: tollgate.v1.WatchQueueResponse.estimated_drain:type_name -> google.protobuf.Timestamp
-	19, // 8: tollgate.v1.WatchQueueResponse.observed_at:type_name -> google.protobuf.Timestamp
+	23, // 6: tollgate.v1.WatchQueueResponse.next_start:type_name -> google.protobuf.Timestamp
+	23, // 7: tollgate.v1.WatchQueueResponse.estimated_drain:type_name -> google.protobuf.Timestamp
+	23, // 8: tollgate.v1.WatchQueueResponse.observed_at:type_name -> google.protobuf.Timestamp
 	2,  // 9: tollgate.v1.Task.state:type_name -> tollgate.v1.TaskState
-	19, // 10: tollgate.v1.Task.submitted_at:type_name -> google.protobuf.Timestamp
-	19, // 11: tollgate.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	19, // 12: tollgate.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	23, // 10: tollgate.v1.Task.submitted_at:type_name -> google.protobuf.Timestamp
+	23, // 11: tollgate.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	23, // 12: tollgate.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
 	10, // 13: tollgate.v1.GetTaskResponse.task:type_name -> tollgate.v1.Task
 	3,  // 14: tollgate.v1.ListTasksRequest.state:type_name -> tollgate.v1.ListState
 	10, // 15: tollgate.v1.ListTasksResponse.tasks:type_name -> tollgate.v1.Task
@@ -1376,14 +1615,18 @@ var file_tollgate_v1_task_service_proto_depIdxs = []int32{
 	12, // 20: tollgate.v1.TaskService.ListTasks:input_type -> tollgate.v1.ListTasksRequest
 	14, // 21: tollgate.v1.TaskService.CancelTask:input_type -> tollgate.v1.CancelTaskRequest
 	16, // 22: tollgate.v1.TaskService.PurgeQueue:input_type -> tollgate.v1.PurgeQueueRequest
-	6,  // 23: tollgate.v1.TaskService.Submit:output_type -> tollgate.v1.SubmitResponse
-	8,  // 24: tollgate.v1.TaskService.WatchQueue:output_type -> tollgate.v1.WatchQueueResponse
-	11, // 25: tollgate.v1.TaskService.GetTask:output_type -> tollgate.v1.GetTaskResponse
-	13, // 26: tollgate.v1.TaskService.ListTasks:output_type -> tollgate.v1.ListTasksResponse
-	15, // 27: tollgate.v1.TaskService.CancelTask:output_type -> tollgate.v1.CancelTaskResponse
-	17, // 28: tollgate.v1.TaskService.PurgeQueue:output_type -> tollgate.v1.PurgeQueueResponse
-	23, // [23:29] is the sub-list for method output_type
-	17, // [17:23] is the sub-list for method input_type
+	18, // 23: tollgate.v1.TaskService.RequeueDeadLetters:input_type -> tollgate.v1.RequeueDeadLettersRequest
+	20, // 24: tollgate.v1.TaskService.PurgeDeadLetters:input_type -> tollgate.v1.PurgeDeadLettersRequest
+	6,  // 25: tollgate.v1.TaskService.Submit:output_type -> tollgate.v1.SubmitResponse
+	8,  // 26: tollgate.v1.TaskService.WatchQueue:output_type -> tollgate.v1.WatchQueueResponse
+	11, // 27: tollgate.v1.TaskService.GetTask:output_type -> tollgate.v1.GetTaskResponse
+	13, // 28: tollgate.v1.TaskService.ListTasks:output_type -> tollgate.v1.ListTasksResponse
+	15, // 29: tollgate.v1.TaskService.CancelTask:output_type -> tollgate.v1.CancelTaskResponse
+	17, // 30: tollgate.v1.TaskService.PurgeQueue:output_type -> tollgate.v1.PurgeQueueResponse
+	19, // 31: tollgate.v1.TaskService.RequeueDeadLetters:output_type -> tollgate.v1.RequeueDeadLettersResponse
+	21, // 32: tollgate.v1.TaskService.PurgeDeadLetters:output_type -> tollgate.v1.PurgeDeadLettersResponse
+	25, // [25:33] is the sub-list for method output_type
+	17, // [17:25] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -1400,7 +1643,7 @@ func file_tollgate_v1_task_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_v1_task_service_proto_rawDesc), len(file_tollgate_v1_task_service_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   14,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

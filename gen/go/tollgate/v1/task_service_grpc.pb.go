@@ -19,12 +19,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TaskService_Submit_FullMethodName     = "/tollgate.v1.TaskService/Submit"
-	TaskService_WatchQueue_FullMethodName = "/tollgate.v1.TaskService/WatchQueue"
-	TaskService_GetTask_FullMethodName    = "/tollgate.v1.TaskService/GetTask"
-	TaskService_ListTasks_FullMethodName  = "/tollgate.v1.TaskService/ListTasks"
-	TaskService_CancelTask_FullMethodName = "/tollgate.v1.TaskService/CancelTask"
-	TaskService_PurgeQueue_FullMethodName = "/tollgate.v1.TaskService/PurgeQueue"
+	TaskService_Submit_FullMethodName             = "/tollgate.v1.TaskService/Submit"
+	TaskService_WatchQueue_FullMethodName         = "/tollgate.v1.TaskService/WatchQueue"
+	TaskService_GetTask_FullMethodName            = "/tollgate.v1.TaskService/GetTask"
+	TaskService_ListTasks_FullMethodName          = "/tollgate.v1.TaskService/ListTasks"
+	TaskService_CancelTask_FullMethodName         = "/tollgate.v1.TaskService/CancelTask"
+	TaskService_PurgeQueue_FullMethodName         = "/tollgate.v1.TaskService/PurgeQueue"
+	TaskService_RequeueDeadLetters_FullMethodName = "/tollgate.v1.TaskService/RequeueDeadLetters"
+	TaskService_PurgeDeadLetters_FullMethodName   = "/tollgate.v1.TaskService/PurgeDeadLetters"
 )
 
 // TaskServiceClient is the client API for TaskService service.
@@ -84,6 +86,28 @@ type TaskServiceClient interface {
 	// Errors: INVALID_ARGUMENT for a missing or malformed user_id;
 	// PERMISSION_DENIED when a user's key purges another user's queue.
 	PurgeQueue(ctx context.Context, in *PurgeQueueRequest, opts ...grpc.CallOption) (*PurgeQueueResponse, error)
+	// RequeueDeadLetters puts dead-lettered tasks of one user back at the tail
+	// of the user's queue, as if just submitted but keeping their ids,
+	// payloads, kinds and submit times: state QUEUED, attempts 0, last error
+	// and finish time cleared, kept until they finish again. They start as the
+	// policy allows, like any queued task, and leave the dead-letter list.
+	// The user's backlog cap (TOLLGATE_MAX_BACKLOG) does not refuse a requeue:
+	// it bounds what Submit accepts, and these tasks were accepted once; a
+	// requeue can take the queue past it (Submit then answers
+	// RESOURCE_EXHAUSTED until the queue is below it again). Idempotent: an id
+	// no longer on the list (requeued or purged already, expired, or never
+	// there) is reported in not_found, not an error.
+	//
+	// Errors: INVALID_ARGUMENT for a missing or malformed user_id, or a
+	// task_ids entry that is not a Tollgate task id (or more than 1000 of
+	// them); PERMISSION_DENIED when a user's key names another user.
+	RequeueDeadLetters(ctx context.Context, in *RequeueDeadLettersRequest, opts ...grpc.CallOption) (*RequeueDeadLettersResponse, error)
+	// PurgeDeadLetters deletes dead-lettered tasks of one user: each leaves the
+	// list and its record is deleted (GetTask answers NOT_FOUND). Idempotent
+	// as RequeueDeadLetters: an id not on the list is reported in not_found.
+	//
+	// Errors: as RequeueDeadLetters.
+	PurgeDeadLetters(ctx context.Context, in *PurgeDeadLettersRequest, opts ...grpc.CallOption) (*PurgeDeadLettersResponse, error)
 }
 
 type taskServiceClient struct {
@@ -163,6 +187,26 @@ func (c *taskServiceClient) PurgeQueue(ctx context.Context, in *PurgeQueueReques
 	return out, nil
 }
 
+func (c *taskServiceClient) RequeueDeadLetters(ctx context.Context, in *RequeueDeadLettersRequest, opts ...grpc.CallOption) (*RequeueDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RequeueDeadLettersResponse)
+	err := c.cc.Invoke(ctx, TaskService_RequeueDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *taskServiceClient) PurgeDeadLetters(ctx context.Context, in *PurgeDeadLettersRequest, opts ...grpc.CallOption) (*PurgeDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PurgeDeadLettersResponse)
+	err := c.cc.Invoke(ctx, TaskService_PurgeDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TaskServiceServer is the server API for TaskService service.
 // All implementations must embed UnimplementedTaskServiceServer
 // for forward compatibility.
@@ -220,6 +264,28 @@ type TaskServiceServer interface {
 	// Errors: INVALID_ARGUMENT for a missing or malformed user_id;
 	// PERMISSION_DENIED when a user's key purges another user's queue.
 	PurgeQueue(context.Context, *PurgeQueueRequest) (*PurgeQueueResponse, error)
+	// RequeueDeadLetters puts dead-lettered tasks of one user back at the tail
+	// of the user's queue, as if just submitted but keeping their ids,
+	// payloads, kinds and submit times: state QUEUED, attempts 0, last error
+	// and finish time cleared, kept until they finish again. They start as the
+	// policy allows, like any queued task, and leave the dead-letter list.
+	// The user's backlog cap (TOLLGATE_MAX_BACKLOG) does not refuse a requeue:
+	// it bounds what Submit accepts, and these tasks were accepted once; a
+	// requeue can take the queue past it (Submit then answers
+	// RESOURCE_EXHAUSTED until the queue is below it again). Idempotent: an id
+	// no longer on the list (requeued or purged already, expired, or never
+	// there) is reported in not_found, not an error.
+	//
+	// Errors: INVALID_ARGUMENT for a missing or malformed user_id, or a
+	// task_ids entry that is not a Tollgate task id (or more than 1000 of
+	// them); PERMISSION_DENIED when a user's key names another user.
+	RequeueDeadLetters(context.Context, *RequeueDeadLettersRequest) (*RequeueDeadLettersResponse, error)
+	// PurgeDeadLetters deletes dead-lettered tasks of one user: each leaves the
+	// list and its record is deleted (GetTask answers NOT_FOUND). Idempotent
+	// as RequeueDeadLetters: an id not on the list is reported in not_found.
+	//
+	// Errors: as RequeueDeadLetters.
+	PurgeDeadLetters(context.Context, *PurgeDeadLettersRequest) (*PurgeDeadLettersResponse, error)
 	mustEmbedUnimplementedTaskServiceServer()
 }
 
@@ -247,6 +313,12 @@ func (UnimplementedTaskServiceServer) CancelTask(context.Context, *CancelTaskReq
 }
 func (UnimplementedTaskServiceServer) PurgeQueue(context.Context, *PurgeQueueRequest) (*PurgeQueueResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PurgeQueue not implemented")
+}
+func (UnimplementedTaskServiceServer) RequeueDeadLetters(context.Context, *RequeueDeadLettersRequest) (*RequeueDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RequeueDeadLetters not implemented")
+}
+func (UnimplementedTaskServiceServer) PurgeDeadLetters(context.Context, *PurgeDeadLettersRequest) (*PurgeDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PurgeDeadLetters not implemented")
 }
 func (UnimplementedTaskServiceServer) mustEmbedUnimplementedTaskServiceServer() {}
 func (UnimplementedTaskServiceServer) testEmbeddedByValue()                     {}
@@ -370,6 +442,42 @@ func _TaskService_PurgeQueue_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TaskService_RequeueDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RequeueDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).RequeueDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_RequeueDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).RequeueDeadLetters(ctx, req.(*RequeueDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TaskService_PurgeDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PurgeDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).PurgeDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_PurgeDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).PurgeDeadLetters(ctx, req.(*PurgeDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TaskService_ServiceDesc is the grpc.ServiceDesc for TaskService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -396,6 +504,14 @@ var TaskService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PurgeQueue",
 			Handler:    _TaskService_PurgeQueue_Handler,
+		},
+		{
+			MethodName: "RequeueDeadLetters",
+			Handler:    _TaskService_RequeueDeadLetters_Handler,
+		},
+		{
+			MethodName: "PurgeDeadLetters",
+			Handler:    _TaskService_PurgeDeadLetters_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tollgate/v1/task_service.proto.
  */
 export const file_tollgate_v1_task_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch50b2xsZ2F0ZS92MS90YXNrX3NlcnZpY2UucHJvdG8SC3RvbGxnYXRlLnYxIoQBCg1TdWJtaXRSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSDwoHcGF5bG9hZBgCIAEoDBIMCgRraW5kGAMgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIqCgpvdmVyX2xpbWl0GAUgASgOMhYudG9sbGdhdGUudjEuT3ZlckxpbWl0IowBCgtXaW5kb3dTdGF0ZRINCgVsaW1pdBgBIAEoDRIrCghkdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCglyZW1haW5pbmcYAyABKA0SLgoKcmVzZXRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyAEKDlN1Ym1pdFJlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSLQoLZGlzcG9zaXRpb24YAiABKA4yGC50b2xsZ2F0ZS52MS5EaXNwb3NpdGlvbhIWCg5xdWV1ZV9wb3NpdGlvbhgDIAEoDRIzCg9lc3RpbWF0ZWRfc3RhcnQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3dpbmRvd3MYBSADKAsyGC50b2xsZ2F0ZS52MS5XaW5kb3dTdGF0ZSI0ChFXYXRjaFF1ZXVlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEg4KBmZvbGxvdxgCIAEoCCKnAgoSV2F0Y2hRdWV1ZVJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSDgoGcXVldWVkGAIgASgEEg8KB3J1bm5pbmcYAyABKAQSEQoJY29tcGxldGVkGAQgASgEEg4KBmZhaWxlZBgFIAEoBBIVCg1kZWFkX2xldHRlcmVkGAYgASgEEi4KCm5leHRfc3RhcnQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2VzdGltYXRlZF9kcmFpbhgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHZHJhaW5lZBgJIAEoCBIvCgtvYnNlcnZlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiIQoOR2V0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSLFAgoEVGFzaxIPCgd0YXNrX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSDAoEa2luZBgDIAEoCRIlCgVzdGF0ZRgEIAEoDjIWLnRvbGxnYXRlLnYxLlRhc2tTdGF0ZRIQCghhdHRlbXB0cxgFIAEoDRIVCg1hdHRlbXB0c19sZWZ0GAYgASgNEjAKDHN1Ym1pdHRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmxhc3RfZXJyb3IYCiABKAkSFgoOcXVldWVfcG9zaXRpb24YCyABKA0iMgoPR2V0VGFza1Jlc3BvbnNlEh8KBHRhc2sYASABKAsyES50b2xsZ2F0ZS52MS5UYXNrInEKEExpc3RUYXNrc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnRvbGxnYXRlLnYxLkxpc3RTdGF0ZRIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSJOChFMaXN0VGFza3NSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLnRvbGxnYXRlLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiQKEUNhbmNlbFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiNQoSQ2FuY2VsVGFza1Jlc3BvbnNlEh8KBHRhc2sYASABKAsyES50b2xsZ2F0ZS52MS5UYXNrIiQKEVB1cmdlUXVldWVSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiJwoSUHVyZ2VRdWV1ZVJlc3BvbnNlEhEKCWNhbmNlbGxlZBgBIAEoDSpUCglPdmVyTGltaXQSGgoWT1ZFUl9MSU1JVF9VTlNQRUNJRklFRBAAEhQKEE9WRVJfTElNSVRfUVVFVUUQARIVChFPVkVSX0xJTUlUX1JFSkVDVBACKnYKC0Rpc3Bvc2l0aW9uEhsKF0RJU1BPU0lUSU9OX1VOU1BFQ0lGSUVEEAASFwoTRElTUE9TSVRJT05fU1RBUlRFRBABEhYKEkRJU1BPU0lUSU9OX1FVRVVFRBACEhkKFURJU1BPU0lUSU9OX0RVUExJQ0FURRADKrYBCglUYXNrU3RhdGUSGgoWVEFTS19TVEFURV9VTlNQRUNJRklFRBAAEhUKEVRBU0tfU1RBVEVfUVVFVUVEEAESFgoSVEFTS19TVEFURV9SVU5OSU5HEAISGAoUVEFTS19TVEFURV9TVUNDRUVERUQQAxIVChFUQVNLX1NUQVRFX0ZBSUxFRBAEEhMKD1RBU0tfU1RBVEVfREVBRBAFEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAYqawoJTGlzdFN0YXRlEhoKFkxJU1RfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFMSVNUX1NUQVRFX1FVRVVFRBABEhYKEkxJU1RfU1RBVEVfUlVOTklORxACEhMKD0xJU1RfU1RBVEVfREVBRBADMtEDCgtUYXNrU2VydmljZRJBCgZTdWJtaXQSGi50b2xsZ2F0ZS52MS5TdWJtaXRSZXF1ZXN0GhsudG9sbGdhdGUudjEuU3VibWl0UmVzcG9uc2USTwoKV2F0Y2hRdWV1ZRIeLnRvbGxnYXRlLnYxLldhdGNoUXVldWVSZXF1ZXN0Gh8udG9sbGdhdGUudjEuV2F0Y2hRdWV1ZVJlc3BvbnNlMAESRAoHR2V0VGFzaxIbLnRvbGxnYXRlLnYxLkdldFRhc2tSZXF1ZXN0GhwudG9sbGdhdGUudjEuR2V0VGFza1Jlc3BvbnNlEkoKCUxpc3RUYXNrcxIdLnRvbGxnYXRlLnYxLkxpc3RUYXNrc1JlcXVlc3QaHi50b2xsZ2F0ZS52MS5MaXN0VGFza3NSZXNwb25zZRJNCgpDYW5jZWxUYXNrEh4udG9sbGdhdGUudjEuQ2FuY2VsVGFza1JlcXVlc3QaHy50b2xsZ2F0ZS52MS5DYW5jZWxUYXNrUmVzcG9uc2USTQoKUHVyZ2VRdWV1ZRIeLnRvbGxnYXRlLnYxLlB1cmdlUXVldWVSZXF1ZXN0Gh8udG9sbGdhdGUudjEuUHVyZ2VRdWV1ZVJlc3BvbnNlQkBaPmdpdGh1Yi5jb20vdG9sbGdhdGUtZGV2L3RvbGxnYXRlL2dlbi9nby90b2xsZ2F0ZS92MTt0b2xsZ2F0ZXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Ch50b2xsZ2F0ZS92MS90YXNrX3NlcnZpY2UucHJvdG8SC3RvbGxnYXRlLnYxIoQBCg1TdWJtaXRSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSDwoHcGF5bG9hZBgCIAEoDBIMCgRraW5kGAMgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIqCgpvdmVyX2xpbWl0GAUgASgOMhYudG9sbGdhdGUudjEuT3ZlckxpbWl0IowBCgtXaW5kb3dTdGF0ZRINCgVsaW1pdBgBIAEoDRIrCghkdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCglyZW1haW5pbmcYAyABKA0SLgoKcmVzZXRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyAEKDlN1Ym1pdFJlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSLQoLZGlzcG9zaXRpb24YAiABKA4yGC50b2xsZ2F0ZS52MS5EaXNwb3NpdGlvbhIWCg5xdWV1ZV9wb3NpdGlvbhgDIAEoDRIzCg9lc3RpbWF0ZWRfc3RhcnQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3dpbmRvd3MYBSADKAsyGC50b2xsZ2F0ZS52MS5XaW5kb3dTdGF0ZSI0ChFXYXRjaFF1ZXVlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEg4KBmZvbGxvdxgCIAEoCCKnAgoSV2F0Y2hRdWV1ZVJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSDgoGcXVldWVkGAIgASgEEg8KB3J1bm5pbmcYAyABKAQSEQoJY29tcGxldGVkGAQgASgEEg4KBmZhaWxlZBgFIAEoBBIVCg1kZWFkX2xldHRlcmVkGAYgASgEEi4KCm5leHRfc3RhcnQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2VzdGltYXRlZF9kcmFpbhgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHZHJhaW5lZBgJIAEoCBIvCgtvYnNlcnZlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiIQoOR2V0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSLFAgoEVGFzaxIPCgd0YXNrX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSDAoEa2luZBgDIAEoCRIlCgVzdGF0ZRgEIAEoDjIWLnRvbGxnYXRlLnYxLlRhc2tTdGF0ZRIQCghhdHRlbXB0cxgFIAEoDRIVCg1hdHRlbXB0c19sZWZ0GAYgASgNEjAKDHN1Ym1pdHRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmxhc3RfZXJyb3IYCiABKAkSFgoOcXVldWVfcG9zaXRpb24YCyABKA0iMgoPR2V0VGFza1Jlc3BvbnNlEh8KBHRhc2sYASABKAsyES50b2xsZ2F0ZS52MS5UYXNrInEKEExpc3RUYXNrc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnRvbGxnYXRlLnYxLkxpc3RTdGF0ZRIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSJOChFMaXN0VGFza3NSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLnRvbGxnYXRlLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiQKEUNhbmNlbFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiNQoSQ2FuY2VsVGFza1Jlc3BvbnNlEh8KBHRhc2sYASABKAsyES50b2xsZ2F0ZS52MS5UYXNrIiQKEVB1cmdlUXVldWVSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiJwoSUHVyZ2VRdWV1ZVJlc3BvbnNlEhEKCWNhbmNlbGxlZBgBIAEoDSI+ChlSZXF1ZXVlRGVhZExldHRlcnNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSEAoIdGFza19pZHMYAiADKAkiQQoaUmVxdWV1ZURlYWRMZXR0ZXJzUmVzcG9uc2USEAoIcmVxdWV1ZWQYASABKA0SEQoJbm90X2ZvdW5kGAIgAygJIjwKF1B1cmdlRGVhZExldHRlcnNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSEAoIdGFza19pZHMYAiADKAkiPQoYUHVyZ2VEZWFkTGV0dGVyc1Jlc3BvbnNlEg4KBnB1cmdlZBgBIAEoDRIRCglub3RfZm91bmQYAiADKAkqVAoJT3ZlckxpbWl0EhoKFk9WRVJfTElNSVRfVU5TUEVDSUZJRUQQABIUChBPVkVSX0xJTUlUX1FVRVVFEAESFQoRT1ZFUl9MSU1JVF9SRUpFQ1QQAip2CgtEaXNwb3NpdGlvbhIbChdESVNQT1NJVElPTl9VTlNQRUNJRklFRBAAEhcKE0RJU1BPU0lUSU9OX1NUQVJURUQQARIWChJESVNQT1NJVElPTl9RVUVVRUQQAhIZChVESVNQT1NJVElPTl9EVVBMSUNBVEUQAyq2AQoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFUQVNLX1NUQVRFX1FVRVVFRBABEhYKElRBU0tfU1RBVEVfUlVOTklORxACEhgKFFRBU0tfU1RBVEVfU1VDQ0VFREVEEAMSFQoRVEFTS19TVEFURV9GQUlMRUQQBBITCg9UQVNLX1NUQVRFX0RFQUQQBRIYChRUQVNLX1NUQVRFX0NBTkNFTExFRBAGKmsKCUxpc3RTdGF0ZRIaChZMSVNUX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRTElTVF9TVEFURV9RVUVVRUQQARIWChJMSVNUX1NUQVRFX1JVTk5JTkcQAhITCg9MSVNUX1NUQVRFX0RFQUQQAzKZBQoLVGFza1NlcnZpY2USQQoGU3VibWl0EhoudG9sbGdhdGUudjEuU3VibWl0UmVxdWVzdBobLnRvbGxnYXRlLnYxLlN1Ym1pdFJlc3BvbnNlEk8KCldhdGNoUXVldWUSHi50b2xsZ2F0ZS52MS5XYXRjaFF1ZXVlUmVxdWVzdBofLnRvbGxnYXRlLnYxLldhdGNoUXVldWVSZXNwb25zZTABEkQKB0dldFRhc2sSGy50b2xsZ2F0ZS52MS5HZXRUYXNrUmVxdWVzdBocLnRvbGxnYXRlLnYxLkdldFRhc2tSZXNwb25zZRJKCglMaXN0VGFza3MSHS50b2xsZ2F0ZS52MS5MaXN0VGFza3NSZXF1ZXN0Gh4udG9sbGdhdGUudjEuTGlzdFRhc2tzUmVzcG9uc2USTQoKQ2FuY2VsVGFzaxIeLnRvbGxnYXRlLnYxLkNhbmNlbFRhc2tSZXF1ZXN0Gh8udG9sbGdhdGUudjEuQ2FuY2VsVGFza1Jlc3BvbnNlEk0KClB1cmdlUXVldWUSHi50b2xsZ2F0ZS52MS5QdXJnZVF1ZXVlUmVxdWVzdBofLnRvbGxnYXRlLnYxLlB1cmdlUXVldWVSZXNwb25zZRJlChJSZXF1ZXVlRGVhZExldHRlcnMSJi50b2xsZ2F0ZS52MS5SZXF1ZXVlRGVhZExldHRlcnNSZXF1ZXN0GicudG9sbGdhdGUudjEuUmVxdWV1ZURlYWRMZXR0ZXJzUmVzcG9uc2USXwoQUHVyZ2VEZWFkTGV0dGVycxIkLnRvbGxnYXRlLnYxLlB1cmdlRGVhZExldHRlcnNSZXF1ZXN0GiUudG9sbGdhdGUudjEuUHVyZ2VEZWFkTGV0dGVyc1Jlc3BvbnNlQkBaPmdpdGh1Yi5jb20vdG9sbGdhdGUtZGV2L3RvbGxnYXRlL2dlbi9nby90b2xsZ2F0ZS92MTt0b2xsZ2F0ZXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message tollgate.v1.SubmitRequest
@@ -515,6 +515,115 @@ export const PurgeQueueResponseSchema: GenMessage<PurgeQueueResponse> = /*@__PUR
   messageDesc(file_tollgate_v1_task_service, 13);
 
 /**
+ * @generated from message tollgate.v1.RequeueDeadLettersRequest
+ */
+export type RequeueDeadLettersRequest = Message<"tollgate.v1.RequeueDeadLettersRequest"> & {
+  /**
+   * The user whose dead letters to requeue; at most 128 bytes of UTF-8, no
+   * control characters. Empty means the user of the caller's API key.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * The dead-lettered tasks to requeue, at most 1000; empty requeues every
+   * task on the user's dead-letter list (oldest first, so they queue in the
+   * order they died).
+   *
+   * @generated from field: repeated string task_ids = 2;
+   */
+  taskIds: string[];
+};
+
+/**
+ * Describes the message tollgate.v1.RequeueDeadLettersRequest.
+ * Use `create(RequeueDeadLettersRequestSchema)` to create a new message.
+ */
+export const RequeueDeadLettersRequestSchema: GenMessage<RequeueDeadLettersRequest> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 14);
+
+/**
+ * @generated from message tollgate.v1.RequeueDeadLettersResponse
+ */
+export type RequeueDeadLettersResponse = Message<"tollgate.v1.RequeueDeadLettersResponse"> & {
+  /**
+   * Tasks put back in the queue.
+   *
+   * @generated from field: uint32 requeued = 1;
+   */
+  requeued: number;
+
+  /**
+   * Ids of task_ids not on the user's dead-letter list, and ids on it whose
+   * record had expired already (such an id leaves the list).
+   *
+   * @generated from field: repeated string not_found = 2;
+   */
+  notFound: string[];
+};
+
+/**
+ * Describes the message tollgate.v1.RequeueDeadLettersResponse.
+ * Use `create(RequeueDeadLettersResponseSchema)` to create a new message.
+ */
+export const RequeueDeadLettersResponseSchema: GenMessage<RequeueDeadLettersResponse> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 15);
+
+/**
+ * @generated from message tollgate.v1.PurgeDeadLettersRequest
+ */
+export type PurgeDeadLettersRequest = Message<"tollgate.v1.PurgeDeadLettersRequest"> & {
+  /**
+   * The user whose dead letters to delete; as in RequeueDeadLettersRequest.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * The dead-lettered tasks to delete, at most 1000; empty deletes every task
+   * on the user's dead-letter list.
+   *
+   * @generated from field: repeated string task_ids = 2;
+   */
+  taskIds: string[];
+};
+
+/**
+ * Describes the message tollgate.v1.PurgeDeadLettersRequest.
+ * Use `create(PurgeDeadLettersRequestSchema)` to create a new message.
+ */
+export const PurgeDeadLettersRequestSchema: GenMessage<PurgeDeadLettersRequest> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 16);
+
+/**
+ * @generated from message tollgate.v1.PurgeDeadLettersResponse
+ */
+export type PurgeDeadLettersResponse = Message<"tollgate.v1.PurgeDeadLettersResponse"> & {
+  /**
+   * Tasks deleted from the list, with their records.
+   *
+   * @generated from field: uint32 purged = 1;
+   */
+  purged: number;
+
+  /**
+   * Ids of task_ids not on the user's dead-letter list.
+   *
+   * @generated from field: repeated string not_found = 2;
+   */
+  notFound: string[];
+};
+
+/**
+ * Describes the message tollgate.v1.PurgeDeadLettersResponse.
+ * Use `create(PurgeDeadLettersResponseSchema)` to create a new message.
+ */
+export const PurgeDeadLettersResponseSchema: GenMessage<PurgeDeadLettersResponse> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 17);
+
+/**
  * OverLimit says what Submit does with a task that cannot start now.
  *
  * @generated from enum tollgate.v1.OverLimit
@@ -795,6 +904,44 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof PurgeQueueRequestSchema;
     output: typeof PurgeQueueResponseSchema;
+  },
+  /**
+   * RequeueDeadLetters puts dead-lettered tasks of one user back at the tail
+   * of the user's queue, as if just submitted but keeping their ids,
+   * payloads, kinds and submit times: state QUEUED, attempts 0, last error
+   * and finish time cleared, kept until they finish again. They start as the
+   * policy allows, like any queued task, and leave the dead-letter list.
+   * The user's backlog cap (TOLLGATE_MAX_BACKLOG) does not refuse a requeue:
+   * it bounds what Submit accepts, and these tasks were accepted once; a
+   * requeue can take the queue past it (Submit then answers
+   * RESOURCE_EXHAUSTED until the queue is below it again). Idempotent: an id
+   * no longer on the list (requeued or purged already, expired, or never
+   * there) is reported in not_found, not an error.
+   *
+   * Errors: INVALID_ARGUMENT for a missing or malformed user_id, or a
+   * task_ids entry that is not a Tollgate task id (or more than 1000 of
+   * them); PERMISSION_DENIED when a user's key names another user.
+   *
+   * @generated from rpc tollgate.v1.TaskService.RequeueDeadLetters
+   */
+  requeueDeadLetters: {
+    methodKind: "unary";
+    input: typeof RequeueDeadLettersRequestSchema;
+    output: typeof RequeueDeadLettersResponseSchema;
+  },
+  /**
+   * PurgeDeadLetters deletes dead-lettered tasks of one user: each leaves the
+   * list and its record is deleted (GetTask answers NOT_FOUND). Idempotent
+   * as RequeueDeadLetters: an id not on the list is reported in not_found.
+   *
+   * Errors: as RequeueDeadLetters.
+   *
+   * @generated from rpc tollgate.v1.TaskService.PurgeDeadLetters
+   */
+  purgeDeadLetters: {
+    methodKind: "unary";
+    input: typeof PurgeDeadLettersRequestSchema;
+    output: typeof PurgeDeadLettersResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tollgate_v1_task_service, 0);

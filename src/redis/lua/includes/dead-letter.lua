@@ -17,6 +17,9 @@
     step never comes (the process died), the list is over its cap by those
     few ids, whose records are still there and are trimmed at the user's
     next dead letter or expire with the list: never a record without its id.
+  An operator takes dead letters off the list on purpose, by id: requeued
+  (the record made a queued task again, no longer expiring) or purged (the
+  record deleted with it): requeue-dead-letters-n and purge-dead-letters-n.
 ]]
 --- @include "task-fields"
 --- @include "user-stats"
@@ -64,4 +67,18 @@ local function trimDeadLetters(dead, cap, totals, ids, taskKeys)
     redis.call('HINCRBY', totals, 'dx', dropped)
   end
   return dropped
+end
+
+-- Takes one id off the user's dead-letter list. Returns whether it was on it.
+local function takeDeadLetter(dead, id)
+  return redis.call('LREM', dead, 0, id) > 0
+end
+
+-- Makes a dead letter's record a queued task again, as a new one is, but
+-- keeping its id, user, payload, kind and submit time: no attempts, no error,
+-- start or end, and no expiry (the queue owns it now).
+local function reviveDeadLetter(task)
+  redis.call('HSET', task, FIELD_STATE, STATE_QUEUED, FIELD_ATTEMPTS, 0)
+  redis.call('HDEL', task, FIELD_ERROR, FIELD_STARTED, FIELD_FINISHED, FIELD_CLAIM, FIELD_STARTED_BY_ADMIT)
+  redis.call('PERSIST', task)
 end

@@ -1,0 +1,69 @@
+--[[
+  requeue-dead-letters: puts dead letters of one user back at the tail of the
+  user's queue, in the order given, each with fresh attempts (its record made
+  queued again, no longer expiring: includes/dead-letter). An id not on the
+  list is reported; so is one on it whose record expired already (it leaves
+  the list: nothing is left to run). When the queue was empty the user is
+  scheduled as admit schedules a new head (includes/heads): due when
+  every window has room. The backlog cap is not applied (docs/api.md). The
+  partition's q counts the tasks queued again; the user's d and the
+  partition's d count dead-letterings ever, so they stay.
+
+  KEYS[1]   the user's dead-letter list
+  KEYS[2]   the user's queue list
+  KEYS[3]   due-users sorted set
+  KEYS[4]   heads hash (user id -> head task id)
+  KEYS[5]   totals hash
+  KEYS[6 .. 5+W]  the user's W rate-limiter-flexible window counters, in policy order
+  KEYS[6+W ..]    the record (task hash) of each id in ARGV[6+W ..], in that order
+  ARGV[1]   user id
+  ARGV[2]   channel on which drainers are woken when a user becomes due
+  ARGV[3]   progress channel (the user id is published when its counts change)
+  ARGV[4]   "SPUBLISH" on a Redis Cluster (sharded pub/sub), else "PUBLISH"
+  ARGV[5]   W: windows per user
+  then per window: its limit (ARGV[6 .. 5+W])
+  ARGV[6+W ..] the task ids to requeue
+  Returns   {requeued, id not found, id not found, ...}
+]]
+--- @include "time"
+--- @include "window"
+--- @include "dead-letter"
+--- @include "heads"
+
+local userId, PUBLISH = ARGV[1], ARGV[4]
+local windowCount = tonumber(ARGV[5])
+local firstId = 6 + windowCount
+local queue = KEYS[2]
+local wasEmpty = redis.call('LLEN', queue) == 0
+local head
+local requeued, notFound = 0, {}
+for i = firstId, #ARGV do
+  local id, task = ARGV[i], KEYS[i]
+  if takeDeadLetter(KEYS[1], id) and redis.call('EXISTS', task) == 1 then
+    reviveDeadLetter(task)
+    redis.call('RPUSH', queue, id)
+    head = head or id
+    requeued = requeued + 1
+  else
+    notFound[#notFound + 1] = id
+  end
+end
+if requeued > 0 then
+  if wasEmpty then
+    local now = currentMs()
+    -- ms until every window has room (0: it has now)
+    local wait = 0
+    for k = 1, windowCount do
+      local count, pttl = windowRead(KEYS[5 + k])
+      wait = math.max(wait, windowWait(count, pttl, tonumber(ARGV[5 + k])))
+    end
+    scheduleNewHead(KEYS[3], KEYS[4], userId, head, now + wait, PUBLISH, ARGV[2])
+  end
+  redis.call('HINCRBY', KEYS[5], 'q', requeued)
+  redis.call(PUBLISH, ARGV[3], userId)
+end
+local out = {requeued}
+for _, id in ipairs(notFound) do
+  out[#out + 1] = id
+end
+return out
