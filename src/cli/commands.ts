@@ -12,6 +12,7 @@ import {
 import { progressOf, renderProgress } from "./progress-bar.js";
 import { HealthCheckResponse_ServingStatus } from "../../gen/ts/grpc/health/v1/health_pb.js";
 import {
+  CancelTaskResponseSchema,
   GetTaskResponseSchema,
   ListState,
   OverLimit,
@@ -288,6 +289,31 @@ function describeTask(task: Task): string {
   return `${task.taskId} ${state} ${place} submitted ${submitted}${error}`;
 }
 
+const CANCEL_HELP = `Usage: tollgate cancel TASK_ID [flags]
+
+Cancels a task (CancelTask) that has not started or waits to retry: it leaves
+its user's queue and ends CANCELLED. A running task's handler is aborted and
+the task ends CANCELLED, not retried. Prints the task as
+it is after the call; cancelling a cancelled task again is not an error. A
+finished task is refused (FAILED_PRECONDITION).
+
+${CONNECTION_HELP}`;
+
+export async function cancelCommand(args: readonly string[]): Promise<number> {
+  const { values, positionals } = parse(args, {}, true);
+  if (values.help) return help(CANCEL_HELP);
+  if (positionals.length !== 1) throw new UsageError("give exactly one task id");
+  const client = createTollgateClient(connection(values));
+  const answer = await client.cancelTask({ taskId: positionals[0]! });
+  const json = toJson(CancelTaskResponseSchema, answer) as { task?: Record<string, unknown> };
+  if (values.json) {
+    console.log(JSON.stringify(json));
+  } else {
+    for (const [key, value] of Object.entries(json.task ?? {})) console.log(`${key}: ${String(value)}`);
+  }
+  return 0;
+}
+
 const DEAD_HELP = `Usage: tollgate dead requeue|purge --user ID (--task ID ... | --all) [flags]
 
 Acts on a user's dead-lettered tasks (list them with tollgate tasks --state
@@ -328,6 +354,24 @@ export async function deadCommand(args: readonly string[]): Promise<number> {
     console.log(`${action === "requeue" ? "requeued" : "purged"} ${done}`);
     if (answer.notFound.length > 0) console.log(`not found: ${answer.notFound.join(" ")}`);
   }
+  return 0;
+}
+
+const PURGE_HELP = `Usage: tollgate purge --user ID [flags]
+
+Cancels every task of a user that has not started or waits to retry
+(PurgeQueue) and prints how many; running tasks run on.
+  --user ID   the user whose queue to purge (required)
+
+${CONNECTION_HELP}`;
+
+export async function purgeCommand(args: readonly string[]): Promise<number> {
+  const { values } = parse(args, { user: { type: "string" } });
+  if (values.help) return help(PURGE_HELP);
+  const userId = requireUser(values);
+  const client = createTollgateClient(connection(values));
+  const { cancelled } = await client.purgeQueue({ userId });
+  console.log(values.json ? JSON.stringify({ userId, cancelled }) : `cancelled ${cancelled} task(s) of ${userId}`);
   return 0;
 }
 

@@ -9,6 +9,8 @@ Commands:
   watch     a live progress bar of a queue draining
   task      a task's state, attempts and timestamps
   tasks     list a user's queued, running or dead tasks
+  cancel    cancel a task that has not started or waits to retry
+  purge     cancel every task a user has queued (--user ID)
   dead      requeue or purge a user's dead-lettered tasks
   health    whether the server is serving (exit 0) or not (exit 1)
 
@@ -18,12 +20,24 @@ Exit codes: 0 ok, 1 the call failed (the error is printed with its gRPC code),
 
 /** The client commands' names in commands.ts, loaded only when one runs (serve needs none of the client). */
 const CLIENT_COMMANDS: Readonly<
-  Record<string, "submitCommand" | "watchCommand" | "taskCommand" | "tasksCommand" | "deadCommand" | "healthCommand">
+  Record<
+    string,
+    | "submitCommand"
+    | "watchCommand"
+    | "taskCommand"
+    | "tasksCommand"
+    | "cancelCommand"
+    | "purgeCommand"
+    | "deadCommand"
+    | "healthCommand"
+  >
 > = {
   submit: "submitCommand",
   watch: "watchCommand",
   task: "taskCommand",
   tasks: "tasksCommand",
+  cancel: "cancelCommand",
+  purge: "purgeCommand",
   dead: "deadCommand",
   health: "healthCommand",
 };

@@ -49,6 +49,16 @@ export function authorizeReadTask(caller: Identity, task: { readonly userId: str
   if (!mayActFor(caller, task.userId)) throw permissionDenied("this API key may read only its own user's tasks");
 }
 
+/** Cancel a task of `task.userId`'s: as reading it (another user's task is PERMISSION_DENIED, as GetTask answers). */
+export function authorizeCancelTask(caller: Identity, task: { readonly userId: string }): void {
+  if (!mayActFor(caller, task.userId)) throw permissionDenied("this API key may cancel only its own user's tasks");
+}
+
+/** Purge `userId`'s queue. */
+export function authorizePurge(caller: Identity, userId: string): void {
+  if (!mayActFor(caller, userId)) denied(caller, `purge user "${userId}"'s queue`);
+}
+
 /** List `userId`'s tasks. */
 export function authorizeList(caller: Identity, userId: string): void {
   if (!mayActFor(caller, userId)) denied(caller, `list user "${userId}"'s tasks`);

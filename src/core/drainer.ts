@@ -71,7 +71,18 @@ export class Drainer {
 
   /** Subscribes to wake-ups and claims from every partition; rejects when the store cannot be reached. */
   async start(): Promise<void> {
-    const unsubscribe = await this.store.onWake(this.onWake);
+    const stopWakes = await this.store.onWake(this.onWake);
+    let stopCancels: Unsubscribe;
+    try {
+      // CancelTask of a task running here aborts its handler.
+      stopCancels = await this.store.onCancel((taskId) => this.runner.cancel(taskId));
+    } catch (error) {
+      await stopWakes().catch(() => {});
+      throw error;
+    }
+    const unsubscribe: Unsubscribe = async () => {
+      await Promise.all([stopWakes(), stopCancels()]);
+    };
     if (this.closed) {
       await unsubscribe();
       return;

@@ -59,6 +59,11 @@ export function resourceExhausted(message: string, retryAfterMs: number): Servic
   return new ServiceError(StatusCode.RESOURCE_EXHAUSTED, message, retryAfterMs);
 }
 
+/** The request is well formed but the thing it names is in the wrong state for it. */
+export function failedPrecondition(message: string): ServiceError {
+  return new ServiceError(StatusCode.FAILED_PRECONDITION, message);
+}
+
 export function unavailable(message: string): ServiceError {
   return new ServiceError(StatusCode.UNAVAILABLE, message);
 }

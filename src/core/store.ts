@@ -80,7 +80,8 @@ export interface QueueSnapshot {
 
 export type AttemptResult = { readonly ok: true } | { readonly ok: false; readonly error: string };
 
-export type FinishOutcome = "succeeded" | "retry-scheduled" | "dead" | "lease-lost";
+/** "cancelled": its cancel was requested while it ran, so it ended cancelled whatever the attempt did. */
+export type FinishOutcome = "succeeded" | "retry-scheduled" | "dead" | "cancelled" | "lease-lost";
 
 /** What admit decided, with the user's windows as they were after it. */
 export type Admission =
@@ -139,7 +140,7 @@ export class NotReplicated extends Error {
   }
 }
 
-export type TaskStateName = "queued" | "running" | "succeeded" | "failed" | "dead";
+export type TaskStateName = "queued" | "running" | "succeeded" | "failed" | "dead" | "cancelled";
 
 export interface TaskRecord {
   readonly taskId: string;
@@ -153,6 +154,14 @@ export interface TaskRecord {
   readonly finishedAt: number | undefined;
   readonly lastError: string;
 }
+
+/**
+ * What cancelTask did: cancelled it now; marked a running task, whose
+ * attempt then ends it cancelled ("cancel-requested"); or found it cancelled
+ * before, finished (succeeded or dead), or gone (or another user's), and
+ * changed nothing.
+ */
+export type CancelOutcome = "cancelled" | "cancel-requested" | "already-cancelled" | "succeeded" | "dead" | "not-found";
 
 /** Which of a user's tasks listTasks lists. */
 export type ListState = "queued" | "running" | "dead";
@@ -237,6 +246,9 @@ export interface LeasedTask {
 /** Something about `userId`'s queue changed (a submit, a start, an end). */
 export type ProgressListener = (userId: string) => void;
 
+/** CancelTask marked a running task (its id): the process running it should abort its handler. */
+export type CancelListener = (taskId: string) => void;
+
 /** Whether the store is reachable: told at once, then at every change. */
 export type AvailabilityListener = (available: boolean) => void;
 
@@ -265,7 +277,11 @@ export interface TaskStore {
     result: AttemptResult,
     retryDelayMs: number,
   ): Promise<FinishOutcome>;
-  /** Hands a held task back to the head of its queue, its attempt not counted; false when its lease was gone. */
+  /**
+   * Hands a held task back to the head of its queue, its attempt not
+   * counted (or ends it cancelled, when its cancel was requested); false when
+   * its lease was gone.
+   */
   release(task: HeldTask): Promise<boolean>;
   /** Extends the leases of tasks still running here; returns how many were extended. */
   renew(tasks: readonly LeasedTask[]): Promise<number>;
@@ -278,6 +294,17 @@ export interface TaskStore {
    * left out.
    */
   listTasks(userId: string, state: ListState, options: ListOptions): Promise<ListPage>;
+  /**
+   * Cancels one of `task.userId`'s tasks if it is queued (it leaves the
+   * queue, the next taking its place) or waiting to retry (it leaves the
+   * retry schedule): its record ends cancelled and expires the retention
+   * after, as a finished task's. A running task is marked: its attempt's
+   * end (finish, release, or a lost lease) ends it cancelled, neither retried
+   * nor dead-lettered. Any other task is left as it is.
+   */
+  cancelTask(task: { readonly taskId: string; readonly userId: string }): Promise<CancelOutcome>;
+  /** Cancels every queued task of the user and every one waiting to retry, as cancelTask; returns how many. */
+  purgeQueue(userId: string): Promise<number>;
   /**
    * Puts dead letters of `userId` back at the tail of the user's queue with
    * fresh attempts (queued, no attempts, error or end, no expiry), scheduling
@@ -304,6 +331,12 @@ export interface TaskStore {
   onWake(listener: WakeListener): Promise<Unsubscribe>;
   /** Calls `listener` at every progress event of any queue; as onWake otherwise. */
   onProgress(listener: ProgressListener): Promise<Unsubscribe>;
+  /**
+   * Calls `listener` whenever CancelTask marks a running task, on any
+   * process; as onWake otherwise. A message missed (a reconnect) leaves the
+   * handler running to its end; the task ends cancelled all the same.
+   */
+  onCancel(listener: CancelListener): Promise<Unsubscribe>;
   /**
    * Calls `listener` now with whether the store is reachable, then whenever
    * that changes; returns the way to stop (idempotent).

@@ -17,6 +17,9 @@ export interface TaskRunnerOptions {
   readonly retryMaxMs: number;
 }
 
+/** The abort reason, and the attempt's error, of a handler aborted by CancelTask. */
+const CANCELLED = "cancelled (CancelTask)";
+
 /** The queue calls the runner makes. */
 export type RunnerQueue = Pick<TaskStore, "finish" | "renew" | "release">;
 
@@ -36,6 +39,8 @@ interface Attempt {
   readonly settled: Promise<void>;
   /** Until the outcome is recorded, the lease is this attempt's to renew. */
   holdsLease: boolean;
+  /** Aborts the handler's signal. */
+  readonly controller: AbortController;
 }
 
 /**
@@ -92,6 +97,18 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
   }
 
   /**
+   * Aborts the handler of the task `taskId` if it runs here (CancelTask
+   * marked it): the attempt fails, and finish ends the task cancelled.
+   */
+  cancel(taskId: string): void {
+    for (const attempt of this.running) {
+      if (attempt.task.taskId === taskId && attempt.holdsLease) {
+        attempt.controller.abort(new Error(CANCELLED));
+      }
+    }
+  }
+
+  /**
    * Runs a started task; `reserved` says it fills a slot taken with reserve().
    * Once closing, the task is handed back instead, for another process to run.
    */
@@ -123,7 +140,7 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
       this.stopping.signal.removeEventListener("abort", stop);
       timer();
     });
-    const entry: Attempt = { task, recorded, settled, holdsLease: true };
+    const entry: Attempt = { task, recorded, settled, holdsLease: true, controller };
     this.running.add(entry);
     this.startRenewal();
     void recorded.then(async () => {
@@ -165,7 +182,9 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
       result = {
         ok: false,
         error: signal.aborted
-          ? `timed out after ${this.options.attemptTimeoutMs} ms`
+          ? signal.reason instanceof Error && signal.reason.message === CANCELLED
+            ? CANCELLED
+            : `timed out after ${this.options.attemptTimeoutMs} ms`
           : error instanceof Error
             ? error.message
             : String(error),

@@ -12,6 +12,7 @@ import type { Identity } from "../core/authorization.js";
 import type { RatePolicy } from "../core/rate-policy.js";
 import { checkGetTask, checkWatchQueue } from "../core/reads.js";
 import { checkListTasks } from "../core/list-tasks.js";
+import { checkCancelTask, checkPurgeQueue } from "../core/cancel.js";
 import { checkDeadLetters } from "../core/dead-letters.js";
 import { malformedRequest, unauthenticated } from "../core/service-error.js";
 import type { TaskStore } from "../core/store.js";
@@ -20,8 +21,10 @@ import type { TaskRunner } from "../core/task-runner.js";
 import {
   OverLimit,
   TaskService,
+  type CancelTaskRequest,
   type GetTaskRequest,
   type ListTasksRequest,
+  type PurgeQueueRequest,
   type PurgeDeadLettersRequest,
   type RequeueDeadLettersRequest,
   type SubmitRequest,
@@ -90,6 +93,11 @@ export function rateLimitInterceptor(options: RateLimitInterceptorOptions): Serv
       async (message, context) => {
         checkListTasks(context.caller, listTasksRequest(message as ListTasksRequest));
       },
+    ],
+    [methodPath(TaskService, "CancelTask"), async (message) => checkCancelTask((message as CancelTaskRequest).taskId)],
+    [
+      methodPath(TaskService, "PurgeQueue"),
+      async (message, context) => checkPurgeQueue(context.caller, (message as PurgeQueueRequest).userId),
     ],
     [
       methodPath(TaskService, "RequeueDeadLetters"),

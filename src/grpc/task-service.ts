@@ -10,12 +10,15 @@ import type { RatePolicy } from "../core/rate-policy.js";
 import { readTask } from "../core/reads.js";
 import { checkListTasks, listTasks } from "../core/list-tasks.js";
 import { listTasksRequest } from "./list-tasks.js";
+import { cancelTask, purgeQueue } from "../core/cancel.js";
 import { changeDeadLetters, checkDeadLetters } from "../core/dead-letters.js";
 import type { ListedTask, TaskStore, TaskRecord, TaskStateName } from "../core/store.js";
 import type { SubmitDecision, WindowState } from "../core/submit.js";
 import {
+  CancelTaskResponseSchema,
   Disposition,
   GetTaskResponseSchema,
+  PurgeQueueResponseSchema,
   ListTasksResponseSchema,
   PurgeDeadLettersResponseSchema,
   RequeueDeadLettersResponseSchema,
@@ -23,10 +26,14 @@ import {
   TaskSchema,
   TaskState,
   WindowStateSchema,
+  type CancelTaskRequest,
+  type CancelTaskResponse,
   type GetTaskRequest,
   type GetTaskResponse,
   type ListTasksRequest,
   type ListTasksResponse,
+  type PurgeQueueRequest,
+  type PurgeQueueResponse,
   type PurgeDeadLettersRequest,
   type PurgeDeadLettersResponse,
   type RequeueDeadLettersRequest,
@@ -51,6 +58,10 @@ export function taskServiceImplementation(options: TaskServiceOptions): UntypedS
     submit: unary<SubmitRequest, SubmitResponse>(options.logger, async (call) => submitResponse(decisionOf(call))),
     getTask: unary<GetTaskRequest, GetTaskResponse>(options.logger, async (call) => getTask(call, options)),
     listTasks: unary<ListTasksRequest, ListTasksResponse>(options.logger, async (call) => listTaskPage(call, options)),
+    cancelTask: unary<CancelTaskRequest, CancelTaskResponse>(options.logger, async (call) => cancel(call, options)),
+    purgeQueue: unary<PurgeQueueRequest, PurgeQueueResponse>(options.logger, async (call) =>
+      create(PurgeQueueResponseSchema, { cancelled: await purgeQueue(options.queue, call.request.userId) }),
+    ),
     requeueDeadLetters: unary<RequeueDeadLettersRequest, RequeueDeadLettersResponse>(options.logger, async (call) => {
       const query = checkDeadLetters(callContextOf(call).caller, "requeue", call.request);
       const result = await changeDeadLetters(options.queue, "requeue", query);
@@ -121,6 +132,7 @@ const TASK_STATES: Readonly<Record<TaskStateName, TaskState>> = {
   succeeded: TaskState.SUCCEEDED,
   failed: TaskState.FAILED,
   dead: TaskState.DEAD,
+  cancelled: TaskState.CANCELLED,
 };
 
 async function getTask(
@@ -143,8 +155,16 @@ async function listTaskPage(
   });
 }
 
+async function cancel(
+  call: ServerUnaryCall<CancelTaskRequest, CancelTaskResponse>,
+  { queue, maxAttempts }: TaskServiceOptions,
+): Promise<CancelTaskResponse> {
+  const record = await cancelTask(queue, callContextOf(call).caller, call.request.taskId);
+  return create(CancelTaskResponseSchema, { task: taskMessage(record, maxAttempts) });
+}
+
 function taskMessage(record: TaskRecord, maxAttempts: number, queuePosition = 0) {
-  const finished = record.state === "succeeded" || record.state === "dead";
+  const finished = record.state === "succeeded" || record.state === "dead" || record.state === "cancelled";
   return create(TaskSchema, {
     taskId: record.taskId,
     userId: record.userId,

@@ -77,10 +77,15 @@ export interface PartitionKeys {
   /** Pub/sub channel (sharded on a Cluster): the published user's counts changed. */
   readonly progressChannel: string;
   /**
+   * Pub/sub channel (sharded on a Cluster): CancelTask marked the published
+   * running task (id); the process running it aborts its handler.
+   */
+  readonly cancelChannel: string;
+  /**
    * Hash: one task's record; its fields are TASK_FIELD, documented below.
    * Owned while queued, running or waiting to retry by the queue, leases or
    * retries that name it (no expiry then); expires TOLLGATE_RETENTION after
-   * it succeeded, TOLLGATE_DEAD_LETTER_RETENTION after it was dead-lettered,
+   * it succeeded or was cancelled, TOLLGATE_DEAD_LETTER_RETENTION after it was dead-lettered,
    * or is deleted when its id is trimmed or purged from the dead-letter list.
    * A requeued dead letter is queued again: owned by the queue, no expiry.
    */
@@ -149,6 +154,7 @@ function partitionKeys(prefix: string, partition: number, tag: string): Partitio
     stats: (userId: string) => `${base}:u:${userId}`,
     totals: `${base}:totals`,
     progressChannel: `${base}:progress`,
+    cancelChannel: `${base}:cancel`,
     task: (taskId: string) => `${base}:t:${taskId}`,
     claim: (claimId: string) => `${base}:c:${claimId}`,
     idempotency: (userId: string, key: string) => `${base}:i:${Buffer.byteLength(userId)}:${userId}:${key}`,
@@ -185,16 +191,17 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX, partitions: numb
  * | field | meaning | written by | read by |
  * | --- | --- | --- | --- |
  * | u | user id | admit | GetTask, ListTasks |
- * | p | payload (bytes); deleted when the task succeeds | admit; finish deletes | claim (handed to the handler), GetTask, ListTasks |
+ * | p | payload (bytes); deleted when the task succeeds or is cancelled | admit; finish and cancel delete | claim (handed to the handler), GetTask, ListTasks |
  * | k | kind, which picks a handler; absent for the default | admit | claim, GetTask, ListTasks |
- * | s | state, one of TASK_STATE | admit, claim, finish, release, requeue | admit-outcome, GetTask, ListTasks |
+ * | s | state, one of TASK_STATE | admit, claim, finish, release, cancel, requeue | admit-outcome, GetTask, ListTasks |
  * | a | attempts started (a released attempt is taken back) | admit, claim, release, requeue (0) | claim (last attempt?), finish and release (is it still this attempt?), admit-outcome, GetTask, ListTasks |
  * | sub | submitted at (ms) | admit | GetTask, ListTasks, bench/drain.ts |
  * | st | the current attempt started at (ms); deleted when a release leaves no attempt | admit (start now), claim; release and requeue delete | admit-outcome (Submit's answer), GetTask, ListTasks, bench/drain.ts |
- * | fin | finished at (ms): succeeded or dead | finish, claim (a lease lost on the last attempt); requeue deletes | GetTask, ListTasks |
+ * | fin | finished at (ms): succeeded, dead or cancelled | finish, claim (a lease lost on the last attempt), cancel; requeue deletes | GetTask, ListTasks |
  * | err | the last attempt's error | finish, claim (a lease lost on the last attempt); requeue deletes | GetTask, ListTasks |
  * | adm | 1: admit started the task itself, not a claim from the queue | admit; requeue deletes | admit-outcome (must the Submit whose reply was lost run it?) |
  * | c | id of the claim that started the current attempt; absent for a start at Submit or after a release | claim; release and requeue delete | release (only that claim may hand it back) |
+ * | cx | 1: CancelTask asked to cancel it while it ran (and published its id on cancelChannel); its attempt ends it cancelled (not retried) | cancel; deleted when it ends cancelled | finish, release, claim (a lost lease) |
  */
 export const TASK_FIELD = Object.freeze({
   USER: "u",
@@ -208,6 +215,7 @@ export const TASK_FIELD = Object.freeze({
   ERROR: "err",
   STARTED_BY_ADMIT: "adm",
   CLAIM: "c",
+  CANCEL_REQUESTED: "cx",
 } as const);
 
 /** The values of a task's TASK_FIELD.STATE (Lua: `STATE_<NAME>`). */
@@ -219,6 +227,8 @@ export const TASK_STATE = Object.freeze({
   FAILED: "f",
   /** Every attempt failed: on the user's dead-letter list. */
   DEAD: "d",
+  /** Cancelled (CancelTask, PurgeQueue) while queued or waiting to retry; it never runs again. */
+  CANCELLED: "x",
 } as const);
 
 /**

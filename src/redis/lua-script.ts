@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { TASK_FIELD, TASK_STATE } from "./keys.js";
-import { ADMIT, FINISH, RELEASE } from "./reply-codes.js";
+import { ADMIT, CANCEL, FINISH, RELEASE } from "./reply-codes.js";
 import { storeCall, toStoreError } from "./errors.js";
 import type { RedisClient } from "./connection.js";
 
@@ -42,7 +42,7 @@ function luaConstants(prefixes: Readonly<Record<string, Readonly<Record<string, 
  * modules were loaded first.
  */
 export const GENERATED_INCLUDES: ReadonlyMap<string, string> = new Map([
-  ["reply-codes", `-- reply codes, from src/redis/reply-codes.ts\n${luaConstants({ ADMIT, FINISH, RELEASE })}`],
+  ["reply-codes", `-- reply codes, from src/redis/reply-codes.ts\n${luaConstants({ ADMIT, FINISH, RELEASE, CANCEL })}`],
   [
     "task-fields",
     `-- task record fields and states, from src/redis/keys.ts\n${luaConstants({ FIELD: TASK_FIELD, STATE: TASK_STATE })}`,

@@ -8,7 +8,7 @@ import {
   type Keys,
   type PartitionKeys,
 } from "./keys.js";
-import { ADMIT, FINISH, RELEASE } from "./reply-codes.js";
+import { ADMIT, CANCEL, FINISH, RELEASE } from "./reply-codes.js";
 import { LuaScript, type RedisArg } from "./lua-script.js";
 import { countersFromReply, type RateWindows } from "./rate-windows.js";
 import { commandTimeoutOf, kindOf, type RedisClient } from "./connection.js";
@@ -21,6 +21,7 @@ import {
   NotReplicated,
   type Admission,
   type AttemptResult,
+  type CancelOutcome,
   type ClaimResult,
   type ClaimedTask,
   type DeadLetterResult,
@@ -34,6 +35,7 @@ import {
   type ListState,
   type QueueSnapshot,
   type AvailabilityListener,
+  type CancelListener,
   type ProgressListener,
   type Submission,
   type TaskRecord,
@@ -87,7 +89,8 @@ export type StateChange =
   | "release"
   | "trim-dead-letters"
   | "requeue-dead-letters"
-  | "purge-dead-letters";
+  | "purge-dead-letters"
+  | "cancel";
 
 const FINISH_OUTCOMES: ReadonlyMap<number, FinishOutcome> = new Map([
   [FINISH.LEASE_LOST, "lease-lost"],
@@ -95,6 +98,7 @@ const FINISH_OUTCOMES: ReadonlyMap<number, FinishOutcome> = new Map([
   [FINISH.RETRY_SCHEDULED, "retry-scheduled"],
   [FINISH.DEAD, "dead"],
   [FINISH.DEAD_OVER_CAP, "dead"],
+  [FINISH.CANCELLED, "cancelled"],
 ]);
 
 const STATE_NAMES: Readonly<Record<string, TaskStateName>> = {
@@ -103,7 +107,17 @@ const STATE_NAMES: Readonly<Record<string, TaskStateName>> = {
   [TASK_STATE.SUCCEEDED]: "succeeded",
   [TASK_STATE.FAILED]: "failed",
   [TASK_STATE.DEAD]: "dead",
+  [TASK_STATE.CANCELLED]: "cancelled",
 };
+
+const CANCEL_OUTCOMES: ReadonlyMap<number, CancelOutcome> = new Map([
+  [CANCEL.NOT_FOUND, "not-found"],
+  [CANCEL.CANCELLED, "cancelled"],
+  [CANCEL.ALREADY_CANCELLED, "already-cancelled"],
+  [CANCEL.CANCEL_REQUESTED, "cancel-requested"],
+  [CANCEL.SUCCEEDED, "succeeded"],
+  [CANCEL.DEAD, "dead"],
+]);
 
 const scripts = {
   admit: new LuaScript("admit-n.lua"),
@@ -116,6 +130,7 @@ const scripts = {
   renew: new LuaScript("renew-1.lua"),
   release: new LuaScript("release-7.lua"),
   trimDeadLetters: new LuaScript("trim-dead-letters-n.lua"),
+  cancel: new LuaScript("cancel-n.lua"),
   requeueDeadLetters: new LuaScript("requeue-dead-letters-n.lua"),
   purgeDeadLetters: new LuaScript("purge-dead-letters-n.lua"),
 };
@@ -138,6 +153,9 @@ function taskRecordOf(taskId: string, fields: Record<string, Buffer> | null | un
     lastError: text(TASK_FIELD.ERROR),
   };
 }
+
+/** Tasks PurgeQueue cancels per script (each record is a declared key). */
+const PURGE_BATCH = 100;
 
 /** Dead letters past the cap dropped per trim step (each is a declared key). */
 const TRIM_BATCH = 500;
@@ -574,7 +592,7 @@ export class RedisStore implements TaskStore {
         this.options.retentionSeconds,
       ],
     );
-    return Number(released) === RELEASE.RELEASED;
+    return Number(released) === RELEASE.RELEASED || Number(released) === RELEASE.CANCELLED;
   }
 
   /**
@@ -710,6 +728,76 @@ export class RedisStore implements TaskStore {
   private async readRecords(partition: PartitionKeys, taskIds: readonly string[]): Promise<(TaskRecord | undefined)[]> {
     const fields = await Promise.all(taskIds.map((taskId) => this.redis.hgetallBuffer(partition.task(taskId))));
     return taskIds.map((taskId, i) => taskRecordOf(taskId, fields[i]));
+  }
+
+  /**
+   * Cancels one of the user's tasks if it is queued or waiting to retry
+   * (cancel-n.lua); any other is left as it is, and the outcome says why.
+   */
+  async cancelTask(task: { readonly taskId: string; readonly userId: string }): Promise<CancelOutcome> {
+    const partition = this.keys.forTask(task.taskId);
+    // An id of no partition here, or of another partition than its user's, names no task of the user.
+    if (partition !== this.keys.forUser(task.userId)) return "not-found";
+    const [code] = await this.cancelBatch(partition, task.userId, [task.taskId]);
+    return CANCEL_OUTCOMES.get(Number(code)) ?? "not-found";
+  }
+
+  /**
+   * Cancels every queued task of the user, then every one waiting to retry,
+   * in batches: the ids are read first (the queue a batch at a time, the
+   * partition's retries set whole, filtered to the user), then cancelled by a
+   * script that declares their records (the two steps of trimDeadLetters).
+   * A task that moved on between the two steps (claimed, say) is left as it
+   * is. Returns how many were cancelled.
+   */
+  async purgeQueue(userId: string): Promise<number> {
+    const partition = this.keys.forUser(userId);
+    const queue = partition.queue(userId);
+    let cancelled = 0;
+    for (;;) {
+      const ids = await this.tracked(() => storeCall(() => this.redis.lrange(queue, 0, PURGE_BATCH - 1)));
+      if (ids.length === 0) break;
+      const codes = await this.cancelBatch(partition, userId, ids);
+      const now = codes.filter((code) => Number(code) === CANCEL.CANCELLED).length;
+      cancelled += now;
+      // None cancelled: the ids moved on meanwhile (claimed); stop rather than spin.
+      if (now === 0) break;
+    }
+    const members = await this.tracked(() => storeCall(() => this.redis.zrange(partition.retries, 0, -1)));
+    const retrying = members
+      .map(parseLeaseMember)
+      .flatMap((member) => (member.userId === userId ? [member.taskId] : []));
+    for (let i = 0; i < retrying.length; i += PURGE_BATCH) {
+      const codes = await this.cancelBatch(partition, userId, retrying.slice(i, i + PURGE_BATCH));
+      cancelled += codes.filter((code) => Number(code) === CANCEL.CANCELLED).length;
+    }
+    return cancelled;
+  }
+
+  /** Runs cancel-n.lua on some of one user's tasks, all in `partition`; one reply code per task. */
+  private async cancelBatch(partition: PartitionKeys, userId: string, taskIds: readonly string[]): Promise<unknown[]> {
+    const { reply } = await this.change(
+      "cancel",
+      scripts.cancel,
+      [
+        partition.queue(userId),
+        partition.dueUsers,
+        partition.heads,
+        partition.retries,
+        partition.stats(userId),
+        partition.totals,
+        ...taskIds.map((taskId) => partition.task(taskId)),
+      ],
+      [
+        userId,
+        partition.progressChannel,
+        this.publish,
+        this.options.retentionSeconds,
+        partition.cancelChannel,
+        ...taskIds,
+      ],
+    );
+    return reply as unknown[];
   }
 
   /**
@@ -900,6 +988,14 @@ export class RedisStore implements TaskStore {
     return this.listenEverywhere(
       (partition) => partition.progressChannel,
       (_partition, userId) => listener(userId),
+    );
+  }
+
+  /** Running tasks CancelTask marked (their ids), from any process, in any partition. */
+  onCancel(listener: CancelListener): Promise<Unsubscribe> {
+    return this.listenEverywhere(
+      (partition) => partition.cancelChannel,
+      (_partition, taskId) => listener(taskId),
     );
   }
 

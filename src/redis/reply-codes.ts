@@ -28,6 +28,8 @@ export const FINISH = Object.freeze({
   DEAD: 3,
   /** Dead, and the user's dead-letter list is over its cap now: trim it (trim-dead-letters-n.lua). */
   DEAD_OVER_CAP: 4,
+  /** Its cancel was requested while it ran (cancel-n.lua): it ended cancelled, whatever the attempt's result. */
+  CANCELLED: 5,
 } as const);
 
 /** release-7.lua: whether a held task was handed back. */
@@ -35,4 +37,22 @@ export const RELEASE = Object.freeze({
   /** The attempt no longer held its lease (or the claim id did not match). */
   LEASE_LOST: 0,
   RELEASED: 1,
+  /** Its cancel was requested while it ran: it ended cancelled instead of going back to its queue. */
+  CANCELLED: 2,
+} as const);
+
+/** cancel-n.lua: what became of each task it was asked to cancel (one code per task, in order). */
+export const CANCEL = Object.freeze({
+  /** No such record (never was, expired, or another user's). Nothing changed. */
+  NOT_FOUND: 0,
+  /** Cancelled now: it left its queue or the retry schedule. */
+  CANCELLED: 1,
+  /** It was cancelled before. Nothing changed. */
+  ALREADY_CANCELLED: 2,
+  /** It is running: marked, so that its attempt ends it cancelled (not retried). */
+  CANCEL_REQUESTED: 3,
+  /** It succeeded. Nothing changed. */
+  SUCCEEDED: 4,
+  /** It is dead-lettered. Nothing changed. */
+  DEAD: 5,
 } as const);

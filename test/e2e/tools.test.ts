@@ -104,7 +104,7 @@ describe("the tollgate CLI as a client", () => {
   test("tollgate --help lists every command and the exit codes; no command is a usage error (2)", async () => {
     const [help, none, unknown] = await Promise.all([tollgate(["--help"]), tollgate([]), tollgate(["frobnicate"])]);
     assert.equal(help.code, 0, describeRun(help));
-    for (const command of ["serve", "submit", "watch", "task", "tasks", "dead", "health"])
+    for (const command of ["serve", "submit", "watch", "task", "tasks", "cancel", "purge", "dead", "health"])
       assert.match(help.stdout, new RegExp(`^  ${command} `, "m"));
     assert.match(help.stdout, /Exit codes: 0 ok, 1 the call failed .*\n2 usage/);
     assert.equal(none.code, 2, describeRun(none));
@@ -113,7 +113,7 @@ describe("the tollgate CLI as a client", () => {
   });
 
   test("each command's --help exits 0 and shows its flags; client commands take --addr, --api-key, --json and the TLS flags", async () => {
-    const commands = ["submit", "watch", "task", "tasks", "dead", "health", "serve"];
+    const commands = ["submit", "watch", "task", "tasks", "cancel", "purge", "dead", "health", "serve"];
     const helps = await Promise.all(commands.map((command) => tollgate([command, "--help"])));
     for (const [i, help] of helps.entries()) {
       assert.equal(help.code, 0, `${commands[i]} --help: ${describeRun(help)}`);
@@ -134,6 +134,8 @@ describe("the tollgate CLI as a client", () => {
       [["task", "--addr", served.addr], /tollgate task: give exactly one task id/],
       [["tasks", "--addr", served.addr], /tollgate tasks: --user is required/],
       [["tasks", "--user", "u", "--state", "done"], /tollgate tasks: --state must be queued, running or dead/],
+      [["cancel", "--addr", served.addr], /tollgate cancel: give exactly one task id/],
+      [["purge", "--addr", served.addr], /tollgate purge: --user is required/],
       [["dead", "--user", "u", "--all"], /tollgate dead: give one action: requeue or purge/],
       [["dead", "requeue", "--all"], /tollgate dead: --user is required/],
       [["dead", "purge", "--user", "u"], /tollgate dead: give --task ID \(repeatable\) or --all/],
@@ -213,6 +215,28 @@ describe("the tollgate CLI as a client", () => {
     const ids = lines.map((text) => text.split(" ")[0]);
     assert.equal(new Set(ids).size, ids.length, all.stdout);
     assert.equal(dead.stdout, "");
+  });
+
+  test("cancel cancels a queued task and prints it; purge cancels the rest of the queue and says how many", async () => {
+    // Under 1/1s, 1 of 6 starts and the rest wait a second each: the last is queued for seconds.
+    const submit = await tollgate(["submit", "--addr", served.addr, "--user", "cli-cancel", "--count", "6", "--json"]);
+    assert.equal(submit.code, 0, describeRun(submit));
+    const last = (JSON.parse(submit.stdout.trim().split("\n").at(-1)!) as { taskId: string }).taskId;
+    const cancel = await tollgate(["cancel", last, "--addr", served.addr]);
+    assert.equal(cancel.code, 0, describeRun(cancel));
+    assert.match(cancel.stdout, new RegExp(`^taskId: ${last.replace(".", "\\.")}$`, "m"));
+    assert.match(cancel.stdout, /^state: TASK_STATE_CANCELLED$/m);
+    const again = await tollgate(["cancel", last, "--addr", served.addr, "--json"]);
+    assert.equal(again.code, 0, describeRun(again));
+    assert.equal((JSON.parse(oneLine(again.stdout)) as { task: { state: string } }).task.state, "TASK_STATE_CANCELLED");
+    const purge = await tollgate(["purge", "--addr", served.addr, "--user", "cli-cancel"]);
+    assert.equal(purge.code, 0, describeRun(purge));
+    assert.match(oneLine(purge.stdout), /^cancelled [1-4] task\(s\) of cli-cancel$/);
+    const twice = await tollgate(["purge", "--addr", served.addr, "--user", "cli-cancel", "--json"]);
+    assert.deepEqual(JSON.parse(oneLine(twice.stdout)), { userId: "cli-cancel", cancelled: 0 });
+    const unknown = await tollgate(["cancel", "0.AAAAAAAAAAAAAAAAAAAAAA", "--addr", served.addr]);
+    assert.equal(unknown.code, 1, describeRun(unknown));
+    assert.match(oneLine(unknown.stderr), /^tollgate cancel: NOT_FOUND: /);
   });
 
   test("dead requeues or purges a user's dead letters, saying how many and which ids were not on the list", async () => {

@@ -94,8 +94,9 @@ function checkingClient(redis: RedisClient, ran: Set<string>): RedisClient {
  * Every store operation, so every script, for each user: start at Submit,
  * queue, duplicate, claim, fail to a retry, claim the retry, fail to a dead
  * letter, a second dead letter trimming the first at the cap, requeued and
- * dead again, purged, a lease left
- * to expire and recovered, release, renew, finish ok, and the reads.
+ * dead again, purged, a lease left to expire and recovered, release, renew,
+ * finish ok, the reads, and cancelling (queued, waiting to retry, finished)
+ * and purging the queue.
  */
 async function everyOperation(store: RedisStore, redis: RedisClient, users: readonly string[]): Promise<void> {
   const keys = createKeys(undefined, CONFIG.partitions);
@@ -177,6 +178,43 @@ async function everyOperation(store: RedisStore, redis: RedisClient, users: read
       [started.taskId],
     )) as unknown[];
     assert.equal(outcome[0], "ok");
+
+    // Cancel: a task waiting to retry, a queued one (twice), a finished one; then purge the rest.
+    const queuedId = async (): Promise<string> => {
+      const admission = await submit(userId, false);
+      assert.equal(admission.outcome, "queued", userId);
+      return (admission as { readonly taskId: string }).taskId;
+    };
+    const retrying = await queuedId();
+    const [failing] = await claimAll(userId);
+    assert.equal(failing?.taskId, retrying, userId);
+    assert.equal(await store.finish(failing, { ok: false, error: "once" }, 60_000), "retry-scheduled");
+    const waiting = [await queuedId(), await queuedId(), await queuedId()];
+    const middle = { taskId: waiting[1]!, userId };
+    assert.equal(await store.cancelTask(middle), "cancelled", userId);
+    assert.equal(await store.cancelTask(middle), "already-cancelled", userId);
+    assert.equal(await store.cancelTask({ taskId: retrying, userId }), "cancelled", userId);
+    assert.equal(await store.cancelTask({ taskId: started.taskId, userId }), "succeeded", userId);
+    assert.equal(await store.purgeQueue(userId), 2, userId);
+    assert.equal(await store.purgeQueue(userId), 0, userId);
+    assert.equal((await store.getTask(waiting[2]!))?.state, "cancelled");
+    // A running task whose cancel is requested ends cancelled: at finish (even ok), release, or a lost lease.
+    const startedId = async (): Promise<string> => {
+      const admission = await submit(userId, true);
+      assert.equal(admission.outcome, "started", userId);
+      return (admission as { readonly taskId: string }).taskId;
+    };
+    const [finishing, releasing, abandoned] = [await startedId(), await startedId(), await startedId()];
+    for (const taskId of [finishing, releasing, abandoned])
+      assert.equal(await store.cancelTask({ taskId, userId }), "cancel-requested", userId);
+    assert.equal(await store.finish({ taskId: finishing, userId, attempt: 1 }, { ok: true }, 0), "cancelled");
+    assert.equal(await store.release({ taskId: releasing, userId, attempt: 1 }), true);
+    await sleep(LEASE_MS + 50);
+    assert.deepEqual(await claimAll(userId), [], `${userId}: a cancelled task's lost lease does not run it again`);
+    for (const taskId of [finishing, releasing, abandoned])
+      assert.equal((await store.getTask(taskId))?.state, "cancelled", `${userId}: ${taskId}`);
+    const purged = await store.snapshot(userId);
+    assert.deepEqual([purged.queued, purged.running, purged.dueAt], [0, 0, undefined], userId);
   }
   const all = await store.snapshotAll();
   assert.equal(all.succeeded, users.length);

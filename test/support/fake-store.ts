@@ -3,6 +3,7 @@
 // the test says so. Not a second backend: it stores nothing.
 import type {
   AvailabilityListener,
+  CancelListener,
   ClaimResult,
   DeadLetterResult,
   DeadLetterSelection,
@@ -124,6 +125,14 @@ export class FakeStore implements TaskStore {
     return this.listAnswers.shift() ?? { tasks: [], next: undefined };
   }
 
+  cancelTask(): never {
+    throw new Error("FakeStore: cancelTask is not faked");
+  }
+
+  purgeQueue(): never {
+    throw new Error("FakeStore: purgeQueue is not faked");
+  }
+
   /** requeueDeadLetters and purgeDeadLetters calls, oldest first. */
   readonly deadLetterCalls: {
     readonly action: "requeue" | "purge";
@@ -170,6 +179,16 @@ export class FakeStore implements TaskStore {
   /** Delivers a wake-up to every wake listener; undefined says wakes may have been missed. */
   wake(wake: Wake | undefined): void {
     for (const listener of [...this.wakeListeners]) listener(wake);
+  }
+
+  /** Subscribed cancel listeners. */
+  readonly cancelListeners = new Set<CancelListener>();
+
+  async onCancel(listener: CancelListener): Promise<Unsubscribe> {
+    this.cancelListeners.add(listener);
+    return async () => {
+      this.cancelListeners.delete(listener);
+    };
   }
 
   async onProgress(listener: ProgressListener): Promise<Unsubscribe> {

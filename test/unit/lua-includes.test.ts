@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import { TASK_FIELD, TASK_STATE } from "../../src/redis/keys.js";
 import { GENERATED_INCLUDES, LuaScript } from "../../src/redis/lua-script.js";
-import { ADMIT, FINISH, RELEASE } from "../../src/redis/reply-codes.js";
+import { ADMIT, CANCEL, FINISH, RELEASE } from "../../src/redis/reply-codes.js";
 
 const LUA_DIR = new URL("../../src/redis/lua/", import.meta.url);
 const INCLUDES_DIR = new URL("includes/", LUA_DIR);
@@ -72,7 +72,7 @@ const RULES = [
   { rule: "a window's ms to live", include: "window", pattern: /'PTTL'/ },
   { rule: "using a window (SET ... EX, then INCRBY)", include: "window", pattern: /'INCRBY'/ },
   { rule: "the window's wait (PTTL + 1)", include: "window", pattern: /pttl[\w[\]]*\s*\+\s*1|'PTTL'.*\)\s*\+\s*1/i },
-  { rule: "dead-lettering: trimming the list at its cap", include: "dead-letter", pattern: /'LREM'/ },
+  { rule: "dead-lettering: trimming the list at its cap", include: "dead-letter", pattern: /'LREM', dead/ },
   { rule: "dead-lettering: the record's and the list's end", include: "dead-letter", pattern: /'EXPIRE', (task|dead)/ },
   { rule: "a user's stats: a new hash's generation", include: "user-stats", pattern: /'e', now/ },
   { rule: "a user's stats: kept while in use, else expiring", include: "user-stats", pattern: /'PERSIST', stats/ },
@@ -80,6 +80,8 @@ const RULES = [
   { rule: "counting a failed attempt", include: "dead-letter", pattern: /'f', 1\)/ },
   { rule: "storing a new task record", include: "task-record", pattern: /FIELD_SUBMITTED/ },
   { rule: "does this attempt hold its lease", include: "lease", pattern: /FIELD_ATTEMPTS\)\s*[~=]=/ },
+  { rule: "the heads hash and due set follow a queue's head", include: "heads", pattern: /'HDEL', heads/ },
+  { rule: "a queue that was empty has a head again", include: "heads", pattern: /'HSET', heads, userId, taskId/ },
 ] as const;
 
 /** Scripts whose KEYS or ARGV carry rate windows must go through the window include. */
@@ -204,11 +206,11 @@ describe("reply codes and task fields: Lua and TypeScript agree", () => {
   }
 
   const expected = new Map<string, string | number>();
-  const groups = { ADMIT, FINISH, RELEASE, FIELD: TASK_FIELD, STATE: TASK_STATE };
+  const groups = { ADMIT, FINISH, RELEASE, CANCEL, FIELD: TASK_FIELD, STATE: TASK_STATE };
   for (const [prefix, constants] of Object.entries(groups)) {
     for (const [key, value] of Object.entries(constants)) expected.set(`${prefix}_${key}`, value);
   }
-  const CONSTANT = /\b(?:ADMIT|FINISH|RELEASE|FIELD|STATE)_[A-Z0-9_]+\b/g;
+  const CONSTANT = /\b(?:ADMIT|FINISH|RELEASE|CANCEL|FIELD|STATE)_[A-Z0-9_]+\b/g;
 
   test("each script's generated constants are the TypeScript values", () => {
     for (const script of scripts) {
@@ -225,8 +227,13 @@ describe("reply codes and task fields: Lua and TypeScript agree", () => {
   });
 
   test("every reply code is replied by its script, and no script replies a bare number as a code", () => {
-    const replies = { "admit-n.lua": ADMIT, "finish-6.lua": FINISH, "release-7.lua": RELEASE };
-    const prefixes = { "admit-n.lua": "ADMIT", "finish-6.lua": "FINISH", "release-7.lua": "RELEASE" };
+    const replies = { "admit-n.lua": ADMIT, "finish-6.lua": FINISH, "release-7.lua": RELEASE, "cancel-n.lua": CANCEL };
+    const prefixes = {
+      "admit-n.lua": "ADMIT",
+      "finish-6.lua": "FINISH",
+      "release-7.lua": "RELEASE",
+      "cancel-n.lua": "CANCEL",
+    };
     for (const [file, constants] of Object.entries(replies)) {
       const own = code(ownText.get(file)!);
       for (const key of Object.keys(constants)) {
@@ -257,6 +264,8 @@ describe("reply codes and task fields: Lua and TypeScript agree", () => {
       "admit-outcome-n.lua": "KEYS[1]",
       "finish-6.lua": "KEYS[1]",
       "release-7.lua": "KEYS[1]",
+      "cancel-n.lua": "record",
+      "includes/cancelled.lua": "record",
       "claim-n.lua": "task",
       "includes/dead-letter.lua": "task",
       "includes/task-record.lua": "task",

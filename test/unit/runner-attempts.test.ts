@@ -364,6 +364,39 @@ describe("task runner retries and timeouts", () => {
     await runner.close(0);
   });
 
+  test("cancel(taskId) aborts that task's handler (CancelTask) and records the attempt as cancelled; others run on", async () => {
+    const clock = new FakeClock();
+    const store = new FakeStore(clock, 3);
+    const aborted: string[] = [];
+    const runner = newRunner(
+      store,
+      (input, { signal }) =>
+        new Promise<void>((_resolve, reject) => {
+          signal.addEventListener("abort", () => {
+            aborted.push(input.taskId);
+            reject(signal.reason);
+          });
+        }),
+      clock,
+      {},
+    );
+    runner.start(task("doomed", 1));
+    runner.start(task("other", 1));
+    runner.cancel("not-here");
+    runner.cancel("doomed");
+    await settle();
+    assert.deepEqual(aborted, ["doomed"]);
+    assert.deepEqual(
+      store.finished.map((f) => [f.taskId, f.result]),
+      [["doomed", { ok: false, error: "cancelled (CancelTask)" }]],
+    );
+    assert.equal(runner.freeSlots, 3, "the other task still runs");
+    runner.cancel("other");
+    await settle();
+    assert.equal(runner.freeSlots, 4);
+    await runner.close(0);
+  });
+
   test("an attempt that finishes in time is not failed by its timeout later", async () => {
     const clock = new FakeClock();
     const store = new FakeStore(clock);

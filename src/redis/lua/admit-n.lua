@@ -47,7 +47,7 @@
 --- @include "window"
 --- @include "task-record"
 --- @include "user-stats"
---- @include "queue-head"
+--- @include "heads"
 --- @include "reply-codes"
 
 local now = currentMs()

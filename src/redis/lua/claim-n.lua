@@ -7,7 +7,7 @@
 
   1. Tasks whose lease has expired (their process died or stalled) go back to
      the head of their user's queue, or to its dead-letter list when they have
-     used every attempt.
+     used every attempt, or end cancelled when their cancel was requested.
   2. Tasks whose retry backoff is over go back to the head of their queue.
   3. Up to ARGV[1] due users, in the order given (earliest due first, so
      users are served round-robin when slots are scarce), each have their
@@ -41,7 +41,7 @@
   ARGV[7]  claim id, stored on each claimed task hash (FIELD_CLAIM)
   ARGV[8]  how long the claim's record is kept, ms
   ARGV[9]  retention, seconds: how long a user's stats hash is kept once
-           nothing of the user runs or waits to retry
+           nothing of the user runs or waits to retry, and a cancelled task's record
   ARGV[10] dead-letter retention, seconds
   ARGV[11] W: windows per user
   then per window: limit, duration in seconds
@@ -63,6 +63,8 @@
 --- @include "dead-letter"
 --- @include "user-stats"
 --- @include "task-fields"
+--- @include "heads"
+--- @include "cancelled"
 
 local now = currentMs()
 local maxClaims = tonumber(ARGV[1])
@@ -111,17 +113,6 @@ local overCap = {}
 -- Tasks dead-lettered here (lease lost on the last attempt), for the reply.
 local deadLettered = 0
 
--- Keeps the heads hash in step with the user's queue after its head changed.
-local function headChanged(user)
-  local head = redis.call('LINDEX', user.queue, 0)
-  if head then
-    redis.call('HSET', KEYS[5], user.id, head)
-  else
-    redis.call('HDEL', KEYS[5], user.id)
-    redis.call('ZREM', KEYS[1], user.id)
-  end
-end
-
 -- A task leaves its lease (its process is gone) or its retry wait, if it
 -- still is where the plan saw it and its moment has come. Returns true when
 -- it is back at the head of its queue (not dead-lettered).
@@ -139,6 +130,12 @@ local function requeue(item, set, from)
   end
   if from == 'lease' then
     changeStats(user, 'r', -1)
+    if redis.call('HGET', task, FIELD_CANCEL_REQUESTED) then
+      -- Cancelled while it ran: it ends here, not run again.
+      endCancelled(task, now, retention)
+      redis.call(PUBLISH, progress, user.id)
+      return false
+    end
     if tonumber(redis.call('HGET', task, FIELD_ATTEMPTS) or '0') >= maxAttempts then
       attemptFailed(task, user.stats, KEYS[4], 'its process stopped while running it, on the last attempt', now)
       deadLettered = deadLettered + 1
@@ -197,7 +194,7 @@ local function claimHead(item)
   if not head or head ~= item.taskId or redis.call('HGET', KEYS[5], user.id) ~= head then
     -- Changed since the plan, or the heads hash lost step: mend it, and
     -- the next step claims with the right key declared.
-    headChanged(user)
+    headChanged(user.queue, KEYS[5], KEYS[1], user.id)
     return
   end
   local blocked, counts, pttls = wait(user)
@@ -223,7 +220,7 @@ local function claimHead(item)
   claims[#claims + 1] = attempt
   claims[#claims + 1] = dueAt
   claimed = claimed + 1
-  headChanged(user)
+  headChanged(user.queue, KEYS[5], KEYS[1], user.id)
   if redis.call('LLEN', user.queue) > 0 then
     redis.call('ZADD', KEYS[1], now + nextWait, user.id)
   end

@@ -7,7 +7,8 @@
   retention after, and the user's stats hash too once nothing of the user
   runs or waits to retry (includes/user-stats). An attempt that no longer holds
   its lease (it ran out and the task was handed on) records nothing: the
-  task's current attempt owns it now.
+  task's current attempt owns it now. A task whose cancel was requested while
+  it ran (cancel-n) ends cancelled, neither retried nor dead-lettered.
 
   KEYS[1]  task hash
   KEYS[2]  leases sorted set
@@ -30,7 +31,7 @@
   ARGV[12] the task's member in the leases and retries sets (task id:user id)
   ARGV[13] "SPUBLISH" on a Redis Cluster (sharded pub/sub), else "PUBLISH"
   ARGV[14] dead-letter retention, seconds
-  Returns  FINISH_SUCCEEDED, FINISH_RETRY_SCHEDULED, FINISH_DEAD,
+  Returns  FINISH_SUCCEEDED, FINISH_RETRY_SCHEDULED, FINISH_DEAD, FINISH_CANCELLED,
            FINISH_DEAD_OVER_CAP (dead, and the list is over its cap: trim
            it) or FINISH_LEASE_LOST (src/redis/reply-codes.ts)
 ]]
@@ -40,6 +41,7 @@
 --- @include "user-stats"
 --- @include "task-fields"
 --- @include "reply-codes"
+--- @include "cancelled"
 
 local member, PUBLISH = ARGV[12], ARGV[13]
 if not holdsLease(KEYS[2], KEYS[1], member, ARGV[2]) then
@@ -48,6 +50,18 @@ end
 local now = currentMs()
 redis.call('ZREM', KEYS[2], member)
 statsAdd(KEYS[5], 'r', -1, now)
+if redis.call('HGET', KEYS[1], FIELD_CANCEL_REQUESTED) then
+  -- Cancelled while it ran: it ends here, whatever the attempt did (its
+  -- handler was most likely aborted); an error is kept, not counted as a
+  -- failed attempt.
+  if ARGV[3] ~= 'ok' then
+    redis.call('HSET', KEYS[1], FIELD_ERROR, ARGV[4])
+  end
+  endCancelled(KEYS[1], now, ARGV[5])
+  statsSettle(KEYS[5], ARGV[5])
+  redis.call(PUBLISH, ARGV[9], ARGV[10])
+  return FINISH_CANCELLED
+end
 if ARGV[3] == 'ok' then
   redis.call('HSET', KEYS[1], FIELD_STATE, STATE_SUCCEEDED, FIELD_FINISHED, now)
   -- Nobody reads a finished task's payload; keep only its record.

@@ -24,8 +24,11 @@
   ARGV[7]  the task's member in the leases set (task id:user id)
   ARGV[8]  "SPUBLISH" on a Redis Cluster (sharded pub/sub), else "PUBLISH"
   ARGV[9]  retention, seconds: how long the user's stats hash is kept once
-           nothing of the user runs or waits to retry (includes/user-stats)
-  Returns  RELEASE_RELEASED, or RELEASE_LEASE_LOST (it ran out and the task
+           nothing of the user runs or waits to retry (includes/user-stats),
+           and a cancelled task's record
+  A task whose cancel was requested while it ran (cancel-n) ends cancelled
+  instead.
+  Returns  RELEASE_RELEASED, RELEASE_CANCELLED, or RELEASE_LEASE_LOST (it ran out and the task
            was handed on; src/redis/reply-codes.ts)
 ]]
 --- @include "time"
@@ -33,6 +36,7 @@
 --- @include "task-fields"
 --- @include "user-stats"
 --- @include "reply-codes"
+--- @include "cancelled"
 
 local member, PUBLISH = ARGV[7], ARGV[8]
 if not holdsLease(KEYS[2], KEYS[1], member, ARGV[2])
@@ -41,6 +45,14 @@ if not holdsLease(KEYS[2], KEYS[1], member, ARGV[2])
 end
 local now = currentMs()
 redis.call('ZREM', KEYS[2], member)
+if redis.call('HGET', KEYS[1], FIELD_CANCEL_REQUESTED) then
+  -- Cancelled while it ran: it ends here instead of going back to its queue.
+  endCancelled(KEYS[1], now, ARGV[9])
+  statsAdd(KEYS[5], 'r', -1, now)
+  statsSettle(KEYS[5], ARGV[9])
+  redis.call(PUBLISH, ARGV[5], ARGV[3])
+  return RELEASE_CANCELLED
+end
 local attempts = redis.call('HINCRBY', KEYS[1], FIELD_ATTEMPTS, -1)
 redis.call('HSET', KEYS[1], FIELD_STATE, STATE_QUEUED)
 redis.call('HDEL', KEYS[1], FIELD_CLAIM)

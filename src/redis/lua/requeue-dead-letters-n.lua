@@ -4,7 +4,7 @@
   queued again, no longer expiring: includes/dead-letter). An id not on the
   list is reported; so is one on it whose record expired already (it leaves
   the list: nothing is left to run). When the queue was empty the user is
-  scheduled as admit schedules a new head (includes/queue-head): due when
+  scheduled as admit schedules a new head (includes/heads): due when
   every window has room. The backlog cap is not applied (docs/api.md). The
   partition's q counts the tasks queued again; the user's d and the
   partition's d count dead-letterings ever, so they stay.
@@ -28,7 +28,7 @@
 --- @include "time"
 --- @include "window"
 --- @include "dead-letter"
---- @include "queue-head"
+--- @include "heads"
 
 local userId, PUBLISH = ARGV[1], ARGV[4]
 local windowCount = tonumber(ARGV[5])

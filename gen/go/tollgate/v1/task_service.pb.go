@@ -148,6 +148,10 @@ const (
 	TaskState_TASK_STATE_FAILED TaskState = 4
 	// Every attempt failed; the task is in its user's dead-letter list.
 	TaskState_TASK_STATE_DEAD TaskState = 5
+	// Cancelled (CancelTask or PurgeQueue) before it started or while it
+	// waited to retry, or cancelled while it ran and its attempt has ended;
+	// it will not run again.
+	TaskState_TASK_STATE_CANCELLED TaskState = 6
 )
 
 // Enum value maps for TaskState.
@@ -159,6 +163,7 @@ var (
 		3: "TASK_STATE_SUCCEEDED",
 		4: "TASK_STATE_FAILED",
 		5: "TASK_STATE_DEAD",
+		6: "TASK_STATE_CANCELLED",
 	}
 	TaskState_value = map[string]int32{
 		"TASK_STATE_UNSPECIFIED": 0,
@@ -167,6 +172,7 @@ var (
 		"TASK_STATE_SUCCEEDED":   3,
 		"TASK_STATE_FAILED":      4,
 		"TASK_STATE_DEAD":        5,
+		"TASK_STATE_CANCELLED":   6,
 	}
 )
 
@@ -728,7 +734,7 @@ type Task struct {
 	SubmittedAt  *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=submitted_at,json=submittedAt,proto3" json:"submitted_at,omitempty"`
 	// Start of the latest attempt; unset before the first.
 	StartedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	// When the task succeeded or died; unset before.
+	// When the task succeeded, died or was cancelled; unset before.
 	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
 	// The error of the latest failed attempt, if any.
 	LastError string `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
@@ -1017,6 +1023,188 @@ func (x *ListTasksResponse) GetNextPageToken() string {
 	return ""
 }
 
+type CancelTaskRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The task to cancel, as Submit answered it.
+	TaskId        string `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelTaskRequest) Reset() {
+	*x = CancelTaskRequest{}
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelTaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelTaskRequest) ProtoMessage() {}
+
+func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
+func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CancelTaskRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+type CancelTaskResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The task after the call: CANCELLED, or RUNNING for a running task
+	// (marked; it ends CANCELLED when its attempt ends).
+	Task          *Task `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelTaskResponse) Reset() {
+	*x = CancelTaskResponse{}
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelTaskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelTaskResponse) ProtoMessage() {}
+
+func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelTaskResponse.ProtoReflect.Descriptor instead.
+func (*CancelTaskResponse) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CancelTaskResponse) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+type PurgeQueueRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user whose queue to purge; at most 128 bytes of UTF-8, no control
+	// characters. Required.
+	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeQueueRequest) Reset() {
+	*x = PurgeQueueRequest{}
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeQueueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeQueueRequest) ProtoMessage() {}
+
+func (x *PurgeQueueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeQueueRequest.ProtoReflect.Descriptor instead.
+func (*PurgeQueueRequest) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PurgeQueueRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type PurgeQueueResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tasks this call cancelled (0 when nothing was waiting).
+	Cancelled     uint32 `protobuf:"varint,1,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeQueueResponse) Reset() {
+	*x = PurgeQueueResponse{}
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeQueueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeQueueResponse) ProtoMessage() {}
+
+func (x *PurgeQueueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeQueueResponse.ProtoReflect.Descriptor instead.
+func (*PurgeQueueResponse) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PurgeQueueResponse) GetCancelled() uint32 {
+	if x != nil {
+		return x.Cancelled
+	}
+	return 0
+}
+
 type RequeueDeadLettersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The user whose dead letters to requeue; at most 128 bytes of UTF-8, no
@@ -1032,7 +1220,7 @@ type RequeueDeadLettersRequest struct {
 
 func (x *RequeueDeadLettersRequest) Reset() {
 	*x = RequeueDeadLettersRequest{}
-	mi := &file_tollgate_v1_task_service_proto_msgTypes[10]
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1232,7 @@ func (x *RequeueDeadLettersRequest) String() string {
 func (*RequeueDeadLettersRequest) ProtoMessage() {}
 
 func (x *RequeueDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_v1_task_service_proto_msgTypes[10]
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1245,7 @@ func (x *RequeueDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeueDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*RequeueDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{10}
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RequeueDeadLettersRequest) GetUserId() string {
@@ -1087,7 +1275,7 @@ type RequeueDeadLettersResponse struct {
 
 func (x *RequeueDeadLettersResponse) Reset() {
 	*x = RequeueDeadLettersResponse{}
-	mi := &file_tollgate_v1_task_service_proto_msgTypes[11]
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1099,7 +1287,7 @@ func (x *RequeueDeadLettersResponse) String() string {
 func (*RequeueDeadLettersResponse) ProtoMessage() {}
 
 func (x *RequeueDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_v1_task_service_proto_msgTypes[11]
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1112,7 +1300,7 @@ func (x *RequeueDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeueDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*RequeueDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{11}
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RequeueDeadLettersResponse) GetRequeued() uint32 {
@@ -1142,7 +1330,7 @@ type PurgeDeadLettersRequest struct {
 
 func (x *PurgeDeadLettersRequest) Reset() {
 	*x = PurgeDeadLettersRequest{}
-	mi := &file_tollgate_v1_task_service_proto_msgTypes[12]
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1342,7 @@ func (x *PurgeDeadLettersRequest) String() string {
 func (*PurgeDeadLettersRequest) ProtoMessage() {}
 
 func (x *PurgeDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_v1_task_service_proto_msgTypes[12]
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1355,7 @@ func (x *PurgeDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*PurgeDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{12}
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PurgeDeadLettersRequest) GetUserId() string {
@@ -1196,7 +1384,7 @@ type PurgeDeadLettersResponse struct {
 
 func (x *PurgeDeadLettersResponse) Reset() {
 	*x = PurgeDeadLettersResponse{}
-	mi := &file_tollgate_v1_task_service_proto_msgTypes[13]
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1208,7 +1396,7 @@ func (x *PurgeDeadLettersResponse) String() string {
 func (*PurgeDeadLettersResponse) ProtoMessage() {}
 
 func (x *PurgeDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_v1_task_service_proto_msgTypes[13]
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1221,7 +1409,7 @@ func (x *PurgeDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*PurgeDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{13}
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PurgeDeadLettersResponse) GetPurged() uint32 {
@@ -1307,7 +1495,15 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"d\n" +
 	"\x11ListTasksResponse\x12'\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x11.tollgate.v1.TaskR\x05tasks\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"O\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\",\n" +
+	"\x11CancelTaskRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\";\n" +
+	"\x12CancelTaskResponse\x12%\n" +
+	"\x04task\x18\x01 \x01(\v2\x11.tollgate.v1.TaskR\x04task\",\n" +
+	"\x11PurgeQueueRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"2\n" +
+	"\x12PurgeQueueResponse\x12\x1c\n" +
+	"\tcancelled\x18\x01 \x01(\rR\tcancelled\"O\n" +
 	"\x19RequeueDeadLettersRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x19\n" +
 	"\btask_ids\x18\x02 \x03(\tR\ataskIds\"U\n" +
@@ -1328,25 +1524,30 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\x17DISPOSITION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13DISPOSITION_STARTED\x10\x01\x12\x16\n" +
 	"\x12DISPOSITION_QUEUED\x10\x02\x12\x19\n" +
-	"\x15DISPOSITION_DUPLICATE\x10\x03*\x9c\x01\n" +
+	"\x15DISPOSITION_DUPLICATE\x10\x03*\xb6\x01\n" +
 	"\tTaskState\x12\x1a\n" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11TASK_STATE_QUEUED\x10\x01\x12\x16\n" +
 	"\x12TASK_STATE_RUNNING\x10\x02\x12\x18\n" +
 	"\x14TASK_STATE_SUCCEEDED\x10\x03\x12\x15\n" +
 	"\x11TASK_STATE_FAILED\x10\x04\x12\x13\n" +
-	"\x0fTASK_STATE_DEAD\x10\x05*k\n" +
+	"\x0fTASK_STATE_DEAD\x10\x05\x12\x18\n" +
+	"\x14TASK_STATE_CANCELLED\x10\x06*k\n" +
 	"\tListState\x12\x1a\n" +
 	"\x16LIST_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LIST_STATE_QUEUED\x10\x01\x12\x16\n" +
 	"\x12LIST_STATE_RUNNING\x10\x02\x12\x13\n" +
-	"\x0fLIST_STATE_DEAD\x10\x032\xfb\x03\n" +
+	"\x0fLIST_STATE_DEAD\x10\x032\x99\x05\n" +
 	"\vTaskService\x12A\n" +
 	"\x06Submit\x12\x1a.tollgate.v1.SubmitRequest\x1a\x1b.tollgate.v1.SubmitResponse\x12O\n" +
 	"\n" +
 	"WatchQueue\x12\x1e.tollgate.v1.WatchQueueRequest\x1a\x1f.tollgate.v1.WatchQueueResponse0\x01\x12D\n" +
 	"\aGetTask\x12\x1b.tollgate.v1.GetTaskRequest\x1a\x1c.tollgate.v1.GetTaskResponse\x12J\n" +
-	"\tListTasks\x12\x1d.tollgate.v1.ListTasksRequest\x1a\x1e.tollgate.v1.ListTasksResponse\x12e\n" +
+	"\tListTasks\x12\x1d.tollgate.v1.ListTasksRequest\x1a\x1e.tollgate.v1.ListTasksResponse\x12M\n" +
+	"\n" +
+	"CancelTask\x12\x1e.tollgate.v1.CancelTaskRequest\x1a\x1f.tollgate.v1.CancelTaskResponse\x12M\n" +
+	"\n" +
+	"PurgeQueue\x12\x1e.tollgate.v1.PurgeQueueRequest\x1a\x1f.tollgate.v1.PurgeQueueResponse\x12e\n" +
 	"\x12RequeueDeadLetters\x12&.tollgate.v1.RequeueDeadLettersRequest\x1a'.tollgate.v1.RequeueDeadLettersResponse\x12_\n" +
 	"\x10PurgeDeadLetters\x12$.tollgate.v1.PurgeDeadLettersRequest\x1a%.tollgate.v1.PurgeDeadLettersResponseB@Z>github.com/tollgate-dev/tollgate/gen/go/tollgate/v1;tollgatev1b\x06proto3"
 
@@ -1363,7 +1564,7 @@ func file_tollgate_v1_task_service_proto_rawDescGZIP() []byte {
 }
 
 var file_tollgate_v1_task_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_tollgate_v1_task_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_tollgate_v1_task_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_tollgate_v1_task_service_proto_goTypes = []any{
 	(OverLimit)(0),                     // 0: tollgate.v1.OverLimit
 	(Disposition)(0),                   // 1: tollgate.v1.Disposition
@@ -1379,47 +1580,56 @@ var file_tollgate_v1_task_service_proto_goTypes = []any{
 	(*GetTaskResponse)(nil),            // 11: tollgate.v1.GetTaskResponse
 	(*ListTasksRequest)(nil),           // 12: tollgate.v1.ListTasksRequest
 	(*ListTasksResponse)(nil),          // 13: tollgate.v1.ListTasksResponse
-	(*RequeueDeadLettersRequest)(nil),  // 14: tollgate.v1.RequeueDeadLettersRequest
-	(*RequeueDeadLettersResponse)(nil), // 15: tollgate.v1.RequeueDeadLettersResponse
-	(*PurgeDeadLettersRequest)(nil),    // 16: tollgate.v1.PurgeDeadLettersRequest
-	(*PurgeDeadLettersResponse)(nil),   // 17: tollgate.v1.PurgeDeadLettersResponse
-	(*durationpb.Duration)(nil),        // 18: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 19: google.protobuf.Timestamp
+	(*CancelTaskRequest)(nil),          // 14: tollgate.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),         // 15: tollgate.v1.CancelTaskResponse
+	(*PurgeQueueRequest)(nil),          // 16: tollgate.v1.PurgeQueueRequest
+	(*PurgeQueueResponse)(nil),         // 17: tollgate.v1.PurgeQueueResponse
+	(*RequeueDeadLettersRequest)(nil),  // 18: tollgate.v1.RequeueDeadLettersRequest
+	(*RequeueDeadLettersResponse)(nil), // 19: tollgate.v1.RequeueDeadLettersResponse
+	(*PurgeDeadLettersRequest)(nil),    // 20: tollgate.v1.PurgeDeadLettersRequest
+	(*PurgeDeadLettersResponse)(nil),   // 21: tollgate.v1.PurgeDeadLettersResponse
+	(*durationpb.Duration)(nil),        // 22: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 23: google.protobuf.Timestamp
 }
 var file_tollgate_v1_task_service_proto_depIdxs = []int32{
 	0,  // 0: tollgate.v1.SubmitRequest.over_limit:type_name -> tollgate.v1.OverLimit
-	18, // 1: tollgate.v1.WindowState.duration:type_name -> google.protobuf.Duration
-	19, // 2: tollgate.v1.WindowState.reset_time:type_name -> google.protobuf.Timestamp
+	22, // 1: tollgate.v1.WindowState.duration:type_name -> google.protobuf.Duration
+	23, // 2: tollgate.v1.WindowState.reset_time:type_name -> google.protobuf.Timestamp
 	1,  // 3: tollgate.v1.SubmitResponse.disposition:type_name -> tollgate.v1.Disposition
-	19, // 4: tollgate.v1.SubmitResponse.estimated_start:type_name -> google.protobuf.Timestamp
+	23, // 4: tollgate.v1.SubmitResponse.estimated_start:type_name -> google.protobuf.Timestamp
 	5,  // 5: tollgate.v1.SubmitResponse.windows:type_name -> tollgate.v1.WindowState
-	19, // 6: tollgate.v1.WatchQueueResponse.next_start:type_name -> google.protobuf.Timestamp
-	19, // 7: tollgate.v1.WatchQueueResponse.estimated_drain:type_name -> google.protobuf.Timestamp
-	19, // 8: tollgate.v1.WatchQueueResponse.observed_at:type_name -> google.protobuf.Timestamp
+	23, // 6: tollgate.v1.WatchQueueResponse.next_start:type_name -> google.protobuf.Timestamp
+	23, // 7: tollgate.v1.WatchQueueResponse.estimated_drain:type_name -> google.protobuf.Timestamp
+	23, // 8: tollgate.v1.WatchQueueResponse.observed_at:type_name -> google.protobuf.Timestamp
 	2,  // 9: tollgate.v1.Task.state:type_name -> tollgate.v1.TaskState
-	19, // 10: tollgate.v1.Task.submitted_at:type_name -> google.protobuf.Timestamp
-	19, // 11: tollgate.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	19, // 12: tollgate.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	23, // 10: tollgate.v1.Task.submitted_at:type_name -> google.protobuf.Timestamp
+	23, // 11: tollgate.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	23, // 12: tollgate.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
 	10, // 13: tollgate.v1.GetTaskResponse.task:type_name -> tollgate.v1.Task
 	3,  // 14: tollgate.v1.ListTasksRequest.state:type_name -> tollgate.v1.ListState
 	10, // 15: tollgate.v1.ListTasksResponse.tasks:type_name -> tollgate.v1.Task
-	4,  // 16: tollgate.v1.TaskService.Submit:input_type -> tollgate.v1.SubmitRequest
-	7,  // 17: tollgate.v1.TaskService.WatchQueue:input_type -> tollgate.v1.WatchQueueRequest
-	9,  // 18: tollgate.v1.TaskService.GetTask:input_type -> tollgate.v1.GetTaskRequest
-	12, // 19: tollgate.v1.TaskService.ListTasks:input_type -> tollgate.v1.ListTasksRequest
-	14, // 20: tollgate.v1.TaskService.RequeueDeadLetters:input_type -> tollgate.v1.RequeueDeadLettersRequest
-	16, // 21: tollgate.v1.TaskService.PurgeDeadLetters:input_type -> tollgate.v1.PurgeDeadLettersRequest
-	6,  // 22: tollgate.v1.TaskService.Submit:output_type -> tollgate.v1.SubmitResponse
-	8,  // 23: tollgate.v1.TaskService.WatchQueue:output_type -> tollgate.v1.WatchQueueResponse
-	11, // 24: tollgate.v1.TaskService.GetTask:output_type -> tollgate.v1.GetTaskResponse
-	13, // 25: tollgate.v1.TaskService.ListTasks:output_type -> tollgate.v1.ListTasksResponse
-	15, // 26: tollgate.v1.TaskService.RequeueDeadLetters:output_type -> tollgate.v1.RequeueDeadLettersResponse
-	17, // 27: tollgate.v1.TaskService.PurgeDeadLetters:output_type -> tollgate.v1.PurgeDeadLettersResponse
-	22, // [22:28] is the sub-list for method output_type
-	16, // [16:22] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	10, // 16: tollgate.v1.CancelTaskResponse.task:type_name -> tollgate.v1.Task
+	4,  // 17: tollgate.v1.TaskService.Submit:input_type -> tollgate.v1.SubmitRequest
+	7,  // 18: tollgate.v1.TaskService.WatchQueue:input_type -> tollgate.v1.WatchQueueRequest
+	9,  // 19: tollgate.v1.TaskService.GetTask:input_type -> tollgate.v1.GetTaskRequest
+	12, // 20: tollgate.v1.TaskService.ListTasks:input_type -> tollgate.v1.ListTasksRequest
+	14, // 21: tollgate.v1.TaskService.CancelTask:input_type -> tollgate.v1.CancelTaskRequest
+	16, // 22: tollgate.v1.TaskService.PurgeQueue:input_type -> tollgate.v1.PurgeQueueRequest
+	18, // 23: tollgate.v1.TaskService.RequeueDeadLetters:input_type -> tollgate.v1.RequeueDeadLettersRequest
+	20, // 24: tollgate.v1.TaskService.PurgeDeadLetters:input_type -> tollgate.v1.PurgeDeadLettersRequest
+	6,  // 25: tollgate.v1.TaskService.Submit:output_type -> tollgate.v1.SubmitResponse
+	8,  // 26: tollgate.v1.TaskService.WatchQueue:output_type -> tollgate.v1.WatchQueueResponse
+	11, // 27: tollgate.v1.TaskService.GetTask:output_type -> tollgate.v1.GetTaskResponse
+	13, // 28: tollgate.v1.TaskService.ListTasks:output_type -> tollgate.v1.ListTasksResponse
+	15, // 29: tollgate.v1.TaskService.CancelTask:output_type -> tollgate.v1.CancelTaskResponse
+	17, // 30: tollgate.v1.TaskService.PurgeQueue:output_type -> tollgate.v1.PurgeQueueResponse
+	19, // 31: tollgate.v1.TaskService.RequeueDeadLetters:output_type -> tollgate.v1.RequeueDeadLettersResponse
+	21, // 32: tollgate.v1.TaskService.PurgeDeadLetters:output_type -> tollgate.v1.PurgeDeadLettersResponse
+	25, // [25:33] is the sub-list for method output_type
+	17, // [17:25] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_v1_task_service_proto_init() }
@@ -1433,7 +1643,7 @@ func file_tollgate_v1_task_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_v1_task_service_proto_rawDesc), len(file_tollgate_v1_task_service_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   14,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

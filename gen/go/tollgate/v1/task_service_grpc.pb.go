@@ -23,6 +23,8 @@ const (
 	TaskService_WatchQueue_FullMethodName         = "/tollgate.v1.TaskService/WatchQueue"
 	TaskService_GetTask_FullMethodName            = "/tollgate.v1.TaskService/GetTask"
 	TaskService_ListTasks_FullMethodName          = "/tollgate.v1.TaskService/ListTasks"
+	TaskService_CancelTask_FullMethodName         = "/tollgate.v1.TaskService/CancelTask"
+	TaskService_PurgeQueue_FullMethodName         = "/tollgate.v1.TaskService/PurgeQueue"
 	TaskService_RequeueDeadLetters_FullMethodName = "/tollgate.v1.TaskService/RequeueDeadLetters"
 	TaskService_PurgeDeadLetters_FullMethodName   = "/tollgate.v1.TaskService/PurgeDeadLetters"
 )
@@ -62,6 +64,28 @@ type TaskServiceClient interface {
 	// state, or a page_token that is malformed or from another listing (another
 	// user or state); PERMISSION_DENIED when a user's key lists another user.
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
+	// CancelTask cancels one task that has not started, or is waiting to
+	// retry: it leaves its user's queue (the next task takes its place) or the
+	// retry schedule, and its record ends CANCELLED, kept for the retention
+	// like a finished task's. A running task is marked and answered as it is
+	// (RUNNING, or CANCELLED if it ended meanwhile): its handler gets its abort
+	// signal, and when the attempt ends the task ends CANCELLED, neither
+	// retried nor dead-lettered, whatever the handler did. Cancelling a
+	// CANCELLED task again answers OK with it (idempotent).
+	//
+	// Errors: INVALID_ARGUMENT for a missing or malformed task_id; NOT_FOUND
+	// for an unknown task id (or one whose record expired);
+	// PERMISSION_DENIED when a user's key names another user's task (as
+	// GetTask); FAILED_PRECONDITION for a task that already finished
+	// (succeeded or dead).
+	CancelTask(ctx context.Context, in *CancelTaskRequest, opts ...grpc.CallOption) (*CancelTaskResponse, error)
+	// PurgeQueue cancels every task of one user that has not started, or is
+	// waiting to retry, as CancelTask does each, and says how many. Running
+	// tasks run on. Idempotent: a second call cancels nothing more.
+	//
+	// Errors: INVALID_ARGUMENT for a missing or malformed user_id;
+	// PERMISSION_DENIED when a user's key purges another user's queue.
+	PurgeQueue(ctx context.Context, in *PurgeQueueRequest, opts ...grpc.CallOption) (*PurgeQueueResponse, error)
 	// RequeueDeadLetters puts dead-lettered tasks of one user back at the tail
 	// of the user's queue, as if just submitted but keeping their ids,
 	// payloads, kinds and submit times: state QUEUED, attempts 0, last error
@@ -143,6 +167,26 @@ func (c *taskServiceClient) ListTasks(ctx context.Context, in *ListTasksRequest,
 	return out, nil
 }
 
+func (c *taskServiceClient) CancelTask(ctx context.Context, in *CancelTaskRequest, opts ...grpc.CallOption) (*CancelTaskResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelTaskResponse)
+	err := c.cc.Invoke(ctx, TaskService_CancelTask_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *taskServiceClient) PurgeQueue(ctx context.Context, in *PurgeQueueRequest, opts ...grpc.CallOption) (*PurgeQueueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PurgeQueueResponse)
+	err := c.cc.Invoke(ctx, TaskService_PurgeQueue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *taskServiceClient) RequeueDeadLetters(ctx context.Context, in *RequeueDeadLettersRequest, opts ...grpc.CallOption) (*RequeueDeadLettersResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RequeueDeadLettersResponse)
@@ -198,6 +242,28 @@ type TaskServiceServer interface {
 	// state, or a page_token that is malformed or from another listing (another
 	// user or state); PERMISSION_DENIED when a user's key lists another user.
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
+	// CancelTask cancels one task that has not started, or is waiting to
+	// retry: it leaves its user's queue (the next task takes its place) or the
+	// retry schedule, and its record ends CANCELLED, kept for the retention
+	// like a finished task's. A running task is marked and answered as it is
+	// (RUNNING, or CANCELLED if it ended meanwhile): its handler gets its abort
+	// signal, and when the attempt ends the task ends CANCELLED, neither
+	// retried nor dead-lettered, whatever the handler did. Cancelling a
+	// CANCELLED task again answers OK with it (idempotent).
+	//
+	// Errors: INVALID_ARGUMENT for a missing or malformed task_id; NOT_FOUND
+	// for an unknown task id (or one whose record expired);
+	// PERMISSION_DENIED when a user's key names another user's task (as
+	// GetTask); FAILED_PRECONDITION for a task that already finished
+	// (succeeded or dead).
+	CancelTask(context.Context, *CancelTaskRequest) (*CancelTaskResponse, error)
+	// PurgeQueue cancels every task of one user that has not started, or is
+	// waiting to retry, as CancelTask does each, and says how many. Running
+	// tasks run on. Idempotent: a second call cancels nothing more.
+	//
+	// Errors: INVALID_ARGUMENT for a missing or malformed user_id;
+	// PERMISSION_DENIED when a user's key purges another user's queue.
+	PurgeQueue(context.Context, *PurgeQueueRequest) (*PurgeQueueResponse, error)
 	// RequeueDeadLetters puts dead-lettered tasks of one user back at the tail
 	// of the user's queue, as if just submitted but keeping their ids,
 	// payloads, kinds and submit times: state QUEUED, attempts 0, last error
@@ -241,6 +307,12 @@ func (UnimplementedTaskServiceServer) GetTask(context.Context, *GetTaskRequest) 
 }
 func (UnimplementedTaskServiceServer) ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListTasks not implemented")
+}
+func (UnimplementedTaskServiceServer) CancelTask(context.Context, *CancelTaskRequest) (*CancelTaskResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelTask not implemented")
+}
+func (UnimplementedTaskServiceServer) PurgeQueue(context.Context, *PurgeQueueRequest) (*PurgeQueueResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PurgeQueue not implemented")
 }
 func (UnimplementedTaskServiceServer) RequeueDeadLetters(context.Context, *RequeueDeadLettersRequest) (*RequeueDeadLettersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RequeueDeadLetters not implemented")
@@ -334,6 +406,42 @@ func _TaskService_ListTasks_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TaskService_CancelTask_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelTaskRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).CancelTask(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_CancelTask_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).CancelTask(ctx, req.(*CancelTaskRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TaskService_PurgeQueue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PurgeQueueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).PurgeQueue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_PurgeQueue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).PurgeQueue(ctx, req.(*PurgeQueueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _TaskService_RequeueDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RequeueDeadLettersRequest)
 	if err := dec(in); err != nil {
@@ -388,6 +496,14 @@ var TaskService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListTasks",
 			Handler:    _TaskService_ListTasks_Handler,
+		},
+		{
+			MethodName: "CancelTask",
+			Handler:    _TaskService_CancelTask_Handler,
+		},
+		{
+			MethodName: "PurgeQueue",
+			Handler:    _TaskService_PurgeQueue_Handler,
 		},
 		{
 			MethodName: "RequeueDeadLetters",

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tollgate/v1/task_service.proto.
  */
 export const file_tollgate_v1_task_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch50b2xsZ2F0ZS92MS90YXNrX3NlcnZpY2UucHJvdG8SC3RvbGxnYXRlLnYxIoQBCg1TdWJtaXRSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSDwoHcGF5bG9hZBgCIAEoDBIMCgRraW5kGAMgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIqCgpvdmVyX2xpbWl0GAUgASgOMhYudG9sbGdhdGUudjEuT3ZlckxpbWl0IowBCgtXaW5kb3dTdGF0ZRINCgVsaW1pdBgBIAEoDRIrCghkdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCglyZW1haW5pbmcYAyABKA0SLgoKcmVzZXRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyAEKDlN1Ym1pdFJlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSLQoLZGlzcG9zaXRpb24YAiABKA4yGC50b2xsZ2F0ZS52MS5EaXNwb3NpdGlvbhIWCg5xdWV1ZV9wb3NpdGlvbhgDIAEoDRIzCg9lc3RpbWF0ZWRfc3RhcnQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3dpbmRvd3MYBSADKAsyGC50b2xsZ2F0ZS52MS5XaW5kb3dTdGF0ZSI0ChFXYXRjaFF1ZXVlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEg4KBmZvbGxvdxgCIAEoCCKnAgoSV2F0Y2hRdWV1ZVJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSDgoGcXVldWVkGAIgASgEEg8KB3J1bm5pbmcYAyABKAQSEQoJY29tcGxldGVkGAQgASgEEg4KBmZhaWxlZBgFIAEoBBIVCg1kZWFkX2xldHRlcmVkGAYgASgEEi4KCm5leHRfc3RhcnQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2VzdGltYXRlZF9kcmFpbhgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHZHJhaW5lZBgJIAEoCBIvCgtvYnNlcnZlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiIQoOR2V0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSLFAgoEVGFzaxIPCgd0YXNrX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSDAoEa2luZBgDIAEoCRIlCgVzdGF0ZRgEIAEoDjIWLnRvbGxnYXRlLnYxLlRhc2tTdGF0ZRIQCghhdHRlbXB0cxgFIAEoDRIVCg1hdHRlbXB0c19sZWZ0GAYgASgNEjAKDHN1Ym1pdHRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmxhc3RfZXJyb3IYCiABKAkSFgoOcXVldWVfcG9zaXRpb24YCyABKA0iMgoPR2V0VGFza1Jlc3BvbnNlEh8KBHRhc2sYASABKAsyES50b2xsZ2F0ZS52MS5UYXNrInEKEExpc3RUYXNrc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnRvbGxnYXRlLnYxLkxpc3RTdGF0ZRIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSJOChFMaXN0VGFza3NSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLnRvbGxnYXRlLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIj4KGVJlcXVldWVEZWFkTGV0dGVyc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCgh0YXNrX2lkcxgCIAMoCSJBChpSZXF1ZXVlRGVhZExldHRlcnNSZXNwb25zZRIQCghyZXF1ZXVlZBgBIAEoDRIRCglub3RfZm91bmQYAiADKAkiPAoXUHVyZ2VEZWFkTGV0dGVyc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCgh0YXNrX2lkcxgCIAMoCSI9ChhQdXJnZURlYWRMZXR0ZXJzUmVzcG9uc2USDgoGcHVyZ2VkGAEgASgNEhEKCW5vdF9mb3VuZBgCIAMoCSpUCglPdmVyTGltaXQSGgoWT1ZFUl9MSU1JVF9VTlNQRUNJRklFRBAAEhQKEE9WRVJfTElNSVRfUVVFVUUQARIVChFPVkVSX0xJTUlUX1JFSkVDVBACKnYKC0Rpc3Bvc2l0aW9uEhsKF0RJU1BPU0lUSU9OX1VOU1BFQ0lGSUVEEAASFwoTRElTUE9TSVRJT05fU1RBUlRFRBABEhYKEkRJU1BPU0lUSU9OX1FVRVVFRBACEhkKFURJU1BPU0lUSU9OX0RVUExJQ0FURRADKpwBCglUYXNrU3RhdGUSGgoWVEFTS19TVEFURV9VTlNQRUNJRklFRBAAEhUKEVRBU0tfU1RBVEVfUVVFVUVEEAESFgoSVEFTS19TVEFURV9SVU5OSU5HEAISGAoUVEFTS19TVEFURV9TVUNDRUVERUQQAxIVChFUQVNLX1NUQVRFX0ZBSUxFRBAEEhMKD1RBU0tfU1RBVEVfREVBRBAFKmsKCUxpc3RTdGF0ZRIaChZMSVNUX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRTElTVF9TVEFURV9RVUVVRUQQARIWChJMSVNUX1NUQVRFX1JVTk5JTkcQAhITCg9MSVNUX1NUQVRFX0RFQUQQAzL7AwoLVGFza1NlcnZpY2USQQoGU3VibWl0EhoudG9sbGdhdGUudjEuU3VibWl0UmVxdWVzdBobLnRvbGxnYXRlLnYxLlN1Ym1pdFJlc3BvbnNlEk8KCldhdGNoUXVldWUSHi50b2xsZ2F0ZS52MS5XYXRjaFF1ZXVlUmVxdWVzdBofLnRvbGxnYXRlLnYxLldhdGNoUXVldWVSZXNwb25zZTABEkQKB0dldFRhc2sSGy50b2xsZ2F0ZS52MS5HZXRUYXNrUmVxdWVzdBocLnRvbGxnYXRlLnYxLkdldFRhc2tSZXNwb25zZRJKCglMaXN0VGFza3MSHS50b2xsZ2F0ZS52MS5MaXN0VGFza3NSZXF1ZXN0Gh4udG9sbGdhdGUudjEuTGlzdFRhc2tzUmVzcG9uc2USZQoSUmVxdWV1ZURlYWRMZXR0ZXJzEiYudG9sbGdhdGUudjEuUmVxdWV1ZURlYWRMZXR0ZXJzUmVxdWVzdBonLnRvbGxnYXRlLnYxLlJlcXVldWVEZWFkTGV0dGVyc1Jlc3BvbnNlEl8KEFB1cmdlRGVhZExldHRlcnMSJC50b2xsZ2F0ZS52MS5QdXJnZURlYWRMZXR0ZXJzUmVxdWVzdBolLnRvbGxnYXRlLnYxLlB1cmdlRGVhZExldHRlcnNSZXNwb25zZUJAWj5naXRodWIuY29tL3RvbGxnYXRlLWRldi90b2xsZ2F0ZS9nZW4vZ28vdG9sbGdhdGUvdjE7dG9sbGdhdGV2MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Ch50b2xsZ2F0ZS92MS90YXNrX3NlcnZpY2UucHJvdG8SC3RvbGxnYXRlLnYxIoQBCg1TdWJtaXRSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSDwoHcGF5bG9hZBgCIAEoDBIMCgRraW5kGAMgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIqCgpvdmVyX2xpbWl0GAUgASgOMhYudG9sbGdhdGUudjEuT3ZlckxpbWl0IowBCgtXaW5kb3dTdGF0ZRINCgVsaW1pdBgBIAEoDRIrCghkdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCglyZW1haW5pbmcYAyABKA0SLgoKcmVzZXRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyAEKDlN1Ym1pdFJlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSLQoLZGlzcG9zaXRpb24YAiABKA4yGC50b2xsZ2F0ZS52MS5EaXNwb3NpdGlvbhIWCg5xdWV1ZV9wb3NpdGlvbhgDIAEoDRIzCg9lc3RpbWF0ZWRfc3RhcnQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3dpbmRvd3MYBSADKAsyGC50b2xsZ2F0ZS52MS5XaW5kb3dTdGF0ZSI0ChFXYXRjaFF1ZXVlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEg4KBmZvbGxvdxgCIAEoCCKnAgoSV2F0Y2hRdWV1ZVJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSDgoGcXVldWVkGAIgASgEEg8KB3J1bm5pbmcYAyABKAQSEQoJY29tcGxldGVkGAQgASgEEg4KBmZhaWxlZBgFIAEoBBIVCg1kZWFkX2xldHRlcmVkGAYgASgEEi4KCm5leHRfc3RhcnQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2VzdGltYXRlZF9kcmFpbhgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHZHJhaW5lZBgJIAEoCBIvCgtvYnNlcnZlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiIQoOR2V0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSLFAgoEVGFzaxIPCgd0YXNrX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSDAoEa2luZBgDIAEoCRIlCgVzdGF0ZRgEIAEoDjIWLnRvbGxnYXRlLnYxLlRhc2tTdGF0ZRIQCghhdHRlbXB0cxgFIAEoDRIVCg1hdHRlbXB0c19sZWZ0GAYgASgNEjAKDHN1Ym1pdHRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmxhc3RfZXJyb3IYCiABKAkSFgoOcXVldWVfcG9zaXRpb24YCyABKA0iMgoPR2V0VGFza1Jlc3BvbnNlEh8KBHRhc2sYASABKAsyES50b2xsZ2F0ZS52MS5UYXNrInEKEExpc3RUYXNrc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnRvbGxnYXRlLnYxLkxpc3RTdGF0ZRIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSJOChFMaXN0VGFza3NSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLnRvbGxnYXRlLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiQKEUNhbmNlbFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiNQoSQ2FuY2VsVGFza1Jlc3BvbnNlEh8KBHRhc2sYASABKAsyES50b2xsZ2F0ZS52MS5UYXNrIiQKEVB1cmdlUXVldWVSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiJwoSUHVyZ2VRdWV1ZVJlc3BvbnNlEhEKCWNhbmNlbGxlZBgBIAEoDSI+ChlSZXF1ZXVlRGVhZExldHRlcnNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSEAoIdGFza19pZHMYAiADKAkiQQoaUmVxdWV1ZURlYWRMZXR0ZXJzUmVzcG9uc2USEAoIcmVxdWV1ZWQYASABKA0SEQoJbm90X2ZvdW5kGAIgAygJIjwKF1B1cmdlRGVhZExldHRlcnNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSEAoIdGFza19pZHMYAiADKAkiPQoYUHVyZ2VEZWFkTGV0dGVyc1Jlc3BvbnNlEg4KBnB1cmdlZBgBIAEoDRIRCglub3RfZm91bmQYAiADKAkqVAoJT3ZlckxpbWl0EhoKFk9WRVJfTElNSVRfVU5TUEVDSUZJRUQQABIUChBPVkVSX0xJTUlUX1FVRVVFEAESFQoRT1ZFUl9MSU1JVF9SRUpFQ1QQAip2CgtEaXNwb3NpdGlvbhIbChdESVNQT1NJVElPTl9VTlNQRUNJRklFRBAAEhcKE0RJU1BPU0lUSU9OX1NUQVJURUQQARIWChJESVNQT1NJVElPTl9RVUVVRUQQAhIZChVESVNQT1NJVElPTl9EVVBMSUNBVEUQAyq2AQoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFUQVNLX1NUQVRFX1FVRVVFRBABEhYKElRBU0tfU1RBVEVfUlVOTklORxACEhgKFFRBU0tfU1RBVEVfU1VDQ0VFREVEEAMSFQoRVEFTS19TVEFURV9GQUlMRUQQBBITCg9UQVNLX1NUQVRFX0RFQUQQBRIYChRUQVNLX1NUQVRFX0NBTkNFTExFRBAGKmsKCUxpc3RTdGF0ZRIaChZMSVNUX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRTElTVF9TVEFURV9RVUVVRUQQARIWChJMSVNUX1NUQVRFX1JVTk5JTkcQAhITCg9MSVNUX1NUQVRFX0RFQUQQAzKZBQoLVGFza1NlcnZpY2USQQoGU3VibWl0EhoudG9sbGdhdGUudjEuU3VibWl0UmVxdWVzdBobLnRvbGxnYXRlLnYxLlN1Ym1pdFJlc3BvbnNlEk8KCldhdGNoUXVldWUSHi50b2xsZ2F0ZS52MS5XYXRjaFF1ZXVlUmVxdWVzdBofLnRvbGxnYXRlLnYxLldhdGNoUXVldWVSZXNwb25zZTABEkQKB0dldFRhc2sSGy50b2xsZ2F0ZS52MS5HZXRUYXNrUmVxdWVzdBocLnRvbGxnYXRlLnYxLkdldFRhc2tSZXNwb25zZRJKCglMaXN0VGFza3MSHS50b2xsZ2F0ZS52MS5MaXN0VGFza3NSZXF1ZXN0Gh4udG9sbGdhdGUudjEuTGlzdFRhc2tzUmVzcG9uc2USTQoKQ2FuY2VsVGFzaxIeLnRvbGxnYXRlLnYxLkNhbmNlbFRhc2tSZXF1ZXN0Gh8udG9sbGdhdGUudjEuQ2FuY2VsVGFza1Jlc3BvbnNlEk0KClB1cmdlUXVldWUSHi50b2xsZ2F0ZS52MS5QdXJnZVF1ZXVlUmVxdWVzdBofLnRvbGxnYXRlLnYxLlB1cmdlUXVldWVSZXNwb25zZRJlChJSZXF1ZXVlRGVhZExldHRlcnMSJi50b2xsZ2F0ZS52MS5SZXF1ZXVlRGVhZExldHRlcnNSZXF1ZXN0GicudG9sbGdhdGUudjEuUmVxdWV1ZURlYWRMZXR0ZXJzUmVzcG9uc2USXwoQUHVyZ2VEZWFkTGV0dGVycxIkLnRvbGxnYXRlLnYxLlB1cmdlRGVhZExldHRlcnNSZXF1ZXN0GiUudG9sbGdhdGUudjEuUHVyZ2VEZWFkTGV0dGVyc1Jlc3BvbnNlQkBaPmdpdGh1Yi5jb20vdG9sbGdhdGUtZGV2L3RvbGxnYXRlL2dlbi9nby90b2xsZ2F0ZS92MTt0b2xsZ2F0ZXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message tollgate.v1.SubmitRequest
@@ -324,7 +324,7 @@ export type Task = Message<"tollgate.v1.Task"> & {
   startedAt?: Timestamp | undefined;
 
   /**
-   * When the task succeeded or died; unset before.
+   * When the task succeeded, died or was cancelled; unset before.
    *
    * @generated from field: google.protobuf.Timestamp finished_at = 9;
    */
@@ -437,6 +437,84 @@ export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE_
   messageDesc(file_tollgate_v1_task_service, 9);
 
 /**
+ * @generated from message tollgate.v1.CancelTaskRequest
+ */
+export type CancelTaskRequest = Message<"tollgate.v1.CancelTaskRequest"> & {
+  /**
+   * The task to cancel, as Submit answered it.
+   *
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+};
+
+/**
+ * Describes the message tollgate.v1.CancelTaskRequest.
+ * Use `create(CancelTaskRequestSchema)` to create a new message.
+ */
+export const CancelTaskRequestSchema: GenMessage<CancelTaskRequest> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 10);
+
+/**
+ * @generated from message tollgate.v1.CancelTaskResponse
+ */
+export type CancelTaskResponse = Message<"tollgate.v1.CancelTaskResponse"> & {
+  /**
+   * The task after the call: CANCELLED, or RUNNING for a running task
+   * (marked; it ends CANCELLED when its attempt ends).
+   *
+   * @generated from field: tollgate.v1.Task task = 1;
+   */
+  task?: Task | undefined;
+};
+
+/**
+ * Describes the message tollgate.v1.CancelTaskResponse.
+ * Use `create(CancelTaskResponseSchema)` to create a new message.
+ */
+export const CancelTaskResponseSchema: GenMessage<CancelTaskResponse> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 11);
+
+/**
+ * @generated from message tollgate.v1.PurgeQueueRequest
+ */
+export type PurgeQueueRequest = Message<"tollgate.v1.PurgeQueueRequest"> & {
+  /**
+   * The user whose queue to purge; at most 128 bytes of UTF-8, no control
+   * characters. Required.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message tollgate.v1.PurgeQueueRequest.
+ * Use `create(PurgeQueueRequestSchema)` to create a new message.
+ */
+export const PurgeQueueRequestSchema: GenMessage<PurgeQueueRequest> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 12);
+
+/**
+ * @generated from message tollgate.v1.PurgeQueueResponse
+ */
+export type PurgeQueueResponse = Message<"tollgate.v1.PurgeQueueResponse"> & {
+  /**
+   * Tasks this call cancelled (0 when nothing was waiting).
+   *
+   * @generated from field: uint32 cancelled = 1;
+   */
+  cancelled: number;
+};
+
+/**
+ * Describes the message tollgate.v1.PurgeQueueResponse.
+ * Use `create(PurgeQueueResponseSchema)` to create a new message.
+ */
+export const PurgeQueueResponseSchema: GenMessage<PurgeQueueResponse> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 13);
+
+/**
  * @generated from message tollgate.v1.RequeueDeadLettersRequest
  */
 export type RequeueDeadLettersRequest = Message<"tollgate.v1.RequeueDeadLettersRequest"> & {
@@ -463,7 +541,7 @@ export type RequeueDeadLettersRequest = Message<"tollgate.v1.RequeueDeadLettersR
  * Use `create(RequeueDeadLettersRequestSchema)` to create a new message.
  */
 export const RequeueDeadLettersRequestSchema: GenMessage<RequeueDeadLettersRequest> = /*@__PURE__*/
-  messageDesc(file_tollgate_v1_task_service, 10);
+  messageDesc(file_tollgate_v1_task_service, 14);
 
 /**
  * @generated from message tollgate.v1.RequeueDeadLettersResponse
@@ -490,7 +568,7 @@ export type RequeueDeadLettersResponse = Message<"tollgate.v1.RequeueDeadLetters
  * Use `create(RequeueDeadLettersResponseSchema)` to create a new message.
  */
 export const RequeueDeadLettersResponseSchema: GenMessage<RequeueDeadLettersResponse> = /*@__PURE__*/
-  messageDesc(file_tollgate_v1_task_service, 11);
+  messageDesc(file_tollgate_v1_task_service, 15);
 
 /**
  * @generated from message tollgate.v1.PurgeDeadLettersRequest
@@ -517,7 +595,7 @@ export type PurgeDeadLettersRequest = Message<"tollgate.v1.PurgeDeadLettersReque
  * Use `create(PurgeDeadLettersRequestSchema)` to create a new message.
  */
 export const PurgeDeadLettersRequestSchema: GenMessage<PurgeDeadLettersRequest> = /*@__PURE__*/
-  messageDesc(file_tollgate_v1_task_service, 12);
+  messageDesc(file_tollgate_v1_task_service, 16);
 
 /**
  * @generated from message tollgate.v1.PurgeDeadLettersResponse
@@ -543,7 +621,7 @@ export type PurgeDeadLettersResponse = Message<"tollgate.v1.PurgeDeadLettersResp
  * Use `create(PurgeDeadLettersResponseSchema)` to create a new message.
  */
 export const PurgeDeadLettersResponseSchema: GenMessage<PurgeDeadLettersResponse> = /*@__PURE__*/
-  messageDesc(file_tollgate_v1_task_service, 13);
+  messageDesc(file_tollgate_v1_task_service, 17);
 
 /**
  * OverLimit says what Submit does with a task that cannot start now.
@@ -664,6 +742,15 @@ export enum TaskState {
    * @generated from enum value: TASK_STATE_DEAD = 5;
    */
   DEAD = 5,
+
+  /**
+   * Cancelled (CancelTask or PurgeQueue) before it started or while it
+   * waited to retry, or cancelled while it ran and its attempt has ended;
+   * it will not run again.
+   *
+   * @generated from enum value: TASK_STATE_CANCELLED = 6;
+   */
+  CANCELLED = 6,
 }
 
 /**
@@ -779,6 +866,44 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof ListTasksRequestSchema;
     output: typeof ListTasksResponseSchema;
+  },
+  /**
+   * CancelTask cancels one task that has not started, or is waiting to
+   * retry: it leaves its user's queue (the next task takes its place) or the
+   * retry schedule, and its record ends CANCELLED, kept for the retention
+   * like a finished task's. A running task is marked and answered as it is
+   * (RUNNING, or CANCELLED if it ended meanwhile): its handler gets its abort
+   * signal, and when the attempt ends the task ends CANCELLED, neither
+   * retried nor dead-lettered, whatever the handler did. Cancelling a
+   * CANCELLED task again answers OK with it (idempotent).
+   *
+   * Errors: INVALID_ARGUMENT for a missing or malformed task_id; NOT_FOUND
+   * for an unknown task id (or one whose record expired);
+   * PERMISSION_DENIED when a user's key names another user's task (as
+   * GetTask); FAILED_PRECONDITION for a task that already finished
+   * (succeeded or dead).
+   *
+   * @generated from rpc tollgate.v1.TaskService.CancelTask
+   */
+  cancelTask: {
+    methodKind: "unary";
+    input: typeof CancelTaskRequestSchema;
+    output: typeof CancelTaskResponseSchema;
+  },
+  /**
+   * PurgeQueue cancels every task of one user that has not started, or is
+   * waiting to retry, as CancelTask does each, and says how many. Running
+   * tasks run on. Idempotent: a second call cancels nothing more.
+   *
+   * Errors: INVALID_ARGUMENT for a missing or malformed user_id;
+   * PERMISSION_DENIED when a user's key purges another user's queue.
+   *
+   * @generated from rpc tollgate.v1.TaskService.PurgeQueue
+   */
+  purgeQueue: {
+    methodKind: "unary";
+    input: typeof PurgeQueueRequestSchema;
+    output: typeof PurgeQueueResponseSchema;
   },
   /**
    * RequeueDeadLetters puts dead-lettered tasks of one user back at the tail
