@@ -46,8 +46,9 @@ type TaskServiceClient interface {
 	// Errors: INVALID_ARGUMENT for a missing or malformed field;
 	// RESOURCE_EXHAUSTED (with google.rpc.RetryInfo and a `retry-after-ms`
 	// trailer) when the user's backlog is full or over_limit is REJECT and the
-	// user is over the limit; UNAVAILABLE when the store is unreachable, in
-	// which case nothing was stored.
+	// user is over the limit, and (without them) when over_limit is REJECT and
+	// the user's queue is paused (PauseQueue); UNAVAILABLE when the store is
+	// unreachable, in which case nothing was stored.
 	Submit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*SubmitResponse, error)
 	// WatchQueue streams a queue's progress: a snapshot at once, then one
 	// whenever the counts change. Without follow, the stream ends after the
@@ -261,8 +262,9 @@ type TaskServiceServer interface {
 	// Errors: INVALID_ARGUMENT for a missing or malformed field;
 	// RESOURCE_EXHAUSTED (with google.rpc.RetryInfo and a `retry-after-ms`
 	// trailer) when the user's backlog is full or over_limit is REJECT and the
-	// user is over the limit; UNAVAILABLE when the store is unreachable, in
-	// which case nothing was stored.
+	// user is over the limit, and (without them) when over_limit is REJECT and
+	// the user's queue is paused (PauseQueue); UNAVAILABLE when the store is
+	// unreachable, in which case nothing was stored.
 	Submit(context.Context, *SubmitRequest) (*SubmitResponse, error)
 	// WatchQueue streams a queue's progress: a snapshot at once, then one
 	// whenever the counts change. Without follow, the stream ends after the

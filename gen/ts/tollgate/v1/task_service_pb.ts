@@ -916,8 +916,9 @@ export const TaskService: GenService<{
    * Errors: INVALID_ARGUMENT for a missing or malformed field;
    * RESOURCE_EXHAUSTED (with google.rpc.RetryInfo and a `retry-after-ms`
    * trailer) when the user's backlog is full or over_limit is REJECT and the
-   * user is over the limit; UNAVAILABLE when the store is unreachable, in
-   * which case nothing was stored.
+   * user is over the limit, and (without them) when over_limit is REJECT and
+   * the user's queue is paused (PauseQueue); UNAVAILABLE when the store is
+   * unreachable, in which case nothing was stored.
    *
    * @generated from rpc tollgate.v1.TaskService.Submit
    */
