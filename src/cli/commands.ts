@@ -375,6 +375,47 @@ export async function purgeCommand(args: readonly string[]): Promise<number> {
   return 0;
 }
 
+const PAUSE_HELP = `Usage: tollgate pause --user ID [flags]
+
+Pauses a user's queue (PauseQueue): none of its tasks starts until
+"tollgate resume"; Submit still queues. Running tasks run on. Prints how many
+tasks wait; pausing a paused queue is not an error.
+  --user ID   the user whose queue to pause (required)
+
+${CONNECTION_HELP}`;
+
+const RESUME_HELP = `Usage: tollgate resume --user ID [flags]
+
+Resumes a paused queue (ResumeQueue): its tasks start again as the rate
+policy allows. Prints how many tasks wait; resuming a running queue is not an
+error.
+  --user ID   the user whose queue to resume (required)
+
+${CONNECTION_HELP}`;
+
+export async function pauseCommand(args: readonly string[]): Promise<number> {
+  return setPaused(args, "pause");
+}
+
+export async function resumeCommand(args: readonly string[]): Promise<number> {
+  return setPaused(args, "resume");
+}
+
+async function setPaused(args: readonly string[], action: "pause" | "resume"): Promise<number> {
+  const { values } = parse(args, { user: { type: "string" } });
+  if (values.help) return help(action === "pause" ? PAUSE_HELP : RESUME_HELP);
+  const userId = requireUser(values);
+  const client = createTollgateClient(connection(values));
+  const answer = action === "pause" ? await client.pauseQueue({ userId }) : await client.resumeQueue({ userId });
+  const queued = Number(answer.queued);
+  console.log(
+    values.json
+      ? JSON.stringify({ userId, paused: answer.paused, queued })
+      : `${action === "pause" ? "paused" : "resumed"} ${userId} (${queued} queued)`,
+  );
+  return 0;
+}
+
 const HEALTH_HELP = `Usage: tollgate health [--service NAME] [flags]
 
 Asks grpc.health.v1 whether the server is serving; exits 0 when it is, 1 when

@@ -11,6 +11,8 @@ Commands:
   tasks     list a user's queued, running or dead tasks
   cancel    cancel a task that has not started or waits to retry
   purge     cancel every task a user has queued (--user ID)
+  pause     pause a user's queue: nothing of it starts (--user ID)
+  resume    resume a paused queue (--user ID)
   dead      requeue or purge a user's dead-lettered tasks
   health    whether the server is serving (exit 0) or not (exit 1)
 
@@ -28,6 +30,8 @@ const CLIENT_COMMANDS: Readonly<
     | "tasksCommand"
     | "cancelCommand"
     | "purgeCommand"
+    | "pauseCommand"
+    | "resumeCommand"
     | "deadCommand"
     | "healthCommand"
   >
@@ -38,6 +42,8 @@ const CLIENT_COMMANDS: Readonly<
   tasks: "tasksCommand",
   cancel: "cancelCommand",
   purge: "purgeCommand",
+  pause: "pauseCommand",
+  resume: "resumeCommand",
   dead: "deadCommand",
   health: "healthCommand",
 };

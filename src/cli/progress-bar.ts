@@ -8,6 +8,8 @@ export interface Progress {
   readonly running: number;
   readonly failed: number;
   readonly etaMs: number | undefined;
+  /** The queue is paused (PauseQueue): nothing of it starts until resumed. */
+  readonly paused: boolean;
 }
 
 /**
@@ -26,14 +28,26 @@ export function progressOf(message: WatchQueueResponse, first: WatchQueueRespons
     message.estimatedDrain && message.observedAt
       ? Math.max(0, timestampMs(message.estimatedDrain) - timestampMs(message.observedAt))
       : undefined;
-  return { done, total: Math.max(total, done), queued, running, failed: Number(message.failed), etaMs: eta };
+  return {
+    done,
+    total: Math.max(total, done),
+    queued,
+    running,
+    failed: Number(message.failed),
+    etaMs: eta,
+    paused: message.paused,
+  };
 }
 
 export function renderProgress(userId: string, progress: Progress, width = 24): string {
   const ratio = progress.total === 0 ? 1 : progress.done / progress.total;
   const filled = Math.round(ratio * width);
   const bar = "#".repeat(filled) + "-".repeat(width - filled);
-  const eta = progress.etaMs === undefined ? "" : ` | ETA ${Math.ceil(progress.etaMs / 1000)}s`;
+  const eta = progress.paused
+    ? " | paused"
+    : progress.etaMs === undefined
+      ? ""
+      : ` | ETA ${Math.ceil(progress.etaMs / 1000)}s`;
   return (
     `${userId || "all queues"} [${bar}] ${progress.done}/${progress.total} done | ${progress.queued} queued | ` +
     `${progress.running} running | ${progress.failed} failed${eta}`

@@ -59,6 +59,11 @@ export function authorizePurge(caller: Identity, userId: string): void {
   if (!mayActFor(caller, userId)) denied(caller, `purge user "${userId}"'s queue`);
 }
 
+/** Pause or resume `userId`'s queue. */
+export function authorizePause(caller: Identity, action: "pause" | "resume", userId: string): void {
+  if (!mayActFor(caller, userId)) denied(caller, `${action} user "${userId}"'s queue`);
+}
+
 /** List `userId`'s tasks. */
 export function authorizeList(caller: Identity, userId: string): void {
   if (!mayActFor(caller, userId)) denied(caller, `list user "${userId}"'s tasks`);

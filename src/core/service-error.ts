@@ -59,6 +59,14 @@ export function resourceExhausted(message: string, retryAfterMs: number): Servic
   return new ServiceError(StatusCode.RESOURCE_EXHAUSTED, message, retryAfterMs);
 }
 
+/**
+ * The user's queue is paused (PauseQueue): RESOURCE_EXHAUSTED without a
+ * time to retry, since nobody knows when it resumes.
+ */
+export function queuePaused(message: string): ServiceError {
+  return new ServiceError(StatusCode.RESOURCE_EXHAUSTED, message);
+}
+
 /** The request is well formed but the thing it names is in the wrong state for it. */
 export function failedPrecondition(message: string): ServiceError {
   return new ServiceError(StatusCode.FAILED_PRECONDITION, message);

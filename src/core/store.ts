@@ -74,6 +74,8 @@ export interface QueueSnapshot {
   readonly generation: number;
   /** When the user's head task is due (the drainer's schedule). */
   readonly dueAt: number | undefined;
+  /** The user's queue is paused (PauseQueue); absent (not paused) for the every-queue snapshot. */
+  readonly paused?: boolean;
   /** The user's windows; undefined for the every-queue snapshot. */
   readonly windows: WindowCounter[] | undefined;
 }
@@ -99,7 +101,9 @@ export type Admission =
       readonly queued: number;
       readonly now: number;
       readonly windows: WindowCounter[];
-    };
+    }
+  /** Reject mode and the user's queue is paused: nothing stored. */
+  | { readonly outcome: "paused"; readonly queued: number; readonly now: number };
 
 /**
  * admit sent its script but got no reply (Redis stalled past the command
@@ -315,6 +319,17 @@ export interface TaskStore {
   requeueDeadLetters(userId: string, tasks: DeadLetterSelection): Promise<DeadLetterResult>;
   /** Deletes dead letters of `userId`: off the list, their records deleted. "all" as for requeueDeadLetters. */
   purgeDeadLetters(userId: string, tasks: DeadLetterSelection): Promise<DeadLetterResult>;
+  /**
+   * Pauses the user's queue: nothing of the user starts until resumeQueue
+   * (admit queues, claim skips it). Idempotent. Returns how many tasks wait
+   * to start (queued or waiting to retry).
+   */
+  pauseQueue(userId: string): Promise<{ readonly queued: number }>;
+  /**
+   * Resumes the user's queue: its head is due again when every window has
+   * room, as a new head is. Idempotent. Returns how many tasks wait to start.
+   */
+  resumeQueue(userId: string): Promise<{ readonly queued: number }>;
   /** One user's counts and windows, read together. */
   snapshot(userId: string): Promise<QueueSnapshot>;
   /** Every queue's counts together (the sum over the partitions). */

@@ -1,7 +1,7 @@
 import { metrics } from "../metrics.js";
 import { actingUserId, authorizeSubmit, type Identity } from "./authorization.js";
 import type { RatePolicy } from "./rate-policy.js";
-import { invalidArgument, resourceExhausted } from "./service-error.js";
+import { invalidArgument, queuePaused, resourceExhausted } from "./service-error.js";
 import { nthStartTime, type WindowCounter } from "./start-schedule.js";
 import { NotReplicated, type Admission, type TaskStore } from "./store.js";
 import type { TaskRunner } from "./task-runner.js";
@@ -157,6 +157,10 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
         Math.max(1, retryAt - admission.now),
       );
     }
+    case "paused":
+      throw queuePaused(
+        `user's queue is paused (PauseQueue) and over_limit is REJECT; nothing was stored (QUEUE would queue it until ResumeQueue)`,
+      );
     case "backlog-full": {
       // A place frees up when the head of the queue starts.
       const retryAt = nthStartTime(policy, admission.windows, admission.now, 1);

@@ -14,6 +14,7 @@ import { checkGetTask, checkWatchQueue } from "../core/reads.js";
 import { checkListTasks } from "../core/list-tasks.js";
 import { checkCancelTask, checkPurgeQueue } from "../core/cancel.js";
 import { checkDeadLetters } from "../core/dead-letters.js";
+import { checkPauseQueue } from "../core/pause.js";
 import { malformedRequest, unauthenticated } from "../core/service-error.js";
 import type { TaskStore } from "../core/store.js";
 import { decideSubmit, type SubmitCommand, type SubmitRules } from "../core/submit.js";
@@ -24,9 +25,11 @@ import {
   type CancelTaskRequest,
   type GetTaskRequest,
   type ListTasksRequest,
+  type PauseQueueRequest,
   type PurgeQueueRequest,
   type PurgeDeadLettersRequest,
   type RequeueDeadLettersRequest,
+  type ResumeQueueRequest,
   type SubmitRequest,
   type WatchQueueRequest,
 } from "../../gen/ts/tollgate/v1/task_service_pb.js";
@@ -98,6 +101,14 @@ export function rateLimitInterceptor(options: RateLimitInterceptorOptions): Serv
     [
       methodPath(TaskService, "PurgeQueue"),
       async (message, context) => checkPurgeQueue(context.caller, (message as PurgeQueueRequest).userId),
+    ],
+    [
+      methodPath(TaskService, "PauseQueue"),
+      async (message, context) => checkPauseQueue(context.caller, "pause", (message as PauseQueueRequest).userId),
+    ],
+    [
+      methodPath(TaskService, "ResumeQueue"),
+      async (message, context) => checkPauseQueue(context.caller, "resume", (message as ResumeQueueRequest).userId),
     ],
     [
       methodPath(TaskService, "RequeueDeadLetters"),

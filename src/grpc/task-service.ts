@@ -12,13 +12,16 @@ import { checkListTasks, listTasks } from "../core/list-tasks.js";
 import { listTasksRequest } from "./list-tasks.js";
 import { cancelTask, purgeQueue } from "../core/cancel.js";
 import { changeDeadLetters, checkDeadLetters } from "../core/dead-letters.js";
+import { setQueuePaused } from "../core/pause.js";
 import type { ListedTask, TaskStore, TaskRecord, TaskStateName } from "../core/store.js";
 import type { SubmitDecision, WindowState } from "../core/submit.js";
 import {
   CancelTaskResponseSchema,
   Disposition,
   GetTaskResponseSchema,
+  PauseQueueResponseSchema,
   PurgeQueueResponseSchema,
+  ResumeQueueResponseSchema,
   ListTasksResponseSchema,
   PurgeDeadLettersResponseSchema,
   RequeueDeadLettersResponseSchema,
@@ -32,12 +35,16 @@ import {
   type GetTaskResponse,
   type ListTasksRequest,
   type ListTasksResponse,
+  type PauseQueueRequest,
+  type PauseQueueResponse,
   type PurgeQueueRequest,
   type PurgeQueueResponse,
   type PurgeDeadLettersRequest,
   type PurgeDeadLettersResponse,
   type RequeueDeadLettersRequest,
   type RequeueDeadLettersResponse,
+  type ResumeQueueRequest,
+  type ResumeQueueResponse,
   type SubmitRequest,
   type SubmitResponse,
   type WatchQueueRequest,
@@ -71,6 +78,14 @@ export function taskServiceImplementation(options: TaskServiceOptions): UntypedS
       const query = checkDeadLetters(callContextOf(call).caller, "purge", call.request);
       const result = await changeDeadLetters(options.queue, "purge", query);
       return create(PurgeDeadLettersResponseSchema, { purged: result.done, notFound: [...result.notFound] });
+    }),
+    pauseQueue: unary<PauseQueueRequest, PauseQueueResponse>(options.logger, async (call) => {
+      const { paused, queued } = await setQueuePaused(options.queue, "pause", call.request.userId);
+      return create(PauseQueueResponseSchema, { paused, queued: BigInt(queued) });
+    }),
+    resumeQueue: unary<ResumeQueueRequest, ResumeQueueResponse>(options.logger, async (call) => {
+      const { paused, queued } = await setQueuePaused(options.queue, "resume", call.request.userId);
+      return create(ResumeQueueResponseSchema, { paused, queued: BigInt(queued) });
     }),
     watchQueue: (call: ServerWritableStream<WatchQueueRequest, WatchQueueResponse>) => {
       void serveWatchQueue(call, options.hub, options.policy, options.logger);

@@ -24,7 +24,8 @@ function predictDrain(
   policy: RatePolicy,
   snapshot: QueueSnapshot,
 ): { nextStart: number | undefined; estimatedDrain: number | undefined } {
-  if (snapshot.queued === 0) return { nextStart: undefined, estimatedDrain: undefined };
+  // A paused queue starts nothing until it is resumed, and nobody knows when.
+  if (snapshot.queued === 0 || snapshot.paused) return { nextStart: undefined, estimatedDrain: undefined };
   if (!snapshot.windows) {
     return {
       nextStart: snapshot.dueAt === undefined ? undefined : Math.max(snapshot.now, snapshot.dueAt),
@@ -57,6 +58,7 @@ function watchQueueMessage(
     estimatedDrain: estimatedDrain === undefined ? undefined : timestampFromMs(estimatedDrain),
     drained: snapshot.queued === 0 && snapshot.running === 0,
     observedAt: timestampFromMs(snapshot.now),
+    paused: snapshot.paused ?? false,
   });
 }
 

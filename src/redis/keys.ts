@@ -33,11 +33,19 @@ export interface PartitionKeys {
   /** Sorted set: user id -> earliest moment (ms) its head task may start. A user leaves it with its last queued task; ends when emptied. */
   readonly dueUsers: string;
   /**
-   * Hash: user id -> its head task id, for every user in dueUsers, so a
-   * claim can name the head task's key before it runs (keys are declared).
-   * A user leaves it with dueUsers; ends when emptied.
+   * Hash: user id -> its head task id, for every user in dueUsers (and every
+   * paused user with a queued task), so a claim can name the head task's key
+   * before it runs (keys are declared). A user leaves it with its last queued
+   * task; ends when emptied.
    */
   readonly heads: string;
+  /**
+   * Set of the user ids whose queue is paused (PauseQueue): nothing of theirs
+   * starts, and a paused user is kept out of dueUsers (admit does not add it,
+   * claim takes it out when something else did). A user leaves it at
+   * ResumeQueue; ends when emptied.
+   */
+  readonly paused: string;
   /**
    * Sorted set: lease member (taskId:userId, see leaseMember) -> moment (ms)
    * its running lease expires. A member leaves when its attempt ends (or its
@@ -147,6 +155,7 @@ function partitionKeys(prefix: string, partition: number, tag: string): Partitio
     queue: (userId: string) => `${base}:q:${userId}`,
     dueUsers: `${base}:due`,
     heads: `${base}:heads`,
+    paused: `${base}:paused`,
     leases: `${base}:leases`,
     retries: `${base}:retries`,
     deadLetters: (userId: string) => `${base}:dl:${userId}`,

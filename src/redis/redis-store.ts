@@ -90,7 +90,9 @@ export type StateChange =
   | "trim-dead-letters"
   | "requeue-dead-letters"
   | "purge-dead-letters"
-  | "cancel";
+  | "cancel"
+  | "pause"
+  | "resume";
 
 const FINISH_OUTCOMES: ReadonlyMap<number, FinishOutcome> = new Map([
   [FINISH.LEASE_LOST, "lease-lost"],
@@ -133,6 +135,8 @@ const scripts = {
   cancel: new LuaScript("cancel-n.lua"),
   requeueDeadLetters: new LuaScript("requeue-dead-letters-n.lua"),
   purgeDeadLetters: new LuaScript("purge-dead-letters-n.lua"),
+  pause: new LuaScript("pause-4.lua"),
+  resume: new LuaScript("resume-n.lua"),
 };
 
 /** A task's record from its hash's fields (TASK_FIELD); undefined when the hash is gone. */
@@ -222,6 +226,7 @@ export class RedisStore implements TaskStore {
       partition.stats(userId),
       partition.totals,
       partition.heads,
+      partition.paused,
       ...this.windows.keysFor(userId),
     ];
     const args = [
@@ -274,6 +279,8 @@ export class RedisStore implements TaskStore {
         return { outcome: "over-limit", queued: Number(n), now, windows };
       case ADMIT.BACKLOG_FULL:
         return { outcome: "backlog-full", queued: Number(n), now, windows };
+      case ADMIT.PAUSED:
+        return { outcome: "paused", queued: Number(n), now };
       default:
         throw new Error(`admit script replied with unknown outcome ${String(outcome)}`);
     }
@@ -427,6 +434,7 @@ export class RedisStore implements TaskStore {
       partition.totals,
       partition.heads,
       partition.claim(claimId),
+      partition.paused,
     ];
     for (const userId of userIds) {
       keys.push(partition.queue(userId), partition.stats(userId), partition.deadLetters(userId));
@@ -843,6 +851,45 @@ export class RedisStore implements TaskStore {
   }
 
   /**
+   * Pauses the user's queue (pause-4.lua): the user joins the partition's
+   * paused set and leaves its due users; admit and claim start nothing of it.
+   */
+  async pauseQueue(userId: string): Promise<{ readonly queued: number }> {
+    const partition = this.keys.forUser(userId);
+    const { reply } = await this.change(
+      "pause",
+      scripts.pause,
+      [partition.paused, partition.dueUsers, partition.queue(userId), partition.stats(userId)],
+      [userId, partition.progressChannel, this.publish],
+    );
+    return { queued: Number((reply as number[])[0]) };
+  }
+
+  /**
+   * Resumes the user's queue (resume-n.lua): it leaves the paused set and,
+   * with a task queued, is due again when its windows have room, as a new
+   * head is (requeueDeadLetters schedules one the same way).
+   */
+  async resumeQueue(userId: string): Promise<{ readonly queued: number }> {
+    const partition = this.keys.forUser(userId);
+    const limits = this.windows.scriptArgs.filter((_, i) => i % 2 === 0);
+    const { reply } = await this.change(
+      "resume",
+      scripts.resume,
+      [
+        partition.paused,
+        partition.dueUsers,
+        partition.heads,
+        partition.queue(userId),
+        partition.stats(userId),
+        ...this.windows.keysFor(userId),
+      ],
+      [userId, partition.wakeChannel, partition.progressChannel, this.publish, limits.length, ...limits],
+    );
+    return { queued: Number((reply as number[])[0]) };
+  }
+
+  /**
    * Runs `batch` (a script replying {done, not found id, ...}) over the ids
    * in batches of DEAD_LETTER_BATCH, summing its replies. An id of another
    * partition than the user's cannot be on the user's list: it is not found,
@@ -893,7 +940,13 @@ export class RedisStore implements TaskStore {
     const reply = (await this.tracked(() =>
       scripts.snapshot.run(
         this.redis,
-        [partition.queue(userId), partition.stats(userId), partition.dueUsers, ...this.windows.keysFor(userId)],
+        [
+          partition.queue(userId),
+          partition.stats(userId),
+          partition.dueUsers,
+          partition.paused,
+          ...this.windows.keysFor(userId),
+        ],
         [userId],
       ),
     )) as number[];
@@ -907,6 +960,7 @@ export class RedisStore implements TaskStore {
       dead = 0,
       due = -1,
       generation = -1,
+      paused = 0,
     ] = reply;
     return {
       now,
@@ -917,7 +971,8 @@ export class RedisStore implements TaskStore {
       dead,
       generation,
       dueAt: due >= 0 ? due : undefined,
-      windows: countersFromReply(reply.slice(9), now),
+      paused: paused === 1,
+      windows: countersFromReply(reply.slice(10), now),
     };
   }
 

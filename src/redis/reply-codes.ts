@@ -17,6 +17,8 @@ export const ADMIT = Object.freeze({
   OVER_LIMIT: 4,
   /** The user's backlog is at its cap. Nothing stored. */
   BACKLOG_FULL: 5,
+  /** Reject mode and the user's queue is paused (PauseQueue). Nothing stored. */
+  PAUSED: 6,
 } as const);
 
 /** finish-6.lua: what recording an attempt's end did. */

@@ -104,7 +104,19 @@ describe("the tollgate CLI as a client", () => {
   test("tollgate --help lists every command and the exit codes; no command is a usage error (2)", async () => {
     const [help, none, unknown] = await Promise.all([tollgate(["--help"]), tollgate([]), tollgate(["frobnicate"])]);
     assert.equal(help.code, 0, describeRun(help));
-    for (const command of ["serve", "submit", "watch", "task", "tasks", "cancel", "purge", "dead", "health"])
+    for (const command of [
+      "serve",
+      "submit",
+      "watch",
+      "task",
+      "tasks",
+      "cancel",
+      "purge",
+      "pause",
+      "resume",
+      "dead",
+      "health",
+    ])
       assert.match(help.stdout, new RegExp(`^  ${command} `, "m"));
     assert.match(help.stdout, /Exit codes: 0 ok, 1 the call failed .*\n2 usage/);
     assert.equal(none.code, 2, describeRun(none));
@@ -113,7 +125,19 @@ describe("the tollgate CLI as a client", () => {
   });
 
   test("each command's --help exits 0 and shows its flags; client commands take --addr, --api-key, --json and the TLS flags", async () => {
-    const commands = ["submit", "watch", "task", "tasks", "cancel", "purge", "dead", "health", "serve"];
+    const commands = [
+      "submit",
+      "watch",
+      "task",
+      "tasks",
+      "cancel",
+      "purge",
+      "pause",
+      "resume",
+      "dead",
+      "health",
+      "serve",
+    ];
     const helps = await Promise.all(commands.map((command) => tollgate([command, "--help"])));
     for (const [i, help] of helps.entries()) {
       assert.equal(help.code, 0, `${commands[i]} --help: ${describeRun(help)}`);
@@ -136,6 +160,8 @@ describe("the tollgate CLI as a client", () => {
       [["tasks", "--user", "u", "--state", "done"], /tollgate tasks: --state must be queued, running or dead/],
       [["cancel", "--addr", served.addr], /tollgate cancel: give exactly one task id/],
       [["purge", "--addr", served.addr], /tollgate purge: --user is required/],
+      [["pause", "--addr", served.addr], /tollgate pause: --user is required/],
+      [["resume", "--addr", served.addr], /tollgate resume: --user is required/],
       [["dead", "--user", "u", "--all"], /tollgate dead: give one action: requeue or purge/],
       [["dead", "requeue", "--all"], /tollgate dead: --user is required/],
       [["dead", "purge", "--user", "u"], /tollgate dead: give --task ID \(repeatable\) or --all/],
@@ -215,6 +241,25 @@ describe("the tollgate CLI as a client", () => {
     const ids = lines.map((text) => text.split(" ")[0]);
     assert.equal(new Set(ids).size, ids.length, all.stdout);
     assert.equal(dead.stdout, "");
+  });
+
+  test("pause pauses a queue and says how many wait; resume resumes it; both idempotent", async () => {
+    // Under 1/1s, 1 of 3 starts and the others wait a second each.
+    const submit = await tollgate(["submit", "--addr", served.addr, "--user", "cli-pause", "--count", "3", "--json"]);
+    assert.equal(submit.code, 0, describeRun(submit));
+    const pause = await tollgate(["pause", "--addr", served.addr, "--user", "cli-pause"]);
+    assert.equal(pause.code, 0, describeRun(pause));
+    const queued = Number(/^paused cli-pause \(([12]) queued\)$/.exec(oneLine(pause.stdout))?.[1]);
+    assert.ok(queued > 0, pause.stdout);
+    const again = await tollgate(["pause", "--addr", served.addr, "--user", "cli-pause", "--json"]);
+    assert.equal(again.code, 0, describeRun(again));
+    assert.deepEqual(JSON.parse(oneLine(again.stdout)), { userId: "cli-pause", paused: true, queued });
+    const resume = await tollgate(["resume", "--addr", served.addr, "--user", "cli-pause"]);
+    assert.equal(resume.code, 0, describeRun(resume));
+    assert.equal(oneLine(resume.stdout), `resumed cli-pause (${queued} queued)`);
+    const twice = await tollgate(["resume", "--addr", served.addr, "--user", "cli-pause", "--json"]);
+    assert.equal(twice.code, 0, describeRun(twice));
+    assert.equal((JSON.parse(oneLine(twice.stdout)) as { paused: boolean }).paused, false);
   });
 
   test("cancel cancels a queued task and prints it; purge cancels the rest of the queue and says how many", async () => {

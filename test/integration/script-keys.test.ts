@@ -95,8 +95,9 @@ function checkingClient(redis: RedisClient, ran: Set<string>): RedisClient {
  * queue, duplicate, claim, fail to a retry, claim the retry, fail to a dead
  * letter, a second dead letter trimming the first at the cap, requeued and
  * dead again, purged, a lease left to expire and recovered, release, renew,
- * finish ok, the reads, and cancelling (queued, waiting to retry, finished)
- * and purging the queue.
+ * finish ok, the reads, cancelling (queued, waiting to retry, finished)
+ * and purging the queue, and pausing (a Submit queued, one refused, a retry
+ * parked by claim) and resuming.
  */
 async function everyOperation(store: RedisStore, redis: RedisClient, users: readonly string[]): Promise<void> {
   const keys = createKeys(undefined, CONFIG.partitions);
@@ -215,6 +216,42 @@ async function everyOperation(store: RedisStore, redis: RedisClient, users: read
       assert.equal((await store.getTask(taskId))?.state, "cancelled", `${userId}: ${taskId}`);
     const purged = await store.snapshot(userId);
     assert.deepEqual([purged.queued, purged.running, purged.dueAt], [0, 0, undefined], userId);
+
+    // Pause: a running task fails to a retry, a Submit that could start queues, REJECT is
+    // refused, and claim starts nothing (it moves the retry to the queue and parks the user).
+    const running = await startedId();
+    assert.deepEqual(await store.pauseQueue(userId), { queued: 0 }, userId);
+    assert.deepEqual(await store.pauseQueue(userId), { queued: 0 }, `${userId}: idempotent`);
+    const held = { taskId: running, userId, attempt: 1 };
+    assert.equal(await store.finish(held, { ok: false, error: "while paused" }, 0), "retry-scheduled");
+    const whilePaused = await submit(userId, true);
+    assert.equal(whilePaused.outcome, "queued", userId);
+    const refused = await store.admit({
+      userId,
+      payload: new Uint8Array([1]),
+      kind: "",
+      idempotencyKey: "",
+      rejectOverLimit: true,
+      canStartNow: true,
+    });
+    assert.equal(refused.outcome, "paused", userId);
+    assert.deepEqual(await claimAll(userId), [], `${userId}: nothing of a paused user starts`);
+    const paused = await store.snapshot(userId);
+    assert.deepEqual([paused.paused, paused.queued, paused.dueAt], [true, 2, undefined], userId);
+    assert.deepEqual(await store.resumeQueue(userId), { queued: 2 }, userId);
+    assert.deepEqual(await store.resumeQueue(userId), { queued: 2 }, `${userId}: idempotent`);
+    // One head per user per claim: two claims.
+    const resumed = [...(await claimAll(userId)), ...(await claimAll(userId))];
+    assert.deepEqual(
+      resumed.map((task) => task.taskId),
+      [running, whilePaused.taskId],
+      `${userId}: the retry, then the queued task`,
+    );
+    for (const task of resumed) {
+      assert.equal(await store.cancelTask(task), "cancel-requested", userId);
+      assert.equal(await store.finish(task, { ok: true }, 0), "cancelled", userId);
+    }
+    assert.equal((await store.snapshot(userId)).paused, false, userId);
   }
   const all = await store.snapshotAll();
   assert.equal(all.succeeded, users.length);

@@ -133,6 +133,14 @@ export class FakeStore implements TaskStore {
     throw new Error("FakeStore: purgeQueue is not faked");
   }
 
+  pauseQueue(): never {
+    throw new Error("FakeStore: pauseQueue is not faked");
+  }
+
+  resumeQueue(): never {
+    throw new Error("FakeStore: resumeQueue is not faked");
+  }
+
   /** requeueDeadLetters and purgeDeadLetters calls, oldest first. */
   readonly deadLetterCalls: {
     readonly action: "requeue" | "purge";

@@ -166,6 +166,7 @@ describe("Lua rules are written once", () => {
       "admit-outcome-n.lua",
       "claim-n.lua",
       "requeue-dead-letters-n.lua",
+      "resume-n.lua",
       "snapshot-n.lua",
     ]);
     for (const file of windowed) {

@@ -235,6 +235,15 @@ describe("Submit's decision", () => {
     assert.deepEqual(runner.calls, ["reserve", "release"]);
   });
 
+  test("REJECT while the queue is paused: RESOURCE_EXHAUSTED saying so, without a time to retry; the slot is given back", async () => {
+    const { runner, rules } = setup(async () => ({ outcome: "paused", queued: 4, now: NOW }));
+    const error = await refusal(decideSubmit(rules, ALICE, command({ overLimit: "reject" })));
+    assert.equal(error.code, StatusCode.RESOURCE_EXHAUSTED);
+    assert.match(error.message, /queue is paused/);
+    assert.equal(error.retryAfterMs, undefined, "nobody knows when it resumes");
+    assert.deepEqual(runner.calls, ["reserve", "release"]);
+  });
+
   test("DUPLICATE: the first task's id; the slot is given back", async () => {
     const { runner, rules } = setup(async () => ({ outcome: "duplicate", taskId: TASK_ID, now: NOW }));
     assert.deepEqual(await decideSubmit(rules, ALICE, command({ idempotencyKey: "k" })), {

@@ -10,6 +10,9 @@
   queue (due at once if only a free slot was missing), or, in reject mode or
   with the backlog at its cap, nothing is stored.
   A window that is full uses no unit of any other window.
+  While the user's queue is paused (KEYS[9]) nothing starts: the task is
+  queued, and a new head is named in the heads hash but the user is not made
+  due (ResumeQueue does that), or, in reject mode, nothing is stored.
 
   KEYS[1]   queue list of the user
   KEYS[2]   due-users sorted set
@@ -19,7 +22,8 @@
   KEYS[6]   the user's stats hash
   KEYS[7]   totals hash
   KEYS[8]   heads hash (user id -> head task id)
-  KEYS[9..] one rate-limiter-flexible counter per window, in policy order
+  KEYS[9]   paused-users set
+  KEYS[10..] one rate-limiter-flexible counter per window, in policy order
   ARGV[1]   task id
   ARGV[2]   user id
   ARGV[3]   payload (bytes)
@@ -39,7 +43,9 @@
             outcome (src/redis/reply-codes.ts) ADMIT_STARTED (n = 0),
             ADMIT_QUEUED (n = position), ADMIT_DUPLICATE (task id is the
             first task's; no window state), ADMIT_OVER_LIMIT in reject mode
-            (n = queue length), ADMIT_BACKLOG_FULL (n = queue length).
+            (n = queue length), ADMIT_BACKLOG_FULL (n = queue length),
+            ADMIT_PAUSED in reject mode while the queue is paused (n =
+            queue length).
             Counts and pttls are after the start, if any; pttl is -2 where
             no window is open.
 ]]
@@ -61,13 +67,13 @@ if ARGV[4] ~= '' then
 end
 
 local PUBLISH = ARGV[13]
-local windows = #KEYS - 8
+local windows = #KEYS - 9
 local counts, pttls, limits = {}, {}, {}
 -- ms until every window has room (0: it has now)
 local wait = 0
 for i = 1, windows do
   limits[i] = tonumber(ARGV[12 + 2 * i])
-  counts[i], pttls[i] = windowRead(KEYS[8 + i])
+  counts[i], pttls[i] = windowRead(KEYS[9 + i])
   wait = math.max(wait, windowWait(counts[i], pttls[i], limits[i]))
 end
 
@@ -87,13 +93,14 @@ local function remember()
 end
 
 local queued = redis.call('LLEN', KEYS[1])
+local paused = redis.call('SISMEMBER', KEYS[9], userId) == 1
 
--- Within the policy: nothing queued ahead and every window has room.
-local withinPolicy = queued == 0 and wait == 0
+-- Within the policy: not paused, nothing queued ahead and every window has room.
+local withinPolicy = not paused and queued == 0 and wait == 0
 
 if withinPolicy and ARGV[10] == '1' then
   for i = 1, windows do
-    counts[i], pttls[i] = windowUse(KEYS[8 + i], counts[i], pttls[i], ARGV[13 + 2 * i])
+    counts[i], pttls[i] = windowUse(KEYS[9 + i], counts[i], pttls[i], ARGV[13 + 2 * i])
   end
   -- Marked as started by admit: a Submit that lost this reply reads that to
   -- learn whether to run the task (admit-outcome-n.lua).
@@ -106,8 +113,11 @@ if withinPolicy and ARGV[10] == '1' then
   return reply(ADMIT_STARTED, 0)
 end
 
--- Reject mode refuses only what the policy refuses; a task within the policy
--- that merely waits for a free slot is queued and starts on any process.
+-- Reject mode refuses only what the policy (or a pause) refuses; a task within
+-- the policy that merely waits for a free slot is queued and starts on any process.
+if ARGV[6] == 'reject' and paused then
+  return reply(ADMIT_PAUSED, queued)
+end
 if ARGV[6] == 'reject' and not withinPolicy then
   return reply(ADMIT_OVER_LIMIT, queued)
 end
@@ -117,7 +127,10 @@ end
 
 redis.call('RPUSH', KEYS[1], taskId)
 storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, false)
-if queued == 0 then
+if queued == 0 and paused then
+  -- The new head of a paused queue: named, not due (ResumeQueue schedules it).
+  redis.call('HSET', KEYS[8], userId, taskId)
+elseif queued == 0 then
   -- The task is the new head: it is due when every window has room.
   scheduleNewHead(KEYS[2], KEYS[8], userId, taskId, now + wait, PUBLISH, ARGV[11])
 end

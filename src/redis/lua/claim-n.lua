@@ -15,7 +15,10 @@
      used with rate-limiter-flexible's semantics (includes/window), the task
      is marked running under a lease, and the user is rescheduled for when
      its next task may start. A user whose windows are full is moved to when
-     they will have room.
+     they will have room. A due user whose queue is paused (KEYS[7]) is
+     taken out of the due users instead ("parked": ResumeQueue schedules it
+     again), whatever put it back there (a release, a recovered lease, a
+     retry coming due in step 1 or 2, a requeue), and nothing of it starts.
   Every user whose counts change is published on the progress channel, and
   its stats hash kept or set to expire (includes/user-stats).
   Each claimed task is marked with the caller's claim id, and the claim is
@@ -29,6 +32,7 @@
   KEYS[4]  totals hash
   KEYS[5]  heads hash (user id -> head task id)
   KEYS[6]  this claim's record (list: task id, user id, attempt per claimed task)
+  KEYS[7]  paused-users set
   then per user (U of them, ARGV order): queue list, stats hash,
            dead-letter list, and its W rate-limiter-flexible window counters
   then per item (T of them, ARGV order): the task's hash, where it has one
@@ -85,7 +89,7 @@ local users = {}
 local userCount = tonumber(ARGV[at])
 at = at + 1
 for u = 1, userCount do
-  local base = 6 + (u - 1) * (3 + windowCount)
+  local base = 7 + (u - 1) * (3 + windowCount)
   local windowKeys = {}
   for k = 1, windowCount do
     windowKeys[k] = KEYS[base + 3 + k]
@@ -226,6 +230,16 @@ local function claimHead(item)
   end
 end
 
+-- A paused user starts nothing: it leaves the due users (parked), and
+-- ResumeQueue schedules it again. Parking takes no claim.
+local function parkIfPaused(user)
+  if redis.call('SISMEMBER', KEYS[7], user.id) == 0 then
+    return false
+  end
+  redis.call('ZREM', KEYS[1], user.id)
+  return true
+end
+
 -- Each user's head to claim: the plan's (earliest due first), unless a
 -- recovered task went back in front of it. A recovered task's key is
 -- declared, so it can start in this step, without another plan.
@@ -246,7 +260,7 @@ for _, item in ipairs(items) do
   end
 end
 for _, user in ipairs(order) do
-  if claimed < maxClaims then
+  if not parkIfPaused(user) and claimed < maxClaims then
     claimHead(heads[user])
   end
 end

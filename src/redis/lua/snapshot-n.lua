@@ -5,10 +5,12 @@
   KEYS[1]   the user's queue list
   KEYS[2]   the user's stats hash
   KEYS[3]   due-users sorted set
-  KEYS[4..] the user's rate-limiter-flexible window counters, in policy order
+  KEYS[4]   paused-users set
+  KEYS[5..] the user's rate-limiter-flexible window counters, in policy order
   ARGV[1]   user id
   Returns   {now, queued, running, waiting to retry, succeeded, failed,
-            dead, due moment or -1, generation, count 1, pttl 1, count 2,
+            dead, due moment or -1, generation, paused (1 or 0), count 1,
+            pttl 1, count 2,
             pttl 2, ...} (pttl -2 where no window is open). The counters'
             generation (includes/user-stats) is the stats hash's moment of
             creation, -1 when there is no hash, 0 for a hash written before
@@ -36,5 +38,6 @@ local out = {
   tonumber(stats[5] or '0'),
   due and tonumber(due) or -1,
   generation,
+  redis.call('SISMEMBER', KEYS[4], ARGV[1]),
 }
-return appendWindows(out, 4)
+return appendWindows(out, 5)

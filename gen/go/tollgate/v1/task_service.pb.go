@@ -572,7 +572,11 @@ type WatchQueueResponse struct {
 	// Nothing is queued or running.
 	Drained bool `protobuf:"varint,9,opt,name=drained,proto3" json:"drained,omitempty"`
 	// When the server took this snapshot.
-	ObservedAt    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
+	ObservedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
+	// The user's queue is paused (PauseQueue): nothing of it starts until
+	// ResumeQueue; next_start and estimated_drain are unset meanwhile. Always
+	// false when watching every queue.
+	Paused        bool `protobuf:"varint,11,opt,name=paused,proto3" json:"paused,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -675,6 +679,13 @@ func (x *WatchQueueResponse) GetObservedAt() *timestamppb.Timestamp {
 		return x.ObservedAt
 	}
 	return nil
+}
+
+func (x *WatchQueueResponse) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
 }
 
 type GetTaskRequest struct {
@@ -1426,6 +1437,205 @@ func (x *PurgeDeadLettersResponse) GetNotFound() []string {
 	return nil
 }
 
+type PauseQueueRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user whose queue to pause; at most 128 bytes of UTF-8, no control
+	// characters. Required.
+	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseQueueRequest) Reset() {
+	*x = PauseQueueRequest{}
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseQueueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseQueueRequest) ProtoMessage() {}
+
+func (x *PauseQueueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseQueueRequest.ProtoReflect.Descriptor instead.
+func (*PauseQueueRequest) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *PauseQueueRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type PauseQueueResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Always true: the queue is paused after the call.
+	Paused bool `protobuf:"varint,1,opt,name=paused,proto3" json:"paused,omitempty"`
+	// Tasks waiting to start: queued or waiting to retry.
+	Queued        uint64 `protobuf:"varint,2,opt,name=queued,proto3" json:"queued,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseQueueResponse) Reset() {
+	*x = PauseQueueResponse{}
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseQueueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseQueueResponse) ProtoMessage() {}
+
+func (x *PauseQueueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseQueueResponse.ProtoReflect.Descriptor instead.
+func (*PauseQueueResponse) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *PauseQueueResponse) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *PauseQueueResponse) GetQueued() uint64 {
+	if x != nil {
+		return x.Queued
+	}
+	return 0
+}
+
+type ResumeQueueRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user whose queue to resume; as in PauseQueueRequest.
+	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeQueueRequest) Reset() {
+	*x = ResumeQueueRequest{}
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeQueueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeQueueRequest) ProtoMessage() {}
+
+func (x *ResumeQueueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeQueueRequest.ProtoReflect.Descriptor instead.
+func (*ResumeQueueRequest) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ResumeQueueRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type ResumeQueueResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Always false: the queue is running after the call.
+	Paused bool `protobuf:"varint,1,opt,name=paused,proto3" json:"paused,omitempty"`
+	// Tasks waiting to start: queued or waiting to retry.
+	Queued        uint64 `protobuf:"varint,2,opt,name=queued,proto3" json:"queued,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeQueueResponse) Reset() {
+	*x = ResumeQueueResponse{}
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeQueueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeQueueResponse) ProtoMessage() {}
+
+func (x *ResumeQueueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeQueueResponse.ProtoReflect.Descriptor instead.
+func (*ResumeQueueResponse) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ResumeQueueResponse) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *ResumeQueueResponse) GetQueued() uint64 {
+	if x != nil {
+		return x.Queued
+	}
+	return 0
+}
+
 var File_tollgate_v1_task_service_proto protoreflect.FileDescriptor
 
 const file_tollgate_v1_task_service_proto_rawDesc = "" +
@@ -1452,7 +1662,7 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\awindows\x18\x05 \x03(\v2\x18.tollgate.v1.WindowStateR\awindows\"D\n" +
 	"\x11WatchQueueRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x16\n" +
-	"\x06follow\x18\x02 \x01(\bR\x06follow\"\x91\x03\n" +
+	"\x06follow\x18\x02 \x01(\bR\x06follow\"\xa9\x03\n" +
 	"\x12WatchQueueResponse\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x16\n" +
 	"\x06queued\x18\x02 \x01(\x04R\x06queued\x12\x18\n" +
@@ -1466,7 +1676,8 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\adrained\x18\t \x01(\bR\adrained\x12;\n" +
 	"\vobserved_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"observedAt\")\n" +
+	"observedAt\x12\x16\n" +
+	"\x06paused\x18\v \x01(\bR\x06paused\")\n" +
 	"\x0eGetTaskRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\xb8\x03\n" +
 	"\x04Task\x12\x17\n" +
@@ -1515,7 +1726,17 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\btask_ids\x18\x02 \x03(\tR\ataskIds\"O\n" +
 	"\x18PurgeDeadLettersResponse\x12\x16\n" +
 	"\x06purged\x18\x01 \x01(\rR\x06purged\x12\x1b\n" +
-	"\tnot_found\x18\x02 \x03(\tR\bnotFound*T\n" +
+	"\tnot_found\x18\x02 \x03(\tR\bnotFound\",\n" +
+	"\x11PauseQueueRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"D\n" +
+	"\x12PauseQueueResponse\x12\x16\n" +
+	"\x06paused\x18\x01 \x01(\bR\x06paused\x12\x16\n" +
+	"\x06queued\x18\x02 \x01(\x04R\x06queued\"-\n" +
+	"\x12ResumeQueueRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"E\n" +
+	"\x13ResumeQueueResponse\x12\x16\n" +
+	"\x06paused\x18\x01 \x01(\bR\x06paused\x12\x16\n" +
+	"\x06queued\x18\x02 \x01(\x04R\x06queued*T\n" +
 	"\tOverLimit\x12\x1a\n" +
 	"\x16OVER_LIMIT_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10OVER_LIMIT_QUEUE\x10\x01\x12\x15\n" +
@@ -1537,7 +1758,7 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\x16LIST_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LIST_STATE_QUEUED\x10\x01\x12\x16\n" +
 	"\x12LIST_STATE_RUNNING\x10\x02\x12\x13\n" +
-	"\x0fLIST_STATE_DEAD\x10\x032\x99\x05\n" +
+	"\x0fLIST_STATE_DEAD\x10\x032\xba\x06\n" +
 	"\vTaskService\x12A\n" +
 	"\x06Submit\x12\x1a.tollgate.v1.SubmitRequest\x1a\x1b.tollgate.v1.SubmitResponse\x12O\n" +
 	"\n" +
@@ -1549,7 +1770,10 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\n" +
 	"PurgeQueue\x12\x1e.tollgate.v1.PurgeQueueRequest\x1a\x1f.tollgate.v1.PurgeQueueResponse\x12e\n" +
 	"\x12RequeueDeadLetters\x12&.tollgate.v1.RequeueDeadLettersRequest\x1a'.tollgate.v1.RequeueDeadLettersResponse\x12_\n" +
-	"\x10PurgeDeadLetters\x12$.tollgate.v1.PurgeDeadLettersRequest\x1a%.tollgate.v1.PurgeDeadLettersResponseB@Z>github.com/tollgate-dev/tollgate/gen/go/tollgate/v1;tollgatev1b\x06proto3"
+	"\x10PurgeDeadLetters\x12$.tollgate.v1.PurgeDeadLettersRequest\x1a%.tollgate.v1.PurgeDeadLettersResponse\x12M\n" +
+	"\n" +
+	"PauseQueue\x12\x1e.tollgate.v1.PauseQueueRequest\x1a\x1f.tollgate.v1.PauseQueueResponse\x12P\n" +
+	"\vResumeQueue\x12\x1f.tollgate.v1.ResumeQueueRequest\x1a .tollgate.v1.ResumeQueueResponseB@Z>github.com/tollgate-dev/tollgate/gen/go/tollgate/v1;tollgatev1b\x06proto3"
 
 var (
 	file_tollgate_v1_task_service_proto_rawDescOnce sync.Once
@@ -1564,7 +1788,7 @@ func file_tollgate_v1_task_service_proto_rawDescGZIP() []byte {
 }
 
 var file_tollgate_v1_task_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_tollgate_v1_task_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_tollgate_v1_task_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_tollgate_v1_task_service_proto_goTypes = []any{
 	(OverLimit)(0),                     // 0: tollgate.v1.OverLimit
 	(Disposition)(0),                   // 1: tollgate.v1.Disposition
@@ -1588,23 +1812,27 @@ var file_tollgate_v1_task_service_proto_goTypes = []any{
 	(*RequeueDeadLettersResponse)(nil), // 19: tollgate.v1.RequeueDeadLettersResponse
 	(*PurgeDeadLettersRequest)(nil),    // 20: tollgate.v1.PurgeDeadLettersRequest
 	(*PurgeDeadLettersResponse)(nil),   // 21: tollgate.v1.PurgeDeadLettersResponse
-	(*durationpb.Duration)(nil),        // 22: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 23: google.protobuf.Timestamp
+	(*PauseQueueRequest)(nil),          // 22: tollgate.v1.PauseQueueRequest
+	(*PauseQueueResponse)(nil),         // 23: tollgate.v1.PauseQueueResponse
+	(*ResumeQueueRequest)(nil),         // 24: tollgate.v1.ResumeQueueRequest
+	(*ResumeQueueResponse)(nil),        // 25: tollgate.v1.ResumeQueueResponse
+	(*durationpb.Duration)(nil),        // 26: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 27: google.protobuf.Timestamp
 }
 var file_tollgate_v1_task_service_proto_depIdxs = []int32{
 	0,  // 0: tollgate.v1.SubmitRequest.over_limit:type_name -> tollgate.v1.OverLimit
-	22, // 1: tollgate.v1.WindowState.duration:type_name -> google.protobuf.Duration
-	23, // 2: tollgate.v1.WindowState.reset_time:type_name -> google.protobuf.Timestamp
+	26, // 1: tollgate.v1.WindowState.duration:type_name -> google.protobuf.Duration
+	27, // 2: tollgate.v1.WindowState.reset_time:type_name -> google.protobuf.Timestamp
 	1,  // 3: tollgate.v1.SubmitResponse.disposition:type_name -> tollgate.v1.Disposition
-	23, // 4: tollgate.v1.SubmitResponse.estimated_start:type_name -> google.protobuf.Timestamp
+	27, // 4: tollgate.v1.SubmitResponse.estimated_start:type_name -> google.protobuf.Timestamp
 	5,  // 5: tollgate.v1.SubmitResponse.windows:type_name -> tollgate.v1.WindowState
-	23, // 6: tollgate.v1.WatchQueueResponse.next_start:type_name -> google.protobuf.Timestamp
-	23, // 7: tollgate.v1.WatchQueueResponse.estimated_drain:type_name -> google.protobuf.Timestamp
-	23, // 8: tollgate.v1.WatchQueueResponse.observed_at:type_name -> google.protobuf.Timestamp
+	27, // 6: tollgate.v1.WatchQueueResponse.next_start:type_name -> google.protobuf.Timestamp
+	27, // 7: tollgate.v1.WatchQueueResponse.estimated_drain:type_name -> google.protobuf.Timestamp
+	27, // 8: tollgate.v1.WatchQueueResponse.observed_at:type_name -> google.protobuf.Timestamp
 	2,  // 9: tollgate.v1.Task.state:type_name -> tollgate.v1.TaskState
-	23, // 10: tollgate.v1.Task.submitted_at:type_name -> google.protobuf.Timestamp
-	23, // 11: tollgate.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	23, // 12: tollgate.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	27, // 10: tollgate.v1.Task.submitted_at:type_name -> google.protobuf.Timestamp
+	27, // 11: tollgate.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	27, // 12: tollgate.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
 	10, // 13: tollgate.v1.GetTaskResponse.task:type_name -> tollgate.v1.Task
 	3,  // 14: tollgate.v1.ListTasksRequest.state:type_name -> tollgate.v1.ListState
 	10, // 15: tollgate.v1.ListTasksResponse.tasks:type_name -> tollgate.v1.Task
@@ -1617,16 +1845,20 @@ var file_tollgate_v1_task_service_proto_depIdxs = []int32{
 	16, // 22: tollgate.v1.TaskService.PurgeQueue:input_type -> tollgate.v1.PurgeQueueRequest
 	18, // 23: tollgate.v1.TaskService.RequeueDeadLetters:input_type -> tollgate.v1.RequeueDeadLettersRequest
 	20, // 24: tollgate.v1.TaskService.PurgeDeadLetters:input_type -> tollgate.v1.PurgeDeadLettersRequest
-	6,  // 25: tollgate.v1.TaskService.Submit:output_type -> tollgate.v1.SubmitResponse
-	8,  // 26: tollgate.v1.TaskService.WatchQueue:output_type -> tollgate.v1.WatchQueueResponse
-	11, // 27: tollgate.v1.TaskService.GetTask:output_type -> tollgate.v1.GetTaskResponse
-	13, // 28: tollgate.v1.TaskService.ListTasks:output_type -> tollgate.v1.ListTasksResponse
-	15, // 29: tollgate.v1.TaskService.CancelTask:output_type -> tollgate.v1.CancelTaskResponse
-	17, // 30: tollgate.v1.TaskService.PurgeQueue:output_type -> tollgate.v1.PurgeQueueResponse
-	19, // 31: tollgate.v1.TaskService.RequeueDeadLetters:output_type -> tollgate.v1.RequeueDeadLettersResponse
-	21, // 32: tollgate.v1.TaskService.PurgeDeadLetters:output_type -> tollgate.v1.PurgeDeadLettersResponse
-	25, // [25:33] is the sub-list for method output_type
-	17, // [17:25] is the sub-list for method input_type
+	22, // 25: tollgate.v1.TaskService.PauseQueue:input_type -> tollgate.v1.PauseQueueRequest
+	24, // 26: tollgate.v1.TaskService.ResumeQueue:input_type -> tollgate.v1.ResumeQueueRequest
+	6,  // 27: tollgate.v1.TaskService.Submit:output_type -> tollgate.v1.SubmitResponse
+	8,  // 28: tollgate.v1.TaskService.WatchQueue:output_type -> tollgate.v1.WatchQueueResponse
+	11, // 29: tollgate.v1.TaskService.GetTask:output_type -> tollgate.v1.GetTaskResponse
+	13, // 30: tollgate.v1.TaskService.ListTasks:output_type -> tollgate.v1.ListTasksResponse
+	15, // 31: tollgate.v1.TaskService.CancelTask:output_type -> tollgate.v1.CancelTaskResponse
+	17, // 32: tollgate.v1.TaskService.PurgeQueue:output_type -> tollgate.v1.PurgeQueueResponse
+	19, // 33: tollgate.v1.TaskService.RequeueDeadLetters:output_type -> tollgate.v1.RequeueDeadLettersResponse
+	21, // 34: tollgate.v1.TaskService.PurgeDeadLetters:output_type -> tollgate.v1.PurgeDeadLettersResponse
+	23, // 35: tollgate.v1.TaskService.PauseQueue:output_type -> tollgate.v1.PauseQueueResponse
+	25, // 36: tollgate.v1.TaskService.ResumeQueue:output_type -> tollgate.v1.ResumeQueueResponse
+	27, // [27:37] is the sub-list for method output_type
+	17, // [17:27] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -1643,7 +1875,7 @@ func file_tollgate_v1_task_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_v1_task_service_proto_rawDesc), len(file_tollgate_v1_task_service_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,8 @@ const (
 	TaskService_PurgeQueue_FullMethodName         = "/tollgate.v1.TaskService/PurgeQueue"
 	TaskService_RequeueDeadLetters_FullMethodName = "/tollgate.v1.TaskService/RequeueDeadLetters"
 	TaskService_PurgeDeadLetters_FullMethodName   = "/tollgate.v1.TaskService/PurgeDeadLetters"
+	TaskService_PauseQueue_FullMethodName         = "/tollgate.v1.TaskService/PauseQueue"
+	TaskService_ResumeQueue_FullMethodName        = "/tollgate.v1.TaskService/ResumeQueue"
 )
 
 // TaskServiceClient is the client API for TaskService service.
@@ -44,8 +46,9 @@ type TaskServiceClient interface {
 	// Errors: INVALID_ARGUMENT for a missing or malformed field;
 	// RESOURCE_EXHAUSTED (with google.rpc.RetryInfo and a `retry-after-ms`
 	// trailer) when the user's backlog is full or over_limit is REJECT and the
-	// user is over the limit; UNAVAILABLE when the store is unreachable, in
-	// which case nothing was stored.
+	// user is over the limit, and (without them) when over_limit is REJECT and
+	// the user's queue is paused (PauseQueue); UNAVAILABLE when the store is
+	// unreachable, in which case nothing was stored.
 	Submit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*SubmitResponse, error)
 	// WatchQueue streams a queue's progress: a snapshot at once, then one
 	// whenever the counts change. Without follow, the stream ends after the
@@ -108,6 +111,23 @@ type TaskServiceClient interface {
 	//
 	// Errors: as RequeueDeadLetters.
 	PurgeDeadLetters(ctx context.Context, in *PurgeDeadLettersRequest, opts ...grpc.CallOption) (*PurgeDeadLettersResponse, error)
+	// PauseQueue pauses one user's queue: nothing of the user starts while it
+	// is paused, not at Submit, not from the queue, not a retry coming due.
+	// Submit still accepts tasks and queues them (disposition QUEUED); with
+	// over_limit REJECT it answers RESOURCE_EXHAUSTED (without RetryInfo: the
+	// queue stays paused until ResumeQueue). Running tasks run on to their end.
+	// The pause is stored, so it survives restarts and holds on every server.
+	// Idempotent: pausing a paused queue answers OK.
+	//
+	// Errors: INVALID_ARGUMENT for a missing or malformed user_id;
+	// PERMISSION_DENIED when a user's key names another user.
+	PauseQueue(ctx context.Context, in *PauseQueueRequest, opts ...grpc.CallOption) (*PauseQueueResponse, error)
+	// ResumeQueue resumes a paused queue: its tasks start from then on as the
+	// policy allows, the windows deciding as always (no burst to catch up).
+	// Idempotent: resuming a queue that is not paused answers OK.
+	//
+	// Errors: as PauseQueue.
+	ResumeQueue(ctx context.Context, in *ResumeQueueRequest, opts ...grpc.CallOption) (*ResumeQueueResponse, error)
 }
 
 type taskServiceClient struct {
@@ -207,6 +227,26 @@ func (c *taskServiceClient) PurgeDeadLetters(ctx context.Context, in *PurgeDeadL
 	return out, nil
 }
 
+func (c *taskServiceClient) PauseQueue(ctx context.Context, in *PauseQueueRequest, opts ...grpc.CallOption) (*PauseQueueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PauseQueueResponse)
+	err := c.cc.Invoke(ctx, TaskService_PauseQueue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *taskServiceClient) ResumeQueue(ctx context.Context, in *ResumeQueueRequest, opts ...grpc.CallOption) (*ResumeQueueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResumeQueueResponse)
+	err := c.cc.Invoke(ctx, TaskService_ResumeQueue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TaskServiceServer is the server API for TaskService service.
 // All implementations must embed UnimplementedTaskServiceServer
 // for forward compatibility.
@@ -222,8 +262,9 @@ type TaskServiceServer interface {
 	// Errors: INVALID_ARGUMENT for a missing or malformed field;
 	// RESOURCE_EXHAUSTED (with google.rpc.RetryInfo and a `retry-after-ms`
 	// trailer) when the user's backlog is full or over_limit is REJECT and the
-	// user is over the limit; UNAVAILABLE when the store is unreachable, in
-	// which case nothing was stored.
+	// user is over the limit, and (without them) when over_limit is REJECT and
+	// the user's queue is paused (PauseQueue); UNAVAILABLE when the store is
+	// unreachable, in which case nothing was stored.
 	Submit(context.Context, *SubmitRequest) (*SubmitResponse, error)
 	// WatchQueue streams a queue's progress: a snapshot at once, then one
 	// whenever the counts change. Without follow, the stream ends after the
@@ -286,6 +327,23 @@ type TaskServiceServer interface {
 	//
 	// Errors: as RequeueDeadLetters.
 	PurgeDeadLetters(context.Context, *PurgeDeadLettersRequest) (*PurgeDeadLettersResponse, error)
+	// PauseQueue pauses one user's queue: nothing of the user starts while it
+	// is paused, not at Submit, not from the queue, not a retry coming due.
+	// Submit still accepts tasks and queues them (disposition QUEUED); with
+	// over_limit REJECT it answers RESOURCE_EXHAUSTED (without RetryInfo: the
+	// queue stays paused until ResumeQueue). Running tasks run on to their end.
+	// The pause is stored, so it survives restarts and holds on every server.
+	// Idempotent: pausing a paused queue answers OK.
+	//
+	// Errors: INVALID_ARGUMENT for a missing or malformed user_id;
+	// PERMISSION_DENIED when a user's key names another user.
+	PauseQueue(context.Context, *PauseQueueRequest) (*PauseQueueResponse, error)
+	// ResumeQueue resumes a paused queue: its tasks start from then on as the
+	// policy allows, the windows deciding as always (no burst to catch up).
+	// Idempotent: resuming a queue that is not paused answers OK.
+	//
+	// Errors: as PauseQueue.
+	ResumeQueue(context.Context, *ResumeQueueRequest) (*ResumeQueueResponse, error)
 	mustEmbedUnimplementedTaskServiceServer()
 }
 
@@ -319,6 +377,12 @@ func (UnimplementedTaskServiceServer) RequeueDeadLetters(context.Context, *Reque
 }
 func (UnimplementedTaskServiceServer) PurgeDeadLetters(context.Context, *PurgeDeadLettersRequest) (*PurgeDeadLettersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PurgeDeadLetters not implemented")
+}
+func (UnimplementedTaskServiceServer) PauseQueue(context.Context, *PauseQueueRequest) (*PauseQueueResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PauseQueue not implemented")
+}
+func (UnimplementedTaskServiceServer) ResumeQueue(context.Context, *ResumeQueueRequest) (*ResumeQueueResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeQueue not implemented")
 }
 func (UnimplementedTaskServiceServer) mustEmbedUnimplementedTaskServiceServer() {}
 func (UnimplementedTaskServiceServer) testEmbeddedByValue()                     {}
@@ -478,6 +542,42 @@ func _TaskService_PurgeDeadLetters_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TaskService_PauseQueue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PauseQueueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).PauseQueue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_PauseQueue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).PauseQueue(ctx, req.(*PauseQueueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TaskService_ResumeQueue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeQueueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).ResumeQueue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_ResumeQueue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).ResumeQueue(ctx, req.(*ResumeQueueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TaskService_ServiceDesc is the grpc.ServiceDesc for TaskService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -512,6 +612,14 @@ var TaskService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PurgeDeadLetters",
 			Handler:    _TaskService_PurgeDeadLetters_Handler,
+		},
+		{
+			MethodName: "PauseQueue",
+			Handler:    _TaskService_PauseQueue_Handler,
+		},
+		{
+			MethodName: "ResumeQueue",
+			Handler:    _TaskService_ResumeQueue_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tollgate/v1/task_service.proto.
  */
 export const file_tollgate_v1_task_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch50b2xsZ2F0ZS92MS90YXNrX3NlcnZpY2UucHJvdG8SC3RvbGxnYXRlLnYxIoQBCg1TdWJtaXRSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSDwoHcGF5bG9hZBgCIAEoDBIMCgRraW5kGAMgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIqCgpvdmVyX2xpbWl0GAUgASgOMhYudG9sbGdhdGUudjEuT3ZlckxpbWl0IowBCgtXaW5kb3dTdGF0ZRINCgVsaW1pdBgBIAEoDRIrCghkdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCglyZW1haW5pbmcYAyABKA0SLgoKcmVzZXRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyAEKDlN1Ym1pdFJlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSLQoLZGlzcG9zaXRpb24YAiABKA4yGC50b2xsZ2F0ZS52MS5EaXNwb3NpdGlvbhIWCg5xdWV1ZV9wb3NpdGlvbhgDIAEoDRIzCg9lc3RpbWF0ZWRfc3RhcnQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3dpbmRvd3MYBSADKAsyGC50b2xsZ2F0ZS52MS5XaW5kb3dTdGF0ZSI0ChFXYXRjaFF1ZXVlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEg4KBmZvbGxvdxgCIAEoCCKnAgoSV2F0Y2hRdWV1ZVJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSDgoGcXVldWVkGAIgASgEEg8KB3J1bm5pbmcYAyABKAQSEQoJY29tcGxldGVkGAQgASgEEg4KBmZhaWxlZBgFIAEoBBIVCg1kZWFkX2xldHRlcmVkGAYgASgEEi4KCm5leHRfc3RhcnQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2VzdGltYXRlZF9kcmFpbhgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHZHJhaW5lZBgJIAEoCBIvCgtvYnNlcnZlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiIQoOR2V0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSLFAgoEVGFzaxIPCgd0YXNrX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSDAoEa2luZBgDIAEoCRIlCgVzdGF0ZRgEIAEoDjIWLnRvbGxnYXRlLnYxLlRhc2tTdGF0ZRIQCghhdHRlbXB0cxgFIAEoDRIVCg1hdHRlbXB0c19sZWZ0GAYgASgNEjAKDHN1Ym1pdHRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmxhc3RfZXJyb3IYCiABKAkSFgoOcXVldWVfcG9zaXRpb24YCyABKA0iMgoPR2V0VGFza1Jlc3BvbnNlEh8KBHRhc2sYASABKAsyES50b2xsZ2F0ZS52MS5UYXNrInEKEExpc3RUYXNrc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnRvbGxnYXRlLnYxLkxpc3RTdGF0ZRIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSJOChFMaXN0VGFza3NSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLnRvbGxnYXRlLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiQKEUNhbmNlbFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiNQoSQ2FuY2VsVGFza1Jlc3BvbnNlEh8KBHRhc2sYASABKAsyES50b2xsZ2F0ZS52MS5UYXNrIiQKEVB1cmdlUXVldWVSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiJwoSUHVyZ2VRdWV1ZVJlc3BvbnNlEhEKCWNhbmNlbGxlZBgBIAEoDSI+ChlSZXF1ZXVlRGVhZExldHRlcnNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSEAoIdGFza19pZHMYAiADKAkiQQoaUmVxdWV1ZURlYWRMZXR0ZXJzUmVzcG9uc2USEAoIcmVxdWV1ZWQYASABKA0SEQoJbm90X2ZvdW5kGAIgAygJIjwKF1B1cmdlRGVhZExldHRlcnNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSEAoIdGFza19pZHMYAiADKAkiPQoYUHVyZ2VEZWFkTGV0dGVyc1Jlc3BvbnNlEg4KBnB1cmdlZBgBIAEoDRIRCglub3RfZm91bmQYAiADKAkqVAoJT3ZlckxpbWl0EhoKFk9WRVJfTElNSVRfVU5TUEVDSUZJRUQQABIUChBPVkVSX0xJTUlUX1FVRVVFEAESFQoRT1ZFUl9MSU1JVF9SRUpFQ1QQAip2CgtEaXNwb3NpdGlvbhIbChdESVNQT1NJVElPTl9VTlNQRUNJRklFRBAAEhcKE0RJU1BPU0lUSU9OX1NUQVJURUQQARIWChJESVNQT1NJVElPTl9RVUVVRUQQAhIZChVESVNQT1NJVElPTl9EVVBMSUNBVEUQAyq2AQoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFUQVNLX1NUQVRFX1FVRVVFRBABEhYKElRBU0tfU1RBVEVfUlVOTklORxACEhgKFFRBU0tfU1RBVEVfU1VDQ0VFREVEEAMSFQoRVEFTS19TVEFURV9GQUlMRUQQBBITCg9UQVNLX1NUQVRFX0RFQUQQBRIYChRUQVNLX1NUQVRFX0NBTkNFTExFRBAGKmsKCUxpc3RTdGF0ZRIaChZMSVNUX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRTElTVF9TVEFURV9RVUVVRUQQARIWChJMSVNUX1NUQVRFX1JVTk5JTkcQAhITCg9MSVNUX1NUQVRFX0RFQUQQAzKZBQoLVGFza1NlcnZpY2USQQoGU3VibWl0EhoudG9sbGdhdGUudjEuU3VibWl0UmVxdWVzdBobLnRvbGxnYXRlLnYxLlN1Ym1pdFJlc3BvbnNlEk8KCldhdGNoUXVldWUSHi50b2xsZ2F0ZS52MS5XYXRjaFF1ZXVlUmVxdWVzdBofLnRvbGxnYXRlLnYxLldhdGNoUXVldWVSZXNwb25zZTABEkQKB0dldFRhc2sSGy50b2xsZ2F0ZS52MS5HZXRUYXNrUmVxdWVzdBocLnRvbGxnYXRlLnYxLkdldFRhc2tSZXNwb25zZRJKCglMaXN0VGFza3MSHS50b2xsZ2F0ZS52MS5MaXN0VGFza3NSZXF1ZXN0Gh4udG9sbGdhdGUudjEuTGlzdFRhc2tzUmVzcG9uc2USTQoKQ2FuY2VsVGFzaxIeLnRvbGxnYXRlLnYxLkNhbmNlbFRhc2tSZXF1ZXN0Gh8udG9sbGdhdGUudjEuQ2FuY2VsVGFza1Jlc3BvbnNlEk0KClB1cmdlUXVldWUSHi50b2xsZ2F0ZS52MS5QdXJnZVF1ZXVlUmVxdWVzdBofLnRvbGxnYXRlLnYxLlB1cmdlUXVldWVSZXNwb25zZRJlChJSZXF1ZXVlRGVhZExldHRlcnMSJi50b2xsZ2F0ZS52MS5SZXF1ZXVlRGVhZExldHRlcnNSZXF1ZXN0GicudG9sbGdhdGUudjEuUmVxdWV1ZURlYWRMZXR0ZXJzUmVzcG9uc2USXwoQUHVyZ2VEZWFkTGV0dGVycxIkLnRvbGxnYXRlLnYxLlB1cmdlRGVhZExldHRlcnNSZXF1ZXN0GiUudG9sbGdhdGUudjEuUHVyZ2VEZWFkTGV0dGVyc1Jlc3BvbnNlQkBaPmdpdGh1Yi5jb20vdG9sbGdhdGUtZGV2L3RvbGxnYXRlL2dlbi9nby90b2xsZ2F0ZS92MTt0b2xsZ2F0ZXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Ch50b2xsZ2F0ZS92MS90YXNrX3NlcnZpY2UucHJvdG8SC3RvbGxnYXRlLnYxIoQBCg1TdWJtaXRSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSDwoHcGF5bG9hZBgCIAEoDBIMCgRraW5kGAMgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIqCgpvdmVyX2xpbWl0GAUgASgOMhYudG9sbGdhdGUudjEuT3ZlckxpbWl0IowBCgtXaW5kb3dTdGF0ZRINCgVsaW1pdBgBIAEoDRIrCghkdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCglyZW1haW5pbmcYAyABKA0SLgoKcmVzZXRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyAEKDlN1Ym1pdFJlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSLQoLZGlzcG9zaXRpb24YAiABKA4yGC50b2xsZ2F0ZS52MS5EaXNwb3NpdGlvbhIWCg5xdWV1ZV9wb3NpdGlvbhgDIAEoDRIzCg9lc3RpbWF0ZWRfc3RhcnQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3dpbmRvd3MYBSADKAsyGC50b2xsZ2F0ZS52MS5XaW5kb3dTdGF0ZSI0ChFXYXRjaFF1ZXVlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEg4KBmZvbGxvdxgCIAEoCCK3AgoSV2F0Y2hRdWV1ZVJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSDgoGcXVldWVkGAIgASgEEg8KB3J1bm5pbmcYAyABKAQSEQoJY29tcGxldGVkGAQgASgEEg4KBmZhaWxlZBgFIAEoBBIVCg1kZWFkX2xldHRlcmVkGAYgASgEEi4KCm5leHRfc3RhcnQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2VzdGltYXRlZF9kcmFpbhgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHZHJhaW5lZBgJIAEoCBIvCgtvYnNlcnZlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcGF1c2VkGAsgASgIIiEKDkdldFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkixQIKBFRhc2sSDwoHdGFza19pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEgwKBGtpbmQYAyABKAkSJQoFc3RhdGUYBCABKA4yFi50b2xsZ2F0ZS52MS5UYXNrU3RhdGUSEAoIYXR0ZW1wdHMYBSABKA0SFQoNYXR0ZW1wdHNfbGVmdBgGIAEoDRIwCgxzdWJtaXR0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpsYXN0X2Vycm9yGAogASgJEhYKDnF1ZXVlX3Bvc2l0aW9uGAsgASgNIjIKD0dldFRhc2tSZXNwb25zZRIfCgR0YXNrGAEgASgLMhEudG9sbGdhdGUudjEuVGFzayJxChBMaXN0VGFza3NSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSJQoFc3RhdGUYAiABKA4yFi50b2xsZ2F0ZS52MS5MaXN0U3RhdGUSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiTgoRTGlzdFRhc2tzUmVzcG9uc2USIAoFdGFza3MYASADKAsyES50b2xsZ2F0ZS52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIkChFDYW5jZWxUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIjUKEkNhbmNlbFRhc2tSZXNwb25zZRIfCgR0YXNrGAEgASgLMhEudG9sbGdhdGUudjEuVGFzayIkChFQdXJnZVF1ZXVlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIicKElB1cmdlUXVldWVSZXNwb25zZRIRCgljYW5jZWxsZWQYASABKA0iPgoZUmVxdWV1ZURlYWRMZXR0ZXJzUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhAKCHRhc2tfaWRzGAIgAygJIkEKGlJlcXVldWVEZWFkTGV0dGVyc1Jlc3BvbnNlEhAKCHJlcXVldWVkGAEgASgNEhEKCW5vdF9mb3VuZBgCIAMoCSI8ChdQdXJnZURlYWRMZXR0ZXJzUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhAKCHRhc2tfaWRzGAIgAygJIj0KGFB1cmdlRGVhZExldHRlcnNSZXNwb25zZRIOCgZwdXJnZWQYASABKA0SEQoJbm90X2ZvdW5kGAIgAygJIiQKEVBhdXNlUXVldWVSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiNAoSUGF1c2VRdWV1ZVJlc3BvbnNlEg4KBnBhdXNlZBgBIAEoCBIOCgZxdWV1ZWQYAiABKAQiJQoSUmVzdW1lUXVldWVSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiNQoTUmVzdW1lUXVldWVSZXNwb25zZRIOCgZwYXVzZWQYASABKAgSDgoGcXVldWVkGAIgASgEKlQKCU92ZXJMaW1pdBIaChZPVkVSX0xJTUlUX1VOU1BFQ0lGSUVEEAASFAoQT1ZFUl9MSU1JVF9RVUVVRRABEhUKEU9WRVJfTElNSVRfUkVKRUNUEAIqdgoLRGlzcG9zaXRpb24SGwoXRElTUE9TSVRJT05fVU5TUEVDSUZJRUQQABIXChNESVNQT1NJVElPTl9TVEFSVEVEEAESFgoSRElTUE9TSVRJT05fUVVFVUVEEAISGQoVRElTUE9TSVRJT05fRFVQTElDQVRFEAMqtgEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRVEFTS19TVEFURV9RVUVVRUQQARIWChJUQVNLX1NUQVRFX1JVTk5JTkcQAhIYChRUQVNLX1NUQVRFX1NVQ0NFRURFRBADEhUKEVRBU0tfU1RBVEVfRkFJTEVEEAQSEwoPVEFTS19TVEFURV9ERUFEEAUSGAoUVEFTS19TVEFURV9DQU5DRUxMRUQQBiprCglMaXN0U3RhdGUSGgoWTElTVF9TVEFURV9VTlNQRUNJRklFRBAAEhUKEUxJU1RfU1RBVEVfUVVFVUVEEAESFgoSTElTVF9TVEFURV9SVU5OSU5HEAISEwoPTElTVF9TVEFURV9ERUFEEAMyugYKC1Rhc2tTZXJ2aWNlEkEKBlN1Ym1pdBIaLnRvbGxnYXRlLnYxLlN1Ym1pdFJlcXVlc3QaGy50b2xsZ2F0ZS52MS5TdWJtaXRSZXNwb25zZRJPCgpXYXRjaFF1ZXVlEh4udG9sbGdhdGUudjEuV2F0Y2hRdWV1ZVJlcXVlc3QaHy50b2xsZ2F0ZS52MS5XYXRjaFF1ZXVlUmVzcG9uc2UwARJECgdHZXRUYXNrEhsudG9sbGdhdGUudjEuR2V0VGFza1JlcXVlc3QaHC50b2xsZ2F0ZS52MS5HZXRUYXNrUmVzcG9uc2USSgoJTGlzdFRhc2tzEh0udG9sbGdhdGUudjEuTGlzdFRhc2tzUmVxdWVzdBoeLnRvbGxnYXRlLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEk0KCkNhbmNlbFRhc2sSHi50b2xsZ2F0ZS52MS5DYW5jZWxUYXNrUmVxdWVzdBofLnRvbGxnYXRlLnYxLkNhbmNlbFRhc2tSZXNwb25zZRJNCgpQdXJnZVF1ZXVlEh4udG9sbGdhdGUudjEuUHVyZ2VRdWV1ZVJlcXVlc3QaHy50b2xsZ2F0ZS52MS5QdXJnZVF1ZXVlUmVzcG9uc2USZQoSUmVxdWV1ZURlYWRMZXR0ZXJzEiYudG9sbGdhdGUudjEuUmVxdWV1ZURlYWRMZXR0ZXJzUmVxdWVzdBonLnRvbGxnYXRlLnYxLlJlcXVldWVEZWFkTGV0dGVyc1Jlc3BvbnNlEl8KEFB1cmdlRGVhZExldHRlcnMSJC50b2xsZ2F0ZS52MS5QdXJnZURlYWRMZXR0ZXJzUmVxdWVzdBolLnRvbGxnYXRlLnYxLlB1cmdlRGVhZExldHRlcnNSZXNwb25zZRJNCgpQYXVzZVF1ZXVlEh4udG9sbGdhdGUudjEuUGF1c2VRdWV1ZVJlcXVlc3QaHy50b2xsZ2F0ZS52MS5QYXVzZVF1ZXVlUmVzcG9uc2USUAoLUmVzdW1lUXVldWUSHy50b2xsZ2F0ZS52MS5SZXN1bWVRdWV1ZVJlcXVlc3QaIC50b2xsZ2F0ZS52MS5SZXN1bWVRdWV1ZVJlc3BvbnNlQkBaPmdpdGh1Yi5jb20vdG9sbGdhdGUtZGV2L3RvbGxnYXRlL2dlbi9nby90b2xsZ2F0ZS92MTt0b2xsZ2F0ZXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message tollgate.v1.SubmitRequest
@@ -247,6 +247,15 @@ export type WatchQueueResponse = Message<"tollgate.v1.WatchQueueResponse"> & {
    * @generated from field: google.protobuf.Timestamp observed_at = 10;
    */
   observedAt?: Timestamp | undefined;
+
+  /**
+   * The user's queue is paused (PauseQueue): nothing of it starts until
+   * ResumeQueue; next_start and estimated_drain are unset meanwhile. Always
+   * false when watching every queue.
+   *
+   * @generated from field: bool paused = 11;
+   */
+  paused: boolean;
 };
 
 /**
@@ -624,6 +633,97 @@ export const PurgeDeadLettersResponseSchema: GenMessage<PurgeDeadLettersResponse
   messageDesc(file_tollgate_v1_task_service, 17);
 
 /**
+ * @generated from message tollgate.v1.PauseQueueRequest
+ */
+export type PauseQueueRequest = Message<"tollgate.v1.PauseQueueRequest"> & {
+  /**
+   * The user whose queue to pause; at most 128 bytes of UTF-8, no control
+   * characters. Required.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message tollgate.v1.PauseQueueRequest.
+ * Use `create(PauseQueueRequestSchema)` to create a new message.
+ */
+export const PauseQueueRequestSchema: GenMessage<PauseQueueRequest> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 18);
+
+/**
+ * @generated from message tollgate.v1.PauseQueueResponse
+ */
+export type PauseQueueResponse = Message<"tollgate.v1.PauseQueueResponse"> & {
+  /**
+   * Always true: the queue is paused after the call.
+   *
+   * @generated from field: bool paused = 1;
+   */
+  paused: boolean;
+
+  /**
+   * Tasks waiting to start: queued or waiting to retry.
+   *
+   * @generated from field: uint64 queued = 2;
+   */
+  queued: bigint;
+};
+
+/**
+ * Describes the message tollgate.v1.PauseQueueResponse.
+ * Use `create(PauseQueueResponseSchema)` to create a new message.
+ */
+export const PauseQueueResponseSchema: GenMessage<PauseQueueResponse> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 19);
+
+/**
+ * @generated from message tollgate.v1.ResumeQueueRequest
+ */
+export type ResumeQueueRequest = Message<"tollgate.v1.ResumeQueueRequest"> & {
+  /**
+   * The user whose queue to resume; as in PauseQueueRequest.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message tollgate.v1.ResumeQueueRequest.
+ * Use `create(ResumeQueueRequestSchema)` to create a new message.
+ */
+export const ResumeQueueRequestSchema: GenMessage<ResumeQueueRequest> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 20);
+
+/**
+ * @generated from message tollgate.v1.ResumeQueueResponse
+ */
+export type ResumeQueueResponse = Message<"tollgate.v1.ResumeQueueResponse"> & {
+  /**
+   * Always false: the queue is running after the call.
+   *
+   * @generated from field: bool paused = 1;
+   */
+  paused: boolean;
+
+  /**
+   * Tasks waiting to start: queued or waiting to retry.
+   *
+   * @generated from field: uint64 queued = 2;
+   */
+  queued: bigint;
+};
+
+/**
+ * Describes the message tollgate.v1.ResumeQueueResponse.
+ * Use `create(ResumeQueueResponseSchema)` to create a new message.
+ */
+export const ResumeQueueResponseSchema: GenMessage<ResumeQueueResponse> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 21);
+
+/**
  * OverLimit says what Submit does with a task that cannot start now.
  *
  * @generated from enum tollgate.v1.OverLimit
@@ -816,8 +916,9 @@ export const TaskService: GenService<{
    * Errors: INVALID_ARGUMENT for a missing or malformed field;
    * RESOURCE_EXHAUSTED (with google.rpc.RetryInfo and a `retry-after-ms`
    * trailer) when the user's backlog is full or over_limit is REJECT and the
-   * user is over the limit; UNAVAILABLE when the store is unreachable, in
-   * which case nothing was stored.
+   * user is over the limit, and (without them) when over_limit is REJECT and
+   * the user's queue is paused (PauseQueue); UNAVAILABLE when the store is
+   * unreachable, in which case nothing was stored.
    *
    * @generated from rpc tollgate.v1.TaskService.Submit
    */
@@ -942,6 +1043,39 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof PurgeDeadLettersRequestSchema;
     output: typeof PurgeDeadLettersResponseSchema;
+  },
+  /**
+   * PauseQueue pauses one user's queue: nothing of the user starts while it
+   * is paused, not at Submit, not from the queue, not a retry coming due.
+   * Submit still accepts tasks and queues them (disposition QUEUED); with
+   * over_limit REJECT it answers RESOURCE_EXHAUSTED (without RetryInfo: the
+   * queue stays paused until ResumeQueue). Running tasks run on to their end.
+   * The pause is stored, so it survives restarts and holds on every server.
+   * Idempotent: pausing a paused queue answers OK.
+   *
+   * Errors: INVALID_ARGUMENT for a missing or malformed user_id;
+   * PERMISSION_DENIED when a user's key names another user.
+   *
+   * @generated from rpc tollgate.v1.TaskService.PauseQueue
+   */
+  pauseQueue: {
+    methodKind: "unary";
+    input: typeof PauseQueueRequestSchema;
+    output: typeof PauseQueueResponseSchema;
+  },
+  /**
+   * ResumeQueue resumes a paused queue: its tasks start from then on as the
+   * policy allows, the windows deciding as always (no burst to catch up).
+   * Idempotent: resuming a queue that is not paused answers OK.
+   *
+   * Errors: as PauseQueue.
+   *
+   * @generated from rpc tollgate.v1.TaskService.ResumeQueue
+   */
+  resumeQueue: {
+    methodKind: "unary";
+    input: typeof ResumeQueueRequestSchema;
+    output: typeof ResumeQueueResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tollgate_v1_task_service, 0);
