@@ -20,6 +20,18 @@ export const metrics = {
   completed: new Counter({ name: "tollgate_tasks_completed_total", help: "Tasks whose handler succeeded" }),
   failed: new Counter({ name: "tollgate_task_attempts_failed_total", help: "Task attempts that threw or timed out" }),
   dead: new Counter({ name: "tollgate_tasks_dead_total", help: "Tasks moved to a dead-letter list" }),
+  cancelled: new Counter({
+    name: "tollgate_tasks_cancelled_total",
+    help: "Tasks cancelled while queued or waiting to retry (CancelTask, PurgeQueue); not a running task whose attempt's end cancels it",
+  }),
+  deadLettersRequeued: new Counter({
+    name: "tollgate_dead_letters_requeued_total",
+    help: "Dead letters queued again (RequeueDeadLetters)",
+  }),
+  deadLettersPurged: new Counter({
+    name: "tollgate_dead_letters_purged_total",
+    help: "Dead letters deleted with their records (PurgeDeadLetters)",
+  }),
   shortOfReplicas: new Counter({
     name: "tollgate_changes_short_of_replicas_total",
     help: "State changes that TOLLGATE_REPLICA_ACKS replicas had not confirmed within the timeout (made on the primary all the same)",

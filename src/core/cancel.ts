@@ -1,3 +1,4 @@
+import { metrics } from "../metrics.js";
 import { authorizeCancelTask, authorizePurge, type Identity } from "./authorization.js";
 import { failedPrecondition, notFound } from "./service-error.js";
 import type { TaskRecord, TaskStore } from "./store.js";
@@ -36,6 +37,8 @@ export async function cancelTask(
   if (!before) throw notFound(`no task ${taskId} ${EXPIRED}`);
   authorizeCancelTask(caller, before);
   const outcome = await store.cancelTask({ taskId, userId: before.userId });
+  // Counted by the process that cancelled it (cancel-n.lua's reply); a marked running task is not counted.
+  if (outcome === "cancelled") metrics.cancelled.inc();
   switch (outcome) {
     case "cancelled":
     case "cancel-requested":
@@ -54,5 +57,7 @@ export async function cancelTask(
 
 /** Cancels every task of `userId` that has not started or waits to retry; returns how many. */
 export async function purgeQueue(store: Pick<TaskStore, "purgeQueue">, userId: string): Promise<number> {
-  return store.purgeQueue(userId);
+  const cancelled = await store.purgeQueue(userId);
+  metrics.cancelled.inc(cancelled);
+  return cancelled;
 }

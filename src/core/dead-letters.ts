@@ -1,3 +1,4 @@
+import { metrics } from "../metrics.js";
 import { actingUserId, authorizeDeadLetters, type Identity } from "./authorization.js";
 import { invalidArgument } from "./service-error.js";
 import type { DeadLetterResult, DeadLetterSelection, TaskStore } from "./store.js";
@@ -53,13 +54,18 @@ export function checkDeadLetters(
   return { userId, tasks: taskIds.length === 0 ? "all" : [...new Set(taskIds)] };
 }
 
-/** Requeues or purges the checked request's dead letters. */
-export function changeDeadLetters(
+/** Requeues or purges the checked request's dead letters, counting them in this process's metrics. */
+export async function changeDeadLetters(
   store: Pick<TaskStore, "requeueDeadLetters" | "purgeDeadLetters">,
   action: DeadLetterAction,
   query: DeadLettersQuery,
 ): Promise<DeadLetterResult> {
-  return action === "requeue"
-    ? store.requeueDeadLetters(query.userId, query.tasks)
-    : store.purgeDeadLetters(query.userId, query.tasks);
+  if (action === "requeue") {
+    const result = await store.requeueDeadLetters(query.userId, query.tasks);
+    metrics.deadLettersRequeued.inc(result.done);
+    return result;
+  }
+  const result = await store.purgeDeadLetters(query.userId, query.tasks);
+  metrics.deadLettersPurged.inc(result.done);
+  return result;
 }

@@ -66,6 +66,10 @@ export interface QueueSnapshot {
   /** Failed attempts. */
   readonly failed: number;
   readonly dead: number;
+  /** Tasks cancelled while queued or waiting to retry (not a running one its attempt's end cancels). */
+  readonly cancelled: number;
+  /** Dead letters requeued. */
+  readonly requeued: number;
   /**
    * Which generation of the counters these are: it changes when they restart
    * from zero (a user's counters expired while idle and were made anew); -1

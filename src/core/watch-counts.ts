@@ -1,31 +1,39 @@
 import type { QueueSnapshot } from "./store.js";
 
-/** What finished since a WatchQueue stream began. */
+/** What happened since a WatchQueue stream began. */
 export interface FinishedCounts {
   readonly succeeded: number;
   /** Failed attempts. */
   readonly failed: number;
   readonly dead: number;
+  /** Tasks cancelled while queued or waiting to retry (cancel-n.lua). */
+  readonly cancelled: number;
+  /** Dead letters requeued. */
+  readonly requeued: number;
 }
 
-const NONE: FinishedCounts = Object.freeze({ succeeded: 0, failed: 0, dead: 0 });
+/** Every count of FinishedCounts, each a counter of the snapshot that only ever grows (per generation). */
+const COUNTS = [
+  "succeeded",
+  "failed",
+  "dead",
+  "cancelled",
+  "requeued",
+] as const satisfies readonly (keyof FinishedCounts & keyof QueueSnapshot)[];
 
-const plus = (a: FinishedCounts, b: FinishedCounts): FinishedCounts => ({
-  succeeded: a.succeeded + b.succeeded,
-  failed: a.failed + b.failed,
-  dead: a.dead + b.dead,
-});
+const each = (count: (key: keyof FinishedCounts) => number): FinishedCounts =>
+  Object.fromEntries(COUNTS.map((key) => [key, count(key)])) as unknown as FinishedCounts;
+
+const NONE: FinishedCounts = Object.freeze(each(() => 0));
+
+const plus = (a: FinishedCounts, b: FinishedCounts): FinishedCounts => each((key) => a[key] + b[key]);
 
 /** a − b per count, never below 0. */
-const since = (a: FinishedCounts, b: FinishedCounts): FinishedCounts => ({
-  succeeded: Math.max(0, a.succeeded - b.succeeded),
-  failed: Math.max(0, a.failed - b.failed),
-  dead: Math.max(0, a.dead - b.dead),
-});
+const since = (a: FinishedCounts, b: FinishedCounts): FinishedCounts => each((key) => Math.max(0, a[key] - b[key]));
 
 /**
- * The counts a WatchQueue stream reports (completed, failed, dead-lettered
- * since it began), from the snapshots it is given.
+ * The counts a WatchQueue stream reports (completed, failed, dead-lettered,
+ * cancelled and requeued since it began), from the snapshots it is given.
  *
  * The store keeps no user's counters forever: they live while the user has a
  * task running or waiting to retry and expire a retention after, then start
@@ -51,7 +59,7 @@ export class WatchCounts {
 
   /** The counts since the stream began, as of `snapshot`. */
   next(snapshot: QueueSnapshot): FinishedCounts {
-    const counts: FinishedCounts = { succeeded: snapshot.succeeded, failed: snapshot.failed, dead: snapshot.dead };
+    const counts = each((key) => snapshot[key]);
     if (this.generation === undefined) {
       this.generation = snapshot.generation;
       this.base = counts;

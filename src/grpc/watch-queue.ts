@@ -59,6 +59,8 @@ function watchQueueMessage(
     drained: snapshot.queued === 0 && snapshot.running === 0,
     observedAt: timestampFromMs(snapshot.now),
     paused: snapshot.paused ?? false,
+    cancelled: BigInt(finished.cancelled),
+    requeued: BigInt(finished.requeued),
   });
 }
 

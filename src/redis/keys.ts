@@ -69,16 +69,18 @@ export interface PartitionKeys {
   readonly wakeChannel: string;
   /**
    * Hash of a user's counters: r running, w waiting to retry, ok succeeded,
-   * f failed attempts, d dead-lettered (the last three only ever grow), and
-   * e its generation (the moment, ms, it was made). Kept while r or w is
+   * f failed attempts, d dead-lettered, c cancelled while queued or waiting
+   * to retry (cancel-n.lua; not a running task its attempt's end cancels),
+   * rq dead letters requeued (requeue-dead-letters-n.lua) (the last five
+   * only ever grow), and e its generation (the moment, ms, it was made). Kept while r or w is
    * above 0; otherwise it expires TOLLGATE_RETENTION after its last change,
    * and the next change makes a new one from zero, with a new generation
    * (lua/includes/user-stats; WatchQueue counts across it, core/watch-counts.ts).
    */
   stats(userId: string): string;
   /**
-   * Hash of the same counters over the partition's users (ok, f, d, never
-   * expiring), plus q: queued or waiting to retry, and dx: dead letters
+   * Hash of the same counters over the partition's users (ok, f, d, c, rq,
+   * never expiring), plus q: queued or waiting to retry, and dx: dead letters
    * dropped at their list's cap. Permanent (one per partition).
    */
   readonly totals: string;

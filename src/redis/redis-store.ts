@@ -827,10 +827,20 @@ export class RedisStore implements TaskStore {
           partition.dueUsers,
           partition.heads,
           partition.totals,
+          partition.stats(userId),
           ...windowKeys,
           ...ids.map((id) => partition.task(id)),
         ],
-        [userId, partition.wakeChannel, partition.progressChannel, this.publish, limits.length, ...limits, ...ids],
+        [
+          userId,
+          partition.wakeChannel,
+          partition.progressChannel,
+          this.publish,
+          this.options.retentionSeconds,
+          limits.length,
+          ...limits,
+          ...ids,
+        ],
       );
       return reply as (number | string)[];
     });
@@ -961,6 +971,8 @@ export class RedisStore implements TaskStore {
       due = -1,
       generation = -1,
       paused = 0,
+      cancelled = 0,
+      requeued = 0,
     ] = reply;
     return {
       now,
@@ -969,10 +981,12 @@ export class RedisStore implements TaskStore {
       succeeded,
       failed,
       dead,
+      cancelled,
+      requeued,
       generation,
       dueAt: due >= 0 ? due : undefined,
       paused: paused === 1,
-      windows: countersFromReply(reply.slice(10), now),
+      windows: countersFromReply(reply.slice(12), now),
     };
   }
 
@@ -983,8 +997,28 @@ export class RedisStore implements TaskStore {
         scripts.snapshotAll.run(this.redis, [partition.totals, partition.leases, partition.dueUsers], []),
       ),
     )) as number[][];
-    const sum = { now: 0, queued: 0, running: 0, succeeded: 0, failed: 0, dead: 0, due: Infinity };
-    for (const [now = 0, queued = 0, running = 0, succeeded = 0, failed = 0, dead = 0, due = -1] of replies) {
+    const sum = {
+      now: 0,
+      queued: 0,
+      running: 0,
+      succeeded: 0,
+      failed: 0,
+      dead: 0,
+      cancelled: 0,
+      requeued: 0,
+      due: Infinity,
+    };
+    for (const [
+      now = 0,
+      queued = 0,
+      running = 0,
+      succeeded = 0,
+      failed = 0,
+      dead = 0,
+      due = -1,
+      cancelled = 0,
+      requeued = 0,
+    ] of replies) {
       // On a Cluster each partition's master has its own clock; the latest is the truest "now".
       sum.now = Math.max(sum.now, now);
       sum.queued += queued;
@@ -992,6 +1026,8 @@ export class RedisStore implements TaskStore {
       sum.succeeded += succeeded;
       sum.failed += failed;
       sum.dead += dead;
+      sum.cancelled += cancelled;
+      sum.requeued += requeued;
       if (due >= 0) sum.due = Math.min(sum.due, due);
     }
     const { due, ...counts } = sum;

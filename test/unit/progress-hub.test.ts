@@ -23,7 +23,19 @@ function setUp(): { clock: FakeClock; store: FakeStore; hub: ProgressHub } {
 }
 
 function snapshot(queued: number): QueueSnapshot {
-  return { now: 0, queued, running: 0, succeeded: 0, failed: 0, dead: 0, generation: 1, dueAt: undefined, windows: [] };
+  return {
+    now: 0,
+    queued,
+    running: 0,
+    succeeded: 0,
+    failed: 0,
+    dead: 0,
+    cancelled: 0,
+    requeued: 0,
+    generation: 1,
+    dueAt: undefined,
+    windows: [],
+  };
 }
 
 /** A listener that records what it gets. */

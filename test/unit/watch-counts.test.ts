@@ -5,8 +5,28 @@ import { describe, test } from "node:test";
 import type { QueueSnapshot } from "../../src/core/store.js";
 import { WatchCounts } from "../../src/core/watch-counts.js";
 
-function snapshot(now: number, generation: number, succeeded: number, failed = 0, dead = 0): QueueSnapshot {
-  return { now, queued: 0, running: 0, succeeded, failed, dead, generation, dueAt: undefined, windows: [] };
+function snapshot(
+  now: number,
+  generation: number,
+  succeeded: number,
+  failed = 0,
+  dead = 0,
+  cancelled = 0,
+  requeued = 0,
+): QueueSnapshot {
+  return {
+    now,
+    queued: 0,
+    running: 0,
+    succeeded,
+    failed,
+    dead,
+    cancelled,
+    requeued,
+    generation,
+    dueAt: undefined,
+    windows: [],
+  };
 }
 
 const succeeded = (counts: WatchCounts, s: QueueSnapshot): number => counts.next(s).succeeded;
@@ -14,8 +34,29 @@ const succeeded = (counts: WatchCounts, s: QueueSnapshot): number => counts.next
 describe("WatchQueue counts since the stream began", () => {
   test("within one generation: the counters minus the first snapshot's", () => {
     const counts = new WatchCounts();
-    assert.deepEqual(counts.next(snapshot(1, 100, 5, 2, 1)), { succeeded: 0, failed: 0, dead: 0 });
-    assert.deepEqual(counts.next(snapshot(2, 100, 8, 3, 1)), { succeeded: 3, failed: 1, dead: 0 });
+    assert.deepEqual(counts.next(snapshot(1, 100, 5, 2, 1, 4, 1)), {
+      succeeded: 0,
+      failed: 0,
+      dead: 0,
+      cancelled: 0,
+      requeued: 0,
+    });
+    assert.deepEqual(counts.next(snapshot(2, 100, 8, 3, 1, 6, 2)), {
+      succeeded: 3,
+      failed: 1,
+      dead: 0,
+      cancelled: 2,
+      requeued: 1,
+    });
+  });
+
+  test("cancelled and requeued carry across generations as the others do", () => {
+    const counts = new WatchCounts();
+    counts.next(snapshot(1, 100, 0, 0, 0, 3, 1));
+    assert.equal(counts.next(snapshot(2, 100, 0, 0, 0, 5, 1)).cancelled, 2);
+    assert.equal(counts.next(snapshot(3, -1, 0)).cancelled, 2, "expired: nothing lost");
+    const later = counts.next(snapshot(4, 900, 0, 0, 0, 1, 2));
+    assert.deepEqual([later.cancelled, later.requeued], [3, 2]);
   });
 
   test("the counters expire (no hash) and are made anew: what was seen is kept, the new ones all count", () => {

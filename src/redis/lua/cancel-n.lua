@@ -7,7 +7,10 @@
   place in the heads hash and the due-users set, keeping the user's due
   moment, or the user leaves both when its queue is empty (includes/heads).
   The queued total (q) counts each one down, the stats' waiting-to-retry
-  gauge (w) each retry; one progress message tells watchers. A running task
+  gauge (w) each retry, and the user's and the partition's c (cancelled,
+  only ever grows) each one up; one progress message tells watchers. Only
+  what this script cancels is counted in c: a running task marked here that
+  its attempt's end makes cancelled later is not (not yet). A running task
   is marked (FIELD_CANCEL_REQUESTED): its attempt's end then ends it
   cancelled, neither retried nor dead-lettered (finish, release, or claim
   recovering its lease). A task that is finished, already cancelled, gone
@@ -80,10 +83,14 @@ if fromQueue > 0 then
 end
 if fromRetries > 0 then
   statsAdd(KEYS[5], 'w', -fromRetries, now)
-  statsSettle(KEYS[5], retention)
 end
 if fromQueue + fromRetries > 0 then
   redis.call('HINCRBY', KEYS[6], 'q', -(fromQueue + fromRetries))
+end
+if cancelled > 0 then
+  statsAdd(KEYS[5], 'c', cancelled, now)
+  statsSettle(KEYS[5], retention)
+  redis.call('HINCRBY', KEYS[6], 'c', cancelled)
 end
 if cancelled > 0 then
   redis.call(PUBLISH, ARGV[2], userId)

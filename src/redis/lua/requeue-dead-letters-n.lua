@@ -6,33 +6,38 @@
   the list: nothing is left to run). When the queue was empty the user is
   scheduled as admit schedules a new head (includes/heads): due when
   every window has room. The backlog cap is not applied (docs/api.md). The
-  partition's q counts the tasks queued again; the user's d and the
-  partition's d count dead-letterings ever, so they stay.
+  partition's q counts the tasks queued again, and the user's and the
+  partition's rq (requeued, only ever grows) count them too; the user's d
+  and the partition's d count dead-letterings ever, so they stay.
 
   KEYS[1]   the user's dead-letter list
   KEYS[2]   the user's queue list
   KEYS[3]   due-users sorted set
   KEYS[4]   heads hash (user id -> head task id)
   KEYS[5]   totals hash
-  KEYS[6 .. 5+W]  the user's W rate-limiter-flexible window counters, in policy order
-  KEYS[6+W ..]    the record (task hash) of each id in ARGV[6+W ..], in that order
+  KEYS[6]   the user's stats hash
+  KEYS[7 .. 6+W]  the user's W rate-limiter-flexible window counters, in policy order
+  KEYS[7+W ..]    the record (task hash) of each id in ARGV[7+W ..], in that order
   ARGV[1]   user id
   ARGV[2]   channel on which drainers are woken when a user becomes due
   ARGV[3]   progress channel (the user id is published when its counts change)
   ARGV[4]   "SPUBLISH" on a Redis Cluster (sharded pub/sub), else "PUBLISH"
-  ARGV[5]   W: windows per user
-  then per window: its limit (ARGV[6 .. 5+W])
-  ARGV[6+W ..] the task ids to requeue
+  ARGV[5]   retention, seconds: how long the user's stats hash is kept once
+            nothing of it runs or waits to retry (includes/user-stats)
+  ARGV[6]   W: windows per user
+  then per window: its limit (ARGV[7 .. 6+W])
+  ARGV[7+W ..] the task ids to requeue
   Returns   {requeued, id not found, id not found, ...}
 ]]
 --- @include "time"
 --- @include "window"
 --- @include "dead-letter"
 --- @include "heads"
+--- @include "user-stats"
 
-local userId, PUBLISH = ARGV[1], ARGV[4]
-local windowCount = tonumber(ARGV[5])
-local firstId = 6 + windowCount
+local userId, PUBLISH, retention = ARGV[1], ARGV[4], ARGV[5]
+local windowCount = tonumber(ARGV[6])
+local firstId = 7 + windowCount
 local queue = KEYS[2]
 local wasEmpty = redis.call('LLEN', queue) == 0
 local head
@@ -49,17 +54,20 @@ for i = firstId, #ARGV do
   end
 end
 if requeued > 0 then
+  local now = currentMs()
   if wasEmpty then
-    local now = currentMs()
     -- ms until every window has room (0: it has now)
     local wait = 0
     for k = 1, windowCount do
-      local count, pttl = windowRead(KEYS[5 + k])
-      wait = math.max(wait, windowWait(count, pttl, tonumber(ARGV[5 + k])))
+      local count, pttl = windowRead(KEYS[6 + k])
+      wait = math.max(wait, windowWait(count, pttl, tonumber(ARGV[6 + k])))
     end
     scheduleNewHead(KEYS[3], KEYS[4], userId, head, now + wait, PUBLISH, ARGV[2])
   end
   redis.call('HINCRBY', KEYS[5], 'q', requeued)
+  redis.call('HINCRBY', KEYS[5], 'rq', requeued)
+  statsAdd(KEYS[6], 'rq', requeued, now)
+  statsSettle(KEYS[6], retention)
   redis.call(PUBLISH, ARGV[3], userId)
 end
 local out = {requeued}

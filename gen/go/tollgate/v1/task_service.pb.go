@@ -576,7 +576,13 @@ type WatchQueueResponse struct {
 	// The user's queue is paused (PauseQueue): nothing of it starts until
 	// ResumeQueue; next_start and estimated_drain are unset meanwhile. Always
 	// false when watching every queue.
-	Paused        bool `protobuf:"varint,11,opt,name=paused,proto3" json:"paused,omitempty"`
+	Paused bool `protobuf:"varint,11,opt,name=paused,proto3" json:"paused,omitempty"`
+	// Tasks cancelled since the stream began while queued or waiting to retry
+	// (CancelTask, PurgeQueue). A running task whose cancel was requested is
+	// not counted here (yet) when its attempt ends it CANCELLED.
+	Cancelled uint64 `protobuf:"varint,12,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	// Dead letters requeued since the stream began (RequeueDeadLetters).
+	Requeued      uint64 `protobuf:"varint,13,opt,name=requeued,proto3" json:"requeued,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -686,6 +692,20 @@ func (x *WatchQueueResponse) GetPaused() bool {
 		return x.Paused
 	}
 	return false
+}
+
+func (x *WatchQueueResponse) GetCancelled() uint64 {
+	if x != nil {
+		return x.Cancelled
+	}
+	return 0
+}
+
+func (x *WatchQueueResponse) GetRequeued() uint64 {
+	if x != nil {
+		return x.Requeued
+	}
+	return 0
 }
 
 type GetTaskRequest struct {
@@ -1662,7 +1682,7 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\awindows\x18\x05 \x03(\v2\x18.tollgate.v1.WindowStateR\awindows\"D\n" +
 	"\x11WatchQueueRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x16\n" +
-	"\x06follow\x18\x02 \x01(\bR\x06follow\"\xa9\x03\n" +
+	"\x06follow\x18\x02 \x01(\bR\x06follow\"\xe3\x03\n" +
 	"\x12WatchQueueResponse\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x16\n" +
 	"\x06queued\x18\x02 \x01(\x04R\x06queued\x12\x18\n" +
@@ -1677,7 +1697,9 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\vobserved_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"observedAt\x12\x16\n" +
-	"\x06paused\x18\v \x01(\bR\x06paused\")\n" +
+	"\x06paused\x18\v \x01(\bR\x06paused\x12\x1c\n" +
+	"\tcancelled\x18\f \x01(\x04R\tcancelled\x12\x1a\n" +
+	"\brequeued\x18\r \x01(\x04R\brequeued\")\n" +
 	"\x0eGetTaskRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\xb8\x03\n" +
 	"\x04Task\x12\x17\n" +

@@ -1,9 +1,10 @@
 --[[
   user-stats: a user's stats hash (keys.ts stats(): r running, w waiting to
-  retry, ok, f, d) and its lifetime. A user seen once must not cost a key
-  forever, so the hash lives while the user has a task running or waiting to
-  retry (its gauges r and w are then needed) and expires a retention after
-  the change that left it neither; ok, f and d then start again from zero.
+  retry, ok, f, d, c cancelled, rq requeued) and its lifetime. A user seen
+  once must not cost a key forever, so the hash lives while the user has a
+  task running or waiting to retry (its gauges r and w are then needed) and
+  expires a retention after the change that left it neither; ok, f, d, c
+  and rq then start again from zero.
   So that a reader can tell (WatchQueue counts since its stream began), a new
   hash is stamped with its generation: e, the moment (ms) it was created.
 ]]
