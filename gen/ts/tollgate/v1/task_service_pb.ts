@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tollgate/v1/task_service.proto.
  */
 export const file_tollgate_v1_task_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch50b2xsZ2F0ZS92MS90YXNrX3NlcnZpY2UucHJvdG8SC3RvbGxnYXRlLnYxIoQBCg1TdWJtaXRSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSDwoHcGF5bG9hZBgCIAEoDBIMCgRraW5kGAMgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIqCgpvdmVyX2xpbWl0GAUgASgOMhYudG9sbGdhdGUudjEuT3ZlckxpbWl0IowBCgtXaW5kb3dTdGF0ZRINCgVsaW1pdBgBIAEoDRIrCghkdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCglyZW1haW5pbmcYAyABKA0SLgoKcmVzZXRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyAEKDlN1Ym1pdFJlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSLQoLZGlzcG9zaXRpb24YAiABKA4yGC50b2xsZ2F0ZS52MS5EaXNwb3NpdGlvbhIWCg5xdWV1ZV9wb3NpdGlvbhgDIAEoDRIzCg9lc3RpbWF0ZWRfc3RhcnQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3dpbmRvd3MYBSADKAsyGC50b2xsZ2F0ZS52MS5XaW5kb3dTdGF0ZSI0ChFXYXRjaFF1ZXVlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEg4KBmZvbGxvdxgCIAEoCCK3AgoSV2F0Y2hRdWV1ZVJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSDgoGcXVldWVkGAIgASgEEg8KB3J1bm5pbmcYAyABKAQSEQoJY29tcGxldGVkGAQgASgEEg4KBmZhaWxlZBgFIAEoBBIVCg1kZWFkX2xldHRlcmVkGAYgASgEEi4KCm5leHRfc3RhcnQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2VzdGltYXRlZF9kcmFpbhgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHZHJhaW5lZBgJIAEoCBIvCgtvYnNlcnZlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcGF1c2VkGAsgASgIIiEKDkdldFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkixQIKBFRhc2sSDwoHdGFza19pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEgwKBGtpbmQYAyABKAkSJQoFc3RhdGUYBCABKA4yFi50b2xsZ2F0ZS52MS5UYXNrU3RhdGUSEAoIYXR0ZW1wdHMYBSABKA0SFQoNYXR0ZW1wdHNfbGVmdBgGIAEoDRIwCgxzdWJtaXR0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpsYXN0X2Vycm9yGAogASgJEhYKDnF1ZXVlX3Bvc2l0aW9uGAsgASgNIjIKD0dldFRhc2tSZXNwb25zZRIfCgR0YXNrGAEgASgLMhEudG9sbGdhdGUudjEuVGFzayJxChBMaXN0VGFza3NSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSJQoFc3RhdGUYAiABKA4yFi50b2xsZ2F0ZS52MS5MaXN0U3RhdGUSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiTgoRTGlzdFRhc2tzUmVzcG9uc2USIAoFdGFza3MYASADKAsyES50b2xsZ2F0ZS52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIkChFDYW5jZWxUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIjUKEkNhbmNlbFRhc2tSZXNwb25zZRIfCgR0YXNrGAEgASgLMhEudG9sbGdhdGUudjEuVGFzayIkChFQdXJnZVF1ZXVlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIicKElB1cmdlUXVldWVSZXNwb25zZRIRCgljYW5jZWxsZWQYASABKA0iPgoZUmVxdWV1ZURlYWRMZXR0ZXJzUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhAKCHRhc2tfaWRzGAIgAygJIkEKGlJlcXVldWVEZWFkTGV0dGVyc1Jlc3BvbnNlEhAKCHJlcXVldWVkGAEgASgNEhEKCW5vdF9mb3VuZBgCIAMoCSI8ChdQdXJnZURlYWRMZXR0ZXJzUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhAKCHRhc2tfaWRzGAIgAygJIj0KGFB1cmdlRGVhZExldHRlcnNSZXNwb25zZRIOCgZwdXJnZWQYASABKA0SEQoJbm90X2ZvdW5kGAIgAygJIiQKEVBhdXNlUXVldWVSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiNAoSUGF1c2VRdWV1ZVJlc3BvbnNlEg4KBnBhdXNlZBgBIAEoCBIOCgZxdWV1ZWQYAiABKAQiJQoSUmVzdW1lUXVldWVSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiNQoTUmVzdW1lUXVldWVSZXNwb25zZRIOCgZwYXVzZWQYASABKAgSDgoGcXVldWVkGAIgASgEKlQKCU92ZXJMaW1pdBIaChZPVkVSX0xJTUlUX1VOU1BFQ0lGSUVEEAASFAoQT1ZFUl9MSU1JVF9RVUVVRRABEhUKEU9WRVJfTElNSVRfUkVKRUNUEAIqdgoLRGlzcG9zaXRpb24SGwoXRElTUE9TSVRJT05fVU5TUEVDSUZJRUQQABIXChNESVNQT1NJVElPTl9TVEFSVEVEEAESFgoSRElTUE9TSVRJT05fUVVFVUVEEAISGQoVRElTUE9TSVRJT05fRFVQTElDQVRFEAMqtgEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRVEFTS19TVEFURV9RVUVVRUQQARIWChJUQVNLX1NUQVRFX1JVTk5JTkcQAhIYChRUQVNLX1NUQVRFX1NVQ0NFRURFRBADEhUKEVRBU0tfU1RBVEVfRkFJTEVEEAQSEwoPVEFTS19TVEFURV9ERUFEEAUSGAoUVEFTS19TVEFURV9DQU5DRUxMRUQQBiprCglMaXN0U3RhdGUSGgoWTElTVF9TVEFURV9VTlNQRUNJRklFRBAAEhUKEUxJU1RfU1RBVEVfUVVFVUVEEAESFgoSTElTVF9TVEFURV9SVU5OSU5HEAISEwoPTElTVF9TVEFURV9ERUFEEAMyugYKC1Rhc2tTZXJ2aWNlEkEKBlN1Ym1pdBIaLnRvbGxnYXRlLnYxLlN1Ym1pdFJlcXVlc3QaGy50b2xsZ2F0ZS52MS5TdWJtaXRSZXNwb25zZRJPCgpXYXRjaFF1ZXVlEh4udG9sbGdhdGUudjEuV2F0Y2hRdWV1ZVJlcXVlc3QaHy50b2xsZ2F0ZS52MS5XYXRjaFF1ZXVlUmVzcG9uc2UwARJECgdHZXRUYXNrEhsudG9sbGdhdGUudjEuR2V0VGFza1JlcXVlc3QaHC50b2xsZ2F0ZS52MS5HZXRUYXNrUmVzcG9uc2USSgoJTGlzdFRhc2tzEh0udG9sbGdhdGUudjEuTGlzdFRhc2tzUmVxdWVzdBoeLnRvbGxnYXRlLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEk0KCkNhbmNlbFRhc2sSHi50b2xsZ2F0ZS52MS5DYW5jZWxUYXNrUmVxdWVzdBofLnRvbGxnYXRlLnYxLkNhbmNlbFRhc2tSZXNwb25zZRJNCgpQdXJnZVF1ZXVlEh4udG9sbGdhdGUudjEuUHVyZ2VRdWV1ZVJlcXVlc3QaHy50b2xsZ2F0ZS52MS5QdXJnZVF1ZXVlUmVzcG9uc2USZQoSUmVxdWV1ZURlYWRMZXR0ZXJzEiYudG9sbGdhdGUudjEuUmVxdWV1ZURlYWRMZXR0ZXJzUmVxdWVzdBonLnRvbGxnYXRlLnYxLlJlcXVldWVEZWFkTGV0dGVyc1Jlc3BvbnNlEl8KEFB1cmdlRGVhZExldHRlcnMSJC50b2xsZ2F0ZS52MS5QdXJnZURlYWRMZXR0ZXJzUmVxdWVzdBolLnRvbGxnYXRlLnYxLlB1cmdlRGVhZExldHRlcnNSZXNwb25zZRJNCgpQYXVzZVF1ZXVlEh4udG9sbGdhdGUudjEuUGF1c2VRdWV1ZVJlcXVlc3QaHy50b2xsZ2F0ZS52MS5QYXVzZVF1ZXVlUmVzcG9uc2USUAoLUmVzdW1lUXVldWUSHy50b2xsZ2F0ZS52MS5SZXN1bWVRdWV1ZVJlcXVlc3QaIC50b2xsZ2F0ZS52MS5SZXN1bWVRdWV1ZVJlc3BvbnNlQkBaPmdpdGh1Yi5jb20vdG9sbGdhdGUtZGV2L3RvbGxnYXRlL2dlbi9nby90b2xsZ2F0ZS92MTt0b2xsZ2F0ZXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Ch50b2xsZ2F0ZS92MS90YXNrX3NlcnZpY2UucHJvdG8SC3RvbGxnYXRlLnYxIoQBCg1TdWJtaXRSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSDwoHcGF5bG9hZBgCIAEoDBIMCgRraW5kGAMgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIqCgpvdmVyX2xpbWl0GAUgASgOMhYudG9sbGdhdGUudjEuT3ZlckxpbWl0IowBCgtXaW5kb3dTdGF0ZRINCgVsaW1pdBgBIAEoDRIrCghkdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCglyZW1haW5pbmcYAyABKA0SLgoKcmVzZXRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyAEKDlN1Ym1pdFJlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSLQoLZGlzcG9zaXRpb24YAiABKA4yGC50b2xsZ2F0ZS52MS5EaXNwb3NpdGlvbhIWCg5xdWV1ZV9wb3NpdGlvbhgDIAEoDRIzCg9lc3RpbWF0ZWRfc3RhcnQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3dpbmRvd3MYBSADKAsyGC50b2xsZ2F0ZS52MS5XaW5kb3dTdGF0ZSI0ChFXYXRjaFF1ZXVlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEg4KBmZvbGxvdxgCIAEoCCK3AgoSV2F0Y2hRdWV1ZVJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSDgoGcXVldWVkGAIgASgEEg8KB3J1bm5pbmcYAyABKAQSEQoJY29tcGxldGVkGAQgASgEEg4KBmZhaWxlZBgFIAEoBBIVCg1kZWFkX2xldHRlcmVkGAYgASgEEi4KCm5leHRfc3RhcnQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2VzdGltYXRlZF9kcmFpbhgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHZHJhaW5lZBgJIAEoCBIvCgtvYnNlcnZlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcGF1c2VkGAsgASgIIiEKDkdldFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkixQIKBFRhc2sSDwoHdGFza19pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEgwKBGtpbmQYAyABKAkSJQoFc3RhdGUYBCABKA4yFi50b2xsZ2F0ZS52MS5UYXNrU3RhdGUSEAoIYXR0ZW1wdHMYBSABKA0SFQoNYXR0ZW1wdHNfbGVmdBgGIAEoDRIwCgxzdWJtaXR0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpsYXN0X2Vycm9yGAogASgJEhYKDnF1ZXVlX3Bvc2l0aW9uGAsgASgNIjIKD0dldFRhc2tSZXNwb25zZRIfCgR0YXNrGAEgASgLMhEudG9sbGdhdGUudjEuVGFzayJxChBMaXN0VGFza3NSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSJQoFc3RhdGUYAiABKA4yFi50b2xsZ2F0ZS52MS5MaXN0U3RhdGUSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiTgoRTGlzdFRhc2tzUmVzcG9uc2USIAoFdGFza3MYASADKAsyES50b2xsZ2F0ZS52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIkChFDYW5jZWxUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIjUKEkNhbmNlbFRhc2tSZXNwb25zZRIfCgR0YXNrGAEgASgLMhEudG9sbGdhdGUudjEuVGFzayIkChFQdXJnZVF1ZXVlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIicKElB1cmdlUXVldWVSZXNwb25zZRIRCgljYW5jZWxsZWQYASABKA0iPgoZUmVxdWV1ZURlYWRMZXR0ZXJzUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhAKCHRhc2tfaWRzGAIgAygJIkEKGlJlcXVldWVEZWFkTGV0dGVyc1Jlc3BvbnNlEhAKCHJlcXVldWVkGAEgASgNEhEKCW5vdF9mb3VuZBgCIAMoCSI8ChdQdXJnZURlYWRMZXR0ZXJzUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhAKCHRhc2tfaWRzGAIgAygJIj0KGFB1cmdlRGVhZExldHRlcnNSZXNwb25zZRIOCgZwdXJnZWQYASABKA0SEQoJbm90X2ZvdW5kGAIgAygJIiQKEVBhdXNlUXVldWVSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiNAoSUGF1c2VRdWV1ZVJlc3BvbnNlEg4KBnBhdXNlZBgBIAEoCBIOCgZxdWV1ZWQYAiABKAQiJQoSUmVzdW1lUXVldWVSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiNQoTUmVzdW1lUXVldWVSZXNwb25zZRIOCgZwYXVzZWQYASABKAgSDgoGcXVldWVkGAIgASgEIjoKEUxpc3RRdWV1ZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIngKDFF1ZXVlU3VtbWFyeRIPCgd1c2VyX2lkGAEgASgJEg4KBnF1ZXVlZBgCIAEoBBIPCgdydW5uaW5nGAMgASgEEhgKEHdhaXRpbmdfdG9fcmV0cnkYBCABKAQSDAoEZGVhZBgFIAEoBBIOCgZwYXVzZWQYBiABKAgiWAoSTGlzdFF1ZXVlc1Jlc3BvbnNlEikKBnF1ZXVlcxgBIAMoCzIZLnRvbGxnYXRlLnYxLlF1ZXVlU3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqVAoJT3ZlckxpbWl0EhoKFk9WRVJfTElNSVRfVU5TUEVDSUZJRUQQABIUChBPVkVSX0xJTUlUX1FVRVVFEAESFQoRT1ZFUl9MSU1JVF9SRUpFQ1QQAip2CgtEaXNwb3NpdGlvbhIbChdESVNQT1NJVElPTl9VTlNQRUNJRklFRBAAEhcKE0RJU1BPU0lUSU9OX1NUQVJURUQQARIWChJESVNQT1NJVElPTl9RVUVVRUQQAhIZChVESVNQT1NJVElPTl9EVVBMSUNBVEUQAyq2AQoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFUQVNLX1NUQVRFX1FVRVVFRBABEhYKElRBU0tfU1RBVEVfUlVOTklORxACEhgKFFRBU0tfU1RBVEVfU1VDQ0VFREVEEAMSFQoRVEFTS19TVEFURV9GQUlMRUQQBBITCg9UQVNLX1NUQVRFX0RFQUQQBRIYChRUQVNLX1NUQVRFX0NBTkNFTExFRBAGKmsKCUxpc3RTdGF0ZRIaChZMSVNUX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRTElTVF9TVEFURV9RVUVVRUQQARIWChJMSVNUX1NUQVRFX1JVTk5JTkcQAhITCg9MSVNUX1NUQVRFX0RFQUQQAzKJBwoLVGFza1NlcnZpY2USQQoGU3VibWl0EhoudG9sbGdhdGUudjEuU3VibWl0UmVxdWVzdBobLnRvbGxnYXRlLnYxLlN1Ym1pdFJlc3BvbnNlEk8KCldhdGNoUXVldWUSHi50b2xsZ2F0ZS52MS5XYXRjaFF1ZXVlUmVxdWVzdBofLnRvbGxnYXRlLnYxLldhdGNoUXVldWVSZXNwb25zZTABEkQKB0dldFRhc2sSGy50b2xsZ2F0ZS52MS5HZXRUYXNrUmVxdWVzdBocLnRvbGxnYXRlLnYxLkdldFRhc2tSZXNwb25zZRJKCglMaXN0VGFza3MSHS50b2xsZ2F0ZS52MS5MaXN0VGFza3NSZXF1ZXN0Gh4udG9sbGdhdGUudjEuTGlzdFRhc2tzUmVzcG9uc2USTQoKQ2FuY2VsVGFzaxIeLnRvbGxnYXRlLnYxLkNhbmNlbFRhc2tSZXF1ZXN0Gh8udG9sbGdhdGUudjEuQ2FuY2VsVGFza1Jlc3BvbnNlEk0KClB1cmdlUXVldWUSHi50b2xsZ2F0ZS52MS5QdXJnZVF1ZXVlUmVxdWVzdBofLnRvbGxnYXRlLnYxLlB1cmdlUXVldWVSZXNwb25zZRJlChJSZXF1ZXVlRGVhZExldHRlcnMSJi50b2xsZ2F0ZS52MS5SZXF1ZXVlRGVhZExldHRlcnNSZXF1ZXN0GicudG9sbGdhdGUudjEuUmVxdWV1ZURlYWRMZXR0ZXJzUmVzcG9uc2USXwoQUHVyZ2VEZWFkTGV0dGVycxIkLnRvbGxnYXRlLnYxLlB1cmdlRGVhZExldHRlcnNSZXF1ZXN0GiUudG9sbGdhdGUudjEuUHVyZ2VEZWFkTGV0dGVyc1Jlc3BvbnNlEk0KClBhdXNlUXVldWUSHi50b2xsZ2F0ZS52MS5QYXVzZVF1ZXVlUmVxdWVzdBofLnRvbGxnYXRlLnYxLlBhdXNlUXVldWVSZXNwb25zZRJQCgtSZXN1bWVRdWV1ZRIfLnRvbGxnYXRlLnYxLlJlc3VtZVF1ZXVlUmVxdWVzdBogLnRvbGxnYXRlLnYxLlJlc3VtZVF1ZXVlUmVzcG9uc2USTQoKTGlzdFF1ZXVlcxIeLnRvbGxnYXRlLnYxLkxpc3RRdWV1ZXNSZXF1ZXN0Gh8udG9sbGdhdGUudjEuTGlzdFF1ZXVlc1Jlc3BvbnNlQkBaPmdpdGh1Yi5jb20vdG9sbGdhdGUtZGV2L3RvbGxnYXRlL2dlbi9nby90b2xsZ2F0ZS92MTt0b2xsZ2F0ZXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message tollgate.v1.SubmitRequest
@@ -724,6 +724,113 @@ export const ResumeQueueResponseSchema: GenMessage<ResumeQueueResponse> = /*@__P
   messageDesc(file_tollgate_v1_task_service, 21);
 
 /**
+ * @generated from message tollgate.v1.ListQueuesRequest
+ */
+export type ListQueuesRequest = Message<"tollgate.v1.ListQueuesRequest"> & {
+  /**
+   * Users per page: 50 when 0, at most 500 (a larger size is taken as 500).
+   *
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * Empty for the first page; otherwise the next_page_token of the page
+   * before.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message tollgate.v1.ListQueuesRequest.
+ * Use `create(ListQueuesRequestSchema)` to create a new message.
+ */
+export const ListQueuesRequestSchema: GenMessage<ListQueuesRequest> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 22);
+
+/**
+ * QueueSummary is one user's counts, as ListQueues read them.
+ *
+ * @generated from message tollgate.v1.QueueSummary
+ */
+export type QueueSummary = Message<"tollgate.v1.QueueSummary"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * Tasks in the user's queue (not started).
+   *
+   * @generated from field: uint64 queued = 2;
+   */
+  queued: bigint;
+
+  /**
+   * Tasks running now.
+   *
+   * @generated from field: uint64 running = 3;
+   */
+  running: bigint;
+
+  /**
+   * Tasks whose attempt failed, waiting out their backoff to run again.
+   *
+   * @generated from field: uint64 waiting_to_retry = 4;
+   */
+  waitingToRetry: bigint;
+
+  /**
+   * Tasks on the user's dead-letter list.
+   *
+   * @generated from field: uint64 dead = 5;
+   */
+  dead: bigint;
+
+  /**
+   * The user's queue is paused (PauseQueue).
+   *
+   * @generated from field: bool paused = 6;
+   */
+  paused: boolean;
+};
+
+/**
+ * Describes the message tollgate.v1.QueueSummary.
+ * Use `create(QueueSummarySchema)` to create a new message.
+ */
+export const QueueSummarySchema: GenMessage<QueueSummary> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 23);
+
+/**
+ * @generated from message tollgate.v1.ListQueuesResponse
+ */
+export type ListQueuesResponse = Message<"tollgate.v1.ListQueuesResponse"> & {
+  /**
+   * Largest backlog (queued + waiting_to_retry) first, then by user id.
+   *
+   * @generated from field: repeated tollgate.v1.QueueSummary queues = 1;
+   */
+  queues: QueueSummary[];
+
+  /**
+   * Pass as page_token for the next page; empty after the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message tollgate.v1.ListQueuesResponse.
+ * Use `create(ListQueuesResponseSchema)` to create a new message.
+ */
+export const ListQueuesResponseSchema: GenMessage<ListQueuesResponse> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 24);
+
+/**
  * OverLimit says what Submit does with a task that cannot start now.
  *
  * @generated from enum tollgate.v1.OverLimit
@@ -1076,6 +1183,33 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof ResumeQueueRequestSchema;
     output: typeof ResumeQueueResponseSchema;
+  },
+  /**
+   * ListQueues lists the users that have something: a task queued, running
+   * or waiting to retry, or a dead letter; largest backlog (queued +
+   * waiting_to_retry) first, then by user id; a page at a time. For
+   * operators: admin keys only (with auth off every caller may). Each call
+   * reads every partition's indexes (and, for users with only dead letters,
+   * scans the keyspace for dead-letter lists), so it costs O(users with
+   * something + keys in Redis): not a call to poll often.
+   *
+   * Consistency: each page is computed afresh from the counts at that call,
+   * and continues below the last user of the page before in that order (by
+   * its backlog and user id as listed then). While nothing changes, the
+   * pages list every user exactly once. While tasks drain or arrive, a user
+   * whose backlog changed between pages may be listed twice (it moved below
+   * the cursor) or not at all (it moved above it), and the counts of a page
+   * are not one snapshot across partitions.
+   *
+   * Errors: INVALID_ARGUMENT for a page_token that is malformed or from
+   * another listing; PERMISSION_DENIED for a user's key.
+   *
+   * @generated from rpc tollgate.v1.TaskService.ListQueues
+   */
+  listQueues: {
+    methodKind: "unary";
+    input: typeof ListQueuesRequestSchema;
+    output: typeof ListQueuesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tollgate_v1_task_service, 0);
