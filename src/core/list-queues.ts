@@ -23,7 +23,7 @@ export interface ListQueuesRequest {
 }
 
 /** Where a page continues: below this (backlog, user id) in the order. */
-export interface QueuesCursor {
+interface QueuesCursor {
   readonly backlog: number;
   readonly userId: string;
 }
@@ -55,23 +55,23 @@ interface PageToken {
 const MAX_TOKEN_LENGTH = 1024;
 
 /** What ListQueues orders by: tasks waiting to start, queued or waiting to retry. */
-export function backlogOf(queue: QueueSummary): number {
+function backlogOf(queue: QueueSummary): number {
   return queue.queued + queue.waitingToRetry;
 }
 
 /** The listing's order: the larger backlog first, then by user id (UTF-16 code units, as JavaScript compares strings). */
-export function compareQueues(a: QueuesCursor, b: QueuesCursor): number {
+function compareQueues(a: QueuesCursor, b: QueuesCursor): number {
   if (a.backlog !== b.backlog) return b.backlog - a.backlog;
   if (a.userId === b.userId) return 0;
   return a.userId < b.userId ? -1 : 1;
 }
 
-export function encodeQueuesToken(cursor: QueuesCursor): string {
+function encodeQueuesToken(cursor: QueuesCursor): string {
   const token: PageToken = { v: 1, l: "queues", b: cursor.backlog, u: cursor.userId };
   return Buffer.from(JSON.stringify(token), "utf8").toString("base64url");
 }
 
-export function decodeQueuesToken(text: string): QueuesCursor {
+function decodeQueuesToken(text: string): QueuesCursor {
   const malformed = invalidArgument(
     "page_token",
     "is not a page token of ListQueues; pass next_page_token from the page before unchanged, or none for the first page",

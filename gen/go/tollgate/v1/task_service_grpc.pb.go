@@ -130,12 +130,13 @@ type TaskServiceClient interface {
 	// Errors: as PauseQueue.
 	ResumeQueue(ctx context.Context, in *ResumeQueueRequest, opts ...grpc.CallOption) (*ResumeQueueResponse, error)
 	// ListQueues lists the users that have something: a task queued, running
-	// or waiting to retry, or a dead letter; largest backlog (queued +
-	// waiting_to_retry) first, then by user id; a page at a time. For
-	// operators: admin keys only (with auth off every caller may). Each call
-	// reads every partition's indexes (and, for users with only dead letters,
-	// scans the keyspace for dead-letter lists), so it costs O(users with
-	// something + keys in Redis): not a call to poll often.
+	// or waiting to retry, or a dead letter; and every paused queue, even an
+	// empty one. Largest backlog (queued + waiting_to_retry) first, then by
+	// user id (UTF-16 code units); a page at a time. For operators: admin keys
+	// only (with auth off every caller may). Each call reads every partition's
+	// indexes (and, for users with only dead letters, scans the keyspace for
+	// dead-letter lists), so it costs O(users with something + keys in
+	// Redis): not a call to poll often.
 	//
 	// Consistency: each page is computed afresh from the counts at that call,
 	// and continues below the last user of the page before in that order (by
@@ -375,12 +376,13 @@ type TaskServiceServer interface {
 	// Errors: as PauseQueue.
 	ResumeQueue(context.Context, *ResumeQueueRequest) (*ResumeQueueResponse, error)
 	// ListQueues lists the users that have something: a task queued, running
-	// or waiting to retry, or a dead letter; largest backlog (queued +
-	// waiting_to_retry) first, then by user id; a page at a time. For
-	// operators: admin keys only (with auth off every caller may). Each call
-	// reads every partition's indexes (and, for users with only dead letters,
-	// scans the keyspace for dead-letter lists), so it costs O(users with
-	// something + keys in Redis): not a call to poll often.
+	// or waiting to retry, or a dead letter; and every paused queue, even an
+	// empty one. Largest backlog (queued + waiting_to_retry) first, then by
+	// user id (UTF-16 code units); a page at a time. For operators: admin keys
+	// only (with auth off every caller may). Each call reads every partition's
+	// indexes (and, for users with only dead letters, scans the keyspace for
+	// dead-letter lists), so it costs O(users with something + keys in
+	// Redis): not a call to poll often.
 	//
 	// Consistency: each page is computed afresh from the counts at that call,
 	// and continues below the last user of the page before in that order (by
