@@ -170,6 +170,56 @@ describe("ListQueues on a standalone Redis", () => {
   listsEveryUser(() => tollgate);
 });
 
+describe("ListQueues counts a task waiting to retry in the backlog", () => {
+  let tollgate: TestServer;
+  before(async () => {
+    // On the same Redis, after the standalone tests: their users are still there.
+    tollgate = await startTestServer(ctx.redis.url, {
+      TOLLGATE_AUTH_KEYS: join(ctx.dir, "keys"),
+      TOLLGATE_RATE_LIMITS: "1/1h",
+      TOLLGATE_HANDLER: FIXTURE_HANDLERS,
+      TOLLGATE_MAX_ATTEMPTS: "3",
+      // The retry comes due 30 to 60 s after the failure: it waits for the test.
+      TOLLGATE_RETRY_BACKOFF_MS: "60000",
+    });
+  });
+  after(async () => {
+    await tollgate?.close();
+  });
+
+  test("a failed attempt waiting out its backoff is waiting_to_retry, and counts in the order", async () => {
+    const admin = createTollgateClient({ baseUrl: tollgate.address, apiKey: ADMIN_KEY });
+    // flaky fails its first attempt; the second task queues behind it under 1/1h.
+    assert.equal((await admin.submit({ userId: "q-retry", kind: "flaky" })).disposition, Disposition.STARTED);
+    assert.equal((await admin.submit({ userId: "q-retry" })).disposition, Disposition.QUEUED);
+    const listing = await pollUntil(
+      "q-retry's first attempt to fail",
+      async () => {
+        const page = await admin.listQueues({});
+        const retry = page.queues.find((q) => q.userId === "q-retry");
+        return retry?.waitingToRetry === 1n && retry.running === 0n ? page : undefined;
+      },
+      { timeoutMs: 10_000 },
+    );
+    assert.deepEqual(
+      rows(listing.queues).find(([userId]) => userId === "q-retry"),
+      ["q-retry", 1, 0, 1, 0, false],
+    );
+    const backlog = (q: QueueSummary): number => Number(q.queued + q.waitingToRetry);
+    const order = [...listing.queues].sort(
+      (a, b) => backlog(b) - backlog(a) || (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0),
+    );
+    assert.deepEqual(
+      listing.queues.map((q) => q.userId),
+      order.map((q) => q.userId),
+      "by backlog (queued + waiting to retry), then user id",
+    );
+    assert.ok(
+      listing.queues.findIndex((q) => q.userId === "q-retry") < listing.queues.findIndex((q) => q.userId === "q-small"),
+    );
+  });
+});
+
 describe("ListQueues on a Redis Cluster (3 masters)", () => {
   let cluster: TestRedisCluster;
   let tollgate: TestServer;
