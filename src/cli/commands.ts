@@ -20,6 +20,7 @@ import {
   TaskSchema,
   TaskState,
   WatchQueueResponseSchema,
+  type QueueSummary,
   type SubmitResponse,
   type Task,
   type WatchQueueResponse,
@@ -287,6 +288,85 @@ function describeTask(task: Task): string {
   const submitted = task.submittedAt ? timestampDate(task.submittedAt).toISOString() : "-";
   const error = task.state === TaskState.DEAD && task.lastError !== "" ? ` error: ${task.lastError}` : "";
   return `${task.taskId} ${state} ${place} submitted ${submitted}${error}`;
+}
+
+const QUEUES_HELP = `Usage: tollgate queues [flags]
+
+Lists every user with tasks queued, running, waiting to retry or dead (and
+every paused queue) (ListQueues; admin keys only), the largest backlog
+(queued + retrying) first: a table of user, queued, running, retrying, dead
+and paused, or one JSON object per user with --json. Each call reads every
+partition: an operator's look, not something to poll.
+  --page-size N       users per call (default 50, at most 500)
+  --all               every page, not only the first; without it a last line
+                      "next page: TOKEN" says more follow
+  --page-token TOKEN  continue a listing where that line left off
+
+${CONNECTION_HELP}`;
+
+export async function queuesCommand(args: readonly string[]): Promise<number> {
+  const { values } = parse(args, {
+    "page-size": { type: "string" },
+    "page-token": { type: "string" },
+    all: { type: "boolean" },
+  });
+  if (values.help) return help(QUEUES_HELP);
+  const pageSize = Number(values["page-size"] ?? "50");
+  if (!Number.isSafeInteger(pageSize) || pageSize < 1)
+    throw new UsageError("--page-size must be a whole number from 1");
+  const client = createTollgateClient(connection(values));
+  let pageToken = values["page-token"] ?? "";
+  const queues: QueueSummary[] = [];
+  for (;;) {
+    const page = await client.listQueues({ pageSize, pageToken });
+    queues.push(...page.queues);
+    pageToken = page.nextPageToken;
+    if (pageToken === "" || !values.all) break;
+  }
+  if (values.json) {
+    for (const queue of queues) console.log(JSON.stringify(queueJson(queue)));
+  } else {
+    for (const line of queuesTable(queues)) console.log(line);
+  }
+  if (pageToken !== "") {
+    console.log(values.json ? JSON.stringify({ nextPageToken: pageToken }) : `next page: ${pageToken}`);
+  }
+  return 0;
+}
+
+function queueJson(queue: QueueSummary) {
+  return {
+    userId: queue.userId,
+    queued: Number(queue.queued),
+    running: Number(queue.running),
+    waitingToRetry: Number(queue.waitingToRetry),
+    dead: Number(queue.dead),
+    paused: queue.paused,
+  };
+}
+
+/** A header and one row per queue, columns aligned (user left, counts right). */
+function queuesTable(queues: readonly QueueSummary[]): string[] {
+  const rows = [
+    ["USER", "QUEUED", "RUNNING", "RETRYING", "DEAD", "PAUSED"],
+    ...queues.map((queue) => [
+      queue.userId,
+      String(queue.queued),
+      String(queue.running),
+      String(queue.waitingToRetry),
+      String(queue.dead),
+      queue.paused ? "yes" : "no",
+    ]),
+  ];
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  return rows.map((row) =>
+    row
+      .map((cell, column) =>
+        column === 0 || column === row.length - 1 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!),
+      )
+      .join("  ")
+      .trimEnd(),
+  );
 }
 
 const CANCEL_HELP = `Usage: tollgate cancel TASK_ID [flags]

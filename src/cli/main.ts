@@ -13,6 +13,7 @@ Commands:
   purge     cancel every task a user has queued (--user ID)
   pause     pause a user's queue: nothing of it starts (--user ID)
   resume    resume a paused queue (--user ID)
+  queues    list every user's queue, largest backlog first (admins)
   dead      requeue or purge a user's dead-lettered tasks
   health    whether the server is serving (exit 0) or not (exit 1)
 
@@ -32,6 +33,7 @@ const CLIENT_COMMANDS: Readonly<
     | "purgeCommand"
     | "pauseCommand"
     | "resumeCommand"
+    | "queuesCommand"
     | "deadCommand"
     | "healthCommand"
   >
@@ -44,6 +46,7 @@ const CLIENT_COMMANDS: Readonly<
   purge: "purgeCommand",
   pause: "pauseCommand",
   resume: "resumeCommand",
+  queues: "queuesCommand",
   dead: "deadCommand",
   health: "healthCommand",
 };

@@ -73,3 +73,8 @@ export function authorizeList(caller: Identity, userId: string): void {
 export function authorizeDeadLetters(caller: Identity, action: "requeue" | "purge", userId: string): void {
   if (!mayActFor(caller, userId)) denied(caller, `${action} user "${userId}"'s dead letters`);
 }
+
+/** List every user's queue (ListQueues): admins only (anyone, with auth off). */
+export function authorizeListQueues(caller: Identity): void {
+  if (caller.kind === "user") denied(caller, "list every user's queue (admins only)");
+}

@@ -12,6 +12,11 @@ const DEFAULT_PAGE_SIZE = 50;
 /** A larger page_size is taken as this (not refused), so a client asking for "everything" still gets pages. */
 const MAX_PAGE_SIZE = 500;
 
+/** A request's page_size as a listing takes it: the default for 0, the maximum for more than it (ListTasks, ListQueues). */
+export function pageSizeOf(requested: number): number {
+  return requested === 0 ? DEFAULT_PAGE_SIZE : Math.min(requested, MAX_PAGE_SIZE);
+}
+
 export interface ListTasksRequest {
   /** Empty: the user of the caller's key. */
   readonly userId: string;
@@ -92,8 +97,7 @@ export function checkListTasks(caller: Identity, request: ListTasksRequest): Lis
     }
     after = token.a;
   }
-  const pageSize = request.pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(request.pageSize, MAX_PAGE_SIZE);
-  return { userId, state, pageSize, after };
+  return { userId, state, pageSize: pageSizeOf(request.pageSize), after };
 }
 
 /** One page of a checked listing, and the token of the next. */

@@ -196,6 +196,18 @@ export interface ListPage {
   readonly next: string | undefined;
 }
 
+/** One user's counts, as listQueues reads them. */
+export interface QueueSummary {
+  readonly userId: string;
+  /** Tasks in the user's queue. */
+  readonly queued: number;
+  readonly running: number;
+  readonly waitingToRetry: number;
+  /** Tasks on the user's dead-letter list. */
+  readonly dead: number;
+  readonly paused: boolean;
+}
+
 /** What requeueDeadLetters or purgeDeadLetters did. */
 export interface DeadLetterResult {
   /** Dead letters requeued (or purged). */
@@ -334,6 +346,15 @@ export interface TaskStore {
    * room, as a new head is. Idempotent. Returns how many tasks wait to start.
    */
   resumeQueue(userId: string): Promise<{ readonly queued: number }>;
+  /**
+   * Every user with a task queued, running or waiting to retry, a dead
+   * letter, or a paused queue, with its counts; in no order. Reads every
+   * partition (each partition's counts together, the partitions one after
+   * another or at once, not as one snapshot); costs O(users listed), and
+   * finding users with only dead letters may cost more (the Redis store
+   * scans the keyspace).
+   */
+  listQueues(): Promise<QueueSummary[]>;
   /** One user's counts and windows, read together. */
   snapshot(userId: string): Promise<QueueSnapshot>;
   /** Every queue's counts together (the sum over the partitions). */

@@ -15,6 +15,7 @@ import { checkListTasks } from "../core/list-tasks.js";
 import { checkCancelTask, checkPurgeQueue } from "../core/cancel.js";
 import { checkDeadLetters } from "../core/dead-letters.js";
 import { checkPauseQueue } from "../core/pause.js";
+import { checkListQueues } from "../core/list-queues.js";
 import { malformedRequest, unauthenticated } from "../core/service-error.js";
 import type { TaskStore } from "../core/store.js";
 import { decideSubmit, type SubmitCommand, type SubmitRules } from "../core/submit.js";
@@ -25,6 +26,7 @@ import {
   type CancelTaskRequest,
   type GetTaskRequest,
   type ListTasksRequest,
+  type ListQueuesRequest,
   type PauseQueueRequest,
   type PurgeQueueRequest,
   type PurgeDeadLettersRequest,
@@ -109,6 +111,12 @@ export function rateLimitInterceptor(options: RateLimitInterceptorOptions): Serv
     [
       methodPath(TaskService, "ResumeQueue"),
       async (message, context) => checkPauseQueue(context.caller, "resume", (message as ResumeQueueRequest).userId),
+    ],
+    [
+      methodPath(TaskService, "ListQueues"),
+      async (message, context) => {
+        checkListQueues(context.caller, message as ListQueuesRequest);
+      },
     ],
     [
       methodPath(TaskService, "RequeueDeadLetters"),

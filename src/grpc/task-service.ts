@@ -10,6 +10,7 @@ import type { RatePolicy } from "../core/rate-policy.js";
 import { readTask } from "../core/reads.js";
 import { checkListTasks, listTasks } from "../core/list-tasks.js";
 import { listTasksRequest } from "./list-tasks.js";
+import { checkListQueues, listQueues } from "../core/list-queues.js";
 import { cancelTask, purgeQueue } from "../core/cancel.js";
 import { changeDeadLetters, checkDeadLetters } from "../core/dead-letters.js";
 import { setQueuePaused } from "../core/pause.js";
@@ -23,6 +24,8 @@ import {
   PurgeQueueResponseSchema,
   ResumeQueueResponseSchema,
   ListTasksResponseSchema,
+  ListQueuesResponseSchema,
+  QueueSummarySchema,
   PurgeDeadLettersResponseSchema,
   RequeueDeadLettersResponseSchema,
   SubmitResponseSchema,
@@ -35,6 +38,8 @@ import {
   type GetTaskResponse,
   type ListTasksRequest,
   type ListTasksResponse,
+  type ListQueuesRequest,
+  type ListQueuesResponse,
   type PauseQueueRequest,
   type PauseQueueResponse,
   type PurgeQueueRequest,
@@ -86,6 +91,23 @@ export function taskServiceImplementation(options: TaskServiceOptions): UntypedS
     resumeQueue: unary<ResumeQueueRequest, ResumeQueueResponse>(options.logger, async (call) => {
       const { paused, queued } = await setQueuePaused(options.queue, "resume", call.request.userId);
       return create(ResumeQueueResponseSchema, { paused, queued: BigInt(queued) });
+    }),
+    listQueues: unary<ListQueuesRequest, ListQueuesResponse>(options.logger, async (call) => {
+      const query = checkListQueues(callContextOf(call).caller, call.request);
+      const page = await listQueues(options.queue, query);
+      return create(ListQueuesResponseSchema, {
+        queues: page.queues.map((queue) =>
+          create(QueueSummarySchema, {
+            userId: queue.userId,
+            queued: BigInt(queue.queued),
+            running: BigInt(queue.running),
+            waitingToRetry: BigInt(queue.waitingToRetry),
+            dead: BigInt(queue.dead),
+            paused: queue.paused,
+          }),
+        ),
+        nextPageToken: page.nextPageToken,
+      });
     }),
     watchQueue: (call: ServerWritableStream<WatchQueueRequest, WatchQueueResponse>) => {
       void serveWatchQueue(call, options.hub, options.policy, options.logger);

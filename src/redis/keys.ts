@@ -131,6 +131,14 @@ export interface Keys {
   forTask(taskId: string): PartitionKeys | undefined;
   /** Keys of the layout before partitions (`tg:due`, `{tg}:due`, …): data there must be drained first. */
   readonly unpartitioned: readonly string[];
+  /**
+   * A SCAN MATCH pattern that every partition's deadLetters() key matches
+   * (and some other keys may: check each with deadLettersOf). Users with
+   * only dead letters are in no index, so ListQueues finds them by SCAN.
+   */
+  readonly deadLettersPattern: string;
+  /** The partition and user of a deadLetters() key of this layout; undefined for any other key. */
+  deadLettersOf(key: string): { readonly partition: number; readonly userId: string } | undefined;
 }
 
 const DEFAULT_KEY_PREFIX = "tg";
@@ -174,8 +182,15 @@ function partitionKeys(prefix: string, partition: number, tag: string): Partitio
   });
 }
 
+/** `text` as a literal in a Redis glob pattern (MATCH): `*`, `?`, `[`, `]` and `\\` escaped. */
+function globEscape(text: string): string {
+  return text.replace(/[*?[\]\\]/g, (char) => `\\${char}`);
+}
+
 export function createKeys(prefix: string = DEFAULT_KEY_PREFIX, partitions: number = DEFAULT_PARTITIONS): Keys {
-  const all = Array.from({ length: partitions }, (_, p) => partitionKeys(prefix, p, partitionTag(p, partitions)));
+  const tags = Array.from({ length: partitions }, (_, p) => partitionTag(p, partitions));
+  const all = tags.map((tag, p) => partitionKeys(prefix, p, tag));
+  const byTag = new Map(tags.map((tag, p) => [tag, p]));
   return Object.freeze({
     partitions,
     layout: `${prefix}:layout`,
@@ -189,6 +204,17 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX, partitions: numb
     forTask: (taskId: string) => {
       const dot = taskId.indexOf(".");
       return dot > 0 ? all[Number(taskId.slice(0, dot))] : undefined;
+    },
+    deadLettersPattern: `${globEscape(prefix)}:{*}:dl:*`,
+    deadLettersOf: (key: string) => {
+      const start = `${prefix}:{`;
+      if (!key.startsWith(start)) return undefined;
+      // A partition's tag holds no "}", so the first one after the prefix ends it.
+      const close = key.indexOf("}", start.length);
+      const partition = close < 0 ? undefined : byTag.get(key.slice(start.length, close));
+      const rest = `}:dl:`;
+      if (partition === undefined || !key.startsWith(rest, close)) return undefined;
+      return { partition, userId: key.slice(close + rest.length) };
     },
     unpartitioned: [`${prefix}:due`, `${prefix}:totals`, `{${prefix}}:due`, `{${prefix}}:totals`],
   });

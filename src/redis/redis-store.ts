@@ -11,7 +11,7 @@ import {
 import { ADMIT, CANCEL, FINISH, RELEASE } from "./reply-codes.js";
 import { LuaScript, type RedisArg } from "./lua-script.js";
 import { countersFromReply, type RateWindows } from "./rate-windows.js";
-import { commandTimeoutOf, kindOf, type RedisClient } from "./connection.js";
+import { commandTimeoutOf, kindOf, mastersOf, type RedisClient } from "./connection.js";
 import { isUnanswered, storeCall } from "./errors.js";
 import { Subscriptions } from "./subscriptions.js";
 import { Availability } from "./availability.js";
@@ -34,6 +34,7 @@ import {
   type ListPage,
   type ListState,
   type QueueSnapshot,
+  type QueueSummary,
   type AvailabilityListener,
   type CancelListener,
   type ProgressListener,
@@ -158,6 +159,9 @@ function taskRecordOf(taskId: string, fields: Record<string, Buffer> | null | un
   };
 }
 
+/** Keys SCAN is asked to look at per call (COUNT) when ListQueues looks for dead-letter lists. */
+const SCAN_COUNT = 1_000;
+
 /** Tasks PurgeQueue cancels per script (each record is a declared key). */
 const PURGE_BATCH = 100;
 
@@ -183,6 +187,25 @@ const CLAIM_RECORD_MS = 15_000;
 const RECOVERIES_PER_CLAIM = 100;
 
 type PublishCommand = "PUBLISH" | "SPUBLISH";
+
+/** A pipeline's replies, in order; the first command's error, if any, is thrown. */
+async function execPipeline(pipeline: ReturnType<RedisClient["pipeline"]>): Promise<unknown[]> {
+  const results = (await pipeline.exec()) ?? [];
+  return results.map(([error, reply]) => {
+    if (error) throw error;
+    return reply;
+  });
+}
+
+/** How many lease (or retry) members each user has. */
+function countUsers(members: readonly string[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const member of members) {
+    const { userId } = parseLeaseMember(member);
+    counts.set(userId, (counts.get(userId) ?? 0) + 1);
+  }
+  return counts;
+}
 
 /** The task store in Redis: per-user queues, task records, leases, windows and counters. */
 export class RedisStore implements TaskStore {
@@ -942,6 +965,84 @@ export class RedisStore implements TaskStore {
       left -= ids.length;
     }
     return { done, notFound };
+  }
+
+  /**
+   * Every user with something (ListQueues), read with plain commands. Users
+   * with only dead letters are in no index: their lists are found by SCAN
+   * (MATCH on the dead-letter key pattern) over every master, O(keys in
+   * Redis). Then per partition, pipelined (one slot, so one round trip each
+   * on a Cluster too): its heads (users with a queued task), leases
+   * (running), retries (waiting to retry) and paused set, then each user's
+   * queue and dead-letter lengths. Running and waiting to retry are counted
+   * from the leases and retries members. The partitions are read at once,
+   * each as it is then, so the listing is no snapshot across partitions.
+   */
+  async listQueues(): Promise<QueueSummary[]> {
+    return this.tracked(() =>
+      storeCall(async () => {
+        const deadUsers = await this.scanDeadLetterUsers();
+        const partitions = await Promise.all(
+          this.keys.all.map((partition) => this.partitionQueues(partition, deadUsers.get(partition.partition) ?? [])),
+        );
+        return partitions.flat();
+      }),
+    );
+  }
+
+  /** The users of each partition with a dead-letter list, by SCAN over every master. */
+  private async scanDeadLetterUsers(): Promise<Map<number, string[]>> {
+    const users = new Map<number, string[]>();
+    for (const master of mastersOf(this.redis)) {
+      let cursor = "0";
+      do {
+        const [next, found] = await master.scan(cursor, "MATCH", this.keys.deadLettersPattern, "COUNT", SCAN_COUNT);
+        cursor = next;
+        for (const key of found) {
+          const owner = this.keys.deadLettersOf(key);
+          if (!owner) continue;
+          const list = users.get(owner.partition) ?? [];
+          list.push(owner.userId);
+          users.set(owner.partition, list);
+        }
+      } while (cursor !== "0");
+    }
+    return users;
+  }
+
+  /** The users of one partition with something, and their counts (two pipelines in its slot). */
+  private async partitionQueues(partition: PartitionKeys, deadUsers: readonly string[]): Promise<QueueSummary[]> {
+    const indexes = await execPipeline(
+      this.redis
+        .pipeline()
+        .hkeys(partition.heads)
+        .zrange(partition.leases, 0, -1)
+        .zrange(partition.retries, 0, -1)
+        .smembers(partition.paused),
+    );
+    const [heads, leases, retries, paused] = indexes as [string[], string[], string[], string[]];
+    const running = countUsers(leases);
+    const retrying = countUsers(retries);
+    const pausedUsers = new Set(paused);
+    const users = [...new Set([...heads, ...running.keys(), ...retrying.keys(), ...paused, ...deadUsers])];
+    if (users.length === 0) return [];
+    const counts = this.redis.pipeline();
+    for (const userId of users) counts.llen(partition.queue(userId)).llen(partition.deadLetters(userId));
+    const lengths = (await execPipeline(counts)) as number[];
+    const queues: QueueSummary[] = [];
+    users.forEach((userId, i) => {
+      const queue: QueueSummary = {
+        userId,
+        queued: lengths[2 * i] ?? 0,
+        running: running.get(userId) ?? 0,
+        waitingToRetry: retrying.get(userId) ?? 0,
+        dead: lengths[2 * i + 1] ?? 0,
+        paused: pausedUsers.has(userId),
+      };
+      // A dead-letter list may have expired since the scan.
+      if (queue.queued + queue.running + queue.waitingToRetry + queue.dead > 0 || queue.paused) queues.push(queue);
+    });
+    return queues;
   }
 
   /** One user's counts and windows, read together. */

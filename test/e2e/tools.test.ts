@@ -114,6 +114,7 @@ describe("the tollgate CLI as a client", () => {
       "purge",
       "pause",
       "resume",
+      "queues",
       "dead",
       "health",
     ])
@@ -134,6 +135,7 @@ describe("the tollgate CLI as a client", () => {
       "purge",
       "pause",
       "resume",
+      "queues",
       "dead",
       "health",
       "serve",
@@ -162,6 +164,7 @@ describe("the tollgate CLI as a client", () => {
       [["purge", "--addr", served.addr], /tollgate purge: --user is required/],
       [["pause", "--addr", served.addr], /tollgate pause: --user is required/],
       [["resume", "--addr", served.addr], /tollgate resume: --user is required/],
+      [["queues", "--page-size", "0"], /tollgate queues: --page-size must be a whole number from 1/],
       [["dead", "--user", "u", "--all"], /tollgate dead: give one action: requeue or purge/],
       [["dead", "requeue", "--all"], /tollgate dead: --user is required/],
       [["dead", "purge", "--user", "u"], /tollgate dead: give --task ID \(repeatable\) or --all/],
@@ -260,6 +263,34 @@ describe("the tollgate CLI as a client", () => {
     const twice = await tollgate(["resume", "--addr", served.addr, "--user", "cli-pause", "--json"]);
     assert.equal(twice.code, 0, describeRun(twice));
     assert.equal((JSON.parse(oneLine(twice.stdout)) as { paused: boolean }).paused, false);
+  });
+
+  test("queues lists every user's queue: a table, or JSON lines with --json", async () => {
+    // Under 1/1s, 1 of 4 starts; paused at once, the others stay queued.
+    const submit = await tollgate(["submit", "--addr", served.addr, "--user", "cli-queues", "--count", "4", "--json"]);
+    assert.equal(submit.code, 0, describeRun(submit));
+    const pause = await tollgate(["pause", "--addr", served.addr, "--user", "cli-queues", "--json"]);
+    assert.equal(pause.code, 0, describeRun(pause));
+    const { queued } = JSON.parse(oneLine(pause.stdout)) as { queued: number };
+    assert.ok(queued > 0, pause.stdout);
+    try {
+      const json = await tollgate(["queues", "--addr", served.addr, "--all", "--json"]);
+      assert.equal(json.code, 0, describeRun(json));
+      const lines = json.stdout
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      // The task that started runs for a moment only: running may still say 1.
+      const { running, ...ours } = lines.find((line) => line.userId === "cli-queues") ?? {};
+      assert.ok(running === 0 || running === 1, `running ${String(running)}`);
+      assert.deepEqual(ours, { userId: "cli-queues", queued, waitingToRetry: 0, dead: 0, paused: true });
+      const table = await tollgate(["queues", "--addr", served.addr, "--all"]);
+      assert.equal(table.code, 0, describeRun(table));
+      assert.match(table.stdout, /^USER +QUEUED +RUNNING +RETRYING +DEAD +PAUSED\n/);
+      assert.match(table.stdout, new RegExp(`^cli-queues +${queued} +[01] +0 +0 +yes$`, "m"));
+    } finally {
+      await tollgate(["resume", "--addr", served.addr, "--user", "cli-queues"]);
+    }
   });
 
   test("cancel cancels a queued task and prints it; purge cancels the rest of the queue and says how many", async () => {

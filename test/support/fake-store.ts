@@ -14,6 +14,7 @@ import type {
   ProgressListener,
   LeasedTask,
   QueueSnapshot,
+  QueueSummary,
   TaskStore,
   Unsubscribe,
   Wake,
@@ -131,6 +132,16 @@ export class FakeStore implements TaskStore {
 
   purgeQueue(): never {
     throw new Error("FakeStore: purgeQueue is not faked");
+  }
+
+  /** What the next listQueues calls answer, in turn (none when none is left). */
+  readonly queuesAnswers: QueueSummary[][] = [];
+  /** How many times listQueues was called. */
+  queuesListed = 0;
+
+  async listQueues(): Promise<QueueSummary[]> {
+    this.queuesListed++;
+    return this.queuesAnswers.shift() ?? [];
   }
 
   pauseQueue(): never {

@@ -1656,6 +1656,205 @@ func (x *ResumeQueueResponse) GetQueued() uint64 {
 	return 0
 }
 
+type ListQueuesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Users per page: 50 when 0, at most 500 (a larger size is taken as 500).
+	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Empty for the first page; otherwise the next_page_token of the page
+	// before.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQueuesRequest) Reset() {
+	*x = ListQueuesRequest{}
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQueuesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQueuesRequest) ProtoMessage() {}
+
+func (x *ListQueuesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQueuesRequest.ProtoReflect.Descriptor instead.
+func (*ListQueuesRequest) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListQueuesRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListQueuesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// QueueSummary is one user's counts, as ListQueues read them.
+type QueueSummary struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Tasks in the user's queue (not started).
+	Queued uint64 `protobuf:"varint,2,opt,name=queued,proto3" json:"queued,omitempty"`
+	// Tasks running now.
+	Running uint64 `protobuf:"varint,3,opt,name=running,proto3" json:"running,omitempty"`
+	// Tasks whose attempt failed, waiting out their backoff to run again.
+	WaitingToRetry uint64 `protobuf:"varint,4,opt,name=waiting_to_retry,json=waitingToRetry,proto3" json:"waiting_to_retry,omitempty"`
+	// Tasks on the user's dead-letter list.
+	Dead uint64 `protobuf:"varint,5,opt,name=dead,proto3" json:"dead,omitempty"`
+	// The user's queue is paused (PauseQueue).
+	Paused        bool `protobuf:"varint,6,opt,name=paused,proto3" json:"paused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueSummary) Reset() {
+	*x = QueueSummary{}
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueSummary) ProtoMessage() {}
+
+func (x *QueueSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueSummary.ProtoReflect.Descriptor instead.
+func (*QueueSummary) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *QueueSummary) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *QueueSummary) GetQueued() uint64 {
+	if x != nil {
+		return x.Queued
+	}
+	return 0
+}
+
+func (x *QueueSummary) GetRunning() uint64 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
+func (x *QueueSummary) GetWaitingToRetry() uint64 {
+	if x != nil {
+		return x.WaitingToRetry
+	}
+	return 0
+}
+
+func (x *QueueSummary) GetDead() uint64 {
+	if x != nil {
+		return x.Dead
+	}
+	return 0
+}
+
+func (x *QueueSummary) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+type ListQueuesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Largest backlog (queued + waiting_to_retry) first, then by user id.
+	Queues []*QueueSummary `protobuf:"bytes,1,rep,name=queues,proto3" json:"queues,omitempty"`
+	// Pass as page_token for the next page; empty after the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQueuesResponse) Reset() {
+	*x = ListQueuesResponse{}
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQueuesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQueuesResponse) ProtoMessage() {}
+
+func (x *ListQueuesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_task_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQueuesResponse.ProtoReflect.Descriptor instead.
+func (*ListQueuesResponse) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_task_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListQueuesResponse) GetQueues() []*QueueSummary {
+	if x != nil {
+		return x.Queues
+	}
+	return nil
+}
+
+func (x *ListQueuesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_tollgate_v1_task_service_proto protoreflect.FileDescriptor
 
 const file_tollgate_v1_task_service_proto_rawDesc = "" +
@@ -1758,7 +1957,21 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"E\n" +
 	"\x13ResumeQueueResponse\x12\x16\n" +
 	"\x06paused\x18\x01 \x01(\bR\x06paused\x12\x16\n" +
-	"\x06queued\x18\x02 \x01(\x04R\x06queued*T\n" +
+	"\x06queued\x18\x02 \x01(\x04R\x06queued\"O\n" +
+	"\x11ListQueuesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\xaf\x01\n" +
+	"\fQueueSummary\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x16\n" +
+	"\x06queued\x18\x02 \x01(\x04R\x06queued\x12\x18\n" +
+	"\arunning\x18\x03 \x01(\x04R\arunning\x12(\n" +
+	"\x10waiting_to_retry\x18\x04 \x01(\x04R\x0ewaitingToRetry\x12\x12\n" +
+	"\x04dead\x18\x05 \x01(\x04R\x04dead\x12\x16\n" +
+	"\x06paused\x18\x06 \x01(\bR\x06paused\"o\n" +
+	"\x12ListQueuesResponse\x121\n" +
+	"\x06queues\x18\x01 \x03(\v2\x19.tollgate.v1.QueueSummaryR\x06queues\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*T\n" +
 	"\tOverLimit\x12\x1a\n" +
 	"\x16OVER_LIMIT_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10OVER_LIMIT_QUEUE\x10\x01\x12\x15\n" +
@@ -1780,7 +1993,7 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\x16LIST_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LIST_STATE_QUEUED\x10\x01\x12\x16\n" +
 	"\x12LIST_STATE_RUNNING\x10\x02\x12\x13\n" +
-	"\x0fLIST_STATE_DEAD\x10\x032\xba\x06\n" +
+	"\x0fLIST_STATE_DEAD\x10\x032\x89\a\n" +
 	"\vTaskService\x12A\n" +
 	"\x06Submit\x12\x1a.tollgate.v1.SubmitRequest\x1a\x1b.tollgate.v1.SubmitResponse\x12O\n" +
 	"\n" +
@@ -1795,7 +2008,9 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\x10PurgeDeadLetters\x12$.tollgate.v1.PurgeDeadLettersRequest\x1a%.tollgate.v1.PurgeDeadLettersResponse\x12M\n" +
 	"\n" +
 	"PauseQueue\x12\x1e.tollgate.v1.PauseQueueRequest\x1a\x1f.tollgate.v1.PauseQueueResponse\x12P\n" +
-	"\vResumeQueue\x12\x1f.tollgate.v1.ResumeQueueRequest\x1a .tollgate.v1.ResumeQueueResponseB@Z>github.com/tollgate-dev/tollgate/gen/go/tollgate/v1;tollgatev1b\x06proto3"
+	"\vResumeQueue\x12\x1f.tollgate.v1.ResumeQueueRequest\x1a .tollgate.v1.ResumeQueueResponse\x12M\n" +
+	"\n" +
+	"ListQueues\x12\x1e.tollgate.v1.ListQueuesRequest\x1a\x1f.tollgate.v1.ListQueuesResponseB@Z>github.com/tollgate-dev/tollgate/gen/go/tollgate/v1;tollgatev1b\x06proto3"
 
 var (
 	file_tollgate_v1_task_service_proto_rawDescOnce sync.Once
@@ -1810,7 +2025,7 @@ func file_tollgate_v1_task_service_proto_rawDescGZIP() []byte {
 }
 
 var file_tollgate_v1_task_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_tollgate_v1_task_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_tollgate_v1_task_service_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_tollgate_v1_task_service_proto_goTypes = []any{
 	(OverLimit)(0),                     // 0: tollgate.v1.OverLimit
 	(Disposition)(0),                   // 1: tollgate.v1.Disposition
@@ -1838,52 +2053,58 @@ var file_tollgate_v1_task_service_proto_goTypes = []any{
 	(*PauseQueueResponse)(nil),         // 23: tollgate.v1.PauseQueueResponse
 	(*ResumeQueueRequest)(nil),         // 24: tollgate.v1.ResumeQueueRequest
 	(*ResumeQueueResponse)(nil),        // 25: tollgate.v1.ResumeQueueResponse
-	(*durationpb.Duration)(nil),        // 26: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 27: google.protobuf.Timestamp
+	(*ListQueuesRequest)(nil),          // 26: tollgate.v1.ListQueuesRequest
+	(*QueueSummary)(nil),               // 27: tollgate.v1.QueueSummary
+	(*ListQueuesResponse)(nil),         // 28: tollgate.v1.ListQueuesResponse
+	(*durationpb.Duration)(nil),        // 29: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 30: google.protobuf.Timestamp
 }
 var file_tollgate_v1_task_service_proto_depIdxs = []int32{
 	0,  // 0: tollgate.v1.SubmitRequest.over_limit:type_name -> tollgate.v1.OverLimit
-	26, // 1: tollgate.v1.WindowState.duration:type_name -> google.protobuf.Duration
-	27, // 2: tollgate.v1.WindowState.reset_time:type_name -> google.protobuf.Timestamp
+	29, // 1: tollgate.v1.WindowState.duration:type_name -> google.protobuf.Duration
+	30, // 2: tollgate.v1.WindowState.reset_time:type_name -> google.protobuf.Timestamp
 	1,  // 3: tollgate.v1.SubmitResponse.disposition:type_name -> tollgate.v1.Disposition
-	27, // 4: tollgate.v1.SubmitResponse.estimated_start:type_name -> google.protobuf.Timestamp
+	30, // 4: tollgate.v1.SubmitResponse.estimated_start:type_name -> google.protobuf.Timestamp
 	5,  // 5: tollgate.v1.SubmitResponse.windows:type_name -> tollgate.v1.WindowState
-	27, // 6: tollgate.v1.WatchQueueResponse.next_start:type_name -> google.protobuf.Timestamp
-	27, // 7: tollgate.v1.WatchQueueResponse.estimated_drain:type_name -> google.protobuf.Timestamp
-	27, // 8: tollgate.v1.WatchQueueResponse.observed_at:type_name -> google.protobuf.Timestamp
+	30, // 6: tollgate.v1.WatchQueueResponse.next_start:type_name -> google.protobuf.Timestamp
+	30, // 7: tollgate.v1.WatchQueueResponse.estimated_drain:type_name -> google.protobuf.Timestamp
+	30, // 8: tollgate.v1.WatchQueueResponse.observed_at:type_name -> google.protobuf.Timestamp
 	2,  // 9: tollgate.v1.Task.state:type_name -> tollgate.v1.TaskState
-	27, // 10: tollgate.v1.Task.submitted_at:type_name -> google.protobuf.Timestamp
-	27, // 11: tollgate.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	27, // 12: tollgate.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	30, // 10: tollgate.v1.Task.submitted_at:type_name -> google.protobuf.Timestamp
+	30, // 11: tollgate.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	30, // 12: tollgate.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
 	10, // 13: tollgate.v1.GetTaskResponse.task:type_name -> tollgate.v1.Task
 	3,  // 14: tollgate.v1.ListTasksRequest.state:type_name -> tollgate.v1.ListState
 	10, // 15: tollgate.v1.ListTasksResponse.tasks:type_name -> tollgate.v1.Task
 	10, // 16: tollgate.v1.CancelTaskResponse.task:type_name -> tollgate.v1.Task
-	4,  // 17: tollgate.v1.TaskService.Submit:input_type -> tollgate.v1.SubmitRequest
-	7,  // 18: tollgate.v1.TaskService.WatchQueue:input_type -> tollgate.v1.WatchQueueRequest
-	9,  // 19: tollgate.v1.TaskService.GetTask:input_type -> tollgate.v1.GetTaskRequest
-	12, // 20: tollgate.v1.TaskService.ListTasks:input_type -> tollgate.v1.ListTasksRequest
-	14, // 21: tollgate.v1.TaskService.CancelTask:input_type -> tollgate.v1.CancelTaskRequest
-	16, // 22: tollgate.v1.TaskService.PurgeQueue:input_type -> tollgate.v1.PurgeQueueRequest
-	18, // 23: tollgate.v1.TaskService.RequeueDeadLetters:input_type -> tollgate.v1.RequeueDeadLettersRequest
-	20, // 24: tollgate.v1.TaskService.PurgeDeadLetters:input_type -> tollgate.v1.PurgeDeadLettersRequest
-	22, // 25: tollgate.v1.TaskService.PauseQueue:input_type -> tollgate.v1.PauseQueueRequest
-	24, // 26: tollgate.v1.TaskService.ResumeQueue:input_type -> tollgate.v1.ResumeQueueRequest
-	6,  // 27: tollgate.v1.TaskService.Submit:output_type -> tollgate.v1.SubmitResponse
-	8,  // 28: tollgate.v1.TaskService.WatchQueue:output_type -> tollgate.v1.WatchQueueResponse
-	11, // 29: tollgate.v1.TaskService.GetTask:output_type -> tollgate.v1.GetTaskResponse
-	13, // 30: tollgate.v1.TaskService.ListTasks:output_type -> tollgate.v1.ListTasksResponse
-	15, // 31: tollgate.v1.TaskService.CancelTask:output_type -> tollgate.v1.CancelTaskResponse
-	17, // 32: tollgate.v1.TaskService.PurgeQueue:output_type -> tollgate.v1.PurgeQueueResponse
-	19, // 33: tollgate.v1.TaskService.RequeueDeadLetters:output_type -> tollgate.v1.RequeueDeadLettersResponse
-	21, // 34: tollgate.v1.TaskService.PurgeDeadLetters:output_type -> tollgate.v1.PurgeDeadLettersResponse
-	23, // 35: tollgate.v1.TaskService.PauseQueue:output_type -> tollgate.v1.PauseQueueResponse
-	25, // 36: tollgate.v1.TaskService.ResumeQueue:output_type -> tollgate.v1.ResumeQueueResponse
-	27, // [27:37] is the sub-list for method output_type
-	17, // [17:27] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	27, // 17: tollgate.v1.ListQueuesResponse.queues:type_name -> tollgate.v1.QueueSummary
+	4,  // 18: tollgate.v1.TaskService.Submit:input_type -> tollgate.v1.SubmitRequest
+	7,  // 19: tollgate.v1.TaskService.WatchQueue:input_type -> tollgate.v1.WatchQueueRequest
+	9,  // 20: tollgate.v1.TaskService.GetTask:input_type -> tollgate.v1.GetTaskRequest
+	12, // 21: tollgate.v1.TaskService.ListTasks:input_type -> tollgate.v1.ListTasksRequest
+	14, // 22: tollgate.v1.TaskService.CancelTask:input_type -> tollgate.v1.CancelTaskRequest
+	16, // 23: tollgate.v1.TaskService.PurgeQueue:input_type -> tollgate.v1.PurgeQueueRequest
+	18, // 24: tollgate.v1.TaskService.RequeueDeadLetters:input_type -> tollgate.v1.RequeueDeadLettersRequest
+	20, // 25: tollgate.v1.TaskService.PurgeDeadLetters:input_type -> tollgate.v1.PurgeDeadLettersRequest
+	22, // 26: tollgate.v1.TaskService.PauseQueue:input_type -> tollgate.v1.PauseQueueRequest
+	24, // 27: tollgate.v1.TaskService.ResumeQueue:input_type -> tollgate.v1.ResumeQueueRequest
+	26, // 28: tollgate.v1.TaskService.ListQueues:input_type -> tollgate.v1.ListQueuesRequest
+	6,  // 29: tollgate.v1.TaskService.Submit:output_type -> tollgate.v1.SubmitResponse
+	8,  // 30: tollgate.v1.TaskService.WatchQueue:output_type -> tollgate.v1.WatchQueueResponse
+	11, // 31: tollgate.v1.TaskService.GetTask:output_type -> tollgate.v1.GetTaskResponse
+	13, // 32: tollgate.v1.TaskService.ListTasks:output_type -> tollgate.v1.ListTasksResponse
+	15, // 33: tollgate.v1.TaskService.CancelTask:output_type -> tollgate.v1.CancelTaskResponse
+	17, // 34: tollgate.v1.TaskService.PurgeQueue:output_type -> tollgate.v1.PurgeQueueResponse
+	19, // 35: tollgate.v1.TaskService.RequeueDeadLetters:output_type -> tollgate.v1.RequeueDeadLettersResponse
+	21, // 36: tollgate.v1.TaskService.PurgeDeadLetters:output_type -> tollgate.v1.PurgeDeadLettersResponse
+	23, // 37: tollgate.v1.TaskService.PauseQueue:output_type -> tollgate.v1.PauseQueueResponse
+	25, // 38: tollgate.v1.TaskService.ResumeQueue:output_type -> tollgate.v1.ResumeQueueResponse
+	28, // 39: tollgate.v1.TaskService.ListQueues:output_type -> tollgate.v1.ListQueuesResponse
+	29, // [29:40] is the sub-list for method output_type
+	18, // [18:29] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_v1_task_service_proto_init() }
@@ -1897,7 +2118,7 @@ func file_tollgate_v1_task_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_v1_task_service_proto_rawDesc), len(file_tollgate_v1_task_service_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	TaskService_PurgeDeadLetters_FullMethodName   = "/tollgate.v1.TaskService/PurgeDeadLetters"
 	TaskService_PauseQueue_FullMethodName         = "/tollgate.v1.TaskService/PauseQueue"
 	TaskService_ResumeQueue_FullMethodName        = "/tollgate.v1.TaskService/ResumeQueue"
+	TaskService_ListQueues_FullMethodName         = "/tollgate.v1.TaskService/ListQueues"
 )
 
 // TaskServiceClient is the client API for TaskService service.
@@ -128,6 +129,26 @@ type TaskServiceClient interface {
 	//
 	// Errors: as PauseQueue.
 	ResumeQueue(ctx context.Context, in *ResumeQueueRequest, opts ...grpc.CallOption) (*ResumeQueueResponse, error)
+	// ListQueues lists the users that have something: a task queued, running
+	// or waiting to retry, or a dead letter; and every paused queue, even an
+	// empty one. Largest backlog (queued + waiting_to_retry) first, then by
+	// user id (UTF-16 code units); a page at a time. For operators: admin keys
+	// only (with auth off every caller may). Each call reads every partition's
+	// indexes (and, for users with only dead letters, scans the keyspace for
+	// dead-letter lists), so it costs O(users with something + keys in
+	// Redis): not a call to poll often.
+	//
+	// Consistency: each page is computed afresh from the counts at that call,
+	// and continues below the last user of the page before in that order (by
+	// its backlog and user id as listed then). While nothing changes, the
+	// pages list every user exactly once. While tasks drain or arrive, a user
+	// whose backlog changed between pages may be listed twice (it moved below
+	// the cursor) or not at all (it moved above it), and the counts of a page
+	// are not one snapshot across partitions.
+	//
+	// Errors: INVALID_ARGUMENT for a page_token that is malformed or from
+	// another listing; PERMISSION_DENIED for a user's key.
+	ListQueues(ctx context.Context, in *ListQueuesRequest, opts ...grpc.CallOption) (*ListQueuesResponse, error)
 }
 
 type taskServiceClient struct {
@@ -247,6 +268,16 @@ func (c *taskServiceClient) ResumeQueue(ctx context.Context, in *ResumeQueueRequ
 	return out, nil
 }
 
+func (c *taskServiceClient) ListQueues(ctx context.Context, in *ListQueuesRequest, opts ...grpc.CallOption) (*ListQueuesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListQueuesResponse)
+	err := c.cc.Invoke(ctx, TaskService_ListQueues_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TaskServiceServer is the server API for TaskService service.
 // All implementations must embed UnimplementedTaskServiceServer
 // for forward compatibility.
@@ -344,6 +375,26 @@ type TaskServiceServer interface {
 	//
 	// Errors: as PauseQueue.
 	ResumeQueue(context.Context, *ResumeQueueRequest) (*ResumeQueueResponse, error)
+	// ListQueues lists the users that have something: a task queued, running
+	// or waiting to retry, or a dead letter; and every paused queue, even an
+	// empty one. Largest backlog (queued + waiting_to_retry) first, then by
+	// user id (UTF-16 code units); a page at a time. For operators: admin keys
+	// only (with auth off every caller may). Each call reads every partition's
+	// indexes (and, for users with only dead letters, scans the keyspace for
+	// dead-letter lists), so it costs O(users with something + keys in
+	// Redis): not a call to poll often.
+	//
+	// Consistency: each page is computed afresh from the counts at that call,
+	// and continues below the last user of the page before in that order (by
+	// its backlog and user id as listed then). While nothing changes, the
+	// pages list every user exactly once. While tasks drain or arrive, a user
+	// whose backlog changed between pages may be listed twice (it moved below
+	// the cursor) or not at all (it moved above it), and the counts of a page
+	// are not one snapshot across partitions.
+	//
+	// Errors: INVALID_ARGUMENT for a page_token that is malformed or from
+	// another listing; PERMISSION_DENIED for a user's key.
+	ListQueues(context.Context, *ListQueuesRequest) (*ListQueuesResponse, error)
 	mustEmbedUnimplementedTaskServiceServer()
 }
 
@@ -383,6 +434,9 @@ func (UnimplementedTaskServiceServer) PauseQueue(context.Context, *PauseQueueReq
 }
 func (UnimplementedTaskServiceServer) ResumeQueue(context.Context, *ResumeQueueRequest) (*ResumeQueueResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResumeQueue not implemented")
+}
+func (UnimplementedTaskServiceServer) ListQueues(context.Context, *ListQueuesRequest) (*ListQueuesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListQueues not implemented")
 }
 func (UnimplementedTaskServiceServer) mustEmbedUnimplementedTaskServiceServer() {}
 func (UnimplementedTaskServiceServer) testEmbeddedByValue()                     {}
@@ -578,6 +632,24 @@ func _TaskService_ResumeQueue_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TaskService_ListQueues_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListQueuesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).ListQueues(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_ListQueues_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).ListQueues(ctx, req.(*ListQueuesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TaskService_ServiceDesc is the grpc.ServiceDesc for TaskService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -620,6 +692,10 @@ var TaskService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResumeQueue",
 			Handler:    _TaskService_ResumeQueue_Handler,
+		},
+		{
+			MethodName: "ListQueues",
+			Handler:    _TaskService_ListQueues_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

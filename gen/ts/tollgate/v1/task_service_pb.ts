@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tollgate/v1/task_service.proto.
  */
 export const file_tollgate_v1_task_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch50b2xsZ2F0ZS92MS90YXNrX3NlcnZpY2UucHJvdG8SC3RvbGxnYXRlLnYxIoQBCg1TdWJtaXRSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSDwoHcGF5bG9hZBgCIAEoDBIMCgRraW5kGAMgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIqCgpvdmVyX2xpbWl0GAUgASgOMhYudG9sbGdhdGUudjEuT3ZlckxpbWl0IowBCgtXaW5kb3dTdGF0ZRINCgVsaW1pdBgBIAEoDRIrCghkdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCglyZW1haW5pbmcYAyABKA0SLgoKcmVzZXRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyAEKDlN1Ym1pdFJlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSLQoLZGlzcG9zaXRpb24YAiABKA4yGC50b2xsZ2F0ZS52MS5EaXNwb3NpdGlvbhIWCg5xdWV1ZV9wb3NpdGlvbhgDIAEoDRIzCg9lc3RpbWF0ZWRfc3RhcnQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3dpbmRvd3MYBSADKAsyGC50b2xsZ2F0ZS52MS5XaW5kb3dTdGF0ZSI0ChFXYXRjaFF1ZXVlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEg4KBmZvbGxvdxgCIAEoCCLcAgoSV2F0Y2hRdWV1ZVJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSDgoGcXVldWVkGAIgASgEEg8KB3J1bm5pbmcYAyABKAQSEQoJY29tcGxldGVkGAQgASgEEg4KBmZhaWxlZBgFIAEoBBIVCg1kZWFkX2xldHRlcmVkGAYgASgEEi4KCm5leHRfc3RhcnQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2VzdGltYXRlZF9kcmFpbhgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHZHJhaW5lZBgJIAEoCBIvCgtvYnNlcnZlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcGF1c2VkGAsgASgIEhEKCWNhbmNlbGxlZBgMIAEoBBIQCghyZXF1ZXVlZBgNIAEoBCIhCg5HZXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIsUCCgRUYXNrEg8KB3Rhc2tfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIMCgRraW5kGAMgASgJEiUKBXN0YXRlGAQgASgOMhYudG9sbGdhdGUudjEuVGFza1N0YXRlEhAKCGF0dGVtcHRzGAUgASgNEhUKDWF0dGVtcHRzX2xlZnQYBiABKA0SMAoMc3VibWl0dGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbGFzdF9lcnJvchgKIAEoCRIWCg5xdWV1ZV9wb3NpdGlvbhgLIAEoDSIyCg9HZXRUYXNrUmVzcG9uc2USHwoEdGFzaxgBIAEoCzIRLnRvbGxnYXRlLnYxLlRhc2sicQoQTGlzdFRhc2tzUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEiUKBXN0YXRlGAIgASgOMhYudG9sbGdhdGUudjEuTGlzdFN0YXRlEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIk4KEUxpc3RUYXNrc1Jlc3BvbnNlEiAKBXRhc2tzGAEgAygLMhEudG9sbGdhdGUudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJAoRQ2FuY2VsVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSI1ChJDYW5jZWxUYXNrUmVzcG9uc2USHwoEdGFzaxgBIAEoCzIRLnRvbGxnYXRlLnYxLlRhc2siJAoRUHVyZ2VRdWV1ZVJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSInChJQdXJnZVF1ZXVlUmVzcG9uc2USEQoJY2FuY2VsbGVkGAEgASgNIj4KGVJlcXVldWVEZWFkTGV0dGVyc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCgh0YXNrX2lkcxgCIAMoCSJBChpSZXF1ZXVlRGVhZExldHRlcnNSZXNwb25zZRIQCghyZXF1ZXVlZBgBIAEoDRIRCglub3RfZm91bmQYAiADKAkiPAoXUHVyZ2VEZWFkTGV0dGVyc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCgh0YXNrX2lkcxgCIAMoCSI9ChhQdXJnZURlYWRMZXR0ZXJzUmVzcG9uc2USDgoGcHVyZ2VkGAEgASgNEhEKCW5vdF9mb3VuZBgCIAMoCSIkChFQYXVzZVF1ZXVlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIjQKElBhdXNlUXVldWVSZXNwb25zZRIOCgZwYXVzZWQYASABKAgSDgoGcXVldWVkGAIgASgEIiUKElJlc3VtZVF1ZXVlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIjUKE1Jlc3VtZVF1ZXVlUmVzcG9uc2USDgoGcGF1c2VkGAEgASgIEg4KBnF1ZXVlZBgCIAEoBCpUCglPdmVyTGltaXQSGgoWT1ZFUl9MSU1JVF9VTlNQRUNJRklFRBAAEhQKEE9WRVJfTElNSVRfUVVFVUUQARIVChFPVkVSX0xJTUlUX1JFSkVDVBACKnYKC0Rpc3Bvc2l0aW9uEhsKF0RJU1BPU0lUSU9OX1VOU1BFQ0lGSUVEEAASFwoTRElTUE9TSVRJT05fU1RBUlRFRBABEhYKEkRJU1BPU0lUSU9OX1FVRVVFRBACEhkKFURJU1BPU0lUSU9OX0RVUExJQ0FURRADKrYBCglUYXNrU3RhdGUSGgoWVEFTS19TVEFURV9VTlNQRUNJRklFRBAAEhUKEVRBU0tfU1RBVEVfUVVFVUVEEAESFgoSVEFTS19TVEFURV9SVU5OSU5HEAISGAoUVEFTS19TVEFURV9TVUNDRUVERUQQAxIVChFUQVNLX1NUQVRFX0ZBSUxFRBAEEhMKD1RBU0tfU1RBVEVfREVBRBAFEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAYqawoJTGlzdFN0YXRlEhoKFkxJU1RfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFMSVNUX1NUQVRFX1FVRVVFRBABEhYKEkxJU1RfU1RBVEVfUlVOTklORxACEhMKD0xJU1RfU1RBVEVfREVBRBADMroGCgtUYXNrU2VydmljZRJBCgZTdWJtaXQSGi50b2xsZ2F0ZS52MS5TdWJtaXRSZXF1ZXN0GhsudG9sbGdhdGUudjEuU3VibWl0UmVzcG9uc2USTwoKV2F0Y2hRdWV1ZRIeLnRvbGxnYXRlLnYxLldhdGNoUXVldWVSZXF1ZXN0Gh8udG9sbGdhdGUudjEuV2F0Y2hRdWV1ZVJlc3BvbnNlMAESRAoHR2V0VGFzaxIbLnRvbGxnYXRlLnYxLkdldFRhc2tSZXF1ZXN0GhwudG9sbGdhdGUudjEuR2V0VGFza1Jlc3BvbnNlEkoKCUxpc3RUYXNrcxIdLnRvbGxnYXRlLnYxLkxpc3RUYXNrc1JlcXVlc3QaHi50b2xsZ2F0ZS52MS5MaXN0VGFza3NSZXNwb25zZRJNCgpDYW5jZWxUYXNrEh4udG9sbGdhdGUudjEuQ2FuY2VsVGFza1JlcXVlc3QaHy50b2xsZ2F0ZS52MS5DYW5jZWxUYXNrUmVzcG9uc2USTQoKUHVyZ2VRdWV1ZRIeLnRvbGxnYXRlLnYxLlB1cmdlUXVldWVSZXF1ZXN0Gh8udG9sbGdhdGUudjEuUHVyZ2VRdWV1ZVJlc3BvbnNlEmUKElJlcXVldWVEZWFkTGV0dGVycxImLnRvbGxnYXRlLnYxLlJlcXVldWVEZWFkTGV0dGVyc1JlcXVlc3QaJy50b2xsZ2F0ZS52MS5SZXF1ZXVlRGVhZExldHRlcnNSZXNwb25zZRJfChBQdXJnZURlYWRMZXR0ZXJzEiQudG9sbGdhdGUudjEuUHVyZ2VEZWFkTGV0dGVyc1JlcXVlc3QaJS50b2xsZ2F0ZS52MS5QdXJnZURlYWRMZXR0ZXJzUmVzcG9uc2USTQoKUGF1c2VRdWV1ZRIeLnRvbGxnYXRlLnYxLlBhdXNlUXVldWVSZXF1ZXN0Gh8udG9sbGdhdGUudjEuUGF1c2VRdWV1ZVJlc3BvbnNlElAKC1Jlc3VtZVF1ZXVlEh8udG9sbGdhdGUudjEuUmVzdW1lUXVldWVSZXF1ZXN0GiAudG9sbGdhdGUudjEuUmVzdW1lUXVldWVSZXNwb25zZUJAWj5naXRodWIuY29tL3RvbGxnYXRlLWRldi90b2xsZ2F0ZS9nZW4vZ28vdG9sbGdhdGUvdjE7dG9sbGdhdGV2MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Ch50b2xsZ2F0ZS92MS90YXNrX3NlcnZpY2UucHJvdG8SC3RvbGxnYXRlLnYxIoQBCg1TdWJtaXRSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSDwoHcGF5bG9hZBgCIAEoDBIMCgRraW5kGAMgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIqCgpvdmVyX2xpbWl0GAUgASgOMhYudG9sbGdhdGUudjEuT3ZlckxpbWl0IowBCgtXaW5kb3dTdGF0ZRINCgVsaW1pdBgBIAEoDRIrCghkdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCglyZW1haW5pbmcYAyABKA0SLgoKcmVzZXRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyAEKDlN1Ym1pdFJlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSLQoLZGlzcG9zaXRpb24YAiABKA4yGC50b2xsZ2F0ZS52MS5EaXNwb3NpdGlvbhIWCg5xdWV1ZV9wb3NpdGlvbhgDIAEoDRIzCg9lc3RpbWF0ZWRfc3RhcnQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3dpbmRvd3MYBSADKAsyGC50b2xsZ2F0ZS52MS5XaW5kb3dTdGF0ZSI0ChFXYXRjaFF1ZXVlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEg4KBmZvbGxvdxgCIAEoCCLcAgoSV2F0Y2hRdWV1ZVJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSDgoGcXVldWVkGAIgASgEEg8KB3J1bm5pbmcYAyABKAQSEQoJY29tcGxldGVkGAQgASgEEg4KBmZhaWxlZBgFIAEoBBIVCg1kZWFkX2xldHRlcmVkGAYgASgEEi4KCm5leHRfc3RhcnQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2VzdGltYXRlZF9kcmFpbhgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHZHJhaW5lZBgJIAEoCBIvCgtvYnNlcnZlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcGF1c2VkGAsgASgIEhEKCWNhbmNlbGxlZBgMIAEoBBIQCghyZXF1ZXVlZBgNIAEoBCIhCg5HZXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIsUCCgRUYXNrEg8KB3Rhc2tfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIMCgRraW5kGAMgASgJEiUKBXN0YXRlGAQgASgOMhYudG9sbGdhdGUudjEuVGFza1N0YXRlEhAKCGF0dGVtcHRzGAUgASgNEhUKDWF0dGVtcHRzX2xlZnQYBiABKA0SMAoMc3VibWl0dGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbGFzdF9lcnJvchgKIAEoCRIWCg5xdWV1ZV9wb3NpdGlvbhgLIAEoDSIyCg9HZXRUYXNrUmVzcG9uc2USHwoEdGFzaxgBIAEoCzIRLnRvbGxnYXRlLnYxLlRhc2sicQoQTGlzdFRhc2tzUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEiUKBXN0YXRlGAIgASgOMhYudG9sbGdhdGUudjEuTGlzdFN0YXRlEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIk4KEUxpc3RUYXNrc1Jlc3BvbnNlEiAKBXRhc2tzGAEgAygLMhEudG9sbGdhdGUudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJAoRQ2FuY2VsVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSI1ChJDYW5jZWxUYXNrUmVzcG9uc2USHwoEdGFzaxgBIAEoCzIRLnRvbGxnYXRlLnYxLlRhc2siJAoRUHVyZ2VRdWV1ZVJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSInChJQdXJnZVF1ZXVlUmVzcG9uc2USEQoJY2FuY2VsbGVkGAEgASgNIj4KGVJlcXVldWVEZWFkTGV0dGVyc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCgh0YXNrX2lkcxgCIAMoCSJBChpSZXF1ZXVlRGVhZExldHRlcnNSZXNwb25zZRIQCghyZXF1ZXVlZBgBIAEoDRIRCglub3RfZm91bmQYAiADKAkiPAoXUHVyZ2VEZWFkTGV0dGVyc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCgh0YXNrX2lkcxgCIAMoCSI9ChhQdXJnZURlYWRMZXR0ZXJzUmVzcG9uc2USDgoGcHVyZ2VkGAEgASgNEhEKCW5vdF9mb3VuZBgCIAMoCSIkChFQYXVzZVF1ZXVlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIjQKElBhdXNlUXVldWVSZXNwb25zZRIOCgZwYXVzZWQYASABKAgSDgoGcXVldWVkGAIgASgEIiUKElJlc3VtZVF1ZXVlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIjUKE1Jlc3VtZVF1ZXVlUmVzcG9uc2USDgoGcGF1c2VkGAEgASgIEg4KBnF1ZXVlZBgCIAEoBCI6ChFMaXN0UXVldWVzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJ4CgxRdWV1ZVN1bW1hcnkSDwoHdXNlcl9pZBgBIAEoCRIOCgZxdWV1ZWQYAiABKAQSDwoHcnVubmluZxgDIAEoBBIYChB3YWl0aW5nX3RvX3JldHJ5GAQgASgEEgwKBGRlYWQYBSABKAQSDgoGcGF1c2VkGAYgASgIIlgKEkxpc3RRdWV1ZXNSZXNwb25zZRIpCgZxdWV1ZXMYASADKAsyGS50b2xsZ2F0ZS52MS5RdWV1ZVN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKlQKCU92ZXJMaW1pdBIaChZPVkVSX0xJTUlUX1VOU1BFQ0lGSUVEEAASFAoQT1ZFUl9MSU1JVF9RVUVVRRABEhUKEU9WRVJfTElNSVRfUkVKRUNUEAIqdgoLRGlzcG9zaXRpb24SGwoXRElTUE9TSVRJT05fVU5TUEVDSUZJRUQQABIXChNESVNQT1NJVElPTl9TVEFSVEVEEAESFgoSRElTUE9TSVRJT05fUVVFVUVEEAISGQoVRElTUE9TSVRJT05fRFVQTElDQVRFEAMqtgEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRVEFTS19TVEFURV9RVUVVRUQQARIWChJUQVNLX1NUQVRFX1JVTk5JTkcQAhIYChRUQVNLX1NUQVRFX1NVQ0NFRURFRBADEhUKEVRBU0tfU1RBVEVfRkFJTEVEEAQSEwoPVEFTS19TVEFURV9ERUFEEAUSGAoUVEFTS19TVEFURV9DQU5DRUxMRUQQBiprCglMaXN0U3RhdGUSGgoWTElTVF9TVEFURV9VTlNQRUNJRklFRBAAEhUKEUxJU1RfU1RBVEVfUVVFVUVEEAESFgoSTElTVF9TVEFURV9SVU5OSU5HEAISEwoPTElTVF9TVEFURV9ERUFEEAMyiQcKC1Rhc2tTZXJ2aWNlEkEKBlN1Ym1pdBIaLnRvbGxnYXRlLnYxLlN1Ym1pdFJlcXVlc3QaGy50b2xsZ2F0ZS52MS5TdWJtaXRSZXNwb25zZRJPCgpXYXRjaFF1ZXVlEh4udG9sbGdhdGUudjEuV2F0Y2hRdWV1ZVJlcXVlc3QaHy50b2xsZ2F0ZS52MS5XYXRjaFF1ZXVlUmVzcG9uc2UwARJECgdHZXRUYXNrEhsudG9sbGdhdGUudjEuR2V0VGFza1JlcXVlc3QaHC50b2xsZ2F0ZS52MS5HZXRUYXNrUmVzcG9uc2USSgoJTGlzdFRhc2tzEh0udG9sbGdhdGUudjEuTGlzdFRhc2tzUmVxdWVzdBoeLnRvbGxnYXRlLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEk0KCkNhbmNlbFRhc2sSHi50b2xsZ2F0ZS52MS5DYW5jZWxUYXNrUmVxdWVzdBofLnRvbGxnYXRlLnYxLkNhbmNlbFRhc2tSZXNwb25zZRJNCgpQdXJnZVF1ZXVlEh4udG9sbGdhdGUudjEuUHVyZ2VRdWV1ZVJlcXVlc3QaHy50b2xsZ2F0ZS52MS5QdXJnZVF1ZXVlUmVzcG9uc2USZQoSUmVxdWV1ZURlYWRMZXR0ZXJzEiYudG9sbGdhdGUudjEuUmVxdWV1ZURlYWRMZXR0ZXJzUmVxdWVzdBonLnRvbGxnYXRlLnYxLlJlcXVldWVEZWFkTGV0dGVyc1Jlc3BvbnNlEl8KEFB1cmdlRGVhZExldHRlcnMSJC50b2xsZ2F0ZS52MS5QdXJnZURlYWRMZXR0ZXJzUmVxdWVzdBolLnRvbGxnYXRlLnYxLlB1cmdlRGVhZExldHRlcnNSZXNwb25zZRJNCgpQYXVzZVF1ZXVlEh4udG9sbGdhdGUudjEuUGF1c2VRdWV1ZVJlcXVlc3QaHy50b2xsZ2F0ZS52MS5QYXVzZVF1ZXVlUmVzcG9uc2USUAoLUmVzdW1lUXVldWUSHy50b2xsZ2F0ZS52MS5SZXN1bWVRdWV1ZVJlcXVlc3QaIC50b2xsZ2F0ZS52MS5SZXN1bWVRdWV1ZVJlc3BvbnNlEk0KCkxpc3RRdWV1ZXMSHi50b2xsZ2F0ZS52MS5MaXN0UXVldWVzUmVxdWVzdBofLnRvbGxnYXRlLnYxLkxpc3RRdWV1ZXNSZXNwb25zZUJAWj5naXRodWIuY29tL3RvbGxnYXRlLWRldi90b2xsZ2F0ZS9nZW4vZ28vdG9sbGdhdGUvdjE7dG9sbGdhdGV2MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message tollgate.v1.SubmitRequest
@@ -740,6 +740,113 @@ export const ResumeQueueResponseSchema: GenMessage<ResumeQueueResponse> = /*@__P
   messageDesc(file_tollgate_v1_task_service, 21);
 
 /**
+ * @generated from message tollgate.v1.ListQueuesRequest
+ */
+export type ListQueuesRequest = Message<"tollgate.v1.ListQueuesRequest"> & {
+  /**
+   * Users per page: 50 when 0, at most 500 (a larger size is taken as 500).
+   *
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * Empty for the first page; otherwise the next_page_token of the page
+   * before.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message tollgate.v1.ListQueuesRequest.
+ * Use `create(ListQueuesRequestSchema)` to create a new message.
+ */
+export const ListQueuesRequestSchema: GenMessage<ListQueuesRequest> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 22);
+
+/**
+ * QueueSummary is one user's counts, as ListQueues read them.
+ *
+ * @generated from message tollgate.v1.QueueSummary
+ */
+export type QueueSummary = Message<"tollgate.v1.QueueSummary"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * Tasks in the user's queue (not started).
+   *
+   * @generated from field: uint64 queued = 2;
+   */
+  queued: bigint;
+
+  /**
+   * Tasks running now.
+   *
+   * @generated from field: uint64 running = 3;
+   */
+  running: bigint;
+
+  /**
+   * Tasks whose attempt failed, waiting out their backoff to run again.
+   *
+   * @generated from field: uint64 waiting_to_retry = 4;
+   */
+  waitingToRetry: bigint;
+
+  /**
+   * Tasks on the user's dead-letter list.
+   *
+   * @generated from field: uint64 dead = 5;
+   */
+  dead: bigint;
+
+  /**
+   * The user's queue is paused (PauseQueue).
+   *
+   * @generated from field: bool paused = 6;
+   */
+  paused: boolean;
+};
+
+/**
+ * Describes the message tollgate.v1.QueueSummary.
+ * Use `create(QueueSummarySchema)` to create a new message.
+ */
+export const QueueSummarySchema: GenMessage<QueueSummary> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 23);
+
+/**
+ * @generated from message tollgate.v1.ListQueuesResponse
+ */
+export type ListQueuesResponse = Message<"tollgate.v1.ListQueuesResponse"> & {
+  /**
+   * Largest backlog (queued + waiting_to_retry) first, then by user id.
+   *
+   * @generated from field: repeated tollgate.v1.QueueSummary queues = 1;
+   */
+  queues: QueueSummary[];
+
+  /**
+   * Pass as page_token for the next page; empty after the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message tollgate.v1.ListQueuesResponse.
+ * Use `create(ListQueuesResponseSchema)` to create a new message.
+ */
+export const ListQueuesResponseSchema: GenMessage<ListQueuesResponse> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_task_service, 24);
+
+/**
  * OverLimit says what Submit does with a task that cannot start now.
  *
  * @generated from enum tollgate.v1.OverLimit
@@ -1092,6 +1199,34 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof ResumeQueueRequestSchema;
     output: typeof ResumeQueueResponseSchema;
+  },
+  /**
+   * ListQueues lists the users that have something: a task queued, running
+   * or waiting to retry, or a dead letter; and every paused queue, even an
+   * empty one. Largest backlog (queued + waiting_to_retry) first, then by
+   * user id (UTF-16 code units); a page at a time. For operators: admin keys
+   * only (with auth off every caller may). Each call reads every partition's
+   * indexes (and, for users with only dead letters, scans the keyspace for
+   * dead-letter lists), so it costs O(users with something + keys in
+   * Redis): not a call to poll often.
+   *
+   * Consistency: each page is computed afresh from the counts at that call,
+   * and continues below the last user of the page before in that order (by
+   * its backlog and user id as listed then). While nothing changes, the
+   * pages list every user exactly once. While tasks drain or arrive, a user
+   * whose backlog changed between pages may be listed twice (it moved below
+   * the cursor) or not at all (it moved above it), and the counts of a page
+   * are not one snapshot across partitions.
+   *
+   * Errors: INVALID_ARGUMENT for a page_token that is malformed or from
+   * another listing; PERMISSION_DENIED for a user's key.
+   *
+   * @generated from rpc tollgate.v1.TaskService.ListQueues
+   */
+  listQueues: {
+    methodKind: "unary";
+    input: typeof ListQueuesRequestSchema;
+    output: typeof ListQueuesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tollgate_v1_task_service, 0);
