@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { createTollgateClient, type TollgateClient } from "../../src/client/client.js";
+import { freePort } from "../../src/redis/embedded-redis.js";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { parseRatePolicy } from "../../src/core/rate-policy.js";
 import { usePrivateRedis } from "../support/fixture.js";
@@ -207,10 +208,19 @@ describe("tollgate serve as a cluster", () => {
   });
 
   test("/metrics is Prometheus text, aggregated over workers, and counts what happened", async () => {
-    const metricsPort = 20_000 + (process.pid % 20_000);
-    const server = await startServeProcess(
-      baseEnv("metrics", { TOLLGATE_RATE_LIMITS: "1/1s", TOLLGATE_METRICS_PORT: String(metricsPort) }),
-    );
+    // A port free a moment ago may be taken by the time the primary listens
+    // (other tests open sockets meanwhile): try another then.
+    let metricsPort = 0;
+    let server: ServeProcess | undefined;
+    for (let attempt = 1; !server; attempt++) {
+      metricsPort = await freePort();
+      server = await startServeProcess(
+        baseEnv("metrics", { TOLLGATE_RATE_LIMITS: "1/1s", TOLLGATE_METRICS_PORT: String(metricsPort) }),
+      ).catch((error: Error) => {
+        if (attempt < 3 && /EADDRINUSE/.test(error.message)) return undefined;
+        throw error;
+      });
+    }
     try {
       await waitForWorkers(server, 2);
       // Separate channels, so both workers serve some of the calls.
