@@ -20,6 +20,10 @@ export const metrics = {
   completed: new Counter({ name: "tollgate_tasks_completed_total", help: "Tasks whose handler succeeded" }),
   failed: new Counter({ name: "tollgate_task_attempts_failed_total", help: "Task attempts that threw or timed out" }),
   dead: new Counter({ name: "tollgate_tasks_dead_total", help: "Tasks moved to a dead-letter list" }),
+  expired: new Counter({
+    name: "tollgate_tasks_expired_total",
+    help: "Tasks that ended expired: not started by their start_by",
+  }),
   shortOfReplicas: new Counter({
     name: "tollgate_changes_short_of_replicas_total",
     help: "State changes that TOLLGATE_REPLICA_ACKS replicas had not confirmed within the timeout (made on the primary all the same)",

@@ -6,14 +6,17 @@ export interface FinishedCounts {
   /** Failed attempts. */
   readonly failed: number;
   readonly dead: number;
+  /** Not started by their start_by. */
+  readonly expired: number;
 }
 
-const NONE: FinishedCounts = Object.freeze({ succeeded: 0, failed: 0, dead: 0 });
+const NONE: FinishedCounts = Object.freeze({ succeeded: 0, failed: 0, dead: 0, expired: 0 });
 
 const plus = (a: FinishedCounts, b: FinishedCounts): FinishedCounts => ({
   succeeded: a.succeeded + b.succeeded,
   failed: a.failed + b.failed,
   dead: a.dead + b.dead,
+  expired: a.expired + b.expired,
 });
 
 /** a − b per count, never below 0. */
@@ -21,6 +24,7 @@ const since = (a: FinishedCounts, b: FinishedCounts): FinishedCounts => ({
   succeeded: Math.max(0, a.succeeded - b.succeeded),
   failed: Math.max(0, a.failed - b.failed),
   dead: Math.max(0, a.dead - b.dead),
+  expired: Math.max(0, a.expired - b.expired),
 });
 
 /**
@@ -51,7 +55,12 @@ export class WatchCounts {
 
   /** The counts since the stream began, as of `snapshot`. */
   next(snapshot: QueueSnapshot): FinishedCounts {
-    const counts: FinishedCounts = { succeeded: snapshot.succeeded, failed: snapshot.failed, dead: snapshot.dead };
+    const counts: FinishedCounts = {
+      succeeded: snapshot.succeeded,
+      failed: snapshot.failed,
+      dead: snapshot.dead,
+      expired: snapshot.expired ?? 0,
+    };
     if (this.generation === undefined) {
       this.generation = snapshot.generation;
       this.base = counts;

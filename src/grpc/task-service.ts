@@ -148,6 +148,7 @@ const TASK_STATES: Readonly<Record<TaskStateName, TaskState>> = {
   failed: TaskState.FAILED,
   dead: TaskState.DEAD,
   cancelled: TaskState.CANCELLED,
+  expired: TaskState.EXPIRED,
 };
 
 async function getTask(

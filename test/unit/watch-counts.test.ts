@@ -14,8 +14,8 @@ const succeeded = (counts: WatchCounts, s: QueueSnapshot): number => counts.next
 describe("WatchQueue counts since the stream began", () => {
   test("within one generation: the counters minus the first snapshot's", () => {
     const counts = new WatchCounts();
-    assert.deepEqual(counts.next(snapshot(1, 100, 5, 2, 1)), { succeeded: 0, failed: 0, dead: 0 });
-    assert.deepEqual(counts.next(snapshot(2, 100, 8, 3, 1)), { succeeded: 3, failed: 1, dead: 0 });
+    assert.deepEqual(counts.next(snapshot(1, 100, 5, 2, 1)), { succeeded: 0, failed: 0, dead: 0, expired: 0 });
+    assert.deepEqual(counts.next(snapshot(2, 100, 8, 3, 1)), { succeeded: 3, failed: 1, dead: 0, expired: 0 });
   });
 
   test("the counters expire (no hash) and are made anew: what was seen is kept, the new ones all count", () => {

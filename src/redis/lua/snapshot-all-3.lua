@@ -6,13 +6,13 @@
   KEYS[2]  leases sorted set (one entry per running task)
   KEYS[3]  due-users sorted set
   Returns  {now, queued or waiting to retry, running, succeeded, failed, dead,
-           earliest due moment or -1}
+           earliest due moment or -1, expired}
 ]]
 --- @include "time"
 --- @include "schedule"
 
 local now = currentMs()
-local totals = redis.call('HMGET', KEYS[1], 'q', 'ok', 'f', 'd')
+local totals = redis.call('HMGET', KEYS[1], 'q', 'ok', 'f', 'd', 'x')
 return {
   now,
   math.max(0, tonumber(totals[1] or '0')),
@@ -21,4 +21,5 @@ return {
   tonumber(totals[3] or '0'),
   tonumber(totals[4] or '0'),
   earliest(KEYS[3]),
+  tonumber(totals[5] or '0'),
 }

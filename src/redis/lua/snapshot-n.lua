@@ -9,7 +9,8 @@
   KEYS[5..] the user's rate-limiter-flexible window counters, in policy order
   ARGV[1]   user id
   Returns   {now, queued, running, waiting to retry, succeeded, failed,
-            dead, due moment or -1, generation, paused (1 or 0), count 1,
+            dead, due moment or -1, generation, paused (1 or 0), delayed,
+            expired, count 1,
             pttl 1, count 2,
             pttl 2, ...} (pttl -2 where no window is open). The counters'
             generation (includes/user-stats) is the stats hash's moment of
@@ -20,7 +21,7 @@
 --- @include "window"
 
 local now = currentMs()
-local stats = redis.call('HMGET', KEYS[2], 'r', 'w', 'ok', 'f', 'd', 'e')
+local stats = redis.call('HMGET', KEYS[2], 'r', 'w', 'ok', 'f', 'd', 'e', 'n', 'x')
 local generation = -1
 if stats[6] then
   generation = tonumber(stats[6])
@@ -39,5 +40,7 @@ local out = {
   due and tonumber(due) or -1,
   generation,
   redis.call('SISMEMBER', KEYS[4], ARGV[1]),
+  tonumber(stats[7] or '0'),
+  tonumber(stats[8] or '0'),
 }
 return appendWindows(out, 5)
