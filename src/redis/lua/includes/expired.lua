@@ -10,8 +10,8 @@
 --- @include "task-fields"
 
 -- Whether the task, with no attempt started, has its start_by before `now` (ms).
-local function pastStartBy(task, now)
-  local fields = redis.call('HMGET', task, FIELD_START_BY, FIELD_ATTEMPTS)
+local function pastStartBy(record, now)
+  local fields = redis.call('HMGET', record, FIELD_START_BY, FIELD_ATTEMPTS)
   if not fields[1] then
     return false
   end
