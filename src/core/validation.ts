@@ -10,7 +10,7 @@ const MAX_KIND_BYTES = 64;
 const FORBIDDEN_CHARACTERS = /[\p{Cc}\p{Zl}\p{Zp}]/u;
 const KIND_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
 /** How far ahead Submit's not_before may be: 30 days. */
-export const MAX_DELAY_MS = 30 * 24 * 3_600_000;
+const MAX_DELAY_MS = 30 * 24 * 3_600_000;
 
 function checkIdentifier(field: string, value: string, maxBytes: number): void {
   const bytes = Buffer.byteLength(value, "utf8");
