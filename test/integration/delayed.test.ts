@@ -206,4 +206,18 @@ describe("delayed tasks and start deadlines, 1/1s", () => {
     assert.ok(!(await ran()).has(answer.taskId));
     assert.equal((await firstSnapshot(alice, "alice")).queued, 0n);
   });
+
+  test("a paused queue keeps a delayed task from starting when its moment comes; resumed, it runs", async () => {
+    await sleep(WINDOW_MS);
+    await alice.pauseQueue({ userId: "alice" });
+    const answer = await alice.submit({ userId: "alice", notBefore: timestampFromMs(Date.now() + 300) });
+    await sleep(1_000);
+    assert.equal((await alice.getTask({ taskId: answer.taskId })).task?.state, TaskState.QUEUED, "parked");
+    assert.ok(!(await ran()).has(answer.taskId));
+    await alice.resumeQueue({ userId: "alice" });
+    await pollUntil("the delayed task to run once resumed", async () => {
+      const task = (await alice.getTask({ taskId: answer.taskId })).task!;
+      return task.state === TaskState.SUCCEEDED ? task : undefined;
+    });
+  });
 });
