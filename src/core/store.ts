@@ -164,6 +164,10 @@ export interface TaskRecord {
   readonly submittedAt: number;
   readonly startedAt: number | undefined;
   readonly finishedAt: number | undefined;
+  /** Submit's not_before, when it delayed the task (ms). */
+  readonly notBefore?: number | undefined;
+  /** Submit's start_by (ms). */
+  readonly startBy?: number | undefined;
   readonly lastError: string;
 }
 

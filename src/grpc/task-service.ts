@@ -180,7 +180,11 @@ async function cancel(
 }
 
 function taskMessage(record: TaskRecord, maxAttempts: number, queuePosition = 0) {
-  const finished = record.state === "succeeded" || record.state === "dead" || record.state === "cancelled";
+  const finished =
+    record.state === "succeeded" ||
+    record.state === "dead" ||
+    record.state === "cancelled" ||
+    record.state === "expired";
   return create(TaskSchema, {
     taskId: record.taskId,
     userId: record.userId,
@@ -193,5 +197,7 @@ function taskMessage(record: TaskRecord, maxAttempts: number, queuePosition = 0)
     finishedAt: record.finishedAt === undefined ? undefined : timestampFromMs(record.finishedAt),
     lastError: record.lastError,
     queuePosition,
+    notBefore: record.notBefore === undefined ? undefined : timestampFromMs(record.notBefore),
+    startBy: record.startBy === undefined ? undefined : timestampFromMs(record.startBy),
   });
 }

@@ -156,6 +156,8 @@ function taskRecordOf(taskId: string, fields: Record<string, Buffer> | null | un
     submittedAt: time(TASK_FIELD.SUBMITTED) ?? 0,
     startedAt: time(TASK_FIELD.STARTED),
     finishedAt: time(TASK_FIELD.FINISHED),
+    notBefore: time(TASK_FIELD.NOT_BEFORE),
+    startBy: time(TASK_FIELD.START_BY),
     lastError: text(TASK_FIELD.ERROR),
   };
 }

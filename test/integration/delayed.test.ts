@@ -87,6 +87,7 @@ describe("delayed tasks and start deadlines, 1/1s", () => {
     const early = (await alice.getTask({ taskId: answer.taskId })).task!;
     assert.equal(early.state, TaskState.QUEUED, "not started 1 s in");
     assert.equal(early.startedAt, undefined);
+    assert.equal(timestampMs(early.notBefore!), notBefore, "GetTask shows not_before");
 
     const done = await pollUntil("the delayed task to run", async () => {
       const task = (await alice.getTask({ taskId: answer.taskId })).task!;
@@ -134,6 +135,8 @@ describe("delayed tasks and start deadlines, 1/1s", () => {
     assert.equal(expired.state, TaskState.EXPIRED);
     assert.equal(expired.startedAt, undefined);
     assert.equal(expired.attempts, 0);
+    assert.equal(timestampMs(expired.startBy!), startBy, "GetTask shows start_by");
+    assert.equal(expired.attemptsLeft, 0);
     assert.ok(expired.finishedAt, "finished_at is set");
     assert.ok(
       timestampMs(expired.finishedAt) >= startBy,

@@ -116,6 +116,7 @@ if notBefore > now then
     return reply(ADMIT_BACKLOG_FULL, queued + delayed)
   end
   storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, false, startBy)
+  redis.call('HSET', KEYS[3], FIELD_NOT_BEFORE, notBefore)
   redis.call('ZADD', KEYS[10], notBefore, taskId .. ':' .. userId)
   statsAdd(KEYS[6], 'n', 1, now)
   statsSettle(KEYS[6], ARGV[8])

@@ -789,6 +789,10 @@ type Task struct {
 	// 1-based place in its user's queue, in a ListTasks listing of queued
 	// tasks; 0 otherwise.
 	QueuePosition uint32 `protobuf:"varint,11,opt,name=queue_position,json=queuePosition,proto3" json:"queue_position,omitempty"`
+	// Submit's not_before, when it was in the future: the task waited for it.
+	NotBefore *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	// Submit's start_by: not started by then, the task ends EXPIRED.
+	StartBy       *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=start_by,json=startBy,proto3" json:"start_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -898,6 +902,20 @@ func (x *Task) GetQueuePosition() uint32 {
 		return x.QueuePosition
 	}
 	return 0
+}
+
+func (x *Task) GetNotBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotBefore
+	}
+	return nil
+}
+
+func (x *Task) GetStartBy() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartBy
+	}
+	return nil
 }
 
 type GetTaskResponse struct {
@@ -1720,7 +1738,7 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\x06paused\x18\v \x01(\bR\x06paused\x12\x18\n" +
 	"\aexpired\x18\f \x01(\x04R\aexpired\")\n" +
 	"\x0eGetTaskRequest\x12\x17\n" +
-	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\xb8\x03\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\xaa\x04\n" +
 	"\x04Task\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
@@ -1736,7 +1754,10 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\n" +
 	" \x01(\tR\tlastError\x12%\n" +
-	"\x0equeue_position\x18\v \x01(\rR\rqueuePosition\"8\n" +
+	"\x0equeue_position\x18\v \x01(\rR\rqueuePosition\x129\n" +
+	"\n" +
+	"not_before\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x125\n" +
+	"\bstart_by\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\astartBy\"8\n" +
 	"\x0fGetTaskResponse\x12%\n" +
 	"\x04task\x18\x01 \x01(\v2\x11.tollgate.v1.TaskR\x04task\"\x95\x01\n" +
 	"\x10ListTasksRequest\x12\x17\n" +
@@ -1877,35 +1898,37 @@ var file_tollgate_v1_task_service_proto_depIdxs = []int32{
 	26, // 12: tollgate.v1.Task.submitted_at:type_name -> google.protobuf.Timestamp
 	26, // 13: tollgate.v1.Task.started_at:type_name -> google.protobuf.Timestamp
 	26, // 14: tollgate.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	10, // 15: tollgate.v1.GetTaskResponse.task:type_name -> tollgate.v1.Task
-	3,  // 16: tollgate.v1.ListTasksRequest.state:type_name -> tollgate.v1.ListState
-	10, // 17: tollgate.v1.ListTasksResponse.tasks:type_name -> tollgate.v1.Task
-	10, // 18: tollgate.v1.CancelTaskResponse.task:type_name -> tollgate.v1.Task
-	4,  // 19: tollgate.v1.TaskService.Submit:input_type -> tollgate.v1.SubmitRequest
-	7,  // 20: tollgate.v1.TaskService.WatchQueue:input_type -> tollgate.v1.WatchQueueRequest
-	9,  // 21: tollgate.v1.TaskService.GetTask:input_type -> tollgate.v1.GetTaskRequest
-	12, // 22: tollgate.v1.TaskService.ListTasks:input_type -> tollgate.v1.ListTasksRequest
-	14, // 23: tollgate.v1.TaskService.CancelTask:input_type -> tollgate.v1.CancelTaskRequest
-	16, // 24: tollgate.v1.TaskService.PurgeQueue:input_type -> tollgate.v1.PurgeQueueRequest
-	18, // 25: tollgate.v1.TaskService.RequeueDeadLetters:input_type -> tollgate.v1.RequeueDeadLettersRequest
-	20, // 26: tollgate.v1.TaskService.PurgeDeadLetters:input_type -> tollgate.v1.PurgeDeadLettersRequest
-	22, // 27: tollgate.v1.TaskService.PauseQueue:input_type -> tollgate.v1.PauseQueueRequest
-	24, // 28: tollgate.v1.TaskService.ResumeQueue:input_type -> tollgate.v1.ResumeQueueRequest
-	6,  // 29: tollgate.v1.TaskService.Submit:output_type -> tollgate.v1.SubmitResponse
-	8,  // 30: tollgate.v1.TaskService.WatchQueue:output_type -> tollgate.v1.WatchQueueResponse
-	11, // 31: tollgate.v1.TaskService.GetTask:output_type -> tollgate.v1.GetTaskResponse
-	13, // 32: tollgate.v1.TaskService.ListTasks:output_type -> tollgate.v1.ListTasksResponse
-	15, // 33: tollgate.v1.TaskService.CancelTask:output_type -> tollgate.v1.CancelTaskResponse
-	17, // 34: tollgate.v1.TaskService.PurgeQueue:output_type -> tollgate.v1.PurgeQueueResponse
-	19, // 35: tollgate.v1.TaskService.RequeueDeadLetters:output_type -> tollgate.v1.RequeueDeadLettersResponse
-	21, // 36: tollgate.v1.TaskService.PurgeDeadLetters:output_type -> tollgate.v1.PurgeDeadLettersResponse
-	23, // 37: tollgate.v1.TaskService.PauseQueue:output_type -> tollgate.v1.PauseQueueResponse
-	25, // 38: tollgate.v1.TaskService.ResumeQueue:output_type -> tollgate.v1.ResumeQueueResponse
-	29, // [29:39] is the sub-list for method output_type
-	19, // [19:29] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	26, // 15: tollgate.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	26, // 16: tollgate.v1.Task.start_by:type_name -> google.protobuf.Timestamp
+	10, // 17: tollgate.v1.GetTaskResponse.task:type_name -> tollgate.v1.Task
+	3,  // 18: tollgate.v1.ListTasksRequest.state:type_name -> tollgate.v1.ListState
+	10, // 19: tollgate.v1.ListTasksResponse.tasks:type_name -> tollgate.v1.Task
+	10, // 20: tollgate.v1.CancelTaskResponse.task:type_name -> tollgate.v1.Task
+	4,  // 21: tollgate.v1.TaskService.Submit:input_type -> tollgate.v1.SubmitRequest
+	7,  // 22: tollgate.v1.TaskService.WatchQueue:input_type -> tollgate.v1.WatchQueueRequest
+	9,  // 23: tollgate.v1.TaskService.GetTask:input_type -> tollgate.v1.GetTaskRequest
+	12, // 24: tollgate.v1.TaskService.ListTasks:input_type -> tollgate.v1.ListTasksRequest
+	14, // 25: tollgate.v1.TaskService.CancelTask:input_type -> tollgate.v1.CancelTaskRequest
+	16, // 26: tollgate.v1.TaskService.PurgeQueue:input_type -> tollgate.v1.PurgeQueueRequest
+	18, // 27: tollgate.v1.TaskService.RequeueDeadLetters:input_type -> tollgate.v1.RequeueDeadLettersRequest
+	20, // 28: tollgate.v1.TaskService.PurgeDeadLetters:input_type -> tollgate.v1.PurgeDeadLettersRequest
+	22, // 29: tollgate.v1.TaskService.PauseQueue:input_type -> tollgate.v1.PauseQueueRequest
+	24, // 30: tollgate.v1.TaskService.ResumeQueue:input_type -> tollgate.v1.ResumeQueueRequest
+	6,  // 31: tollgate.v1.TaskService.Submit:output_type -> tollgate.v1.SubmitResponse
+	8,  // 32: tollgate.v1.TaskService.WatchQueue:output_type -> tollgate.v1.WatchQueueResponse
+	11, // 33: tollgate.v1.TaskService.GetTask:output_type -> tollgate.v1.GetTaskResponse
+	13, // 34: tollgate.v1.TaskService.ListTasks:output_type -> tollgate.v1.ListTasksResponse
+	15, // 35: tollgate.v1.TaskService.CancelTask:output_type -> tollgate.v1.CancelTaskResponse
+	17, // 36: tollgate.v1.TaskService.PurgeQueue:output_type -> tollgate.v1.PurgeQueueResponse
+	19, // 37: tollgate.v1.TaskService.RequeueDeadLetters:output_type -> tollgate.v1.RequeueDeadLettersResponse
+	21, // 38: tollgate.v1.TaskService.PurgeDeadLetters:output_type -> tollgate.v1.PurgeDeadLettersResponse
+	23, // 39: tollgate.v1.TaskService.PauseQueue:output_type -> tollgate.v1.PauseQueueResponse
+	25, // 40: tollgate.v1.TaskService.ResumeQueue:output_type -> tollgate.v1.ResumeQueueResponse
+	31, // [31:41] is the sub-list for method output_type
+	21, // [21:31] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_v1_task_service_proto_init() }
