@@ -32,6 +32,10 @@ export const metrics = {
     name: "tollgate_dead_letters_purged_total",
     help: "Dead letters deleted with their records (PurgeDeadLetters)",
   }),
+  expired: new Counter({
+    name: "tollgate_tasks_expired_total",
+    help: "Tasks that ended expired: not started by their start_by",
+  }),
   shortOfReplicas: new Counter({
     name: "tollgate_changes_short_of_replicas_total",
     help: "State changes that TOLLGATE_REPLICA_ACKS replicas had not confirmed within the timeout (made on the primary all the same)",

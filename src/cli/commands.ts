@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { toJson } from "@bufbuild/protobuf";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   createHealthClient,
@@ -113,6 +113,10 @@ position, estimated start).
   --kind NAME            the handler to run
   --idempotency-key KEY  a repeated key answers DUPLICATE (only with --count 1)
   --reject               refuse instead of queueing when over the limit
+  --delay DURATION       start no earlier than this from now (500ms, 3s, 2m, 1h)
+  --at TIME              start no earlier than this ISO time (2026-12-03T10:00:00Z)
+  --start-by WHEN        not started by then, the task ends EXPIRED instead of
+                         running late: an ISO time or a duration from now
   --watch                then watch the queue drain (see tollgate watch)
 
 ${CONNECTION_HELP}`;
@@ -125,6 +129,9 @@ export async function submitCommand(args: readonly string[]): Promise<number> {
     kind: { type: "string" },
     "idempotency-key": { type: "string" },
     reject: { type: "boolean" },
+    delay: { type: "string" },
+    at: { type: "string" },
+    "start-by": { type: "string" },
     watch: { type: "boolean" },
   });
   if (values.help) return help(SUBMIT_HELP);
@@ -133,6 +140,21 @@ export async function submitCommand(args: readonly string[]): Promise<number> {
   if (!Number.isSafeInteger(count) || count < 1 || count > 1_000_000)
     throw new UsageError("--count must be a whole number from 1");
   if (values["idempotency-key"] !== undefined && count > 1) throw new UsageError("--idempotency-key needs --count 1");
+  if (values.delay !== undefined && values.at !== undefined) throw new UsageError("--delay and --at: give one");
+  const now = Date.now();
+  const notBefore =
+    values.delay !== undefined
+      ? now + parseDuration("--delay", values.delay)
+      : values.at !== undefined
+        ? parseTime("--at", values.at)
+        : undefined;
+  const startByText = values["start-by"];
+  const startBy =
+    startByText === undefined
+      ? undefined
+      : /^\d/.test(startByText) && !startByText.includes("-")
+        ? now + parseDuration("--start-by", startByText)
+        : parseTime("--start-by", startByText);
   const client = createTollgateClient(connection(values));
   const request = {
     userId,
@@ -140,6 +162,8 @@ export async function submitCommand(args: readonly string[]): Promise<number> {
     kind: values.kind ?? "",
     idempotencyKey: values["idempotency-key"] ?? "",
     overLimit: values.reject ? OverLimit.REJECT : OverLimit.QUEUE,
+    notBefore: notBefore === undefined ? undefined : timestampFromMs(notBefore),
+    startBy: startBy === undefined ? undefined : timestampFromMs(startBy),
   };
   const answers = await submitMany(
     client,
@@ -156,6 +180,23 @@ export async function submitCommand(args: readonly string[]): Promise<number> {
   }
   if (!values.watch) return 0;
   return watchUntilDrained(client, userId, values.json === true, false, count);
+}
+
+const DURATION_UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+
+/** A duration such as 500ms, 3s, 2m, 1h (or 1.5s), in ms. */
+function parseDuration(flag: string, text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text.trim());
+  if (!match) throw new UsageError(`${flag} must be a duration such as 500ms, 3s, 2m or 1h, not "${text}"`);
+  return Math.round(Number(match[1]) * DURATION_UNITS[match[2]!]!);
+}
+
+/** An ISO 8601 time with its zone (2026-12-03T10:00:00Z), in ms. */
+function parseTime(flag: string, text: string): number {
+  const ms = /^\d{4}-\d{2}-\d{2}T.*(Z|[+-]\d{2}:?\d{2})$/i.test(text) ? Date.parse(text) : Number.NaN;
+  if (Number.isNaN(ms))
+    throw new UsageError(`${flag} must be an ISO time with its zone, such as 2026-12-03T10:00:00Z, not "${text}"`);
+  return ms;
 }
 
 function describeSubmit(answer: SubmitResponse): string {

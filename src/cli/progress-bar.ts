@@ -20,7 +20,7 @@ export interface Progress {
 export function progressOf(message: WatchQueueResponse, first: WatchQueueResponse, known?: number): Progress {
   const queued = Number(message.queued);
   const running = Number(message.running);
-  const finished = Number(message.completed + message.deadLettered);
+  const finished = Number(message.completed + message.deadLettered + message.expired);
   const total =
     known ?? Number(first.queued + first.running) + Math.max(0, finished - Number(first.queued + first.running));
   const done = known !== undefined ? Math.max(0, known - queued - running) : Math.min(total, finished);

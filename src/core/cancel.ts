@@ -49,6 +49,7 @@ export async function cancelTask(
     }
     case "succeeded":
     case "dead":
+    case "expired":
       throw failedPrecondition(`task ${taskId} already finished (${outcome})`);
     case "not-found":
       throw notFound(`no task ${taskId} ${EXPIRED}`);

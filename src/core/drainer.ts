@@ -163,6 +163,7 @@ export class Drainer {
       for (const task of result.claimed) this.runner.start(task);
       // The runner counts the tasks it dead-letters; these died in the claim.
       if (result.deadLettered) metrics.dead.inc(result.deadLettered);
+      if (result.expired) metrics.expired.inc(result.expired);
       this.observe(result);
       const local = (redisMs: number | undefined): number | undefined =>
         redisMs === undefined ? undefined : this.toLocal(partition, redisMs);

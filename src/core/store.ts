@@ -13,6 +13,10 @@ export interface Submission {
   readonly rejectOverLimit: boolean;
   /** This process has a free slot; without one the task queues even when within the policy. */
   readonly canStartNow: boolean;
+  /** Starts no earlier than this moment (ms); absent or past: now. */
+  readonly notBefore?: number;
+  /** Not started by this moment (ms), it ends expired; absent: no deadline. */
+  readonly startBy?: number;
 }
 
 /** A task the drainer claimed: it is running under a lease now. */
@@ -49,6 +53,8 @@ export interface ClaimResult {
   readonly nextLeaseExpiry: number | undefined;
   /** Tasks the claim dead-lettered: their lease ran out on the last attempt (their process is gone). */
   readonly deadLettered?: number;
+  /** Tasks the claim ended expired: not started by their start_by. */
+  readonly expired?: number;
 }
 
 /**
@@ -59,7 +65,7 @@ export interface ClaimResult {
 export interface QueueSnapshot {
   /** Redis' clock when read, ms. */
   readonly now: number;
-  /** Waiting in the queue or for a retry. */
+  /** Waiting in the queue, for a retry or for its not_before (delayed). */
   readonly queued: number;
   readonly running: number;
   readonly succeeded: number;
@@ -70,6 +76,8 @@ export interface QueueSnapshot {
   readonly cancelled: number;
   /** Dead letters requeued. */
   readonly requeued: number;
+  /** Ended expired (not started by their start_by); absent: 0. */
+  readonly expired?: number;
   /**
    * Which generation of the counters these are: it changes when they restart
    * from zero (a user's counters expired while idle and were made anew); -1
@@ -148,7 +156,7 @@ export class NotReplicated extends Error {
   }
 }
 
-export type TaskStateName = "queued" | "running" | "succeeded" | "failed" | "dead" | "cancelled";
+export type TaskStateName = "queued" | "running" | "succeeded" | "failed" | "dead" | "cancelled" | "expired";
 
 export interface TaskRecord {
   readonly taskId: string;
@@ -160,6 +168,10 @@ export interface TaskRecord {
   readonly submittedAt: number;
   readonly startedAt: number | undefined;
   readonly finishedAt: number | undefined;
+  /** Submit's not_before, when it delayed the task (ms). */
+  readonly notBefore?: number | undefined;
+  /** Submit's start_by (ms). */
+  readonly startBy?: number | undefined;
   readonly lastError: string;
 }
 
@@ -169,7 +181,14 @@ export interface TaskRecord {
  * before, finished (succeeded or dead), or gone (or another user's), and
  * changed nothing.
  */
-export type CancelOutcome = "cancelled" | "cancel-requested" | "already-cancelled" | "succeeded" | "dead" | "not-found";
+export type CancelOutcome =
+  | "cancelled"
+  | "cancel-requested"
+  | "already-cancelled"
+  | "succeeded"
+  | "dead"
+  | "expired"
+  | "not-found";
 
 /** Which of a user's tasks listTasks lists. */
 export type ListState = "queued" | "running" | "dead";

@@ -5,7 +5,8 @@ import { invalidArgument, queuePaused, resourceExhausted } from "./service-error
 import { nthStartTime, type WindowCounter } from "./start-schedule.js";
 import { NotReplicated, type Admission, type TaskStore } from "./store.js";
 import type { TaskRunner } from "./task-runner.js";
-import { checkIdempotencyKey, checkKind, checkPayload, checkUserId } from "./validation.js";
+import { systemClock, type Clock } from "./clock.js";
+import { checkIdempotencyKey, checkKind, checkPayload, checkSchedule, checkUserId } from "./validation.js";
 
 /** One Submit, as the transport decoded it. */
 export interface SubmitCommand {
@@ -18,6 +19,10 @@ export interface SubmitCommand {
   readonly idempotencyKey: string;
   /** What to do when the user is over the limit; `{ unknown }` is a value the transport could not name, refused. */
   readonly overLimit: "queue" | "reject" | { readonly unknown: number };
+  /** Starts no earlier than this moment (ms); undefined: now. */
+  readonly notBefore?: number | undefined;
+  /** Not started by this moment (ms), it ends expired; undefined: no deadline. */
+  readonly startBy?: number | undefined;
 }
 
 /** One window of the user's policy as it stands after the Submit. */
@@ -41,7 +46,10 @@ export type SubmitDecision =
       readonly outcome: "queued";
       readonly taskId: string;
       readonly position: number;
-      /** The earliest moment the policy lets it start, if everything ahead starts on time. */
+      /**
+       * The earliest moment the policy lets it start, if everything ahead
+       * starts on time; never before its not_before.
+       */
       readonly estimatedStart: number;
       readonly windows: readonly WindowState[];
     }
@@ -58,6 +66,8 @@ export interface SubmitRules {
   /** Handler kinds this server runs. */
   readonly kinds: ReadonlySet<string>;
   readonly maxPayloadBytes: number;
+  /** Judges not_before and start_by; the system clock by default. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -90,6 +100,7 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
   checkPayload(command.payload, rules.maxPayloadBytes);
   checkKind(command.kind, rules.kinds);
   checkIdempotencyKey(command.idempotencyKey);
+  const notBefore = checkSchedule(command.notBefore, command.startBy, (rules.clock ?? systemClock).now());
   const { overLimit } = command;
   if (typeof overLimit !== "string") {
     throw invalidArgument("over_limit", `unknown value ${overLimit.unknown}; use QUEUE or REJECT`);
@@ -111,6 +122,8 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
       idempotencyKey: command.idempotencyKey,
       rejectOverLimit: overLimit === "reject",
       canStartNow: reserved,
+      ...(notBefore === undefined ? {} : { notBefore }),
+      ...(command.startBy === undefined ? {} : { startBy: command.startBy }),
     });
   } catch (error) {
     // Stored but not confirmed by enough replicas: the caller hears
@@ -144,7 +157,10 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
         outcome: "queued",
         taskId: admission.taskId,
         position: admission.position,
-        estimatedStart: nthStartTime(policy, admission.windows, admission.now, admission.position),
+        estimatedStart: Math.max(
+          notBefore ?? -Infinity,
+          nthStartTime(policy, admission.windows, admission.now, admission.position),
+        ),
         windows: windowStates(policy, admission.windows),
       };
     case "duplicate":

@@ -9,6 +9,8 @@ const MAX_KIND_BYTES = 64;
 // logs and terminals and have no place in an identifier.
 const FORBIDDEN_CHARACTERS = /[\p{Cc}\p{Zl}\p{Zp}]/u;
 const KIND_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
+/** How far ahead Submit's not_before may be: 30 days. */
+const MAX_DELAY_MS = 30 * 24 * 3_600_000;
 
 function checkIdentifier(field: string, value: string, maxBytes: number): void {
   const bytes = Buffer.byteLength(value, "utf8");
@@ -60,4 +62,32 @@ export function checkTaskId(taskId: string): void {
       "task_id",
       "is not a Tollgate task id (a partition number, a dot and 22 characters of base64url, as Submit returns it)",
     );
+}
+
+/**
+ * Checks Submit's not_before and start_by (ms, undefined when unset) against
+ * `now` and returns the delay to store: undefined for none (unset or not in
+ * the future).
+ */
+export function checkSchedule(
+  notBefore: number | undefined,
+  startBy: number | undefined,
+  now: number,
+): number | undefined {
+  if (notBefore !== undefined && !Number.isFinite(notBefore))
+    throw invalidArgument("not_before", "is not a valid time");
+  if (startBy !== undefined && !Number.isFinite(startBy)) throw invalidArgument("start_by", "is not a valid time");
+  if (notBefore !== undefined && notBefore - now > MAX_DELAY_MS) {
+    throw invalidArgument(
+      "not_before",
+      `is ${new Date(notBefore).toISOString()}, more than 30 days ahead; the limit is 30 days from now`,
+    );
+  }
+  if (startBy !== undefined) {
+    if (startBy <= now) throw invalidArgument("start_by", `is ${new Date(startBy).toISOString()}, already past`);
+    if (notBefore !== undefined && startBy < notBefore) {
+      throw invalidArgument("start_by", "is earlier than not_before; the task could never start");
+    }
+  }
+  return notBefore !== undefined && notBefore > now ? notBefore : undefined;
 }

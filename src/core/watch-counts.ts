@@ -10,6 +10,8 @@ export interface FinishedCounts {
   readonly cancelled: number;
   /** Dead letters requeued. */
   readonly requeued: number;
+  /** Not started by their start_by. */
+  readonly expired: number;
 }
 
 /** Every count of FinishedCounts, each a counter of the snapshot that only ever grows (per generation). */
@@ -19,6 +21,7 @@ const COUNTS = [
   "dead",
   "cancelled",
   "requeued",
+  "expired",
 ] as const satisfies readonly (keyof FinishedCounts & keyof QueueSnapshot)[];
 
 const each = (count: (key: keyof FinishedCounts) => number): FinishedCounts =>
@@ -59,7 +62,7 @@ export class WatchCounts {
 
   /** The counts since the stream began, as of `snapshot`. */
   next(snapshot: QueueSnapshot): FinishedCounts {
-    const counts = each((key) => snapshot[key]);
+    const counts = each((key) => snapshot[key] ?? 0);
     if (this.generation === undefined) {
       this.generation = snapshot.generation;
       this.base = counts;

@@ -1,3 +1,4 @@
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import {
   ServerInterceptingCall,
   type Metadata,
@@ -223,6 +224,8 @@ function submitCommand(request: SubmitRequest): SubmitCommand {
     kind: request.kind,
     idempotencyKey: request.idempotencyKey,
     overLimit: overLimitMode(request.overLimit),
+    notBefore: request.notBefore ? timestampMs(request.notBefore) : undefined,
+    startBy: request.startBy ? timestampMs(request.startBy) : undefined,
   };
 }
 

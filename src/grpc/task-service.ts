@@ -170,6 +170,7 @@ const TASK_STATES: Readonly<Record<TaskStateName, TaskState>> = {
   failed: TaskState.FAILED,
   dead: TaskState.DEAD,
   cancelled: TaskState.CANCELLED,
+  expired: TaskState.EXPIRED,
 };
 
 async function getTask(
@@ -201,7 +202,11 @@ async function cancel(
 }
 
 function taskMessage(record: TaskRecord, maxAttempts: number, queuePosition = 0) {
-  const finished = record.state === "succeeded" || record.state === "dead" || record.state === "cancelled";
+  const finished =
+    record.state === "succeeded" ||
+    record.state === "dead" ||
+    record.state === "cancelled" ||
+    record.state === "expired";
   return create(TaskSchema, {
     taskId: record.taskId,
     userId: record.userId,
@@ -214,5 +219,7 @@ function taskMessage(record: TaskRecord, maxAttempts: number, queuePosition = 0)
     finishedAt: record.finishedAt === undefined ? undefined : timestampFromMs(record.finishedAt),
     lastError: record.lastError,
     queuePosition,
+    notBefore: record.notBefore === undefined ? undefined : timestampFromMs(record.notBefore),
+    startBy: record.startBy === undefined ? undefined : timestampFromMs(record.startBy),
   });
 }

@@ -54,6 +54,7 @@ function watchQueueMessage(
     completed: BigInt(finished.succeeded),
     failed: BigInt(finished.failed),
     deadLettered: BigInt(finished.dead),
+    expired: BigInt(finished.expired),
     nextStart: nextStart === undefined ? undefined : timestampFromMs(nextStart),
     estimatedDrain: estimatedDrain === undefined ? undefined : timestampFromMs(estimatedDrain),
     drained: snapshot.queued === 0 && snapshot.running === 0,

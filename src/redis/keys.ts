@@ -55,6 +55,13 @@ export interface PartitionKeys {
   /** Sorted set: lease member -> moment (ms) its next attempt may start. Ends when emptied. */
   readonly retries: string;
   /**
+   * Sorted set: lease member (taskId:userId) -> the moment (ms) a delayed
+   * task (Submit's not_before) joins the back of its user's queue; claim
+   * moves it there when that moment has come (or ends it expired). Ends when
+   * emptied.
+   */
+  readonly delayed: string;
+  /**
    * List of a user's dead-lettered task ids, newest first, at most the cap
    * (TOLLGATE_DEAD_LETTER_CAP; briefly more, see lua/includes/dead-letter).
    * It owns its tasks' records: one trimmed at the cap leaves with its record
@@ -68,19 +75,21 @@ export interface PartitionKeys {
   /** Pub/sub channel (sharded on a Cluster): a user became due at the published moment (ms). */
   readonly wakeChannel: string;
   /**
-   * Hash of a user's counters: r running, w waiting to retry, ok succeeded,
-   * f failed attempts, d dead-lettered, c cancelled while queued or waiting
-   * to retry (cancel-n.lua; not a running task its attempt's end cancels),
-   * rq dead letters requeued (requeue-dead-letters-n.lua) (the last five
-   * only ever grow), and e its generation (the moment, ms, it was made). Kept while r or w is
-   * above 0; otherwise it expires TOLLGATE_RETENTION after its last change,
+   * Hash of a user's counters: r running, w waiting to retry, n delayed
+   * (waiting for their not_before), ok succeeded, f failed attempts, d
+   * dead-lettered, c cancelled while queued or waiting to retry
+   * (cancel-n.lua; not a running task its attempt's end cancels), rq dead
+   * letters requeued (requeue-dead-letters-n.lua), x expired (not started by
+   * their start_by; the last six only ever grow), and e its generation (the
+   * moment, ms, it was made).
+   * Kept while r, w or n is above 0; otherwise it expires TOLLGATE_RETENTION after its last change,
    * and the next change makes a new one from zero, with a new generation
    * (lua/includes/user-stats; WatchQueue counts across it, core/watch-counts.ts).
    */
   stats(userId: string): string;
   /**
    * Hash of the same counters over the partition's users (ok, f, d, c, rq,
-   * never expiring), plus q: queued or waiting to retry, and dx: dead letters
+   * x, never expiring), plus q: queued, delayed or waiting to retry, and dx: dead letters
    * dropped at their list's cap. Permanent (one per partition).
    */
   readonly totals: string;
@@ -93,9 +102,9 @@ export interface PartitionKeys {
   readonly cancelChannel: string;
   /**
    * Hash: one task's record; its fields are TASK_FIELD, documented below.
-   * Owned while queued, running or waiting to retry by the queue, leases or
-   * retries that name it (no expiry then); expires TOLLGATE_RETENTION after
-   * it succeeded or was cancelled, TOLLGATE_DEAD_LETTER_RETENTION after it was dead-lettered,
+   * Owned while queued, delayed, running or waiting to retry by the queue,
+   * delayed set, leases or retries that name it (no expiry then); expires
+   * TOLLGATE_RETENTION after it succeeded, was cancelled or expired, TOLLGATE_DEAD_LETTER_RETENTION after it was dead-lettered,
    * or is deleted when its id is trimmed or purged from the dead-letter list.
    * A requeued dead letter is queued again: owned by the queue, no expiry.
    */
@@ -168,6 +177,7 @@ function partitionKeys(prefix: string, partition: number, tag: string): Partitio
     paused: `${base}:paused`,
     leases: `${base}:leases`,
     retries: `${base}:retries`,
+    delayed: `${base}:delayed`,
     deadLetters: (userId: string) => `${base}:dl:${userId}`,
     wakeChannel: `${base}:wake`,
     stats: (userId: string) => `${base}:u:${userId}`,
@@ -234,10 +244,12 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX, partitions: numb
  * | a | attempts started (a released attempt is taken back) | admit, claim, release, requeue (0) | claim (last attempt?), finish and release (is it still this attempt?), admit-outcome, GetTask, ListTasks |
  * | sub | submitted at (ms) | admit | GetTask, ListTasks, bench/drain.ts |
  * | st | the current attempt started at (ms); deleted when a release leaves no attempt | admit (start now), claim; release and requeue delete | admit-outcome (Submit's answer), GetTask, ListTasks, bench/drain.ts |
- * | fin | finished at (ms): succeeded, dead or cancelled | finish, claim (a lease lost on the last attempt), cancel; requeue deletes | GetTask, ListTasks |
+ * | fin | finished at (ms): succeeded, dead, cancelled or expired | finish, claim (a lease lost on the last attempt; an expired task), cancel; requeue deletes | GetTask, ListTasks |
  * | err | the last attempt's error | finish, claim (a lease lost on the last attempt); requeue deletes | GetTask, ListTasks |
  * | adm | 1: admit started the task itself, not a claim from the queue | admit; requeue deletes | admit-outcome (must the Submit whose reply was lost run it?) |
  * | c | id of the claim that started the current attempt; absent for a start at Submit or after a release | claim; release and requeue delete | release (only that claim may hand it back) |
+ * | nb | not before (ms): the moment a delayed task waited for; absent for one not delayed | admit | GetTask, ListTasks |
+ * | sb | start by (ms): not started by then, it ends expired (claim); absent for no deadline | admit; requeue deletes | claim (at the head, or coming out of the delayed set, with no attempt started) |
  * | cx | 1: CancelTask asked to cancel it while it ran (and published its id on cancelChannel); its attempt ends it cancelled (not retried) | cancel; deleted when it ends cancelled | finish, release, claim (a lost lease) |
  */
 export const TASK_FIELD = Object.freeze({
@@ -253,6 +265,8 @@ export const TASK_FIELD = Object.freeze({
   STARTED_BY_ADMIT: "adm",
   CLAIM: "c",
   CANCEL_REQUESTED: "cx",
+  START_BY: "sb",
+  NOT_BEFORE: "nb",
 } as const);
 
 /** The values of a task's TASK_FIELD.STATE (Lua: `STATE_<NAME>`). */
@@ -266,13 +280,15 @@ export const TASK_STATE = Object.freeze({
   DEAD: "d",
   /** Cancelled (CancelTask, PurgeQueue) while queued or waiting to retry; it never runs again. */
   CANCELLED: "x",
+  /** Not started by its start_by (claim found it so): it never runs. */
+  EXPIRED: "xp",
 } as const);
 
 /**
  * The keys that never end, whatever users come and go: the layout record and
  * each partition's totals. Every other key is some user's, task's or claim's
  * and ends (see Keys and PartitionKeys); the partition's shared sets and
- * hashes (dueUsers, heads, leases, retries) end when emptied.
+ * hashes (dueUsers, heads, leases, retries, delayed) end when emptied.
  */
 export function permanentKeys(keys: Keys): string[] {
   return [keys.layout, ...keys.all.map((partition) => partition.totals)];

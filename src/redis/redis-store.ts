@@ -111,6 +111,7 @@ const STATE_NAMES: Readonly<Record<string, TaskStateName>> = {
   [TASK_STATE.FAILED]: "failed",
   [TASK_STATE.DEAD]: "dead",
   [TASK_STATE.CANCELLED]: "cancelled",
+  [TASK_STATE.EXPIRED]: "expired",
 };
 
 const CANCEL_OUTCOMES: ReadonlyMap<number, CancelOutcome> = new Map([
@@ -120,12 +121,13 @@ const CANCEL_OUTCOMES: ReadonlyMap<number, CancelOutcome> = new Map([
   [CANCEL.CANCEL_REQUESTED, "cancel-requested"],
   [CANCEL.SUCCEEDED, "succeeded"],
   [CANCEL.DEAD, "dead"],
+  [CANCEL.EXPIRED, "expired"],
 ]);
 
 const scripts = {
   admit: new LuaScript("admit-n.lua"),
   admitOutcome: new LuaScript("admit-outcome-n.lua"),
-  claimPlan: new LuaScript("claim-plan-4.lua"),
+  claimPlan: new LuaScript("claim-plan-5.lua"),
   claim: new LuaScript("claim-n.lua"),
   finish: new LuaScript("finish-6.lua"),
   snapshot: new LuaScript("snapshot-n.lua"),
@@ -155,6 +157,8 @@ function taskRecordOf(taskId: string, fields: Record<string, Buffer> | null | un
     submittedAt: time(TASK_FIELD.SUBMITTED) ?? 0,
     startedAt: time(TASK_FIELD.STARTED),
     finishedAt: time(TASK_FIELD.FINISHED),
+    notBefore: time(TASK_FIELD.NOT_BEFORE),
+    startBy: time(TASK_FIELD.START_BY),
     lastError: text(TASK_FIELD.ERROR),
   };
 }
@@ -250,6 +254,7 @@ export class RedisStore implements TaskStore {
       partition.totals,
       partition.heads,
       partition.paused,
+      partition.delayed,
       ...this.windows.keysFor(userId),
     ];
     const args = [
@@ -266,6 +271,8 @@ export class RedisStore implements TaskStore {
       partition.wakeChannel,
       partition.progressChannel,
       this.publish,
+      submission.notBefore ?? 0,
+      submission.startBy ?? "",
       ...this.windows.scriptArgs,
     ];
     let changed: { readonly reply: unknown; readonly replicas: number; readonly replicated: boolean };
@@ -420,7 +427,7 @@ export class RedisStore implements TaskStore {
     const plan = (await this.tracked(() =>
       scripts.claimPlan.run(
         this.redis,
-        [partition.dueUsers, partition.leases, partition.retries, partition.heads],
+        [partition.dueUsers, partition.leases, partition.retries, partition.heads, partition.delayed],
         [maxClaims, RECOVERIES_PER_CLAIM],
       ),
     )) as (string | number)[];
@@ -435,13 +442,17 @@ export class RedisStore implements TaskStore {
       }
       return number;
     };
-    const items: { readonly kind: "lease" | "retry" | "head"; readonly taskId: string; readonly user: number }[] = [];
+    const items: {
+      readonly kind: "lease" | "retry" | "delayed" | "head";
+      readonly taskId: string;
+      readonly user: number;
+    }[] = [];
     let at = 4;
     const users = Number(plan[at++]);
     for (let i = 0; i < users; i++, at += 2) {
       items.push({ kind: "head", taskId: String(plan[at + 1]), user: userNumber(String(plan[at])) });
     }
-    for (const kind of ["lease", "retry"] as const) {
+    for (const kind of ["lease", "retry", "delayed"] as const) {
       const members = Number(plan[at++]);
       for (let i = 0; i < members; i++, at++) {
         const { taskId, userId } = parseLeaseMember(String(plan[at]));
@@ -458,6 +469,7 @@ export class RedisStore implements TaskStore {
       partition.heads,
       partition.claim(claimId),
       partition.paused,
+      partition.delayed,
     ];
     for (const userId of userIds) {
       keys.push(partition.queue(userId), partition.stats(userId), partition.deadLetters(userId));
@@ -490,9 +502,13 @@ export class RedisStore implements TaskStore {
     // short of replicas they go on: the change is made and cannot be taken
     // back, and a failover that loses it only reruns a task (at-least-once).
     const { reply } = (await this.change("claim", scripts.claim, keys, args, true)) as { reply: (number | Buffer)[] };
-    const overCap = Number(reply[5]);
-    for (let i = 0; i < overCap; i++) await this.trimDeadLetters(partition, String(reply[6 + i]));
-    return { ...this.claimResult(partitionNumber, reply, claimId, 6 + overCap), deadLettered: Number(reply[4]) };
+    const overCap = Number(reply[6]);
+    for (let i = 0; i < overCap; i++) await this.trimDeadLetters(partition, String(reply[7 + i]));
+    return {
+      ...this.claimResult(partitionNumber, reply, claimId, 7 + overCap),
+      deadLettered: Number(reply[4]),
+      expired: Number(reply[5]),
+    };
   }
 
   /**
@@ -775,8 +791,9 @@ export class RedisStore implements TaskStore {
 
   /**
    * Cancels every queued task of the user, then every one waiting to retry,
-   * in batches: the ids are read first (the queue a batch at a time, the
-   * partition's retries set whole, filtered to the user), then cancelled by a
+   * then every delayed one, in batches: the ids are read first (the queue a
+   * batch at a time, the partition's retries and delayed sets whole,
+   * filtered to the user), then cancelled by a
    * script that declares their records (the two steps of trimDeadLetters).
    * A task that moved on between the two steps (claimed, say) is left as it
    * is. Returns how many were cancelled.
@@ -794,13 +811,15 @@ export class RedisStore implements TaskStore {
       // None cancelled: the ids moved on meanwhile (claimed); stop rather than spin.
       if (now === 0) break;
     }
-    const members = await this.tracked(() => storeCall(() => this.redis.zrange(partition.retries, 0, -1)));
-    const retrying = members
-      .map(parseLeaseMember)
-      .flatMap((member) => (member.userId === userId ? [member.taskId] : []));
-    for (let i = 0; i < retrying.length; i += PURGE_BATCH) {
-      const codes = await this.cancelBatch(partition, userId, retrying.slice(i, i + PURGE_BATCH));
-      cancelled += codes.filter((code) => Number(code) === CANCEL.CANCELLED).length;
+    for (const set of [partition.retries, partition.delayed]) {
+      const members = await this.tracked(() => storeCall(() => this.redis.zrange(set, 0, -1)));
+      const waiting = members
+        .map(parseLeaseMember)
+        .flatMap((member) => (member.userId === userId ? [member.taskId] : []));
+      for (let i = 0; i < waiting.length; i += PURGE_BATCH) {
+        const codes = await this.cancelBatch(partition, userId, waiting.slice(i, i + PURGE_BATCH));
+        cancelled += codes.filter((code) => Number(code) === CANCEL.CANCELLED).length;
+      }
     }
     return cancelled;
   }
@@ -817,6 +836,7 @@ export class RedisStore implements TaskStore {
         partition.retries,
         partition.stats(userId),
         partition.totals,
+        partition.delayed,
         ...taskIds.map((taskId) => partition.task(taskId)),
       ],
       [
@@ -1074,10 +1094,13 @@ export class RedisStore implements TaskStore {
       paused = 0,
       cancelled = 0,
       requeued = 0,
+      delayed = 0,
+      expired = 0,
     ] = reply;
     return {
       now,
-      queued: queued + waiting,
+      queued: queued + waiting + Math.max(0, delayed),
+      expired,
       running: Math.max(0, running),
       succeeded,
       failed,
@@ -1087,7 +1110,7 @@ export class RedisStore implements TaskStore {
       generation,
       dueAt: due >= 0 ? due : undefined,
       paused: paused === 1,
-      windows: countersFromReply(reply.slice(12), now),
+      windows: countersFromReply(reply.slice(14), now),
     };
   }
 
@@ -1107,6 +1130,7 @@ export class RedisStore implements TaskStore {
       dead: 0,
       cancelled: 0,
       requeued: 0,
+      expired: 0,
       due: Infinity,
     };
     for (const [
@@ -1119,6 +1143,7 @@ export class RedisStore implements TaskStore {
       due = -1,
       cancelled = 0,
       requeued = 0,
+      expired = 0,
     ] of replies) {
       // On a Cluster each partition's master has its own clock; the latest is the truest "now".
       sum.now = Math.max(sum.now, now);
@@ -1129,6 +1154,7 @@ export class RedisStore implements TaskStore {
       sum.dead += dead;
       sum.cancelled += cancelled;
       sum.requeued += requeued;
+      sum.expired += expired;
       if (due >= 0) sum.due = Math.min(sum.due, due);
     }
     const { due, ...counts } = sum;

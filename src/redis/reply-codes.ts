@@ -57,4 +57,6 @@ export const CANCEL = Object.freeze({
   SUCCEEDED: 4,
   /** It is dead-lettered. Nothing changed. */
   DEAD: 5,
+  /** It expired (not started by its start_by). Nothing changed. */
+  EXPIRED: 6,
 } as const);

@@ -150,6 +150,10 @@ describe("the tollgate CLI as a client", () => {
           : ["--addr", "--api-key", "--json", "--tls", "--tls-ca", "--tls-cert", "--tls-key"];
       for (const flag of flags)
         assert.match(help.stdout, new RegExp(`${flag}\\b`), `${commands[i]} --help names ${flag}`);
+      if (commands[i] === "submit") {
+        for (const flag of ["--delay", "--at", "--start-by"])
+          assert.match(help.stdout, new RegExp(`${flag}\\b`), `submit --help names ${flag}`);
+      }
     }
   });
 
@@ -157,6 +161,10 @@ describe("the tollgate CLI as a client", () => {
     const cases: [string[], RegExp][] = [
       [["submit", "--addr", served.addr], /tollgate submit: --user is required \(see tollgate submit --help\)/],
       [["submit", "--user", "u", "--bogus"], /tollgate submit: .*--bogus/],
+      [["submit", "--user", "u", "--delay", "soon"], /tollgate submit: --delay must be a duration such as 500ms/],
+      [["submit", "--user", "u", "--delay", "1s", "--at", "2026-12-03T10:00:00Z"], /tollgate submit: --delay and --at/],
+      [["submit", "--user", "u", "--at", "tomorrow"], /tollgate submit: --at must be an ISO time/],
+      [["submit", "--user", "u", "--start-by", "2026-12-03"], /tollgate submit: --start-by must be an ISO time/],
       [["task", "--addr", served.addr], /tollgate task: give exactly one task id/],
       [["tasks", "--addr", served.addr], /tollgate tasks: --user is required/],
       [["tasks", "--user", "u", "--state", "done"], /tollgate tasks: --state must be queued, running or dead/],
@@ -244,6 +252,33 @@ describe("the tollgate CLI as a client", () => {
     const ids = lines.map((text) => text.split(" ")[0]);
     assert.equal(new Set(ids).size, ids.length, all.stdout);
     assert.equal(dead.stdout, "");
+  });
+
+  test("submit --delay and --start-by: the task waits, its estimated start at its moment; cancel reaches it", async () => {
+    const before = Date.now();
+    const submit = await tollgate([
+      "submit",
+      "--addr",
+      served.addr,
+      "--user",
+      "cli-delay",
+      "--delay",
+      "1h",
+      "--start-by",
+      "2h",
+      "--json",
+    ]);
+    assert.equal(submit.code, 0, describeRun(submit));
+    const answer = JSON.parse(oneLine(submit.stdout)) as {
+      taskId: string;
+      disposition: string;
+      estimatedStart: string;
+    };
+    assert.equal(answer.disposition, "DISPOSITION_QUEUED");
+    assert.ok(Date.parse(answer.estimatedStart) >= before + 3_600_000, answer.estimatedStart);
+    const cancel = await tollgate(["cancel", "--addr", served.addr, answer.taskId]);
+    assert.equal(cancel.code, 0, describeRun(cancel));
+    assert.match(cancel.stdout, /CANCELLED/);
   });
 
   test("pause pauses a queue and says how many wait; resume resumes it; both idempotent", async () => {

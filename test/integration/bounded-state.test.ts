@@ -8,6 +8,7 @@
 // or still in use, and a dead letter trimmed at the cap must leave no record.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { parseRatePolicy } from "../../src/core/rate-policy.js";
 import type { RedisStore } from "../../src/redis/redis-store.js";
 import { createLogger } from "../../src/logger.js";
@@ -150,6 +151,33 @@ describe("bounded state: a finished user holds no key past the retention", () =>
         "every dead letter on a list has its record",
       );
 
+      // 10 more users: a task delayed 200 ms that then runs, and one delayed as long that
+      // expires (start_by 50 ms after its moment, before the claim comes).
+      const delayedUsers = Array.from({ length: 10 }, (_, i) => `delayed-${i}`);
+      const moment = Date.now() + 200;
+      for (const userId of delayedUsers) {
+        for (const startBy of [undefined, moment + 50]) {
+          const admission = await store.admit({
+            userId,
+            payload: new Uint8Array([7]),
+            kind: "",
+            idempotencyKey: "",
+            rejectOverLimit: false,
+            canStartNow: true,
+            notBefore: moment,
+            ...(startBy === undefined ? {} : { startBy }),
+          });
+          assert.equal(admission.outcome, "queued", userId);
+        }
+      }
+      await sleep(400);
+      const undelayed: Awaited<ReturnType<typeof claimEverywhere>> = [];
+      await pollUntil("every delayed user's task claimed", async () => {
+        undelayed.push(...(await claimEverywhere(store)));
+        return undelayed.length === delayedUsers.length;
+      });
+      for (const task of undelayed) assert.equal(await store.finish(task, { ok: true }, 0), "succeeded");
+
       // Nothing runs or waits: every key is permanent or ends.
       const withoutEnd: string[] = [];
       for (const key of await everyKey(redis)) {
@@ -174,8 +202,8 @@ describe("bounded state: a finished user holds no key past the retention", () =>
       assert.ok(remaining.length > 0, "the totals stay");
       const all = await store.snapshotAll();
       assert.deepEqual(
-        [all.queued, all.running, all.succeeded, all.dead],
-        [0, 0, 140 + queuedUsers.length, 20 * 4 + 10 * 3],
+        [all.queued, all.running, all.succeeded, all.dead, all.expired],
+        [0, 0, 140 + queuedUsers.length + 10, 20 * 4 + 10 * 3, 10],
         "the partitions' totals are permanent and exact",
       );
 

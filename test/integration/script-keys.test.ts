@@ -97,7 +97,8 @@ function checkingClient(redis: RedisClient, ran: Set<string>): RedisClient {
  * dead again, purged, a lease left to expire and recovered, release, renew,
  * finish ok, the reads, cancelling (queued, waiting to retry, finished)
  * and purging the queue, and pausing (a Submit queued, one refused, a retry
- * parked by claim) and resuming.
+ * parked by claim) and resuming, and delayed tasks (moved to the queue,
+ * expired coming out of the delayed set or at the head, cancelled, purged).
  */
 async function everyOperation(store: RedisStore, redis: RedisClient, users: readonly string[]): Promise<void> {
   const keys = createKeys(undefined, CONFIG.partitions);
@@ -252,9 +253,59 @@ async function everyOperation(store: RedisStore, redis: RedisClient, users: read
       assert.equal(await store.finish(task, { ok: true }, 0), "cancelled", userId);
     }
     assert.equal((await store.snapshot(userId)).paused, false, userId);
+
+    // Delayed tasks and start deadlines: claim moves a delayed task to the back of the queue
+    // when its moment comes, or ends it expired (start_by past), and ends a queued head past
+    // its start_by expired; cancel and purge reach a delayed task.
+    const later = (notBefore: number | undefined, startBy: number | undefined) =>
+      store.admit({
+        userId,
+        payload: new Uint8Array([1]),
+        kind: "",
+        idempotencyKey: "",
+        rejectOverLimit: false,
+        canStartNow: false,
+        ...(notBefore === undefined ? {} : { notBefore }),
+        ...(startBy === undefined ? {} : { startBy }),
+      });
+    const moment = Date.now() + 300;
+    const headTooLate = await later(undefined, Date.now() + 50);
+    const delayed = await later(moment, undefined);
+    const delayedTooLate = await later(moment, moment + 10);
+    const cancelledLater = await later(Date.now() + 60_000, undefined);
+    const purgedLater = await later(Date.now() + 60_000, undefined);
+    for (const admission of [headTooLate, delayed, delayedTooLate, cancelledLater, purgedLater])
+      assert.equal(admission.outcome, "queued", userId);
+    const taskIdOf = (admission: Awaited<ReturnType<typeof later>>) =>
+      (admission as { readonly taskId: string }).taskId;
+    assert.equal((await store.snapshot(userId)).queued, 5, `${userId}: delayed tasks count as queued`);
+    assert.equal(await store.cancelTask({ taskId: taskIdOf(cancelledLater), userId }), "cancelled", userId);
+    await sleep(400);
+    const first = await store.claim(keys.forUser(userId).partition, 10, `c-${Math.random()}`);
+    assert.deepEqual(
+      first.claimed.filter((task) => task.userId === userId),
+      [],
+      `${userId}: the head expired`,
+    );
+    assert.equal(first.expired, 2, userId);
+    for (const admission of [headTooLate, delayedTooLate])
+      assert.equal((await store.getTask(taskIdOf(admission)))?.state, "expired", userId);
+    const undelayed = await claimAll(userId);
+    assert.deepEqual(
+      undelayed.map((task) => task.taskId),
+      [taskIdOf(delayed)],
+      userId,
+    );
+    assert.equal(await store.cancelTask(undelayed[0]!), "cancel-requested", userId);
+    assert.equal(await store.finish(undelayed[0]!, { ok: true }, 0), "cancelled", userId);
+    assert.equal(await store.purgeQueue(userId), 1, userId);
+    const none = await store.snapshot(userId);
+    assert.deepEqual([none.queued, none.running, none.expired], [0, 0, 2], userId);
   }
   const all = await store.snapshotAll();
   assert.equal(all.succeeded, users.length);
+  assert.equal(all.expired, 2 * users.length);
+  assert.equal(all.queued, 0);
   assert.equal(await store.droppedDeadLetters(), users.length);
 }
 

@@ -187,12 +187,27 @@ describe("Lua rules are written once", () => {
       if (/\bcurrentMs\(/.test(own)) assert.ok(includedBy(file).has("time"), file);
       // A user's counters change only through the include, and every script
       // that changes them settles their lifetime.
-      assert.doesNotMatch(own, /'HINCRBY', (KEYS\[\d+\]|stats|user\.stats), '[rw]'/, `${file} counts through statsAdd`);
+      assert.doesNotMatch(
+        own,
+        /'HINCRBY', (KEYS\[\d+\]|stats|user\.stats), '[rwn]'/,
+        `${file} counts through statsAdd`,
+      );
       if (/\bstatsAdd\(/.test(own)) assert.match(own, /\bstatsSettle\(/, `${file} settles what it counted`);
     }
     assert.match(code(ownText.get("claim-n.lua")!), /\bdeadLetter\(/);
     assert.match(code(ownText.get("finish-6.lua")!), /\bdeadLetter\(/);
     assert.match(code(ownText.get("admit-n.lua")!), /\bstoreTask\(/);
+  });
+
+  test("a task ends expired only through the expired include, and only claim ends one", () => {
+    for (const file of scriptFiles) {
+      const own = code(ownText.get(file)!);
+      const ends = /\bendExpired\(/.test(own);
+      if (ends) assert.ok(includedBy(file).has("expired"), `${file} includes "expired"`);
+      assert.equal(ends, file === "claim-n.lua", `${file}: ${ends ? "ends" : "does not end"} a task expired`);
+    }
+    // claim checks a head's start_by and a delayed task's, both through pastStartBy.
+    assert.equal(code(ownText.get("claim-n.lua")!).match(/\bpastStartBy\(/g)?.length, 2);
   });
 });
 
@@ -271,6 +286,7 @@ describe("reply codes and task fields: Lua and TypeScript agree", () => {
       "includes/dead-letter.lua": "task",
       "includes/task-record.lua": "task",
       "includes/lease.lua": "task",
+      "includes/expired.lua": "record",
     };
     for (const [file, text] of ownText) {
       const key = taskKey[file];

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { Identity } from "../../src/core/authorization.js";
+import type { Clock } from "../../src/core/clock.js";
 import { parseRatePolicy } from "../../src/core/rate-policy.js";
 import { ServiceError, StatusCode } from "../../src/core/service-error.js";
 import { AdmitReplyLost, type Admission, type Submission } from "../../src/core/store.js";
@@ -70,6 +71,11 @@ function setup(answer: (submission: Submission) => Promise<Admission> = started,
   const runner = new FakeRunner(freeSlots);
   const rules: SubmitRules = { store, runner, policy, kinds: new Set(["email"]), maxPayloadBytes: 16 };
   return { store, runner, rules };
+}
+
+/** A clock standing at NOW. */
+function fakeClock(): Clock {
+  return { now: () => NOW, setTimer: () => () => {} };
 }
 
 const ANYONE: Identity = { kind: "anyone" };
@@ -288,5 +294,51 @@ describe("Submit's decision", () => {
     const { runner, rules } = setup(async () => Promise.reject(new Error("Connection is closed.")), 0);
     await assert.rejects(decideSubmit(rules, ALICE, command()), /Connection is closed/);
     assert.deepEqual(runner.calls, ["reserve: none free"]);
+  });
+
+  test("not_before and start_by, judged by the injected clock: INVALID_ARGUMENT naming the field, nothing stored", async () => {
+    const DAY = 24 * 3_600_000;
+    const cases: [Partial<SubmitCommand>, RegExp][] = [
+      [{ notBefore: NOW + 30 * DAY + 1 }, /^not_before: .* more than 30 days ahead/],
+      [{ startBy: NOW }, /^start_by: .* already past/],
+      [{ startBy: NOW - 1 }, /^start_by: .* already past/],
+      [{ notBefore: NOW + 2_000, startBy: NOW + 1_000 }, /^start_by: is earlier than not_before/],
+      [{ notBefore: Number.NaN }, /^not_before: is not a valid time/],
+    ];
+    for (const [fields, message] of cases) {
+      const { store, runner, rules } = setup();
+      const error = await refusal(decideSubmit({ ...rules, clock: fakeClock() }, ALICE, command(fields)));
+      assert.equal(error.code, StatusCode.INVALID_ARGUMENT, JSON.stringify(fields));
+      assert.match(error.message, message);
+      assert.deepEqual(store.submissions, []);
+      assert.deepEqual(runner.calls, []);
+    }
+  });
+
+  test("a delayed task: the store is told its moment, and the estimate is never before it", async () => {
+    const queued = async (): Promise<Admission> => ({
+      outcome: "queued",
+      taskId: TASK_ID,
+      position: 1,
+      now: NOW,
+      windows: [
+        { count: 0, resetAt: null },
+        { count: 0, resetAt: null },
+      ],
+    });
+    const { store, rules } = setup(queued);
+    const decision = await decideSubmit(
+      { ...rules, clock: fakeClock() },
+      ALICE,
+      command({ notBefore: NOW + 5_000, startBy: NOW + 9_000 }),
+    );
+    assert.equal(store.submissions[0]!.notBefore, NOW + 5_000);
+    assert.equal(store.submissions[0]!.startBy, NOW + 9_000);
+    assert.equal(decision.outcome, "queued");
+    assert.equal((decision as { estimatedStart: number }).estimatedStart, NOW + 5_000);
+    // A not_before not in the future is now: the store is told no delay.
+    const past = setup(queued);
+    await decideSubmit({ ...past.rules, clock: fakeClock() }, ALICE, command({ notBefore: NOW - 1 }));
+    assert.equal(past.store.submissions[0]!.notBefore, undefined);
   });
 });

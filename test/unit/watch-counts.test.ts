@@ -40,6 +40,7 @@ describe("WatchQueue counts since the stream began", () => {
       dead: 0,
       cancelled: 0,
       requeued: 0,
+      expired: 0,
     });
     assert.deepEqual(counts.next(snapshot(2, 100, 8, 3, 1, 6, 2)), {
       succeeded: 3,
@@ -47,6 +48,7 @@ describe("WatchQueue counts since the stream began", () => {
       dead: 0,
       cancelled: 2,
       requeued: 1,
+      expired: 0,
     });
   });
 

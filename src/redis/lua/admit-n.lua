@@ -13,6 +13,13 @@
   While the user's queue is paused (KEYS[9]) nothing starts: the task is
   queued, and a new head is named in the heads hash but the user is not made
   due (ResumeQueue does that), or, in reject mode, nothing is stored.
+  A delayed task (ARGV[14] later than now) neither starts nor joins the
+  queue: it waits in the partition's delayed set (KEYS[10]) until its
+  moment, counted as queued (q) and delayed (the user's n gauge), and the
+  drainers are woken for that moment; claim then moves it to the back of the
+  queue. Reject mode stores it too (what the policy allows is decided at its
+  moment), unless the queue is paused; the backlog cap counts it with the
+  queued ones.
 
   KEYS[1]   queue list of the user
   KEYS[2]   due-users sorted set
@@ -23,7 +30,8 @@
   KEYS[7]   totals hash
   KEYS[8]   heads hash (user id -> head task id)
   KEYS[9]   paused-users set
-  KEYS[10..] one rate-limiter-flexible counter per window, in policy order
+  KEYS[10]  delayed-tasks sorted set
+  KEYS[11..] one rate-limiter-flexible counter per window, in policy order
   ARGV[1]   task id
   ARGV[2]   user id
   ARGV[3]   payload (bytes)
@@ -38,14 +46,17 @@
   ARGV[11]  channel on which drainers are woken when a user becomes due
   ARGV[12]  progress channel (the user id is published when its counts change)
   ARGV[13]  "SPUBLISH" on a Redis Cluster (sharded pub/sub), else "PUBLISH"
-  ARGV[14..] per window: limit, then duration in whole seconds
+  ARGV[14]  not before, ms ("0": now)
+  ARGV[15]  start by, ms, stored on the record ("" for none)
+  ARGV[16..] per window: limit, then duration in whole seconds
   Returns   {outcome, task id, n, now ms, count 1, pttl 1, count 2, pttl 2, ...}
             outcome (src/redis/reply-codes.ts) ADMIT_STARTED (n = 0),
             ADMIT_QUEUED (n = position), ADMIT_DUPLICATE (task id is the
             first task's; no window state), ADMIT_OVER_LIMIT in reject mode
             (n = queue length), ADMIT_BACKLOG_FULL (n = queue length),
             ADMIT_PAUSED in reject mode while the queue is paused (n =
-            queue length).
+            queue length). A delayed task answers ADMIT_QUEUED with n =
+            the place it would take if its moment were now.
             Counts and pttls are after the start, if any; pttl is -2 where
             no window is open.
 ]]
@@ -67,13 +78,14 @@ if ARGV[4] ~= '' then
 end
 
 local PUBLISH = ARGV[13]
-local windows = #KEYS - 9
+local windows = #KEYS - 10
+local notBefore, startBy = tonumber(ARGV[14]), ARGV[15]
 local counts, pttls, limits = {}, {}, {}
 -- ms until every window has room (0: it has now)
 local wait = 0
 for i = 1, windows do
-  limits[i] = tonumber(ARGV[12 + 2 * i])
-  counts[i], pttls[i] = windowRead(KEYS[9 + i])
+  limits[i] = tonumber(ARGV[14 + 2 * i])
+  counts[i], pttls[i] = windowRead(KEYS[10 + i])
   wait = math.max(wait, windowWait(counts[i], pttls[i], limits[i]))
 end
 
@@ -95,16 +107,36 @@ end
 local queued = redis.call('LLEN', KEYS[1])
 local paused = redis.call('SISMEMBER', KEYS[9], userId) == 1
 
+if notBefore > now then
+  if ARGV[6] == 'reject' and paused then
+    return reply(ADMIT_PAUSED, queued)
+  end
+  local delayed = tonumber(redis.call('HGET', KEYS[6], 'n') or '0')
+  if queued + delayed >= tonumber(ARGV[7]) then
+    return reply(ADMIT_BACKLOG_FULL, queued + delayed)
+  end
+  storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, false, startBy)
+  redis.call('HSET', KEYS[3], FIELD_NOT_BEFORE, notBefore)
+  redis.call('ZADD', KEYS[10], notBefore, taskId .. ':' .. userId)
+  statsAdd(KEYS[6], 'n', 1, now)
+  statsSettle(KEYS[6], ARGV[8])
+  redis.call('HINCRBY', KEYS[7], 'q', 1)
+  redis.call(PUBLISH, ARGV[12], userId)
+  redis.call(PUBLISH, ARGV[11], notBefore)
+  remember()
+  return reply(ADMIT_QUEUED, queued + 1)
+end
+
 -- Within the policy: not paused, nothing queued ahead and every window has room.
 local withinPolicy = not paused and queued == 0 and wait == 0
 
 if withinPolicy and ARGV[10] == '1' then
   for i = 1, windows do
-    counts[i], pttls[i] = windowUse(KEYS[9 + i], counts[i], pttls[i], ARGV[13 + 2 * i])
+    counts[i], pttls[i] = windowUse(KEYS[10 + i], counts[i], pttls[i], ARGV[15 + 2 * i])
   end
   -- Marked as started by admit: a Submit that lost this reply reads that to
   -- learn whether to run the task (admit-outcome-n.lua).
-  storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, true)
+  storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, true, startBy)
   redis.call('ZADD', KEYS[5], now + tonumber(ARGV[9]), taskId .. ':' .. userId)
   statsAdd(KEYS[6], 'r', 1, now)
   statsSettle(KEYS[6], ARGV[8])
@@ -126,7 +158,7 @@ if queued >= tonumber(ARGV[7]) then
 end
 
 redis.call('RPUSH', KEYS[1], taskId)
-storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, false)
+storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, false, startBy)
 if queued == 0 and paused then
   -- The new head of a paused queue: named, not due (ResumeQueue schedules it).
   redis.call('HSET', KEYS[8], userId, taskId)

@@ -1,16 +1,18 @@
 --[[
   cancel: cancel some of one user's tasks that have not started (in its
-  queue) or wait to retry (in the partition's retries set), atomically.
-  Each one leaves its queue or the retry schedule; its record ends cancelled,
+  queue, or delayed in the partition's delayed set) or wait to retry (in the
+  partition's retries set), atomically.
+  Each one leaves its queue, the delayed set or the retry schedule; its record ends cancelled,
   finished now, its payload dropped, and expires the retention after, as a
   succeeded task's does. When a queue's head left, the next task takes its
   place in the heads hash and the due-users set, keeping the user's due
   moment, or the user leaves both when its queue is empty (includes/heads).
   The queued total (q) counts each one down, the stats' waiting-to-retry
-  gauge (w) each retry, and the user's and the partition's c (cancelled,
-  only ever grows) each one up; one progress message tells watchers. Only
-  what this script cancels is counted in c: a running task marked here that
-  its attempt's end makes cancelled later is not (not yet). A running task
+  gauge (w) each retry, the delayed gauge (n) each delayed one, and the
+  user's and the partition's c (cancelled, only ever grows) each one up; one
+  progress message tells watchers. Only what this script cancels is counted
+  in c: a running task marked here that its attempt's end makes cancelled
+  later is not (not yet). A running task
   is marked (FIELD_CANCEL_REQUESTED): its attempt's end then ends it
   cancelled, neither retried nor dead-lettered (finish, release, or claim
   recovering its lease). A task that is finished, already cancelled, gone
@@ -24,6 +26,7 @@
   KEYS[4]  retries sorted set
   KEYS[5]  the user's stats hash
   KEYS[6]  totals hash
+  KEYS[7]  delayed-tasks sorted set
   then per task (ARGV order): its hash
   ARGV[1]  user id
   ARGV[2]  progress channel
@@ -34,7 +37,8 @@
            the process running it aborts its handler
   then the task ids, one per task hash
   Returns  one code per task, in order: CANCEL_CANCELLED, CANCEL_ALREADY_CANCELLED,
-           CANCEL_CANCEL_REQUESTED (running, marked), CANCEL_SUCCEEDED, CANCEL_DEAD or CANCEL_NOT_FOUND
+           CANCEL_CANCEL_REQUESTED (running, marked), CANCEL_SUCCEEDED, CANCEL_DEAD,
+           CANCEL_EXPIRED or CANCEL_NOT_FOUND
            (src/redis/reply-codes.ts)
 ]]
 --- @include "time"
@@ -47,21 +51,27 @@
 local userId, PUBLISH, retention = ARGV[1], ARGV[3], ARGV[4]
 local now = currentMs()
 local codes = {}
-local cancelled, fromQueue, fromRetries = 0, 0, 0
+local cancelled, fromQueue, fromRetries, fromDelayed = 0, 0, 0, 0
 -- Left as they are; the one state not named here is dead (includes/dead-letter writes it).
 local OTHER_STATES = {
   [STATE_CANCELLED] = CANCEL_ALREADY_CANCELLED,
   [STATE_SUCCEEDED] = CANCEL_SUCCEEDED,
+  [STATE_EXPIRED] = CANCEL_EXPIRED,
 }
 for i = 6, #ARGV do
-  local taskId, record = ARGV[i], KEYS[i + 1]
+  local taskId, record = ARGV[i], KEYS[i + 2]
   local fields = redis.call('HMGET', record, FIELD_USER, FIELD_STATE)
   local code
   if fields[1] ~= userId then
     code = CANCEL_NOT_FOUND
   elseif fields[2] == STATE_QUEUED or fields[2] == STATE_FAILED then
     if fields[2] == STATE_QUEUED then
-      fromQueue = fromQueue + redis.call('LREM', KEYS[1], 1, taskId)
+      local removed = redis.call('LREM', KEYS[1], 1, taskId)
+      if removed == 0 then
+        -- Not in the queue yet: delayed.
+        fromDelayed = fromDelayed + redis.call('ZREM', KEYS[7], taskId .. ':' .. userId)
+      end
+      fromQueue = fromQueue + removed
     else
       fromRetries = fromRetries + redis.call('ZREM', KEYS[4], taskId .. ':' .. userId)
     end
@@ -84,8 +94,14 @@ end
 if fromRetries > 0 then
   statsAdd(KEYS[5], 'w', -fromRetries, now)
 end
-if fromQueue + fromRetries > 0 then
-  redis.call('HINCRBY', KEYS[6], 'q', -(fromQueue + fromRetries))
+if fromDelayed > 0 then
+  statsAdd(KEYS[5], 'n', -fromDelayed, now)
+end
+if fromRetries + fromDelayed > 0 then
+  statsSettle(KEYS[5], retention)
+end
+if fromQueue + fromRetries + fromDelayed > 0 then
+  redis.call('HINCRBY', KEYS[6], 'q', -(fromQueue + fromRetries + fromDelayed))
 end
 if cancelled > 0 then
   statsAdd(KEYS[5], 'c', cancelled, now)

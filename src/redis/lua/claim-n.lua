@@ -1,7 +1,7 @@
 --[[
   claim: one drainer step in one partition, atomic, so two processes or
   hosts can never claim the same task or overrun a window between them. The
-  caller read who needs it with claim-plan-4 and declares their keys here;
+  caller read who needs it with claim-plan-5 and declares their keys here;
   anything that changed since (another process claimed it, a lease was
   renewed) is left alone, and the next step sees it.
 
@@ -9,6 +9,9 @@
      the head of their user's queue, or to its dead-letter list when they have
      used every attempt, or end cancelled when their cancel was requested.
   2. Tasks whose retry backoff is over go back to the head of their queue.
+     Delayed tasks whose moment (not_before) has come join the back of
+     theirs (KEYS[8]); one that finds its queue empty is its head and the
+     user is due now. One past its start_by ends expired instead.
   3. Up to ARGV[1] due users, in the order given (earliest due first, so
      users are served round-robin when slots are scarce), each have their
      head task claimed if every window has room: one unit of each window is
@@ -19,6 +22,9 @@
      taken out of the due users instead ("parked": ResumeQueue schedules it
      again), whatever put it back there (a release, a recovered lease, a
      retry coming due in step 1 or 2, a requeue), and nothing of it starts.
+     A head task never started whose start_by has passed ends expired
+     instead of starting (includes/expired); the next task takes its place
+     and is claimed by the next step (its record was not declared).
   Every user whose counts change is published on the progress channel, and
   its stats hash kept or set to expire (includes/user-stats).
   Each claimed task is marked with the caller's claim id, and the claim is
@@ -33,6 +39,7 @@
   KEYS[5]  heads hash (user id -> head task id)
   KEYS[6]  this claim's record (list: task id, user id, attempt per claimed task)
   KEYS[7]  paused-users set
+  KEYS[8]  delayed-tasks sorted set
   then per user (U of them, ARGV order): queue list, stats hash,
            dead-letter list, and its W rate-limiter-flexible window counters
   then per item (T of them, ARGV order): the task's hash, where it has one
@@ -50,13 +57,14 @@
   ARGV[11] W: windows per user
   then per window: limit, duration in seconds
   then U, and U user ids
-  then T, and per item: kind ("lease", "retry" or "head"), task id ("" for a
+  then T, and per item: kind ("lease", "retry", "delayed" or "head"), task id ("" for a
            head the plan did not find), user number (1 … U), task key number
            in KEYS (0 when none)
-  Returns  {now, next due, next retry, next lease expiry, dead-lettered, n,
-           user id (n), claims...}: the next moments are ms, or -1 when
-           there is none; dead-lettered counts the tasks whose lease ran
-           out on their last attempt;
+  Returns  {now, next due, next retry or delayed moment, next lease expiry,
+           dead-lettered, expired, n, user id (n), claims...}: the next
+           moments are ms, or -1 when there is none; dead-lettered counts
+           the tasks whose lease ran out on their last attempt, expired
+           those that ended expired here;
            the n users' dead-letter lists are over their cap (the caller
            trims them, see includes/dead-letter); each claim is six entries:
            task id, user id, kind, payload, attempt, due moment.
@@ -69,6 +77,7 @@
 --- @include "task-fields"
 --- @include "heads"
 --- @include "cancelled"
+--- @include "expired"
 
 local now = currentMs()
 local maxClaims = tonumber(ARGV[1])
@@ -89,7 +98,7 @@ local users = {}
 local userCount = tonumber(ARGV[at])
 at = at + 1
 for u = 1, userCount do
-  local base = 7 + (u - 1) * (3 + windowCount)
+  local base = 8 + (u - 1) * (3 + windowCount)
   local windowKeys = {}
   for k = 1, windowCount do
     windowKeys[k] = KEYS[base + 3 + k]
@@ -116,6 +125,50 @@ end
 local overCap = {}
 -- Tasks dead-lettered here (lease lost on the last attempt), for the reply.
 local deadLettered = 0
+-- Tasks ended expired here (not started by their start_by), for the reply.
+local expired = 0
+
+-- A task that was queued or delayed ends expired (includes/expired).
+local function expire(user, task)
+  endExpired(task, now, retention)
+  changeStats(user, 'x', 1)
+  redis.call('HINCRBY', KEYS[4], 'q', -1)
+  redis.call('HINCRBY', KEYS[4], 'x', 1)
+  redis.call(PUBLISH, progress, user.id)
+  expired = expired + 1
+end
+
+-- A delayed task whose moment has come, if it still is where the plan saw
+-- it, joins the back of its user's queue, or ends expired when its start_by
+-- has passed. Returns true when it is the head of its queue now (the user
+-- is due now).
+local function undelay(item)
+  local user = item.user
+  local member = item.taskId .. ':' .. user.id
+  local moment = redis.call('ZSCORE', KEYS[8], member)
+  if not moment or tonumber(moment) > now then
+    return false
+  end
+  redis.call('ZREM', KEYS[8], member)
+  changeStats(user, 'n', -1)
+  local task = item.task
+  if redis.call('EXISTS', task) == 0 then
+    redis.call('HINCRBY', KEYS[4], 'q', -1)
+    return false
+  end
+  if pastStartBy(task, now) then
+    expire(user, task)
+    return false
+  end
+  redis.call('RPUSH', user.queue, item.taskId)
+  redis.call(PUBLISH, progress, user.id)
+  if redis.call('LLEN', user.queue) > 1 then
+    return false
+  end
+  redis.call('HSET', KEYS[5], user.id, item.taskId)
+  redis.call('ZADD', KEYS[1], 'LT', now, user.id)
+  return true
+end
 
 -- A task leaves its lease (its process is gone) or its retry wait, if it
 -- still is where the plan saw it and its moment has come. Returns true when
@@ -201,6 +254,14 @@ local function claimHead(item)
     headChanged(user.queue, KEYS[5], KEYS[1], user.id)
     return
   end
+  if pastStartBy(item.task, now) then
+    -- Not started by its start_by: it never starts. The user keeps its due
+    -- moment for the next task.
+    redis.call('LPOP', user.queue)
+    expire(user, item.task)
+    headChanged(user.queue, KEYS[5], KEYS[1], user.id)
+    return
+  end
   local blocked, counts, pttls = wait(user)
   if blocked > 0 then
     redis.call('ZADD', KEYS[1], now + blocked, user.id)
@@ -252,7 +313,13 @@ for _, item in ipairs(items) do
 end
 for _, item in ipairs(items) do
   local set = item.kind == 'lease' and KEYS[2] or item.kind == 'retry' and KEYS[3] or nil
-  if set and requeue(item, set, item.kind) then
+  local moved
+  if item.kind == 'delayed' then
+    moved = undelay(item)
+  else
+    moved = set and requeue(item, set, item.kind)
+  end
+  if moved then
     if not heads[item.user] then
       order[#order + 1] = item.user
     end
@@ -274,7 +341,7 @@ for _, user in ipairs(users) do
   end
 end
 
-local out = {now, earliest(KEYS[1]), earliest(KEYS[3]), earliest(KEYS[2]), deadLettered, #overCap}
+local out = {now, earliest(KEYS[1]), earliestOf(KEYS[3], KEYS[8]), earliest(KEYS[2]), deadLettered, expired, #overCap}
 for _, userId in ipairs(overCap) do
   out[#out + 1] = userId
 end

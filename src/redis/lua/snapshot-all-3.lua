@@ -6,13 +6,13 @@
   KEYS[2]  leases sorted set (one entry per running task)
   KEYS[3]  due-users sorted set
   Returns  {now, queued or waiting to retry, running, succeeded, failed, dead,
-           earliest due moment or -1, cancelled, requeued}
+           earliest due moment or -1, cancelled, requeued, expired}
 ]]
 --- @include "time"
 --- @include "schedule"
 
 local now = currentMs()
-local totals = redis.call('HMGET', KEYS[1], 'q', 'ok', 'f', 'd', 'c', 'rq')
+local totals = redis.call('HMGET', KEYS[1], 'q', 'ok', 'f', 'd', 'c', 'rq', 'x')
 return {
   now,
   math.max(0, tonumber(totals[1] or '0')),
@@ -23,4 +23,5 @@ return {
   earliest(KEYS[3]),
   tonumber(totals[5] or '0'),
   tonumber(totals[6] or '0'),
+  tonumber(totals[7] or '0'),
 }

@@ -10,7 +10,8 @@
   ARGV[1]   user id
   Returns   {now, queued, running, waiting to retry, succeeded, failed,
             dead, due moment or -1, generation, paused (1 or 0), cancelled,
-            requeued, count 1, pttl 1, count 2, pttl 2, ...} (pttl -2 where no window is open). The counters'
+            requeued, delayed, expired, count 1, pttl 1, count 2, pttl 2,
+            ...} (pttl -2 where no window is open). The counters'
             generation (includes/user-stats) is the stats hash's moment of
             creation, -1 when there is no hash, 0 for a hash written before
             generations were stamped.
@@ -19,7 +20,7 @@
 --- @include "window"
 
 local now = currentMs()
-local stats = redis.call('HMGET', KEYS[2], 'r', 'w', 'ok', 'f', 'd', 'e', 'c', 'rq')
+local stats = redis.call('HMGET', KEYS[2], 'r', 'w', 'ok', 'f', 'd', 'e', 'c', 'rq', 'n', 'x')
 local generation = -1
 if stats[6] then
   generation = tonumber(stats[6])
@@ -40,5 +41,7 @@ local out = {
   redis.call('SISMEMBER', KEYS[4], ARGV[1]),
   tonumber(stats[7] or '0'),
   tonumber(stats[8] or '0'),
+  tonumber(stats[9] or '0'),
+  tonumber(stats[10] or '0'),
 }
 return appendWindows(out, 5)

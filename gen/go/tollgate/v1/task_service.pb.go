@@ -152,6 +152,9 @@ const (
 	// waited to retry, or cancelled while it ran and its attempt has ended;
 	// it will not run again.
 	TaskState_TASK_STATE_CANCELLED TaskState = 6
+	// Not started by its start_by: it never runs; finished_at is when that
+	// was found.
+	TaskState_TASK_STATE_EXPIRED TaskState = 7
 )
 
 // Enum value maps for TaskState.
@@ -164,6 +167,7 @@ var (
 		4: "TASK_STATE_FAILED",
 		5: "TASK_STATE_DEAD",
 		6: "TASK_STATE_CANCELLED",
+		7: "TASK_STATE_EXPIRED",
 	}
 	TaskState_value = map[string]int32{
 		"TASK_STATE_UNSPECIFIED": 0,
@@ -173,6 +177,7 @@ var (
 		"TASK_STATE_FAILED":      4,
 		"TASK_STATE_DEAD":        5,
 		"TASK_STATE_CANCELLED":   6,
+		"TASK_STATE_EXPIRED":     7,
 	}
 )
 
@@ -272,8 +277,16 @@ type SubmitRequest struct {
 	// A repeated key (per user) answers DUPLICATE with the first task's id.
 	IdempotencyKey string    `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	OverLimit      OverLimit `protobuf:"varint,5,opt,name=over_limit,json=overLimit,proto3,enum=tollgate.v1.OverLimit" json:"over_limit,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The task starts no earlier than this moment, and from then on as the
+	// policy allows (it joins the back of its user's queue then). Unset or in
+	// the past: now. At most 30 days ahead, else INVALID_ARGUMENT.
+	NotBefore *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	// A task not started by this moment ends EXPIRED instead of running late.
+	// Unset: no deadline. Before not_before, or already past, is
+	// INVALID_ARGUMENT.
+	StartBy       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=start_by,json=startBy,proto3" json:"start_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubmitRequest) Reset() {
@@ -339,6 +352,20 @@ func (x *SubmitRequest) GetOverLimit() OverLimit {
 		return x.OverLimit
 	}
 	return OverLimit_OVER_LIMIT_UNSPECIFIED
+}
+
+func (x *SubmitRequest) GetNotBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotBefore
+	}
+	return nil
+}
+
+func (x *SubmitRequest) GetStartBy() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartBy
+	}
+	return nil
 }
 
 // WindowState is one window of the user's rate policy, as seen by Submit.
@@ -582,7 +609,10 @@ type WatchQueueResponse struct {
 	// not counted here (yet) when its attempt ends it CANCELLED.
 	Cancelled uint64 `protobuf:"varint,12,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
 	// Dead letters requeued since the stream began (RequeueDeadLetters).
-	Requeued      uint64 `protobuf:"varint,13,opt,name=requeued,proto3" json:"requeued,omitempty"`
+	Requeued uint64 `protobuf:"varint,13,opt,name=requeued,proto3" json:"requeued,omitempty"`
+	// Tasks that ended EXPIRED (not started by their start_by) since the
+	// stream began.
+	Expired       uint64 `protobuf:"varint,14,opt,name=expired,proto3" json:"expired,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -708,6 +738,13 @@ func (x *WatchQueueResponse) GetRequeued() uint64 {
 	return 0
 }
 
+func (x *WatchQueueResponse) GetExpired() uint64 {
+	if x != nil {
+		return x.Expired
+	}
+	return 0
+}
+
 type GetTaskRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -772,6 +809,10 @@ type Task struct {
 	// 1-based place in its user's queue, in a ListTasks listing of queued
 	// tasks; 0 otherwise.
 	QueuePosition uint32 `protobuf:"varint,11,opt,name=queue_position,json=queuePosition,proto3" json:"queue_position,omitempty"`
+	// Submit's not_before, when it was in the future: the task waited for it.
+	NotBefore *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	// Submit's start_by: not started by then, the task ends EXPIRED.
+	StartBy       *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=start_by,json=startBy,proto3" json:"start_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -881,6 +922,20 @@ func (x *Task) GetQueuePosition() uint32 {
 		return x.QueuePosition
 	}
 	return 0
+}
+
+func (x *Task) GetNotBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotBefore
+	}
+	return nil
+}
+
+func (x *Task) GetStartBy() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartBy
+	}
+	return nil
 }
 
 type GetTaskResponse struct {
@@ -1859,14 +1914,17 @@ var File_tollgate_v1_task_service_proto protoreflect.FileDescriptor
 
 const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1etollgate/v1/task_service.proto\x12\vtollgate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x01\n" +
+	"\x1etollgate/v1/task_service.proto\x12\vtollgate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x02\n" +
 	"\rSubmitRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x12\n" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\x12'\n" +
 	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\x125\n" +
 	"\n" +
-	"over_limit\x18\x05 \x01(\x0e2\x16.tollgate.v1.OverLimitR\toverLimit\"\xb3\x01\n" +
+	"over_limit\x18\x05 \x01(\x0e2\x16.tollgate.v1.OverLimitR\toverLimit\x129\n" +
+	"\n" +
+	"not_before\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x125\n" +
+	"\bstart_by\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\astartBy\"\xb3\x01\n" +
 	"\vWindowState\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\rR\x05limit\x125\n" +
 	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x1c\n" +
@@ -1881,7 +1939,7 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\awindows\x18\x05 \x03(\v2\x18.tollgate.v1.WindowStateR\awindows\"D\n" +
 	"\x11WatchQueueRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x16\n" +
-	"\x06follow\x18\x02 \x01(\bR\x06follow\"\xe3\x03\n" +
+	"\x06follow\x18\x02 \x01(\bR\x06follow\"\xfd\x03\n" +
 	"\x12WatchQueueResponse\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x16\n" +
 	"\x06queued\x18\x02 \x01(\x04R\x06queued\x12\x18\n" +
@@ -1898,9 +1956,10 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"observedAt\x12\x16\n" +
 	"\x06paused\x18\v \x01(\bR\x06paused\x12\x1c\n" +
 	"\tcancelled\x18\f \x01(\x04R\tcancelled\x12\x1a\n" +
-	"\brequeued\x18\r \x01(\x04R\brequeued\")\n" +
+	"\brequeued\x18\r \x01(\x04R\brequeued\x12\x18\n" +
+	"\aexpired\x18\x0e \x01(\x04R\aexpired\")\n" +
 	"\x0eGetTaskRequest\x12\x17\n" +
-	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\xb8\x03\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\xaa\x04\n" +
 	"\x04Task\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
@@ -1916,7 +1975,10 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\n" +
 	" \x01(\tR\tlastError\x12%\n" +
-	"\x0equeue_position\x18\v \x01(\rR\rqueuePosition\"8\n" +
+	"\x0equeue_position\x18\v \x01(\rR\rqueuePosition\x129\n" +
+	"\n" +
+	"not_before\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x125\n" +
+	"\bstart_by\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\astartBy\"8\n" +
 	"\x0fGetTaskResponse\x12%\n" +
 	"\x04task\x18\x01 \x01(\v2\x11.tollgate.v1.TaskR\x04task\"\x95\x01\n" +
 	"\x10ListTasksRequest\x12\x17\n" +
@@ -1980,7 +2042,7 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\x17DISPOSITION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13DISPOSITION_STARTED\x10\x01\x12\x16\n" +
 	"\x12DISPOSITION_QUEUED\x10\x02\x12\x19\n" +
-	"\x15DISPOSITION_DUPLICATE\x10\x03*\xb6\x01\n" +
+	"\x15DISPOSITION_DUPLICATE\x10\x03*\xce\x01\n" +
 	"\tTaskState\x12\x1a\n" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11TASK_STATE_QUEUED\x10\x01\x12\x16\n" +
@@ -1988,7 +2050,8 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\x14TASK_STATE_SUCCEEDED\x10\x03\x12\x15\n" +
 	"\x11TASK_STATE_FAILED\x10\x04\x12\x13\n" +
 	"\x0fTASK_STATE_DEAD\x10\x05\x12\x18\n" +
-	"\x14TASK_STATE_CANCELLED\x10\x06*k\n" +
+	"\x14TASK_STATE_CANCELLED\x10\x06\x12\x16\n" +
+	"\x12TASK_STATE_EXPIRED\x10\a*k\n" +
 	"\tListState\x12\x1a\n" +
 	"\x16LIST_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LIST_STATE_QUEUED\x10\x01\x12\x16\n" +
@@ -2056,55 +2119,59 @@ var file_tollgate_v1_task_service_proto_goTypes = []any{
 	(*ListQueuesRequest)(nil),          // 26: tollgate.v1.ListQueuesRequest
 	(*QueueSummary)(nil),               // 27: tollgate.v1.QueueSummary
 	(*ListQueuesResponse)(nil),         // 28: tollgate.v1.ListQueuesResponse
-	(*durationpb.Duration)(nil),        // 29: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 30: google.protobuf.Timestamp
+	(*timestamppb.Timestamp)(nil),      // 29: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 30: google.protobuf.Duration
 }
 var file_tollgate_v1_task_service_proto_depIdxs = []int32{
 	0,  // 0: tollgate.v1.SubmitRequest.over_limit:type_name -> tollgate.v1.OverLimit
-	29, // 1: tollgate.v1.WindowState.duration:type_name -> google.protobuf.Duration
-	30, // 2: tollgate.v1.WindowState.reset_time:type_name -> google.protobuf.Timestamp
-	1,  // 3: tollgate.v1.SubmitResponse.disposition:type_name -> tollgate.v1.Disposition
-	30, // 4: tollgate.v1.SubmitResponse.estimated_start:type_name -> google.protobuf.Timestamp
-	5,  // 5: tollgate.v1.SubmitResponse.windows:type_name -> tollgate.v1.WindowState
-	30, // 6: tollgate.v1.WatchQueueResponse.next_start:type_name -> google.protobuf.Timestamp
-	30, // 7: tollgate.v1.WatchQueueResponse.estimated_drain:type_name -> google.protobuf.Timestamp
-	30, // 8: tollgate.v1.WatchQueueResponse.observed_at:type_name -> google.protobuf.Timestamp
-	2,  // 9: tollgate.v1.Task.state:type_name -> tollgate.v1.TaskState
-	30, // 10: tollgate.v1.Task.submitted_at:type_name -> google.protobuf.Timestamp
-	30, // 11: tollgate.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	30, // 12: tollgate.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	10, // 13: tollgate.v1.GetTaskResponse.task:type_name -> tollgate.v1.Task
-	3,  // 14: tollgate.v1.ListTasksRequest.state:type_name -> tollgate.v1.ListState
-	10, // 15: tollgate.v1.ListTasksResponse.tasks:type_name -> tollgate.v1.Task
-	10, // 16: tollgate.v1.CancelTaskResponse.task:type_name -> tollgate.v1.Task
-	27, // 17: tollgate.v1.ListQueuesResponse.queues:type_name -> tollgate.v1.QueueSummary
-	4,  // 18: tollgate.v1.TaskService.Submit:input_type -> tollgate.v1.SubmitRequest
-	7,  // 19: tollgate.v1.TaskService.WatchQueue:input_type -> tollgate.v1.WatchQueueRequest
-	9,  // 20: tollgate.v1.TaskService.GetTask:input_type -> tollgate.v1.GetTaskRequest
-	12, // 21: tollgate.v1.TaskService.ListTasks:input_type -> tollgate.v1.ListTasksRequest
-	14, // 22: tollgate.v1.TaskService.CancelTask:input_type -> tollgate.v1.CancelTaskRequest
-	16, // 23: tollgate.v1.TaskService.PurgeQueue:input_type -> tollgate.v1.PurgeQueueRequest
-	18, // 24: tollgate.v1.TaskService.RequeueDeadLetters:input_type -> tollgate.v1.RequeueDeadLettersRequest
-	20, // 25: tollgate.v1.TaskService.PurgeDeadLetters:input_type -> tollgate.v1.PurgeDeadLettersRequest
-	22, // 26: tollgate.v1.TaskService.PauseQueue:input_type -> tollgate.v1.PauseQueueRequest
-	24, // 27: tollgate.v1.TaskService.ResumeQueue:input_type -> tollgate.v1.ResumeQueueRequest
-	26, // 28: tollgate.v1.TaskService.ListQueues:input_type -> tollgate.v1.ListQueuesRequest
-	6,  // 29: tollgate.v1.TaskService.Submit:output_type -> tollgate.v1.SubmitResponse
-	8,  // 30: tollgate.v1.TaskService.WatchQueue:output_type -> tollgate.v1.WatchQueueResponse
-	11, // 31: tollgate.v1.TaskService.GetTask:output_type -> tollgate.v1.GetTaskResponse
-	13, // 32: tollgate.v1.TaskService.ListTasks:output_type -> tollgate.v1.ListTasksResponse
-	15, // 33: tollgate.v1.TaskService.CancelTask:output_type -> tollgate.v1.CancelTaskResponse
-	17, // 34: tollgate.v1.TaskService.PurgeQueue:output_type -> tollgate.v1.PurgeQueueResponse
-	19, // 35: tollgate.v1.TaskService.RequeueDeadLetters:output_type -> tollgate.v1.RequeueDeadLettersResponse
-	21, // 36: tollgate.v1.TaskService.PurgeDeadLetters:output_type -> tollgate.v1.PurgeDeadLettersResponse
-	23, // 37: tollgate.v1.TaskService.PauseQueue:output_type -> tollgate.v1.PauseQueueResponse
-	25, // 38: tollgate.v1.TaskService.ResumeQueue:output_type -> tollgate.v1.ResumeQueueResponse
-	28, // 39: tollgate.v1.TaskService.ListQueues:output_type -> tollgate.v1.ListQueuesResponse
-	29, // [29:40] is the sub-list for method output_type
-	18, // [18:29] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	29, // 1: tollgate.v1.SubmitRequest.not_before:type_name -> google.protobuf.Timestamp
+	29, // 2: tollgate.v1.SubmitRequest.start_by:type_name -> google.protobuf.Timestamp
+	30, // 3: tollgate.v1.WindowState.duration:type_name -> google.protobuf.Duration
+	29, // 4: tollgate.v1.WindowState.reset_time:type_name -> google.protobuf.Timestamp
+	1,  // 5: tollgate.v1.SubmitResponse.disposition:type_name -> tollgate.v1.Disposition
+	29, // 6: tollgate.v1.SubmitResponse.estimated_start:type_name -> google.protobuf.Timestamp
+	5,  // 7: tollgate.v1.SubmitResponse.windows:type_name -> tollgate.v1.WindowState
+	29, // 8: tollgate.v1.WatchQueueResponse.next_start:type_name -> google.protobuf.Timestamp
+	29, // 9: tollgate.v1.WatchQueueResponse.estimated_drain:type_name -> google.protobuf.Timestamp
+	29, // 10: tollgate.v1.WatchQueueResponse.observed_at:type_name -> google.protobuf.Timestamp
+	2,  // 11: tollgate.v1.Task.state:type_name -> tollgate.v1.TaskState
+	29, // 12: tollgate.v1.Task.submitted_at:type_name -> google.protobuf.Timestamp
+	29, // 13: tollgate.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	29, // 14: tollgate.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	29, // 15: tollgate.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	29, // 16: tollgate.v1.Task.start_by:type_name -> google.protobuf.Timestamp
+	10, // 17: tollgate.v1.GetTaskResponse.task:type_name -> tollgate.v1.Task
+	3,  // 18: tollgate.v1.ListTasksRequest.state:type_name -> tollgate.v1.ListState
+	10, // 19: tollgate.v1.ListTasksResponse.tasks:type_name -> tollgate.v1.Task
+	10, // 20: tollgate.v1.CancelTaskResponse.task:type_name -> tollgate.v1.Task
+	27, // 21: tollgate.v1.ListQueuesResponse.queues:type_name -> tollgate.v1.QueueSummary
+	4,  // 22: tollgate.v1.TaskService.Submit:input_type -> tollgate.v1.SubmitRequest
+	7,  // 23: tollgate.v1.TaskService.WatchQueue:input_type -> tollgate.v1.WatchQueueRequest
+	9,  // 24: tollgate.v1.TaskService.GetTask:input_type -> tollgate.v1.GetTaskRequest
+	12, // 25: tollgate.v1.TaskService.ListTasks:input_type -> tollgate.v1.ListTasksRequest
+	14, // 26: tollgate.v1.TaskService.CancelTask:input_type -> tollgate.v1.CancelTaskRequest
+	16, // 27: tollgate.v1.TaskService.PurgeQueue:input_type -> tollgate.v1.PurgeQueueRequest
+	18, // 28: tollgate.v1.TaskService.RequeueDeadLetters:input_type -> tollgate.v1.RequeueDeadLettersRequest
+	20, // 29: tollgate.v1.TaskService.PurgeDeadLetters:input_type -> tollgate.v1.PurgeDeadLettersRequest
+	22, // 30: tollgate.v1.TaskService.PauseQueue:input_type -> tollgate.v1.PauseQueueRequest
+	24, // 31: tollgate.v1.TaskService.ResumeQueue:input_type -> tollgate.v1.ResumeQueueRequest
+	26, // 32: tollgate.v1.TaskService.ListQueues:input_type -> tollgate.v1.ListQueuesRequest
+	6,  // 33: tollgate.v1.TaskService.Submit:output_type -> tollgate.v1.SubmitResponse
+	8,  // 34: tollgate.v1.TaskService.WatchQueue:output_type -> tollgate.v1.WatchQueueResponse
+	11, // 35: tollgate.v1.TaskService.GetTask:output_type -> tollgate.v1.GetTaskResponse
+	13, // 36: tollgate.v1.TaskService.ListTasks:output_type -> tollgate.v1.ListTasksResponse
+	15, // 37: tollgate.v1.TaskService.CancelTask:output_type -> tollgate.v1.CancelTaskResponse
+	17, // 38: tollgate.v1.TaskService.PurgeQueue:output_type -> tollgate.v1.PurgeQueueResponse
+	19, // 39: tollgate.v1.TaskService.RequeueDeadLetters:output_type -> tollgate.v1.RequeueDeadLettersResponse
+	21, // 40: tollgate.v1.TaskService.PurgeDeadLetters:output_type -> tollgate.v1.PurgeDeadLettersResponse
+	23, // 41: tollgate.v1.TaskService.PauseQueue:output_type -> tollgate.v1.PauseQueueResponse
+	25, // 42: tollgate.v1.TaskService.ResumeQueue:output_type -> tollgate.v1.ResumeQueueResponse
+	28, // 43: tollgate.v1.TaskService.ListQueues:output_type -> tollgate.v1.ListQueuesResponse
+	33, // [33:44] is the sub-list for method output_type
+	22, // [22:33] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_v1_task_service_proto_init() }

@@ -76,9 +76,10 @@ end
 
 -- Makes a dead letter's record a queued task again, as a new one is, but
 -- keeping its id, user, payload, kind and submit time: no attempts, no error,
--- start or end, and no expiry (the queue owns it now).
+-- start or end, no start_by (an operator requeued it on purpose), and no
+-- expiry (the queue owns it now).
 local function reviveDeadLetter(task)
   redis.call('HSET', task, FIELD_STATE, STATE_QUEUED, FIELD_ATTEMPTS, 0)
-  redis.call('HDEL', task, FIELD_ERROR, FIELD_STARTED, FIELD_FINISHED, FIELD_CLAIM, FIELD_STARTED_BY_ADMIT)
+  redis.call('HDEL', task, FIELD_ERROR, FIELD_STARTED, FIELD_FINISHED, FIELD_CLAIM, FIELD_STARTED_BY_ADMIT, FIELD_START_BY)
   redis.call('PERSIST', task)
 end

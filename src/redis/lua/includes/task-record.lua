@@ -3,9 +3,9 @@
 ]]
 --- @include "task-fields"
 
--- Stores a submitted task: queued, or, when started, running on its first
--- attempt and marked as started by admit.
-local function storeTask(task, userId, payload, kind, now, started)
+-- Stores a submitted task: queued (or delayed), or, when started, running
+-- on its first attempt and marked as started by admit. startBy: ms, or ''.
+local function storeTask(task, userId, payload, kind, now, started, startBy)
   local fields = {FIELD_USER, userId, FIELD_PAYLOAD, payload, FIELD_SUBMITTED, now}
   local extra
   if started then
@@ -15,6 +15,10 @@ local function storeTask(task, userId, payload, kind, now, started)
   end
   for _, value in ipairs(extra) do
     fields[#fields + 1] = value
+  end
+  if startBy ~= '' then
+    fields[#fields + 1] = FIELD_START_BY
+    fields[#fields + 1] = startBy
   end
   if kind ~= '' then
     fields[#fields + 1] = FIELD_KIND
