@@ -22,7 +22,7 @@ export const metrics = {
   dead: new Counter({ name: "tollgate_tasks_dead_total", help: "Tasks moved to a dead-letter list" }),
   cancelled: new Counter({
     name: "tollgate_tasks_cancelled_total",
-    help: "Tasks cancelled while queued or waiting to retry (CancelTask, PurgeQueue); not a running task whose attempt's end cancels it",
+    help: "Tasks that ended cancelled: while queued, delayed or waiting to retry (CancelTask, PurgeQueue), or running when CancelTask marked them (at their attempt's end)",
   }),
   deadLettersRequeued: new Counter({
     name: "tollgate_dead_letters_requeued_total",

@@ -436,14 +436,19 @@ export async function cancelCommand(args: readonly string[]): Promise<number> {
 }
 
 const DEAD_HELP = `Usage: tollgate dead requeue|purge --user ID (--task ID ... | --all) [flags]
+       tollgate dead --user ID (--requeue | --purge) [--task ID ...] [flags]
 
 Acts on a user's dead-lettered tasks (list them with tollgate tasks --state
 dead):
   requeue   put them back at the tail of the queue with fresh attempts
             (RequeueDeadLetters); they start as the rate policy allows
   purge     delete them and their records (PurgeDeadLetters)
+Give exactly one action, as a word or as a flag. With the word, --task or
+--all is required; with the flag, no --task means every dead letter.
 Prints how many were requeued or purged, and the ids not on the list.
   --user ID    the user whose dead letters to act on (required)
+  --requeue    the requeue action, as a flag
+  --purge      the purge action, as a flag
   --task ID    a dead-lettered task id; repeat for several (at most 1000)
   --all        every dead letter of the user instead
 
@@ -452,16 +457,31 @@ ${CONNECTION_HELP}`;
 export async function deadCommand(args: readonly string[]): Promise<number> {
   const { values, positionals } = parse(
     args,
-    { user: { type: "string" }, task: { type: "string", multiple: true }, all: { type: "boolean" } },
+    {
+      user: { type: "string" },
+      task: { type: "string", multiple: true },
+      all: { type: "boolean" },
+      requeue: { type: "boolean" },
+      purge: { type: "boolean" },
+    },
     true,
   );
   if (values.help) return help(DEAD_HELP);
-  const [action, ...extra] = positionals;
-  if ((action !== "requeue" && action !== "purge") || extra.length > 0)
-    throw new UsageError("give one action: requeue or purge");
+  // The action as a word (dead requeue …) or as a flag (dead --requeue …): exactly one.
+  const flagged = (["requeue", "purge"] as const).filter((name) => values[name]);
+  const actions = [...positionals, ...flagged];
+  const [action] = actions;
+  if (actions.length !== 1 || (action !== "requeue" && action !== "purge"))
+    throw new UsageError(
+      actions.length > 1
+        ? "give one action, not several: requeue or purge (or --requeue or --purge)"
+        : "give one action: requeue or purge (or --requeue or --purge)",
+    );
   const userId = requireUser(values);
   const taskIds = values.task ?? [];
-  if (taskIds.length === 0 && !values.all) throw new UsageError("give --task ID (repeatable) or --all");
+  // The flag form without --task acts on every dead letter; the word form asks for --all.
+  if (taskIds.length === 0 && !values.all && flagged.length === 0)
+    throw new UsageError("give --task ID (repeatable) or --all");
   if (taskIds.length > 0 && values.all) throw new UsageError("give --task or --all, not both");
   const client = createTollgateClient(connection(values));
   const answer =

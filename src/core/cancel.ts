@@ -37,7 +37,8 @@ export async function cancelTask(
   if (!before) throw notFound(`no task ${taskId} ${EXPIRED}`);
   authorizeCancelTask(caller, before);
   const outcome = await store.cancelTask({ taskId, userId: before.userId });
-  // Counted by the process that cancelled it (cancel-n.lua's reply); a marked running task is not counted.
+  // Counted by the process that cancelled it (cancel-n.lua's reply); a marked running task is counted
+  // by the process whose finish, release or claim ends it cancelled (task-runner, drainer).
   if (outcome === "cancelled") metrics.cancelled.inc();
   switch (outcome) {
     case "cancelled":

@@ -164,6 +164,7 @@ export class Drainer {
       // The runner counts the tasks it dead-letters; these died in the claim.
       if (result.deadLettered) metrics.dead.inc(result.deadLettered);
       if (result.expired) metrics.expired.inc(result.expired);
+      if (result.cancelled) metrics.cancelled.inc(result.cancelled);
       this.observe(result);
       const local = (redisMs: number | undefined): number | undefined =>
         redisMs === undefined ? undefined : this.toLocal(partition, redisMs);
@@ -209,12 +210,18 @@ export class Drainer {
   private async handBack(tasks: readonly HeldTask[]): Promise<void> {
     await Promise.all(
       tasks.map((task) =>
-        this.store.release(task).catch((error: unknown) => {
-          this.logger.warn(
-            { error: (error as Error).message, taskId: task.taskId },
-            "could not hand a claimed task back; it runs when its lease runs out",
-          );
-        }),
+        this.store.release(task).then(
+          (outcome) => {
+            // Marked by CancelTask meanwhile: the release ended it cancelled.
+            if (outcome === "cancelled") metrics.cancelled.inc();
+          },
+          (error: unknown) => {
+            this.logger.warn(
+              { error: (error as Error).message, taskId: task.taskId },
+              "could not hand a claimed task back; it runs when its lease runs out",
+            );
+          },
+        ),
       ),
     );
   }

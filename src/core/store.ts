@@ -55,6 +55,8 @@ export interface ClaimResult {
   readonly deadLettered?: number;
   /** Tasks the claim ended expired: not started by their start_by. */
   readonly expired?: number;
+  /** Tasks the claim ended cancelled: their lease ran out after CancelTask marked them. */
+  readonly cancelled?: number;
 }
 
 /**
@@ -72,7 +74,7 @@ export interface QueueSnapshot {
   /** Failed attempts. */
   readonly failed: number;
   readonly dead: number;
-  /** Tasks cancelled while queued or waiting to retry (not a running one its attempt's end cancels). */
+  /** Tasks that ended cancelled: while queued, delayed or waiting to retry, or running when marked (at its attempt's end). */
   readonly cancelled: number;
   /** Dead letters requeued. */
   readonly requeued: number;
@@ -96,6 +98,13 @@ export type AttemptResult = { readonly ok: true } | { readonly ok: false; readon
 
 /** "cancelled": its cancel was requested while it ran, so it ended cancelled whatever the attempt did. */
 export type FinishOutcome = "succeeded" | "retry-scheduled" | "dead" | "cancelled" | "lease-lost";
+
+/**
+ * What release did: handed the task back to its queue; ended it cancelled
+ * (its cancel was requested while it ran); or nothing, its lease was no
+ * longer this attempt's.
+ */
+export type ReleaseOutcome = "released" | "cancelled" | "lease-lost";
 
 /** What admit decided, with the user's windows as they were after it. */
 export type Admission =
@@ -318,10 +327,10 @@ export interface TaskStore {
   ): Promise<FinishOutcome>;
   /**
    * Hands a held task back to the head of its queue, its attempt not
-   * counted (or ends it cancelled, when its cancel was requested); false when
-   * its lease was gone.
+   * counted (or ends it cancelled, when its cancel was requested);
+   * "lease-lost" when its lease was gone.
    */
-  release(task: HeldTask): Promise<boolean>;
+  release(task: HeldTask): Promise<ReleaseOutcome>;
   /** Extends the leases of tasks still running here; returns how many were extended. */
   renew(tasks: readonly LeasedTask[]): Promise<number>;
   getTask(taskId: string): Promise<TaskRecord | undefined>;

@@ -196,6 +196,7 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
       if (outcome === "succeeded") metrics.completed.inc();
       if (outcome === "retry-scheduled" || outcome === "dead") metrics.failed.inc();
       if (outcome === "dead") metrics.dead.inc();
+      if (outcome === "cancelled") metrics.cancelled.inc();
       if (!result.ok) {
         this.logger.warn(
           { taskId: task.taskId, userId: task.userId, attempt: task.attempt, error: result.error, outcome },
@@ -218,8 +219,13 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
     const done = this.queue
       .release({ taskId: task.taskId, userId: task.userId, attempt: task.attempt, claimId: task.claimId })
       .then(
-        (released) => {
-          if (released) this.logger.info({ taskId: task.taskId, attempt: task.attempt }, "task handed back: stopping");
+        (outcome) => {
+          if (outcome === "released") {
+            this.logger.info({ taskId: task.taskId, attempt: task.attempt }, "task handed back: stopping");
+          } else if (outcome === "cancelled") {
+            // Its cancel was requested while it ran: it ended cancelled instead.
+            metrics.cancelled.inc();
+          }
         },
         (error: unknown) => {
           this.logger.warn(

@@ -6,7 +6,7 @@ export interface FinishedCounts {
   /** Failed attempts. */
   readonly failed: number;
   readonly dead: number;
-  /** Tasks cancelled while queued or waiting to retry (cancel-n.lua). */
+  /** Tasks that ended cancelled: while queued or waiting to retry (cancel-n.lua), or running when marked, at its attempt's end. */
   readonly cancelled: number;
   /** Dead letters requeued. */
   readonly requeued: number;

@@ -77,8 +77,9 @@ export interface PartitionKeys {
   /**
    * Hash of a user's counters: r running, w waiting to retry, n delayed
    * (waiting for their not_before), ok succeeded, f failed attempts, d
-   * dead-lettered, c cancelled while queued or waiting to retry
-   * (cancel-n.lua; not a running task its attempt's end cancels), rq dead
+   * dead-lettered, c cancelled (while queued, delayed or waiting to retry by
+   * cancel-n.lua, or running when marked, by the finish, release or claim
+   * that ends its attempt; lua/includes/cancelled), rq dead
    * letters requeued (requeue-dead-letters-n.lua), x expired (not started by
    * their start_by; the last six only ever grow), and e its generation (the
    * moment, ms, it was made).
@@ -250,7 +251,7 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX, partitions: numb
  * | c | id of the claim that started the current attempt; absent for a start at Submit or after a release | claim; release and requeue delete | release (only that claim may hand it back) |
  * | nb | not before (ms): the moment a delayed task waited for; absent for one not delayed | admit | GetTask, ListTasks |
  * | sb | start by (ms): not started by then, it ends expired (claim); absent for no deadline | admit; requeue deletes | claim (at the head, or coming out of the delayed set, with no attempt started) |
- * | cx | 1: CancelTask asked to cancel it while it ran (and published its id on cancelChannel); its attempt ends it cancelled (not retried) | cancel; deleted when it ends cancelled | finish, release, claim (a lost lease) |
+ * | cx | 1: CancelTask asked to cancel it while it ran (and published its id on cancelChannel); its attempt ends it cancelled (not retried; counted in the stats' and totals' c) | cancel; deleted when it ends cancelled | finish, release, claim (a lost lease) |
  */
 export const TASK_FIELD = Object.freeze({
   USER: "u",

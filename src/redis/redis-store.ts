@@ -27,6 +27,7 @@ import {
   type DeadLetterResult,
   type DeadLetterSelection,
   type FinishOutcome,
+  type ReleaseOutcome,
   type HeldTask,
   type LeasedTask,
   type ListedTask,
@@ -502,12 +503,13 @@ export class RedisStore implements TaskStore {
     // short of replicas they go on: the change is made and cannot be taken
     // back, and a failover that loses it only reruns a task (at-least-once).
     const { reply } = (await this.change("claim", scripts.claim, keys, args, true)) as { reply: (number | Buffer)[] };
-    const overCap = Number(reply[6]);
-    for (let i = 0; i < overCap; i++) await this.trimDeadLetters(partition, String(reply[7 + i]));
+    const overCap = Number(reply[7]);
+    for (let i = 0; i < overCap; i++) await this.trimDeadLetters(partition, String(reply[8 + i]));
     return {
-      ...this.claimResult(partitionNumber, reply, claimId, 7 + overCap),
+      ...this.claimResult(partitionNumber, reply, claimId, 8 + overCap),
       deadLettered: Number(reply[4]),
       expired: Number(reply[5]),
+      cancelled: Number(reply[6]),
     };
   }
 
@@ -610,10 +612,11 @@ export class RedisStore implements TaskStore {
 
   /**
    * Hands back a task this process holds but will not run to an outcome: to
-   * the head of its queue, due now, the attempt not counted. False when its
-   * lease was no longer this attempt's.
+   * the head of its queue, due now, the attempt not counted; or ends it
+   * cancelled when its cancel was requested. "lease-lost" when its lease was
+   * no longer this attempt's.
    */
-  async release(task: HeldTask): Promise<boolean> {
+  async release(task: HeldTask): Promise<ReleaseOutcome> {
     const partition = this.keys.forUser(task.userId);
     const { reply: released } = await this.change(
       "release",
@@ -639,7 +642,11 @@ export class RedisStore implements TaskStore {
         this.options.retentionSeconds,
       ],
     );
-    return Number(released) === RELEASE.RELEASED || Number(released) === RELEASE.CANCELLED;
+    return Number(released) === RELEASE.RELEASED
+      ? "released"
+      : Number(released) === RELEASE.CANCELLED
+        ? "cancelled"
+        : "lease-lost";
   }
 
   /**

@@ -177,6 +177,8 @@ describe("the tollgate CLI as a client", () => {
       [["dead", "requeue", "--all"], /tollgate dead: --user is required/],
       [["dead", "purge", "--user", "u"], /tollgate dead: give --task ID \(repeatable\) or --all/],
       [["dead", "purge", "--user", "u", "--all", "--task", "x"], /tollgate dead: give --task or --all, not both/],
+      [["dead", "--user", "u", "--requeue", "--purge"], /tollgate dead: give one action, not several/],
+      [["dead", "purge", "--user", "u", "--requeue"], /tollgate dead: give one action, not several/],
       [["health", "--addr"], /tollgate health: .*--addr/],
     ];
     const runs = await Promise.all(cases.map(([args]) => tollgate(args)));
@@ -352,14 +354,17 @@ describe("the tollgate CLI as a client", () => {
 
   test("dead requeues or purges a user's dead letters, saying how many and which ids were not on the list", async () => {
     const unknown = "0.AAAAAAAAAAAAAAAAAAAAAA";
-    const [requeue, purge, json, malformed] = await Promise.all([
+    const [requeue, purge, json, malformed, flagged] = await Promise.all([
       tollgate(["dead", "requeue", "--addr", served.addr, "--user", "cli-dead", "--all"]),
       tollgate(["dead", "purge", "--addr", served.addr, "--user", "cli-dead", "--task", unknown, "--task", unknown]),
       tollgate(["dead", "purge", "--addr", served.addr, "--user", "cli-dead", "--task", unknown, "--json"]),
       tollgate(["dead", "purge", "--addr", served.addr, "--user", "cli-dead", "--task", "nope"]),
+      // The issue's form: the action as a flag, no --task (every dead letter).
+      tollgate(["dead", "--addr", served.addr, "--user", "cli-dead", "--requeue"]),
     ]);
-    for (const run of [requeue, purge, json]) assert.equal(run.code, 0, describeRun(run));
+    for (const run of [requeue, purge, json, flagged]) assert.equal(run.code, 0, describeRun(run));
     assert.equal(requeue.stdout, "requeued 0\n");
+    assert.equal(flagged.stdout, "requeued 0\n");
     assert.equal(purge.stdout, `purged 0\nnot found: ${unknown}\n`);
     assert.deepEqual(JSON.parse(json.stdout), { purged: 0, notFound: [unknown] });
     assert.equal(malformed.code, 1, describeRun(malformed));

@@ -2,7 +2,9 @@
 // WatchQueue stream (one user's, and every queue's) that began before counts
 // the tasks CancelTask and PurgeQueue cancelled and the dead letters
 // RequeueDeadLetters queued again, and the metrics count them, and the dead
-// letters PurgeDeadLetters deleted, in the process that made the change.
+// letters PurgeDeadLetters deleted, in the process that made the change; a
+// running task CancelTask marked is counted when its attempt ends it
+// cancelled.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -10,7 +12,12 @@ import { register } from "prom-client";
 import { pollUntil } from "../support/expect.js";
 import { usePrivateRedis } from "../support/fixture.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import { Disposition, ListState, type WatchQueueResponse } from "../../gen/ts/tollgate/v1/task_service_pb.js";
+import {
+  Disposition,
+  ListState,
+  TaskState,
+  type WatchQueueResponse,
+} from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 const FIXTURE_HANDLERS = fileURLToPath(new URL("../fixtures/handlers.ts", import.meta.url));
 
@@ -109,6 +116,45 @@ describe("exact counts: cancelled, requeued and purged", () => {
       await everyQueue.close();
     }
   });
+
+  for (const [kind, what] of [
+    ["slow", "its handler aborted"],
+    ["stubborn", "its handler ignoring the abort and then succeeding"],
+  ] as const) {
+    test(`a running task CancelTask marked ends CANCELLED and is counted once (${what})`, async () => {
+      const userId = `running-${kind}`;
+      const erin = watch(tollgate, userId);
+      const everyQueue = watch(tollgate, "");
+      try {
+        await erin.until("the first snapshot", () => true);
+        const atStart = await everyQueue.until("the first snapshot", () => true);
+        const cancelledBefore = await metric("tollgate_tasks_cancelled_total");
+        // Long enough that only the cancel ends its attempt within the poll.
+        const duration = kind === "slow" ? "60000" : "1500";
+        const running = await tollgate.client.submit({ userId, kind, payload: new TextEncoder().encode(duration) });
+        assert.equal(running.disposition, Disposition.STARTED);
+        await erin.until("1 running", (m) => m.running === 1n);
+        await tollgate.client.cancelTask({ taskId: running.taskId });
+        await erin.until("1 cancelled, none running", (m) => m.cancelled === 1n && m.running === 0n);
+        await everyQueue.until("1 more cancelled", (m) => m.cancelled === atStart.cancelled + 1n);
+        const { task } = await tollgate.client.getTask({ taskId: running.taskId });
+        assert.equal(task?.state, TaskState.CANCELLED);
+        assert.equal(await metric("tollgate_tasks_cancelled_total"), cancelledBefore + 1);
+        if (kind === "stubborn") {
+          // The handler ends after the cancel: nothing is counted again.
+          await new Promise((resolve) => setTimeout(resolve, 1_800));
+          const { task: later } = await tollgate.client.getTask({ taskId: running.taskId });
+          assert.equal(later?.state, TaskState.CANCELLED);
+          assert.equal(await metric("tollgate_tasks_cancelled_total"), cancelledBefore + 1);
+          const latest = await erin.until("still 1 cancelled, nothing succeeded", (m) => m.cancelled === 1n);
+          assert.equal(latest.completed, 0n);
+        }
+      } finally {
+        await erin.close();
+        await everyQueue.close();
+      }
+    });
+  }
 
   test("purged dead letters are counted in tollgate_dead_letters_purged_total", async () => {
     await deadThenQueued("dave", 0);

@@ -165,7 +165,7 @@ async function everyOperation(store: RedisStore, redis: RedisClient, users: read
     await sleep(LEASE_MS + 50);
     const [recovered] = await claimAll(userId);
     assert.equal(recovered?.taskId, started.taskId, `${userId}: the expired lease's task runs again`);
-    assert.equal(await store.release(recovered), true);
+    assert.equal(await store.release(recovered), "released");
     const [again] = await claimAll(userId);
     assert.equal(again?.taskId, started.taskId);
     assert.equal(await store.finish(again, { ok: true }, 0), "succeeded");
@@ -210,13 +210,21 @@ async function everyOperation(store: RedisStore, redis: RedisClient, users: read
     for (const taskId of [finishing, releasing, abandoned])
       assert.equal(await store.cancelTask({ taskId, userId }), "cancel-requested", userId);
     assert.equal(await store.finish({ taskId: finishing, userId, attempt: 1 }, { ok: true }, 0), "cancelled");
-    assert.equal(await store.release({ taskId: releasing, userId, attempt: 1 }), true);
+    assert.equal(await store.release({ taskId: releasing, userId, attempt: 1 }), "cancelled");
     await sleep(LEASE_MS + 50);
-    assert.deepEqual(await claimAll(userId), [], `${userId}: a cancelled task's lost lease does not run it again`);
+    const recovery = await store.claim(keys.forUser(userId).partition, 10, `c-${Math.random()}`);
+    assert.deepEqual(
+      recovery.claimed.filter((task) => task.userId === userId),
+      [],
+      `${userId}: a cancelled task's lost lease does not run it again`,
+    );
+    assert.ok((recovery.cancelled ?? 0) >= 1, `${userId}: the claim reports the task it ended cancelled`);
     for (const taskId of [finishing, releasing, abandoned])
       assert.equal((await store.getTask(taskId))?.state, "cancelled", `${userId}: ${taskId}`);
     const purged = await store.snapshot(userId);
     assert.deepEqual([purged.queued, purged.running, purged.dueAt], [0, 0, undefined], userId);
+    // Two cancelled, two purged, and the three running ones their attempt's end cancelled.
+    assert.equal(purged.cancelled, 7, `${userId}: every task that ended cancelled is counted`);
 
     // Pause: a running task fails to a retry, a Submit that could start queues, REJECT is
     // refused, and claim starts nothing (it moves the retry to the queue and parks the user).

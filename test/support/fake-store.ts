@@ -15,6 +15,7 @@ import type {
   LeasedTask,
   QueueSnapshot,
   QueueSummary,
+  ReleaseOutcome,
   TaskStore,
   Unsubscribe,
   Wake,
@@ -103,9 +104,9 @@ export class FakeStore implements TaskStore {
     throw new Error("FakeStore: finish is not faked");
   }
 
-  async release(task: HeldTask): Promise<boolean> {
+  async release(task: HeldTask): Promise<ReleaseOutcome> {
     this.released.push(task);
-    return true;
+    return "released";
   }
 
   async renew(tasks: readonly LeasedTask[]): Promise<number> {

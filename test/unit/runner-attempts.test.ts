@@ -10,7 +10,7 @@ import { setImmediate as tick } from "node:timers/promises";
 import type { HandlerSet, TaskHandler, TaskInput } from "../../src/core/handlers.js";
 import { createLogger } from "../../src/logger.js";
 import { metrics } from "../../src/metrics.js";
-import type { AttemptResult, FinishOutcome, LeasedTask, TaskStore } from "../../src/core/store.js";
+import type { AttemptResult, FinishOutcome, LeasedTask, ReleaseOutcome, TaskStore } from "../../src/core/store.js";
 import { TaskRunner, type TaskRunnerOptions } from "../../src/core/task-runner.js";
 import { FakeClock } from "../support/fake-clock.js";
 
@@ -67,9 +67,9 @@ class FakeStore {
     return taskIds.length;
   }
 
-  async release(task: { readonly taskId: string; readonly attempt: number }): Promise<boolean> {
+  async release(task: { readonly taskId: string; readonly attempt: number }): Promise<ReleaseOutcome> {
     this.released.push({ taskId: task.taskId, attempt: task.attempt });
-    return true;
+    return "released";
   }
 }
 

@@ -9,13 +9,11 @@
   moment, or the user leaves both when its queue is empty (includes/heads).
   The queued total (q) counts each one down, the stats' waiting-to-retry
   gauge (w) each retry, the delayed gauge (n) each delayed one, and the
-  user's and the partition's c (cancelled, only ever grows) each one up; one
-  progress message tells watchers. Only what this script cancels is counted
-  in c: a running task marked here that its attempt's end makes cancelled
-  later is not (not yet). A running task
+  user's and the partition's c (cancelled, only ever grows) each one up
+  (includes/cancelled); one progress message tells watchers. A running task
   is marked (FIELD_CANCEL_REQUESTED): its attempt's end then ends it
   cancelled, neither retried nor dead-lettered (finish, release, or claim
-  recovering its lease). A task that is finished, already cancelled, gone
+  recovering its lease), and counted in c there. A task that is finished, already cancelled, gone
   or another user's is left as it is. CancelTask sends one task, PurgeQueue
   a batch of the queue's ids (each record is a declared key, so the caller
   reads the ids first).
@@ -75,7 +73,7 @@ for i = 6, #ARGV do
     else
       fromRetries = fromRetries + redis.call('ZREM', KEYS[4], taskId .. ':' .. userId)
     end
-    endCancelled(record, now, retention)
+    endCancelled(record, now, retention, KEYS[5], KEYS[6])
     cancelled = cancelled + 1
     code = CANCEL_CANCELLED
   elseif fields[2] == STATE_RUNNING then
@@ -104,11 +102,8 @@ if fromQueue + fromRetries + fromDelayed > 0 then
   redis.call('HINCRBY', KEYS[6], 'q', -(fromQueue + fromRetries + fromDelayed))
 end
 if cancelled > 0 then
-  statsAdd(KEYS[5], 'c', cancelled, now)
+  -- endCancelled counted each one in c.
   statsSettle(KEYS[5], retention)
-  redis.call('HINCRBY', KEYS[6], 'c', cancelled)
-end
-if cancelled > 0 then
   redis.call(PUBLISH, ARGV[2], userId)
 end
 return codes

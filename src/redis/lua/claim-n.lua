@@ -7,7 +7,8 @@
 
   1. Tasks whose lease has expired (their process died or stalled) go back to
      the head of their user's queue, or to its dead-letter list when they have
-     used every attempt, or end cancelled when their cancel was requested.
+     used every attempt, or end cancelled when their cancel was requested
+     (counted in the user's and the totals' c, includes/cancelled).
   2. Tasks whose retry backoff is over go back to the head of their queue.
      Delayed tasks whose moment (not_before) has come join the back of
      theirs (KEYS[8]); one that finds its queue empty is its head and the
@@ -61,10 +62,11 @@
            head the plan did not find), user number (1 … U), task key number
            in KEYS (0 when none)
   Returns  {now, next due, next retry or delayed moment, next lease expiry,
-           dead-lettered, expired, n, user id (n), claims...}: the next
-           moments are ms, or -1 when there is none; dead-lettered counts
+           dead-lettered, expired, cancelled, n, user id (n), claims...}: the
+           next moments are ms, or -1 when there is none; dead-lettered counts
            the tasks whose lease ran out on their last attempt, expired
-           those that ended expired here;
+           those that ended expired here, cancelled those whose lease ran
+           out after their cancel was requested;
            the n users' dead-letter lists are over their cap (the caller
            trims them, see includes/dead-letter); each claim is six entries:
            task id, user id, kind, payload, attempt, due moment.
@@ -127,6 +129,8 @@ local overCap = {}
 local deadLettered = 0
 -- Tasks ended expired here (not started by their start_by), for the reply.
 local expired = 0
+-- Tasks ended cancelled here (lease lost after their cancel was requested), for the reply.
+local cancelled = 0
 
 -- A task that was queued or delayed ends expired (includes/expired).
 local function expire(user, task)
@@ -189,7 +193,8 @@ local function requeue(item, set, from)
     changeStats(user, 'r', -1)
     if redis.call('HGET', task, FIELD_CANCEL_REQUESTED) then
       -- Cancelled while it ran: it ends here, not run again.
-      endCancelled(task, now, retention)
+      endCancelled(task, now, retention, user.stats, KEYS[4])
+      cancelled = cancelled + 1
       redis.call(PUBLISH, progress, user.id)
       return false
     end
@@ -341,7 +346,7 @@ for _, user in ipairs(users) do
   end
 end
 
-local out = {now, earliest(KEYS[1]), earliestOf(KEYS[3], KEYS[8]), earliest(KEYS[2]), deadLettered, expired, #overCap}
+local out = {now, earliest(KEYS[1]), earliestOf(KEYS[3], KEYS[8]), earliest(KEYS[2]), deadLettered, expired, cancelled, #overCap}
 for _, userId in ipairs(overCap) do
   out[#out + 1] = userId
 end

@@ -8,7 +8,8 @@
   runs or waits to retry (includes/user-stats). An attempt that no longer holds
   its lease (it ran out and the task was handed on) records nothing: the
   task's current attempt owns it now. A task whose cancel was requested while
-  it ran (cancel-n) ends cancelled, neither retried nor dead-lettered.
+  it ran (cancel-n) ends cancelled, neither retried nor dead-lettered, and
+  is counted in the user's and the totals' c (includes/cancelled).
 
   KEYS[1]  task hash
   KEYS[2]  leases sorted set
@@ -57,7 +58,7 @@ if redis.call('HGET', KEYS[1], FIELD_CANCEL_REQUESTED) then
   if ARGV[3] ~= 'ok' then
     redis.call('HSET', KEYS[1], FIELD_ERROR, ARGV[4])
   end
-  endCancelled(KEYS[1], now, ARGV[5])
+  endCancelled(KEYS[1], now, ARGV[5], KEYS[5], KEYS[6])
   statsSettle(KEYS[5], ARGV[5])
   redis.call(PUBLISH, ARGV[9], ARGV[10])
   return FINISH_CANCELLED

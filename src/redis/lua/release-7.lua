@@ -27,7 +27,7 @@
            nothing of the user runs or waits to retry (includes/user-stats),
            and a cancelled task's record
   A task whose cancel was requested while it ran (cancel-n) ends cancelled
-  instead.
+  instead, counted in the user's and the totals' c (includes/cancelled).
   Returns  RELEASE_RELEASED, RELEASE_CANCELLED, or RELEASE_LEASE_LOST (it ran out and the task
            was handed on; src/redis/reply-codes.ts)
 ]]
@@ -47,7 +47,7 @@ local now = currentMs()
 redis.call('ZREM', KEYS[2], member)
 if redis.call('HGET', KEYS[1], FIELD_CANCEL_REQUESTED) then
   -- Cancelled while it ran: it ends here instead of going back to its queue.
-  endCancelled(KEYS[1], now, ARGV[9])
+  endCancelled(KEYS[1], now, ARGV[9], KEYS[5], KEYS[6])
   statsAdd(KEYS[5], 'r', -1, now)
   statsSettle(KEYS[5], ARGV[9])
   redis.call(PUBLISH, ARGV[5], ARGV[3])

@@ -604,9 +604,9 @@ type WatchQueueResponse struct {
 	// ResumeQueue; next_start and estimated_drain are unset meanwhile. Always
 	// false when watching every queue.
 	Paused bool `protobuf:"varint,11,opt,name=paused,proto3" json:"paused,omitempty"`
-	// Tasks cancelled since the stream began while queued or waiting to retry
-	// (CancelTask, PurgeQueue). A running task whose cancel was requested is
-	// not counted here (yet) when its attempt ends it CANCELLED.
+	// Tasks that ended CANCELLED since the stream began: cancelled while queued,
+	// delayed or waiting to retry (CancelTask, PurgeQueue), or running when
+	// CancelTask marked it, counted when its attempt's end makes it CANCELLED.
 	Cancelled uint64 `protobuf:"varint,12,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
 	// Dead letters requeued since the stream began (RequeueDeadLetters).
 	Requeued uint64 `protobuf:"varint,13,opt,name=requeued,proto3" json:"requeued,omitempty"`

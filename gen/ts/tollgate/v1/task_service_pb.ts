@@ -276,9 +276,9 @@ export type WatchQueueResponse = Message<"tollgate.v1.WatchQueueResponse"> & {
   paused: boolean;
 
   /**
-   * Tasks cancelled since the stream began while queued or waiting to retry
-   * (CancelTask, PurgeQueue). A running task whose cancel was requested is
-   * not counted here (yet) when its attempt ends it CANCELLED.
+   * Tasks that ended CANCELLED since the stream began: cancelled while queued,
+   * delayed or waiting to retry (CancelTask, PurgeQueue), or running when
+   * CancelTask marked it, counted when its attempt's end makes it CANCELLED.
    *
    * @generated from field: uint64 cancelled = 12;
    */
