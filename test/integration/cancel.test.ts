@@ -4,7 +4,6 @@
 // finished or running task is refused; purging empties a queue and takes the
 // user off the due schedule; who may cancel whose tasks.
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -12,33 +11,15 @@ import { Code, type Client } from "@connectrpc/connect";
 import { createTollgateClient } from "../../src/client/client.js";
 import { expectCode, pollUntil } from "../support/expect.js";
 import { usePrivateRedis } from "../support/fixture.js";
+import { ADMIN_KEY, ALICE_KEY, BOB_KEY, writeKeyFile } from "../support/api-keys.js";
+import { firstSnapshot } from "../support/watch.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { keys } from "../support/store.js";
-import {
-  Disposition,
-  ListState,
-  type TaskService,
-  TaskState,
-  type WatchQueueResponse,
-} from "../../gen/ts/tollgate/v1/task_service_pb.js";
+import { Disposition, ListState, type TaskService, TaskState } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 const FIXTURE_HANDLERS = fileURLToPath(new URL("../fixtures/handlers.ts", import.meta.url));
-const ALICE_KEY = "alice-key-0123456789abcdef";
-const BOB_KEY = "bob-key-0123456789abcdef01";
-const ADMIN_KEY = "admin-key-0123456789abcdef";
 
 const ctx = usePrivateRedis("cancel");
-
-/** WatchQueue's first message (a snapshot), the stream then closed. */
-async function firstSnapshot(client: Client<typeof TaskService>, userId: string): Promise<WatchQueueResponse> {
-  const stop = new AbortController();
-  try {
-    for await (const message of client.watchQueue({ userId }, { signal: stop.signal })) return message;
-    assert.fail("WatchQueue sent no message");
-  } finally {
-    stop.abort();
-  }
-}
 
 describe("CancelTask and PurgeQueue, 1/1h: queued tasks stay queued", () => {
   let tollgate: TestServer;
@@ -59,7 +40,7 @@ describe("CancelTask and PurgeQueue, 1/1h: queued tasks stay queued", () => {
   }
 
   before(async () => {
-    await writeFile(join(ctx.dir, "keys"), `${ALICE_KEY} user:alice\n${BOB_KEY} user:bob\n${ADMIN_KEY} admin\n`);
+    await writeKeyFile(ctx.dir);
     tollgate = await startTestServer(ctx.redis.url, {
       TOLLGATE_AUTH_KEYS: join(ctx.dir, "keys"),
       TOLLGATE_RATE_LIMITS: "1/1h",

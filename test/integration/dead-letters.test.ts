@@ -4,7 +4,6 @@
 // ids not on the list reported, not refused; who may act on whose dead
 // letters; and the refusals of a malformed request.
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -13,15 +12,13 @@ import { createTollgateClient } from "../../src/client/client.js";
 import { parseRatePolicy } from "../../src/core/rate-policy.js";
 import { expectCode, pollUntil } from "../support/expect.js";
 import { usePrivateRedis } from "../support/fixture.js";
+import { ADMIN_KEY, ALICE_KEY, BOB_KEY, writeKeyFile } from "../support/api-keys.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { keys } from "../support/store.js";
 import { checkStarts, readFixtureLog } from "../support/task-log.js";
 import { Disposition, ListState, type TaskService, TaskState } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 const FIXTURE_HANDLERS = fileURLToPath(new URL("../fixtures/handlers.ts", import.meta.url));
-const ALICE_KEY = "alice-key-0123456789abcdef";
-const BOB_KEY = "bob-key-0123456789abcdef01";
-const ADMIN_KEY = "admin-key-0123456789abcdef";
 const POLICY = "3/2s";
 
 const ctx = usePrivateRedis("dead-letters");
@@ -49,7 +46,7 @@ describe("RequeueDeadLetters and PurgeDeadLetters", () => {
   before(async () => {
     log = join(ctx.dir, "starts.log");
     process.env.TOLLGATE_FIXTURE_LOG = log;
-    await writeFile(join(ctx.dir, "keys"), `${ALICE_KEY} user:alice\n${BOB_KEY} user:bob\n${ADMIN_KEY} admin\n`);
+    await writeKeyFile(ctx.dir);
     tollgate = await startTestServer(ctx.redis.url, {
       TOLLGATE_AUTH_KEYS: join(ctx.dir, "keys"),
       TOLLGATE_RATE_LIMITS: POLICY,

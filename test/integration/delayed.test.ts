@@ -5,7 +5,7 @@
 // next takes its place; bad times are INVALID_ARGUMENT; a delayed task can be
 // cancelled.
 import assert from "node:assert/strict";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -15,16 +15,12 @@ import { Code, type Client } from "@connectrpc/connect";
 import { createTollgateClient } from "../../src/client/client.js";
 import { expectCode, pollUntil } from "../support/expect.js";
 import { usePrivateRedis } from "../support/fixture.js";
+import { ALICE_KEY, writeKeyFile } from "../support/api-keys.js";
+import { firstSnapshot } from "../support/watch.js";
 import { startTestServer, type TestServer } from "../support/server.js";
-import {
-  Disposition,
-  type TaskService,
-  TaskState,
-  type WatchQueueResponse,
-} from "../../gen/ts/tollgate/v1/task_service_pb.js";
+import { Disposition, type TaskService, TaskState } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 const FIXTURE_HANDLERS = fileURLToPath(new URL("../fixtures/handlers.ts", import.meta.url));
-const ALICE_KEY = "alice-key-0123456789abcdef";
 /** 1 start per 1 s window. */
 const WINDOW_MS = 1_000;
 /** A delayed task's moment, ms after Submit. */
@@ -35,17 +31,6 @@ const LATE_MS = 600;
 const TOLERANCE_MS = 50;
 
 const ctx = usePrivateRedis("delayed");
-
-/** WatchQueue's first message (a snapshot), the stream then closed. */
-async function firstSnapshot(client: Client<typeof TaskService>, userId: string): Promise<WatchQueueResponse> {
-  const stop = new AbortController();
-  try {
-    for await (const message of client.watchQueue({ userId }, { signal: stop.signal })) return message;
-    assert.fail("WatchQueue sent no message");
-  } finally {
-    stop.abort();
-  }
-}
 
 describe("delayed tasks and start deadlines, 1/1s", () => {
   let tollgate: TestServer;
@@ -62,7 +47,7 @@ describe("delayed tasks and start deadlines, 1/1s", () => {
     log = join(ctx.dir, "attempts.log");
     // The handlers run in this process: they read the log's name here.
     process.env.TOLLGATE_FIXTURE_LOG = log;
-    await writeFile(join(ctx.dir, "keys"), `${ALICE_KEY} user:alice\n`);
+    await writeKeyFile(ctx.dir);
     tollgate = await startTestServer(ctx.redis.url, {
       TOLLGATE_AUTH_KEYS: join(ctx.dir, "keys"),
       TOLLGATE_RATE_LIMITS: "1/1s",

@@ -5,7 +5,6 @@
 // whatever its id holds; admins only; bad tokens refused. On a standalone
 // Redis and on a 3-master Cluster (partitions on every master).
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -13,6 +12,7 @@ import { Code, type Client } from "@connectrpc/connect";
 import { createTollgateClient } from "../../src/client/client.js";
 import { expectCode, pollUntil } from "../support/expect.js";
 import { usePrivateRedis } from "../support/fixture.js";
+import { ADMIN_KEY, ALICE_KEY, writeKeyFile } from "../support/api-keys.js";
 import { TestRedisCluster } from "../support/redis-cluster.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import {
@@ -24,8 +24,6 @@ import {
 } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 const FIXTURE_HANDLERS = fileURLToPath(new URL("../fixtures/handlers.ts", import.meta.url));
-const ALICE_KEY = "alice-key-0123456789abcdef";
-const ADMIN_KEY = "admin-key-0123456789abcdef";
 /** A user with only a dead letter, its id shaped like the keys' separators and a glob. */
 const AWKWARD_DEAD = "q-dead}:dl:*[x]";
 
@@ -54,7 +52,7 @@ const EXPECTED: Row[] = [
 ];
 
 async function serve(redisUrl: string): Promise<TestServer> {
-  await writeFile(join(ctx.dir, "keys"), `${ALICE_KEY} user:alice\n${ADMIN_KEY} admin\n`);
+  await writeKeyFile(ctx.dir);
   return startTestServer(redisUrl, {
     TOLLGATE_AUTH_KEYS: join(ctx.dir, "keys"),
     // One start per hour: whatever queues stays queued for the test.

@@ -3,7 +3,6 @@
 // while the queue changes between pages; who may list whose tasks; and the
 // refusals of a malformed request.
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -11,6 +10,7 @@ import { Code, type Client } from "@connectrpc/connect";
 import { createTollgateClient } from "../../src/client/client.js";
 import { expectCode, pollUntil } from "../support/expect.js";
 import { usePrivateRedis } from "../support/fixture.js";
+import { ADMIN_KEY, ALICE_KEY, BOB_KEY, writeKeyFile } from "../support/api-keys.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { keys } from "../support/store.js";
 import {
@@ -22,9 +22,6 @@ import {
 } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 const FIXTURE_HANDLERS = fileURLToPath(new URL("../fixtures/handlers.ts", import.meta.url));
-const ALICE_KEY = "alice-key-0123456789abcdef";
-const BOB_KEY = "bob-key-0123456789abcdef01";
-const ADMIN_KEY = "admin-key-0123456789abcdef";
 
 const ctx = usePrivateRedis("list-tasks");
 
@@ -51,7 +48,7 @@ describe("ListTasks", () => {
   }
 
   before(async () => {
-    await writeFile(join(ctx.dir, "keys"), `${ALICE_KEY} user:alice\n${BOB_KEY} user:bob\n${ADMIN_KEY} admin\n`);
+    await writeKeyFile(ctx.dir);
     tollgate = await startTestServer(ctx.redis.url, {
       TOLLGATE_AUTH_KEYS: join(ctx.dir, "keys"),
       TOLLGATE_RATE_LIMITS: "1/1h",

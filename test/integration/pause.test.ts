@@ -5,7 +5,6 @@
 // more starts in a window than its limit. Idempotent both ways; who may pause
 // whose queue.
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -15,19 +14,13 @@ import { Code, type Client } from "@connectrpc/connect";
 import { createTollgateClient } from "../../src/client/client.js";
 import { expectCode, pollUntil } from "../support/expect.js";
 import { usePrivateRedis } from "../support/fixture.js";
+import { ADMIN_KEY, ALICE_KEY, writeKeyFile } from "../support/api-keys.js";
+import { firstSnapshot } from "../support/watch.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { keys } from "../support/store.js";
-import {
-  Disposition,
-  OverLimit,
-  type TaskService,
-  TaskState,
-  type WatchQueueResponse,
-} from "../../gen/ts/tollgate/v1/task_service_pb.js";
+import { Disposition, OverLimit, type TaskService, TaskState } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 const FIXTURE_HANDLERS = fileURLToPath(new URL("../fixtures/handlers.ts", import.meta.url));
-const ALICE_KEY = "alice-key-0123456789abcdef";
-const ADMIN_KEY = "admin-key-0123456789abcdef";
 /** 2 starts per 1 s window. */
 const LIMIT = 2;
 const WINDOW_MS = 1_000;
@@ -37,17 +30,6 @@ const TOLERANCE_MS = 50;
 const RETRY_BACKOFF_MS = 600;
 
 const ctx = usePrivateRedis("pause");
-
-/** WatchQueue's first message (a snapshot), the stream then closed. */
-async function firstSnapshot(client: Client<typeof TaskService>, userId: string): Promise<WatchQueueResponse> {
-  const stop = new AbortController();
-  try {
-    for await (const message of client.watchQueue({ userId }, { signal: stop.signal })) return message;
-    assert.fail("WatchQueue sent no message");
-  } finally {
-    stop.abort();
-  }
-}
 
 describe(`PauseQueue and ResumeQueue, ${LIMIT}/${WINDOW_MS / 1000}s`, () => {
   let tollgate: TestServer;
@@ -59,7 +41,7 @@ describe(`PauseQueue and ResumeQueue, ${LIMIT}/${WINDOW_MS / 1000}s`, () => {
   }
 
   before(async () => {
-    await writeFile(join(ctx.dir, "keys"), `${ALICE_KEY} user:alice\n${ADMIN_KEY} admin\n`);
+    await writeKeyFile(ctx.dir);
     tollgate = await startTestServer(ctx.redis.url, {
       TOLLGATE_AUTH_KEYS: join(ctx.dir, "keys"),
       TOLLGATE_RATE_LIMITS: `${LIMIT}/1s`,
