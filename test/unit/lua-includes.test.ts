@@ -173,7 +173,7 @@ describe("Lua rules are written once", () => {
       assert.ok(includedBy(file).has("window"), `${file} includes "window"`);
       assert.match(
         code(ownText.get(file)!),
-        /\b(windowRead|appendWindows)\(/,
+        /\b(windowRead|windowsWait|appendWindows)\(/,
         `${file} reads its windows with the include`,
       );
     }

@@ -56,12 +56,7 @@ end
 if requeued > 0 then
   local now = currentMs()
   if wasEmpty then
-    -- ms until every window has room (0: it has now)
-    local wait = 0
-    for k = 1, windowCount do
-      local count, pttl = windowRead(KEYS[6 + k])
-      wait = math.max(wait, windowWait(count, pttl, tonumber(ARGV[6 + k])))
-    end
+    local wait = windowsWait(windowCount, 6, 6)
     scheduleNewHead(KEYS[3], KEYS[4], userId, head, now + wait, PUBLISH, ARGV[2])
   end
   redis.call('HINCRBY', KEYS[5], 'q', requeued)

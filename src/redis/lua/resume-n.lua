@@ -31,12 +31,7 @@ redis.call('SREM', KEYS[1], userId)
 local head = redis.call('LINDEX', KEYS[4], 0)
 if head and not redis.call('ZSCORE', KEYS[2], userId) then
   local now = currentMs()
-  -- ms until every window has room (0: it has now)
-  local wait = 0
-  for k = 1, windowCount do
-    local count, pttl = windowRead(KEYS[5 + k])
-    wait = math.max(wait, windowWait(count, pttl, tonumber(ARGV[5 + k])))
-  end
+  local wait = windowsWait(windowCount, 5, 5)
   scheduleNewHead(KEYS[2], KEYS[3], userId, head, now + wait, PUBLISH, ARGV[2])
 end
 redis.call(PUBLISH, ARGV[3], userId)

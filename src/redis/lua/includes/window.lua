@@ -25,6 +25,17 @@ local function windowWait(count, pttl, limit)
   return math.max(0, pttl + 1)
 end
 
+-- ms until every one of a user's `count` windows has room (0: they have now):
+-- window k's key is KEYS[keyBefore + k] and its limit ARGV[limitBefore + k].
+local function windowsWait(count, keyBefore, limitBefore)
+  local wait = 0
+  for k = 1, count do
+    local used, pttl = windowRead(KEYS[keyBefore + k])
+    wait = math.max(wait, windowWait(used, pttl, tonumber(ARGV[limitBefore + k])))
+  end
+  return wait
+end
+
 -- Uses one unit of a window read as (count, pttl) in this script:
 -- rate-limiter-flexible's SET key 0 EX duration NX then INCRBY, folded into
 -- one command since the count was just read (no key expires within a script).
