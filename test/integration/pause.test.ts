@@ -97,8 +97,10 @@ describe(`PauseQueue and ResumeQueue, ${LIMIT}/${WINDOW_MS / 1000}s`, () => {
     });
     const starts = done.map((task) => timestampMs(task.startedAt!)).sort((a, b) => a - b);
     // The windows of the first starts closed while paused: the resumed queue
-    // opens a window at once, then one per window, never more than LIMIT in one.
-    assert.ok(starts[0]! - resumedAt < 500, `the first start ${starts[0]! - resumedAt} ms after resume`);
+    // opens a window at once (within 3 s: room for a loaded machine; a queue
+    // left paused would not start at all), then one per window, never more
+    // than LIMIT in one.
+    assert.ok(starts[0]! - resumedAt < 3_000, `the first start ${starts[0]! - resumedAt} ms after resume`);
     for (let i = 0; i + LIMIT < starts.length; i += LIMIT) {
       const gap = starts[i + LIMIT]! - starts[i]!;
       assert.ok(gap >= WINDOW_MS - TOLERANCE_MS, `starts ${i} and ${i + LIMIT} only ${gap} ms apart: a burst`);
