@@ -99,7 +99,7 @@ describe("CancelTask and PurgeQueue, 1/1h: queued tasks stay queued", () => {
         const answer = (await admin.getTask({ taskId: running.taskId })).task;
         return answer?.state === TaskState.CANCELLED ? answer : undefined;
       },
-      { timeoutMs: 5_000 },
+      { timeoutMs: 15_000 },
     );
     assert.equal(ended.attempts, 1);
     assert.equal(ended.lastError, "cancelled (CancelTask)");
@@ -198,7 +198,7 @@ describe("CancelTask, 1/1s: cancelling the head", () => {
     await pollUntil(
       "the next task to succeed",
       async () => (await client.getTask({ taskId: next.taskId })).task?.state === TaskState.SUCCEEDED,
-      { timeoutMs: 5_000 },
+      { timeoutMs: 15_000 },
     );
     assert.equal((await client.getTask({ taskId: head.taskId })).task?.state, TaskState.CANCELLED, "never ran");
     assert.equal(await tollgate.redis.zscore(partition.dueUsers, "hank"), null);

@@ -47,7 +47,7 @@ function watch(tollgate: TestServer, userId: string) {
     /** Waits for a message that `holds`. */
     until: (what: string, holds: (message: WatchQueueResponse) => boolean) =>
       pollUntil(`${userId || "every queue"}: ${what}`, () => (latest && holds(latest) ? latest : undefined), {
-        timeoutMs: 5_000,
+        timeoutMs: 15_000,
       }),
     close: async () => {
       stop.abort();
