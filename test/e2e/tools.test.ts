@@ -54,6 +54,22 @@ async function bufCurl(method: string, body?: unknown): Promise<Record<string, u
   return jsonObjects(run.stdout);
 }
 
+/** Every command `tollgate --help` lists. */
+const COMMANDS = [
+  "serve",
+  "submit",
+  "watch",
+  "task",
+  "tasks",
+  "cancel",
+  "purge",
+  "pause",
+  "resume",
+  "queues",
+  "dead",
+  "health",
+] as const;
+
 describe("buf curl through server reflection, against tollgate serve", () => {
   test("Submit, then GetTask of the task it answered", async () => {
     const [submitted] = await bufCurl("tollgate.v1.TaskService/Submit", { user_id: "buf-1", payload: "aGVsbG8=" });
@@ -104,21 +120,7 @@ describe("the tollgate CLI as a client", () => {
   test("tollgate --help lists every command and the exit codes; no command is a usage error (2)", async () => {
     const [help, none, unknown] = await Promise.all([tollgate(["--help"]), tollgate([]), tollgate(["frobnicate"])]);
     assert.equal(help.code, 0, describeRun(help));
-    for (const command of [
-      "serve",
-      "submit",
-      "watch",
-      "task",
-      "tasks",
-      "cancel",
-      "purge",
-      "pause",
-      "resume",
-      "queues",
-      "dead",
-      "health",
-    ])
-      assert.match(help.stdout, new RegExp(`^  ${command} `, "m"));
+    for (const command of COMMANDS) assert.match(help.stdout, new RegExp(`^  ${command} `, "m"));
     assert.match(help.stdout, /Exit codes: 0 ok, 1 the call failed .*\n2 usage/);
     assert.equal(none.code, 2, describeRun(none));
     assert.equal(unknown.code, 2, describeRun(unknown));
@@ -126,31 +128,17 @@ describe("the tollgate CLI as a client", () => {
   });
 
   test("each command's --help exits 0 and shows its flags; client commands take --addr, --api-key, --json and the TLS flags", async () => {
-    const commands = [
-      "submit",
-      "watch",
-      "task",
-      "tasks",
-      "cancel",
-      "purge",
-      "pause",
-      "resume",
-      "queues",
-      "dead",
-      "health",
-      "serve",
-    ];
-    const helps = await Promise.all(commands.map((command) => tollgate([command, "--help"])));
+    const helps = await Promise.all(COMMANDS.map((command) => tollgate([command, "--help"])));
     for (const [i, help] of helps.entries()) {
-      assert.equal(help.code, 0, `${commands[i]} --help: ${describeRun(help)}`);
-      assert.match(help.stdout, new RegExp(`^Usage: tollgate ${commands[i]}`));
+      assert.equal(help.code, 0, `${COMMANDS[i]} --help: ${describeRun(help)}`);
+      assert.match(help.stdout, new RegExp(`^Usage: tollgate ${COMMANDS[i]}`));
       const flags =
-        commands[i] === "serve"
+        COMMANDS[i] === "serve"
           ? ["--tls-cert", "--tls-key", "--tls-ca", "--auth-keys"]
           : ["--addr", "--api-key", "--json", "--tls", "--tls-ca", "--tls-cert", "--tls-key"];
       for (const flag of flags)
-        assert.match(help.stdout, new RegExp(`${flag}\\b`), `${commands[i]} --help names ${flag}`);
-      if (commands[i] === "submit") {
+        assert.match(help.stdout, new RegExp(`${flag}\\b`), `${COMMANDS[i]} --help names ${flag}`);
+      if (COMMANDS[i] === "submit") {
         for (const flag of ["--delay", "--at", "--start-by"])
           assert.match(help.stdout, new RegExp(`${flag}\\b`), `submit --help names ${flag}`);
       }
