@@ -113,6 +113,8 @@ position, estimated start).
   --kind NAME            the handler to run
   --idempotency-key KEY  a repeated key answers DUPLICATE (only with --count 1)
   --reject               refuse instead of queueing when over the limit
+  --priority N           0 (default) to 9: higher starts first among this
+                         user's queued tasks (never beyond its limits)
   --delay DURATION       start no earlier than this from now (500ms, 3s, 2m, 1h)
   --at TIME              start no earlier than this ISO time (2026-12-03T10:00:00Z)
   --start-by WHEN        not started by then, the task ends EXPIRED instead of
@@ -129,6 +131,7 @@ export async function submitCommand(args: readonly string[]): Promise<number> {
     kind: { type: "string" },
     "idempotency-key": { type: "string" },
     reject: { type: "boolean" },
+    priority: { type: "string" },
     delay: { type: "string" },
     at: { type: "string" },
     "start-by": { type: "string" },
@@ -141,6 +144,9 @@ export async function submitCommand(args: readonly string[]): Promise<number> {
     throw new UsageError("--count must be a whole number from 1");
   if (values["idempotency-key"] !== undefined && count > 1) throw new UsageError("--idempotency-key needs --count 1");
   if (values.delay !== undefined && values.at !== undefined) throw new UsageError("--delay and --at: give one");
+  // The range is the server's to check (INVALID_ARGUMENT names it).
+  const priority = Number(values.priority ?? "0");
+  if (!Number.isSafeInteger(priority) || priority < 0) throw new UsageError("--priority must be a whole number");
   const now = Date.now();
   const notBefore =
     values.delay !== undefined
@@ -164,6 +170,7 @@ export async function submitCommand(args: readonly string[]): Promise<number> {
     overLimit: values.reject ? OverLimit.REJECT : OverLimit.QUEUE,
     notBefore: notBefore === undefined ? undefined : timestampFromMs(notBefore),
     startBy: startBy === undefined ? undefined : timestampFromMs(startBy),
+    priority,
   };
   const answers = await submitMany(
     client,

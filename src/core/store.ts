@@ -17,6 +17,8 @@ export interface Submission {
   readonly notBefore?: number;
   /** Not started by this moment (ms), it ends expired; absent: no deadline. */
   readonly startBy?: number;
+  /** Place in the user's queue: 0 to MAX_PRIORITY, higher first; absent: 0. */
+  readonly priority?: number;
 }
 
 /** A task the drainer claimed: it is running under a lease now. */
@@ -181,6 +183,8 @@ export interface TaskRecord {
   readonly notBefore?: number | undefined;
   /** Submit's start_by (ms). */
   readonly startBy?: number | undefined;
+  /** Submit's priority (0 when it gave none). */
+  readonly priority: number;
   readonly lastError: string;
 }
 

@@ -6,7 +6,14 @@ import { nthStartTime, type WindowCounter } from "./start-schedule.js";
 import { NotReplicated, type Admission, type TaskStore } from "./store.js";
 import type { TaskRunner } from "./task-runner.js";
 import { systemClock, type Clock } from "./clock.js";
-import { checkIdempotencyKey, checkKind, checkPayload, checkSchedule, checkUserId } from "./validation.js";
+import {
+  checkIdempotencyKey,
+  checkKind,
+  checkPayload,
+  checkPriority,
+  checkSchedule,
+  checkUserId,
+} from "./validation.js";
 
 /** One Submit, as the transport decoded it. */
 export interface SubmitCommand {
@@ -23,6 +30,8 @@ export interface SubmitCommand {
   readonly notBefore?: number | undefined;
   /** Not started by this moment (ms), it ends expired; undefined: no deadline. */
   readonly startBy?: number | undefined;
+  /** Place in the user's queue, 0 to MAX_PRIORITY (higher first); undefined: 0. */
+  readonly priority?: number | undefined;
 }
 
 /** One window of the user's policy as it stands after the Submit. */
@@ -101,6 +110,7 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
   checkKind(command.kind, rules.kinds);
   checkIdempotencyKey(command.idempotencyKey);
   const notBefore = checkSchedule(command.notBefore, command.startBy, (rules.clock ?? systemClock).now());
+  const priority = checkPriority(command.priority ?? 0);
   const { overLimit } = command;
   if (typeof overLimit !== "string") {
     throw invalidArgument("over_limit", `unknown value ${overLimit.unknown}; use QUEUE or REJECT`);
@@ -124,6 +134,7 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
       canStartNow: reserved,
       ...(notBefore === undefined ? {} : { notBefore }),
       ...(command.startBy === undefined ? {} : { startBy: command.startBy }),
+      ...(priority === 0 ? {} : { priority }),
     });
   } catch (error) {
     // Stored but not confirmed by enough replicas: the caller hears

@@ -64,6 +64,17 @@ export function checkTaskId(taskId: string): void {
     );
 }
 
+/** The highest priority a task may have (lua/includes/priority counts each level up to it). */
+export const MAX_PRIORITY = 9;
+
+/** Checks Submit's priority and returns it. */
+export function checkPriority(priority: number): number {
+  if (!Number.isSafeInteger(priority) || priority < 0 || priority > MAX_PRIORITY) {
+    throw invalidArgument("priority", `is ${priority}; use 0 (the default) to ${MAX_PRIORITY}, higher first`);
+  }
+  return priority;
+}
+
 /**
  * Checks Submit's not_before and start_by (ms, undefined when unset) against
  * `now` and returns the delay to store: undefined for none (unset or not in

@@ -221,5 +221,6 @@ function taskMessage(record: TaskRecord, maxAttempts: number, queuePosition = 0)
     queuePosition,
     notBefore: record.notBefore === undefined ? undefined : timestampFromMs(record.notBefore),
     startBy: record.startBy === undefined ? undefined : timestampFromMs(record.startBy),
+    priority: record.priority,
   });
 }

@@ -81,9 +81,10 @@ export interface PartitionKeys {
    * cancel-n.lua, or running when marked, by the finish, release or claim
    * that ends its attempt; lua/includes/cancelled), rq dead
    * letters requeued (requeue-dead-letters-n.lua), x expired (not started by
-   * their start_by; the last six only ever grow), and e its generation (the
-   * moment, ms, it was made).
-   * Kept while r, w or n is above 0; otherwise it expires TOLLGATE_RETENTION after its last change,
+   * their start_by; the last six only ever grow), p queued above priority 0
+   * and p1 … p9 queued at each level (lua/includes/priority: where a task
+   * joins the queue), and e its generation (the moment, ms, it was made).
+   * Kept while r, w, n or p is above 0; otherwise it expires TOLLGATE_RETENTION after its last change,
    * and the next change makes a new one from zero, with a new generation
    * (lua/includes/user-stats; WatchQueue counts across it, core/watch-counts.ts).
    */
@@ -249,6 +250,7 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX, partitions: numb
  * | err | the last attempt's error | finish, claim (a lease lost on the last attempt); requeue deletes | GetTask, ListTasks |
  * | adm | 1: admit started the task itself, not a claim from the queue | admit; requeue deletes | admit-outcome (must the Submit whose reply was lost run it?) |
  * | c | id of the claim that started the current attempt; absent for a start at Submit or after a release | claim; release and requeue delete | release (only that claim may hand it back) |
+ * | pr | priority (1 … 9), which places the task in its queue (lua/includes/priority); absent for 0 | admit | every script that puts it into its queue or takes it out, GetTask, ListTasks |
  * | nb | not before (ms): the moment a delayed task waited for; absent for one not delayed | admit | GetTask, ListTasks |
  * | sb | start by (ms): not started by then, it ends expired (claim); absent for no deadline | admit; requeue deletes | claim (at the head, or coming out of the delayed set, with no attempt started) |
  * | cx | 1: CancelTask asked to cancel it while it ran (and published its id on cancelChannel); its attempt ends it cancelled (not retried; counted in the stats' and totals' c) | cancel; deleted when it ends cancelled | finish, release, claim (a lost lease) |
@@ -268,6 +270,7 @@ export const TASK_FIELD = Object.freeze({
   CANCEL_REQUESTED: "cx",
   START_BY: "sb",
   NOT_BEFORE: "nb",
+  PRIORITY: "pr",
 } as const);
 
 /** The values of a task's TASK_FIELD.STATE (Lua: `STATE_<NAME>`). */

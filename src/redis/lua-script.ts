@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { MAX_PRIORITY } from "../core/validation.js";
 import { TASK_FIELD, TASK_STATE } from "./keys.js";
 import { ADMIT, CANCEL, FINISH, RELEASE } from "./reply-codes.js";
 import { storeCall, toStoreError } from "./errors.js";
@@ -37,7 +38,8 @@ function luaConstants(prefixes: Readonly<Record<string, Readonly<Record<string, 
  * Includes generated from TypeScript constants, so a reply code or a field
  * name is written once: `--- @include "reply-codes"` defines `ADMIT_STARTED`
  * and the rest of reply-codes.ts; `--- @include "task-fields"` defines
- * `FIELD_STATE`, `STATE_RUNNING` and the rest of keys.ts' task constants.
+ * `FIELD_STATE`, `STATE_RUNNING` and the rest of keys.ts' task constants,
+ * and `PRIORITY_MAX` (core/validation.ts).
  * Imported statically, so a script's source (and SHA) never depends on which
  * modules were loaded first.
  */
@@ -45,7 +47,11 @@ export const GENERATED_INCLUDES: ReadonlyMap<string, string> = new Map([
   ["reply-codes", `-- reply codes, from src/redis/reply-codes.ts\n${luaConstants({ ADMIT, FINISH, RELEASE, CANCEL })}`],
   [
     "task-fields",
-    `-- task record fields and states, from src/redis/keys.ts\n${luaConstants({ FIELD: TASK_FIELD, STATE: TASK_STATE })}`,
+    `-- task record fields and states, from src/redis/keys.ts, and the highest priority\n${luaConstants({
+      FIELD: TASK_FIELD,
+      STATE: TASK_STATE,
+      PRIORITY: { MAX: MAX_PRIORITY },
+    })}`,
   ],
 ]);
 

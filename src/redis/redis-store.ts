@@ -160,6 +160,7 @@ function taskRecordOf(taskId: string, fields: Record<string, Buffer> | null | un
     finishedAt: time(TASK_FIELD.FINISHED),
     notBefore: time(TASK_FIELD.NOT_BEFORE),
     startBy: time(TASK_FIELD.START_BY),
+    priority: Number(text(TASK_FIELD.PRIORITY) || "0"),
     lastError: text(TASK_FIELD.ERROR),
   };
 }
@@ -274,6 +275,7 @@ export class RedisStore implements TaskStore {
       this.publish,
       submission.notBefore ?? 0,
       submission.startBy ?? "",
+      submission.priority ?? 0,
       ...this.windows.scriptArgs,
     ];
     let changed: { readonly reply: unknown; readonly replicas: number; readonly replicated: boolean };

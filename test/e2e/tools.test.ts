@@ -139,7 +139,7 @@ describe("the tollgate CLI as a client", () => {
       for (const flag of flags)
         assert.match(help.stdout, new RegExp(`${flag}\\b`), `${COMMANDS[i]} --help names ${flag}`);
       if (COMMANDS[i] === "submit") {
-        for (const flag of ["--delay", "--at", "--start-by"])
+        for (const flag of ["--delay", "--at", "--start-by", "--priority"])
           assert.match(help.stdout, new RegExp(`${flag}\\b`), `submit --help names ${flag}`);
       }
     }
@@ -152,6 +152,7 @@ describe("the tollgate CLI as a client", () => {
       [["submit", "--user", "u", "--delay", "soon"], /tollgate submit: --delay must be a duration such as 500ms/],
       [["submit", "--user", "u", "--delay", "1s", "--at", "2026-12-03T10:00:00Z"], /tollgate submit: --delay and --at/],
       [["submit", "--user", "u", "--at", "tomorrow"], /tollgate submit: --at must be an ISO time/],
+      [["submit", "--user", "u", "--priority", "high"], /tollgate submit: --priority must be a whole number/],
       [["submit", "--user", "u", "--start-by", "2026-12-03"], /tollgate submit: --start-by must be an ISO time/],
       [["task", "--addr", served.addr], /tollgate task: give exactly one task id/],
       [["tasks", "--addr", served.addr], /tollgate tasks: --user is required/],
@@ -269,6 +270,31 @@ describe("the tollgate CLI as a client", () => {
     const cancel = await tollgate(["cancel", "--addr", served.addr, answer.taskId]);
     assert.equal(cancel.code, 0, describeRun(cancel));
     assert.match(cancel.stdout, /CANCELLED/);
+  });
+
+  test("submit --priority: the task goes ahead of the user's lower-priority queued tasks; above 9 is the server's INVALID_ARGUMENT", async () => {
+    const pause = await tollgate(["pause", "--addr", served.addr, "--user", "cli-priority"]);
+    assert.equal(pause.code, 0, describeRun(pause));
+    const low = await tollgate(["submit", "--addr", served.addr, "--user", "cli-priority", "--count", "2", "--json"]);
+    assert.equal(low.code, 0, describeRun(low));
+    const high = await tollgate([
+      "submit",
+      "--addr",
+      served.addr,
+      "--user",
+      "cli-priority",
+      "--priority",
+      "7",
+      "--json",
+    ]);
+    assert.equal(high.code, 0, describeRun(high));
+    const answer = JSON.parse(oneLine(high.stdout)) as { taskId: string; queuePosition: number };
+    assert.equal(answer.queuePosition, 1, high.stdout);
+    const tooHigh = await tollgate(["submit", "--addr", served.addr, "--user", "cli-priority", "--priority", "10"]);
+    assert.equal(tooHigh.code, 1, describeRun(tooHigh));
+    assert.match(tooHigh.stderr, /INVALID_ARGUMENT: .*priority/);
+    const purge = await tollgate(["purge", "--addr", served.addr, "--user", "cli-priority"]);
+    assert.equal(purge.code, 0, describeRun(purge));
   });
 
   test("pause pauses a queue and says how many wait; resume resumes it; both idempotent", async () => {

@@ -82,6 +82,7 @@ const RULES = [
   { rule: "does this attempt hold its lease", include: "lease", pattern: /FIELD_ATTEMPTS\)\s*[~=]=/ },
   { rule: "the heads hash and due set follow a queue's head", include: "heads", pattern: /'HDEL', heads/ },
   { rule: "a queue that was empty has a head again", include: "heads", pattern: /'HSET', heads, userId, taskId/ },
+  { rule: "a task's place in its queue by priority", include: "priority", pattern: /'LINSERT'/ },
 ] as const;
 
 /** Scripts whose KEYS or ARGV carry rate windows must go through the window include. */

@@ -10,6 +10,9 @@
   queue (due at once if only a free slot was missing), or, in reject mode or
   with the backlog at its cap, nothing is stored.
   A window that is full uses no unit of any other window.
+  A queued task takes its place by priority (includes/priority): behind
+  every task of its level and above, ahead of lower ones; one that lands at
+  the head of a non-empty queue is named in the heads hash.
   While the user's queue is paused (KEYS[9]) nothing starts: the task is
   queued, and a new head is named in the heads hash but the user is not made
   due (ResumeQueue does that), or, in reject mode, nothing is stored.
@@ -48,15 +51,17 @@
   ARGV[13]  "SPUBLISH" on a Redis Cluster (sharded pub/sub), else "PUBLISH"
   ARGV[14]  not before, ms ("0": now)
   ARGV[15]  start by, ms, stored on the record ("" for none)
-  ARGV[16..] per window: limit, then duration in whole seconds
+  ARGV[16]  priority, 0 to 9 (includes/priority)
+  ARGV[17..] per window: limit, then duration in whole seconds
   Returns   {outcome, task id, n, now ms, count 1, pttl 1, count 2, pttl 2, ...}
             outcome (src/redis/reply-codes.ts) ADMIT_STARTED (n = 0),
-            ADMIT_QUEUED (n = position), ADMIT_DUPLICATE (task id is the
+            ADMIT_QUEUED (n = position, priority counted), ADMIT_DUPLICATE (task id is the
             first task's; no window state), ADMIT_OVER_LIMIT in reject mode
             (n = queue length), ADMIT_BACKLOG_FULL (n = queue length),
             ADMIT_PAUSED in reject mode while the queue is paused (n =
             queue length). A delayed task answers ADMIT_QUEUED with n =
-            the place it would take if its moment were now.
+            the place it would take at the back of the queue if its moment
+            were now (its priority not counted).
             Counts and pttls are after the start, if any; pttl is -2 where
             no window is open.
 ]]
@@ -65,6 +70,7 @@
 --- @include "task-record"
 --- @include "user-stats"
 --- @include "heads"
+--- @include "priority"
 --- @include "reply-codes"
 
 local now = currentMs()
@@ -79,12 +85,12 @@ end
 
 local PUBLISH = ARGV[13]
 local windows = #KEYS - 10
-local notBefore, startBy = tonumber(ARGV[14]), ARGV[15]
+local notBefore, startBy, priority = tonumber(ARGV[14]), ARGV[15], tonumber(ARGV[16])
 local counts, pttls, limits = {}, {}, {}
 -- ms until every window has room (0: it has now)
 local wait = 0
 for i = 1, windows do
-  limits[i] = tonumber(ARGV[14 + 2 * i])
+  limits[i] = tonumber(ARGV[15 + 2 * i])
   counts[i], pttls[i] = windowRead(KEYS[10 + i])
   wait = math.max(wait, windowWait(counts[i], pttls[i], limits[i]))
 end
@@ -115,7 +121,7 @@ if notBefore > now then
   if queued + delayed >= tonumber(ARGV[7]) then
     return reply(ADMIT_BACKLOG_FULL, queued + delayed)
   end
-  storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, false, startBy)
+  storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, false, startBy, priority)
   redis.call('HSET', KEYS[3], FIELD_NOT_BEFORE, notBefore)
   redis.call('ZADD', KEYS[10], notBefore, taskId .. ':' .. userId)
   statsAdd(KEYS[6], 'n', 1, now)
@@ -132,11 +138,11 @@ local withinPolicy = not paused and queued == 0 and wait == 0
 
 if withinPolicy and ARGV[10] == '1' then
   for i = 1, windows do
-    counts[i], pttls[i] = windowUse(KEYS[10 + i], counts[i], pttls[i], ARGV[15 + 2 * i])
+    counts[i], pttls[i] = windowUse(KEYS[10 + i], counts[i], pttls[i], ARGV[16 + 2 * i])
   end
   -- Marked as started by admit: a Submit that lost this reply reads that to
   -- learn whether to run the task (admit-outcome-n.lua).
-  storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, true, startBy)
+  storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, true, startBy, priority)
   redis.call('ZADD', KEYS[5], now + tonumber(ARGV[9]), taskId .. ':' .. userId)
   statsAdd(KEYS[6], 'r', 1, now)
   statsSettle(KEYS[6], ARGV[8])
@@ -157,10 +163,11 @@ if queued >= tonumber(ARGV[7]) then
   return reply(ADMIT_BACKLOG_FULL, queued)
 end
 
-redis.call('RPUSH', KEYS[1], taskId)
-storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, false, startBy)
-if queued == 0 and paused then
-  -- The new head of a paused queue: named, not due (ResumeQueue schedules it).
+local place = queueBehind(KEYS[1], KEYS[6], taskId, priority, now)
+storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, false, startBy, priority)
+if place == 1 and (queued > 0 or paused) then
+  -- A new head ahead of others keeps the user's due moment; a paused
+  -- queue's is named, not due (ResumeQueue schedules it).
   redis.call('HSET', KEYS[8], userId, taskId)
 elseif queued == 0 then
   -- The task is the new head: it is due when every window has room.
@@ -169,4 +176,4 @@ end
 redis.call('HINCRBY', KEYS[7], 'q', 1)
 redis.call(PUBLISH, ARGV[12], userId)
 remember()
-return reply(ADMIT_QUEUED, queued + 1)
+return reply(ADMIT_QUEUED, place)

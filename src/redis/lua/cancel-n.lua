@@ -6,7 +6,9 @@
   finished now, its payload dropped, and expires the retention after, as a
   succeeded task's does. When a queue's head left, the next task takes its
   place in the heads hash and the due-users set, keeping the user's due
-  moment, or the user leaves both when its queue is empty (includes/heads).
+  moment, or the user leaves both when its queue is empty (includes/heads);
+  one that left its queue is counted out of its priority level
+  (includes/priority).
   The queued total (q) counts each one down, the stats' waiting-to-retry
   gauge (w) each retry, the delayed gauge (n) each delayed one, and the
   user's and the partition's c (cancelled, only ever grows) each one up
@@ -44,6 +46,7 @@
 --- @include "task-fields"
 --- @include "heads"
 --- @include "cancelled"
+--- @include "priority"
 --- @include "reply-codes"
 
 local userId, PUBLISH, retention = ARGV[1], ARGV[3], ARGV[4]
@@ -58,7 +61,7 @@ local OTHER_STATES = {
 }
 for i = 6, #ARGV do
   local taskId, record = ARGV[i], KEYS[i + 2]
-  local fields = redis.call('HMGET', record, FIELD_USER, FIELD_STATE)
+  local fields = redis.call('HMGET', record, FIELD_USER, FIELD_STATE, FIELD_PRIORITY)
   local code
   if fields[1] ~= userId then
     code = CANCEL_NOT_FOUND
@@ -68,6 +71,9 @@ for i = 6, #ARGV do
       if removed == 0 then
         -- Not in the queue yet: delayed.
         fromDelayed = fromDelayed + redis.call('ZREM', KEYS[7], taskId .. ':' .. userId)
+      end
+      if removed > 0 then
+        leftQueue(KEYS[5], tonumber(fields[3] or '0'), now)
       end
       fromQueue = fromQueue + removed
     else
@@ -95,7 +101,7 @@ end
 if fromDelayed > 0 then
   statsAdd(KEYS[5], 'n', -fromDelayed, now)
 end
-if fromRetries + fromDelayed > 0 then
+if fromQueue + fromRetries + fromDelayed > 0 then
   statsSettle(KEYS[5], retention)
 end
 if fromQueue + fromRetries + fromDelayed > 0 then

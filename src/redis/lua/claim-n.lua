@@ -12,7 +12,9 @@
   2. Tasks whose retry backoff is over go back to the head of their queue.
      Delayed tasks whose moment (not_before) has come join the back of
      theirs (KEYS[8]); one that finds its queue empty is its head and the
-     user is due now. One past its start_by ends expired instead.
+     user is due now. One past its start_by ends expired instead. Each
+     takes its place by priority (includes/priority): one going back ahead
+     of the rest of its level, a delayed one behind it.
   3. Up to ARGV[1] due users, in the order given (earliest due first, so
      users are served round-robin when slots are scarce), each have their
      head task claimed if every window has room: one unit of each window is
@@ -80,6 +82,7 @@
 --- @include "heads"
 --- @include "cancelled"
 --- @include "expired"
+--- @include "priority"
 
 local now = currentMs()
 local maxClaims = tonumber(ARGV[1])
@@ -164,19 +167,25 @@ local function undelay(item)
     expire(user, task)
     return false
   end
-  redis.call('RPUSH', user.queue, item.taskId)
+  local place = queueBehind(user.queue, user.stats, item.taskId, taskPriority(task), now)
+  user.counted = true
   redis.call(PUBLISH, progress, user.id)
-  if redis.call('LLEN', user.queue) > 1 then
+  if place > 1 then
     return false
   end
   redis.call('HSET', KEYS[5], user.id, item.taskId)
+  if redis.call('LLEN', user.queue) > 1 then
+    -- Ahead of others: the user keeps its due moment.
+    return false
+  end
   redis.call('ZADD', KEYS[1], 'LT', now, user.id)
   return true
 end
 
 -- A task leaves its lease (its process is gone) or its retry wait, if it
 -- still is where the plan saw it and its moment has come. Returns true when
--- it is back at the head of its queue (not dead-lettered).
+-- it is back at the head of its queue (not dead-lettered, and no task of a
+-- higher priority is queued).
 local function requeue(item, set, from)
   local user = item.user
   local member = item.taskId .. ':' .. user.id
@@ -213,12 +222,15 @@ local function requeue(item, set, from)
     changeStats(user, 'w', -1)
   end
   redis.call('HSET', task, FIELD_STATE, STATE_QUEUED)
-  redis.call('LPUSH', user.queue, item.taskId)
-  redis.call('HSET', KEYS[5], user.id, item.taskId)
+  local atHead = queueAhead(user.queue, user.stats, item.taskId, taskPriority(task), now) == 1
+  if atHead then
+    redis.call('HSET', KEYS[5], user.id, item.taskId)
+  end
+  user.counted = true
   -- LT: keeps an earlier due moment, adds the user when absent.
   redis.call('ZADD', KEYS[1], 'LT', now, user.id)
   redis.call(PUBLISH, progress, user.id)
-  return true
+  return atHead
 end
 
 -- Reads the user's windows: ms until every one has room (0: now) and what
@@ -263,6 +275,7 @@ local function claimHead(item)
     -- Not started by its start_by: it never starts. The user keeps its due
     -- moment for the next task.
     redis.call('LPOP', user.queue)
+    leftQueue(user.stats, taskPriority(item.task), now)
     expire(user, item.task)
     headChanged(user.queue, KEYS[5], KEYS[1], user.id)
     return
@@ -275,6 +288,7 @@ local function claimHead(item)
   local taskId = redis.call('LPOP', user.queue)
   local nextWait = use(user, counts, pttls)
   local task = item.task
+  leftQueue(user.stats, taskPriority(task), now)
   local attempt = redis.call('HINCRBY', task, FIELD_ATTEMPTS, 1)
   redis.call('HSET', task, FIELD_STATE, STATE_RUNNING, FIELD_STARTED, now, FIELD_CLAIM, claimId)
   redis.call('RPUSH', KEYS[6], taskId, user.id, attempt)

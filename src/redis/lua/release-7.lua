@@ -1,7 +1,8 @@
 --[[
   release: hand back a claimed task that this process will not run, or whose
   run it cut short (it is stopping): the task goes back to the head of its
-  user's queue, the user is due now, and the attempt is not counted, since it
+  user's queue (ahead of the rest of its priority level, includes/priority),
+  the user is due now, and the attempt is not counted, since it
   never ran to an outcome. Without this the task would wait out its lease and
   the interrupted run would count as an attempt (dead-lettering a task on its
   last attempt though its handler never failed). Only the attempt that holds
@@ -37,6 +38,7 @@
 --- @include "user-stats"
 --- @include "reply-codes"
 --- @include "cancelled"
+--- @include "priority"
 
 local member, PUBLISH = ARGV[7], ARGV[8]
 if not holdsLease(KEYS[2], KEYS[1], member, ARGV[2])
@@ -60,8 +62,9 @@ if attempts == 0 then
   -- Never started to an outcome: it has no start time either.
   redis.call('HDEL', KEYS[1], FIELD_STARTED)
 end
-redis.call('LPUSH', KEYS[3], ARGV[1])
-redis.call('HSET', KEYS[7], ARGV[3], ARGV[1])
+if queueAhead(KEYS[3], KEYS[5], ARGV[1], taskPriority(KEYS[1]), now) == 1 then
+  redis.call('HSET', KEYS[7], ARGV[3], ARGV[1])
+end
 -- LT: keeps an earlier due moment, adds the user when absent.
 redis.call('ZADD', KEYS[4], 'LT', now, ARGV[3])
 statsAdd(KEYS[5], 'r', -1, now)

@@ -1,11 +1,12 @@
 --[[
   requeue-dead-letters: puts dead letters of one user back at the tail of the
-  user's queue, in the order given, each with fresh attempts (its record made
+  user's queue (of their priority level, includes/priority), in the order given, each with fresh attempts (its record made
   queued again, no longer expiring: includes/dead-letter). An id not on the
   list is reported; so is one on it whose record expired already (it leaves
   the list: nothing is left to run). When the queue was empty the user is
   scheduled as admit schedules a new head (includes/heads): due when
-  every window has room. The backlog cap is not applied (docs/api.md). The
+  every window has room; one that lands ahead of the queue's head is named
+  in the heads hash instead. The backlog cap is not applied (docs/api.md). The
   partition's q counts the tasks queued again, and the user's and the
   partition's rq (requeued, only ever grows) count them too; the user's d
   and the partition's d count dead-letterings ever, so they stay.
@@ -34,30 +35,32 @@
 --- @include "dead-letter"
 --- @include "heads"
 --- @include "user-stats"
+--- @include "priority"
 
 local userId, PUBLISH, retention = ARGV[1], ARGV[4], ARGV[5]
 local windowCount = tonumber(ARGV[6])
 local firstId = 7 + windowCount
 local queue = KEYS[2]
 local wasEmpty = redis.call('LLEN', queue) == 0
-local head
+local now = currentMs()
 local requeued, notFound = 0, {}
 for i = firstId, #ARGV do
   local id, task = ARGV[i], KEYS[i]
   if takeDeadLetter(KEYS[1], id) and redis.call('EXISTS', task) == 1 then
     reviveDeadLetter(task)
-    redis.call('RPUSH', queue, id)
-    head = head or id
+    queueBehind(queue, KEYS[6], id, taskPriority(task), now)
     requeued = requeued + 1
   else
     notFound[#notFound + 1] = id
   end
 end
 if requeued > 0 then
-  local now = currentMs()
+  local head = redis.call('LINDEX', queue, 0)
   if wasEmpty then
     local wait = windowsWait(windowCount, 6, 6)
     scheduleNewHead(KEYS[3], KEYS[4], userId, head, now + wait, PUBLISH, ARGV[2])
+  else
+    redis.call('HSET', KEYS[4], userId, head)
   end
   redis.call('HINCRBY', KEYS[5], 'q', requeued)
   redis.call('HINCRBY', KEYS[5], 'rq', requeued)

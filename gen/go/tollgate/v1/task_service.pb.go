@@ -284,7 +284,12 @@ type SubmitRequest struct {
 	// A task not started by this moment ends EXPIRED instead of running late.
 	// Unset: no deadline. Before not_before, or already past, is
 	// INVALID_ARGUMENT.
-	StartBy       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=start_by,json=startBy,proto3" json:"start_by,omitempty"`
+	StartBy *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=start_by,json=startBy,proto3" json:"start_by,omitempty"`
+	// Place in the user's queue: 0 (the default) to 9, higher first, in
+	// submission order within a level. It orders this user's tasks only: it
+	// never starts a task beyond the user's windows, nor ahead of another
+	// user's turn. Above 9 is INVALID_ARGUMENT.
+	Priority      uint32 `protobuf:"varint,8,opt,name=priority,proto3" json:"priority,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -366,6 +371,13 @@ func (x *SubmitRequest) GetStartBy() *timestamppb.Timestamp {
 		return x.StartBy
 	}
 	return nil
+}
+
+func (x *SubmitRequest) GetPriority() uint32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
 }
 
 // WindowState is one window of the user's rate policy, as seen by Submit.
@@ -812,7 +824,9 @@ type Task struct {
 	// Submit's not_before, when it was in the future: the task waited for it.
 	NotBefore *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
 	// Submit's start_by: not started by then, the task ends EXPIRED.
-	StartBy       *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=start_by,json=startBy,proto3" json:"start_by,omitempty"`
+	StartBy *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=start_by,json=startBy,proto3" json:"start_by,omitempty"`
+	// Submit's priority (0 to 9).
+	Priority      uint32 `protobuf:"varint,14,opt,name=priority,proto3" json:"priority,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -936,6 +950,13 @@ func (x *Task) GetStartBy() *timestamppb.Timestamp {
 		return x.StartBy
 	}
 	return nil
+}
+
+func (x *Task) GetPriority() uint32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
 }
 
 type GetTaskResponse struct {
@@ -1914,7 +1935,7 @@ var File_tollgate_v1_task_service_proto protoreflect.FileDescriptor
 
 const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1etollgate/v1/task_service.proto\x12\vtollgate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x02\n" +
+	"\x1etollgate/v1/task_service.proto\x12\vtollgate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x02\n" +
 	"\rSubmitRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x12\n" +
@@ -1924,7 +1945,8 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"over_limit\x18\x05 \x01(\x0e2\x16.tollgate.v1.OverLimitR\toverLimit\x129\n" +
 	"\n" +
 	"not_before\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x125\n" +
-	"\bstart_by\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\astartBy\"\xb3\x01\n" +
+	"\bstart_by\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\astartBy\x12\x1a\n" +
+	"\bpriority\x18\b \x01(\rR\bpriority\"\xb3\x01\n" +
 	"\vWindowState\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\rR\x05limit\x125\n" +
 	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x1c\n" +
@@ -1959,7 +1981,7 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\brequeued\x18\r \x01(\x04R\brequeued\x12\x18\n" +
 	"\aexpired\x18\x0e \x01(\x04R\aexpired\")\n" +
 	"\x0eGetTaskRequest\x12\x17\n" +
-	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\xaa\x04\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\xc6\x04\n" +
 	"\x04Task\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
@@ -1978,7 +2000,8 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\x0equeue_position\x18\v \x01(\rR\rqueuePosition\x129\n" +
 	"\n" +
 	"not_before\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x125\n" +
-	"\bstart_by\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\astartBy\"8\n" +
+	"\bstart_by\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\astartBy\x12\x1a\n" +
+	"\bpriority\x18\x0e \x01(\rR\bpriority\"8\n" +
 	"\x0fGetTaskResponse\x12%\n" +
 	"\x04task\x18\x01 \x01(\v2\x11.tollgate.v1.TaskR\x04task\"\x95\x01\n" +
 	"\x10ListTasksRequest\x12\x17\n" +

@@ -4,8 +4,9 @@
 --- @include "task-fields"
 
 -- Stores a submitted task: queued (or delayed), or, when started, running
--- on its first attempt and marked as started by admit. startBy: ms, or ''.
-local function storeTask(task, userId, payload, kind, now, started, startBy)
+-- on its first attempt and marked as started by admit. startBy: ms, or '';
+-- priority: a number, stored only above 0 (includes/priority).
+local function storeTask(task, userId, payload, kind, now, started, startBy, priority)
   local fields = {FIELD_USER, userId, FIELD_PAYLOAD, payload, FIELD_SUBMITTED, now}
   local extra
   if started then
@@ -19,6 +20,10 @@ local function storeTask(task, userId, payload, kind, now, started, startBy)
   if startBy ~= '' then
     fields[#fields + 1] = FIELD_START_BY
     fields[#fields + 1] = startBy
+  end
+  if priority > 0 then
+    fields[#fields + 1] = FIELD_PRIORITY
+    fields[#fields + 1] = priority
   end
   if kind ~= '' then
     fields[#fields + 1] = FIELD_KIND
