@@ -48,10 +48,14 @@ export interface Config {
   readonly tlsKey: string | undefined;
   readonly tlsCa: string | undefined;
   readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
 }
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+const LOG_FORMATS = ["auto", "json", "pretty"] as const;
+/** auto: readable lines when stdout is a terminal, JSON lines otherwise. */
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -333,6 +337,18 @@ export const SETTINGS = {
     }
     return level as LogLevel;
   }),
+  logFormat: setting(
+    "TOLLGATE_LOG_FORMAT",
+    "auto",
+    "json (lines for machines), pretty (lines for people), auto: pretty when stdout is a terminal",
+    (v) => {
+      const format = optional(v) ?? "auto";
+      if (!(LOG_FORMATS as readonly string[]).includes(format)) {
+        throw new ConfigError(`expected one of ${LOG_FORMATS.join(", ")}, got "${format}"`);
+      }
+      return format as LogFormat;
+    },
+  ),
 } satisfies { [K in keyof Config]: Setting<Config[K]> };
 
 /**

@@ -39,7 +39,7 @@ type Lifecycle =
  * through the shared port.
  */
 export async function runPrimary(config: Config): Promise<void> {
-  const logger = createLogger(config.logLevel, { role: "primary" });
+  const logger = createLogger(config.logLevel, { role: "primary" }, config.logFormat);
   // What bin/tollgate.js chose: the compiled dist/, or the sources through tsx.
   const code = import.meta.url.endsWith(".ts") ? "src" : "dist";
   if (code === "src") {

@@ -26,7 +26,7 @@ function send(message: WorkerMessage): void {
  */
 export async function runWorker(config: Config): Promise<void> {
   const worker = Number(process.env[WORKER_INDEX_ENV] ?? cluster.worker?.id ?? 0);
-  const logger = createLogger(config.logLevel, { worker });
+  const logger = createLogger(config.logLevel, { worker }, config.logFormat);
   // Heartbeats start before anything else, so a worker stuck in start-up is
   // caught like one stuck later. The lag they carry is how late the heartbeat
   // timer itself fired: no extra timer wakes an idle worker to measure it.

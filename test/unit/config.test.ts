@@ -77,6 +77,7 @@ describe("parseConfig defaults", () => {
       TOLLGATE_MAX_PAYLOAD_BYTES: "1024",
       TOLLGATE_METRICS_PORT: "0",
       TOLLGATE_LOG_LEVEL: "silent",
+      TOLLGATE_LOG_FORMAT: "pretty",
       TOLLGATE_TLS_CERT: "/tls/cert.pem",
       TOLLGATE_TLS_KEY: "/tls/key.pem",
     });
@@ -93,6 +94,7 @@ describe("parseConfig defaults", () => {
     assert.equal(config.maxPayloadBytes, 1024);
     assert.equal(config.metricsPort, 0);
     assert.equal(config.logLevel, "silent");
+    assert.equal(config.logFormat, "pretty");
     assert.equal(config.tlsCert, "/tls/cert.pem");
   });
 });
@@ -117,6 +119,7 @@ describe("parseConfig rejects each bad value, naming the variable", () => {
     ["TOLLGATE_MAX_PAYLOAD_BYTES", "1GB"],
     ["TOLLGATE_METRICS_PORT", "99999"],
     ["TOLLGATE_LOG_LEVEL", "loud"],
+    ["TOLLGATE_LOG_FORMAT", "xml"],
   ];
   for (const [variable, value] of bad) {
     test(`${variable}=${JSON.stringify(value)}`, () => {
