@@ -8,6 +8,7 @@ import { checkRedisRequirements } from "../redis/requirements.js";
 import { createRedisStore } from "../redis/create-redis-store.js";
 import type { RedisStore } from "../redis/redis-store.js";
 import { startServer, type RunningServer } from "../grpc/server.js";
+import { startTracing } from "../tracing.js";
 import { systemClock } from "../core/clock.js";
 import { HeartbeatSender, heartbeatPeriodMs } from "./heartbeat.js";
 import { loadedCode } from "./loaded-code.js";
@@ -46,6 +47,8 @@ export async function runWorker(config: Config): Promise<void> {
   let redis: RedisClient | undefined;
   let store: RedisStore | undefined;
   let server: RunningServer | undefined;
+  const tracing = startTracing(process.env, `worker-${worker}`);
+  if (tracing) logger.info("tracing: spans exported over OTLP (OTEL_EXPORTER_OTLP_* settings)");
   let stopping = false;
   const stop = (why: string): void => {
     if (stopping) return;
@@ -53,6 +56,10 @@ export async function runWorker(config: Config): Promise<void> {
     logger.info({ why }, "worker stopping");
     (async () => {
       await server?.close(config.shutdownGraceMs);
+      // The last attempts' spans, before the process goes.
+      await tracing?.shutdown().catch((error: unknown) => {
+        logger.warn({ error: (error as Error).message }, "could not export the last spans");
+      });
       heartbeat.stop();
       store?.close();
       await redis?.quit().catch(() => redis?.disconnect());
@@ -73,7 +80,7 @@ export async function runWorker(config: Config): Promise<void> {
     redis = connected;
     await checkRedisRequirements(connected, config, logger); // again: Redis may have changed since the primary checked
     store = createRedisStore(connected, config, { onShortOfReplicas: reportShortOfReplicas(logger) });
-    server = await startServer(config, store, logger);
+    server = await startServer(config, store, logger, { tracing: tracing?.tracing });
   } catch (error) {
     logger.error({ err: error }, "worker could not start");
     process.exit(1);

@@ -1,4 +1,5 @@
 import type { WindowCounter } from "./start-schedule.js";
+import type { TaskTraceContext } from "./task-tracer.js";
 
 // The storage boundary: everything the core needs from where tasks live. The
 // core (drainer, runner, progress, Submit's decision) depends on this
@@ -19,6 +20,8 @@ export interface Submission {
   readonly startBy?: number;
   /** Place in the user's queue: 0 to MAX_PRIORITY, higher first; absent: 0. */
   readonly priority?: number;
+  /** W3C traceparent of the Submit span, stored with the task when tracing is on. */
+  readonly traceparent?: string;
 }
 
 /** A task the drainer claimed: it is running under a lease now. */
@@ -32,6 +35,8 @@ export interface ClaimedTask {
   readonly dueAt: number;
   /** The claim that took it (see claim()). */
   readonly claimId: string;
+  /** Its Submit's trace, when it was submitted with tracing on. */
+  readonly trace?: TaskTraceContext | undefined;
 }
 
 /** Enough of a claimed or started task to hand it back with release(). */

@@ -5,6 +5,7 @@ import { invalidArgument, queuePaused, resourceExhausted } from "./service-error
 import { nthStartTime, type WindowCounter } from "./start-schedule.js";
 import { NotReplicated, type Admission, type TaskStore } from "./store.js";
 import type { TaskRunner } from "./task-runner.js";
+import type { TaskTraceContext } from "./task-tracer.js";
 import { systemClock, type Clock } from "./clock.js";
 import {
   checkIdempotencyKey,
@@ -32,6 +33,8 @@ export interface SubmitCommand {
   readonly startBy?: number | undefined;
   /** Place in the user's queue, 0 to MAX_PRIORITY (higher first); undefined: 0. */
   readonly priority?: number | undefined;
+  /** W3C traceparent of the Submit span (the transport made it); undefined: not traced. */
+  readonly traceparent?: string | undefined;
 }
 
 /** One window of the user's policy as it stands after the Submit. */
@@ -135,6 +138,7 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
       ...(notBefore === undefined ? {} : { notBefore }),
       ...(command.startBy === undefined ? {} : { startBy: command.startBy }),
       ...(priority === 0 ? {} : { priority }),
+      ...(command.traceparent === undefined ? {} : { traceparent: command.traceparent }),
     });
   } catch (error) {
     // Stored but not confirmed by enough replicas: the caller hears
@@ -142,7 +146,10 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
     // process's lease, so it runs now rather than after its lease runs out.
     if (error instanceof NotReplicated && error.admission.outcome === "started" && reserved) {
       const { taskId } = error.admission;
-      runner.start({ taskId, userId, kind: command.kind, payload: command.payload, attempt: 1 }, true);
+      runner.start(
+        { taskId, userId, kind: command.kind, payload: command.payload, attempt: 1, ...traceOf(command) },
+        true,
+      );
     } else if (reserved) {
       runner.release();
     }
@@ -150,7 +157,17 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
   }
   if (admission.outcome === "started") {
     // The store starts a task only into the slot reserved for it.
-    runner.start({ taskId: admission.taskId, userId, kind: command.kind, payload: command.payload, attempt: 1 }, true);
+    runner.start(
+      {
+        taskId: admission.taskId,
+        userId,
+        kind: command.kind,
+        payload: command.payload,
+        attempt: 1,
+        ...traceOf(command),
+      },
+      true,
+    );
   } else if (reserved) {
     runner.release();
   }
@@ -210,4 +227,9 @@ function windowStates(policy: RatePolicy, counters: readonly WindowCounter[]): W
       resetAt: counter.resetAt ?? undefined,
     };
   });
+}
+
+/** The trace a task started at its Submit carries into its attempt, if it has one. */
+function traceOf(command: SubmitCommand): { readonly trace?: TaskTraceContext } {
+  return command.traceparent === undefined ? {} : { trace: { traceparent: command.traceparent } };
 }

@@ -4,6 +4,7 @@ import type { HandlerSet, TaskHandler, TaskInput } from "./handlers.js";
 import type { Logger } from "../logger.js";
 import { metrics } from "../metrics.js";
 import type { AttemptResult, LeasedTask, TaskStore } from "./store.js";
+import { noTracing, type AttemptTrace, type TaskTraceContext, type TaskTracer } from "./task-tracer.js";
 
 export interface TaskRunnerOptions {
   /** Tasks running at once in this process. */
@@ -15,6 +16,8 @@ export interface TaskRunnerOptions {
   /** Backoff before the second attempt; doubles for each one after, jittered. */
   readonly retryBaseMs: number;
   readonly retryMaxMs: number;
+  /** Sees each attempt start and end (src/tracing.ts); absent: no tracing. */
+  readonly tracer?: TaskTracer;
 }
 
 /** The abort reason, and the attempt's error, of a handler aborted by CancelTask. */
@@ -23,8 +26,11 @@ const CANCELLED = "cancelled (CancelTask)";
 /** The queue calls the runner makes. */
 export type RunnerQueue = Pick<TaskStore, "finish" | "renew" | "release">;
 
-/** A task to run, with the claim that took it when a drainer claimed it. */
-export type StartedTask = TaskInput & { readonly claimId?: string };
+/**
+ * A task to run, with the claim that took it when a drainer claimed it, and
+ * its Submit's trace when it has one.
+ */
+export type StartedTask = TaskInput & { readonly claimId?: string; readonly trace?: TaskTraceContext | undefined };
 
 /**
  * One attempt running here. Attempts are kept by identity, not by task id:
@@ -129,13 +135,22 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
     );
     const stop = (): void => controller.abort(this.stopping.signal.reason);
     this.stopping.signal.addEventListener("abort", stop, { once: true });
-    const handling = callHandler(this.handlers.handlerFor(task.kind), task, controller.signal);
+    const trace = (this.options.tracer ?? noTracing).attemptStarted({
+      taskId: task.taskId,
+      userId: task.userId,
+      kind: task.kind,
+      attempt: task.attempt,
+      trace: task.trace,
+      claimed: task.claimId !== undefined,
+    });
+    const handler = this.handlers.handlerFor(task.kind);
+    const handling = trace.run(() => callHandler(handler, task, controller.signal));
     let handlerEnded = false;
     const ended = (): void => {
       handlerEnded = true;
     };
     const settled = handling.then(ended, ended);
-    const recorded = this.attempt(task, handling, controller.signal, () => {
+    const recorded = this.attempt(task, handling, controller.signal, trace, () => {
       cancelTimeout();
       this.stopping.signal.removeEventListener("abort", stop);
       timer();
@@ -165,6 +180,7 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
     task: StartedTask,
     handling: Promise<void>,
     signal: AbortSignal,
+    trace: AttemptTrace,
     ended: () => void,
   ): Promise<void> {
     let result: AttemptResult;
@@ -176,6 +192,7 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
         ended();
         // Cut short by stopping: hand it back so another process runs it at
         // once, and the interrupted run does not count as an attempt.
+        trace.end("handed-back");
         await this.handBack(task);
         return;
       }
@@ -193,6 +210,7 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
     ended();
     try {
       const outcome = await this.queue.finish(task, result, this.retryDelayMs(task.attempt));
+      trace.end(outcome, result.ok ? undefined : result.error);
       if (outcome === "succeeded") metrics.completed.inc();
       if (outcome === "retry-scheduled" || outcome === "dead") metrics.failed.inc();
       if (outcome === "dead") metrics.dead.inc();
@@ -210,6 +228,7 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
       }
     } catch (error) {
       // The lease stays in Redis and runs out; the task is then run again.
+      trace.end("not-recorded", result.ok ? undefined : result.error);
       this.logger.error({ err: error, taskId: task.taskId }, "could not record a task's outcome");
     }
   }

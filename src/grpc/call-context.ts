@@ -1,6 +1,7 @@
 import type { Metadata } from "@grpc/grpc-js";
 import type { Identity } from "../core/authorization.js";
 import type { SubmitDecision } from "../core/submit.js";
+import type { TraceHeaders } from "../tracing.js";
 
 /**
  * What the interceptor established for one call, handed to its handler: who
@@ -8,6 +9,8 @@ import type { SubmitDecision } from "../core/submit.js";
  */
 export interface CallContext {
   readonly caller: Identity;
+  /** The call's W3C trace headers, read only when tracing is on. */
+  readonly trace?: TraceHeaders;
   submit?: SubmitDecision;
 }
 

@@ -38,6 +38,7 @@ import {
 } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 import { UndecodableRequest, methodPath } from "./service-definition.js";
 import { listTasksRequest } from "./list-tasks.js";
+import type { TraceHeaders, Tracing } from "../tracing.js";
 
 export interface RateLimitInterceptorOptions {
   readonly queue: TaskStore;
@@ -47,6 +48,8 @@ export interface RateLimitInterceptorOptions {
   readonly maxPayloadBytes: number;
   readonly auth: Authenticator;
   readonly logger: Logger;
+  /** Traces Submit when set (src/tracing.ts). */
+  readonly tracing?: Tracing | undefined;
 }
 
 /** Request metadata beyond this is refused; nothing Tollgate reads needs more. */
@@ -86,7 +89,13 @@ export function rateLimitInterceptor(options: RateLimitInterceptorOptions): Serv
     [
       methodPath(TaskService, "Submit"),
       async (message, context) => {
-        context.submit = await decideSubmit(submitRules, context.caller, submitCommand(message as SubmitRequest));
+        const command = submitCommand(message as SubmitRequest);
+        const { tracing } = options;
+        context.submit = tracing
+          ? await tracing.traceSubmit(context.trace ?? {}, command.userId, (traceparent) =>
+              decideSubmit(submitRules, context.caller, { ...command, traceparent }),
+            )
+          : await decideSubmit(submitRules, context.caller, command);
       },
     ],
     [
@@ -154,7 +163,10 @@ export function rateLimitInterceptor(options: RateLimitInterceptorOptions): Serv
         next({
           onReceiveMetadata: (metadata, passOn) => {
             try {
-              context = { caller: identify(metadata, options.auth) };
+              context = {
+                caller: identify(metadata, options.auth),
+                ...(options.tracing ? { trace: traceHeaders(metadata) } : {}),
+              };
               attachCallContext(metadata, context);
               passOn(metadata);
             } catch (error) {
@@ -194,6 +206,14 @@ export function rateLimitInterceptor(options: RateLimitInterceptorOptions): Serv
     });
     return intercepting as ServerInterceptingCall;
   };
+}
+
+function traceHeaders(metadata: Metadata): TraceHeaders {
+  const text = (key: string): string | undefined => {
+    const value = metadata.get(key)[0];
+    return typeof value === "string" ? value : undefined;
+  };
+  return { traceparent: text("traceparent"), tracestate: text("tracestate") };
 }
 
 /** "grpc.health.v1.Health" of "/grpc.health.v1.Health/Check". */

@@ -18,6 +18,7 @@ import { ProgressHub } from "../core/progress-hub.js";
 import { reflectionService } from "./reflection.js";
 import { TaskRunner } from "../core/task-runner.js";
 import { taskServiceImplementation } from "./task-service.js";
+import type { Tracing } from "../tracing.js";
 import { file_grpc_health_v1_health } from "../../gen/ts/grpc/health/v1/health_pb.js";
 import { TaskService, file_tollgate_v1_task_service } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
@@ -39,6 +40,8 @@ export interface ServerOptions {
   readonly observeClaims?: ClaimObserver;
   /** Adds more services, behind the same interceptors (tests add one to see that auth covers it). */
   readonly addServices?: (server: Server) => void;
+  /** Traces Submit and every attempt (src/tracing.ts); absent: no tracing. */
+  readonly tracing?: Tracing | undefined;
 }
 
 export interface RunningServer {
@@ -68,6 +71,7 @@ export async function startServer(
     leaseMs: config.leaseMs,
     retryBaseMs: config.retryBackoffMs,
     retryMaxMs: RETRY_MAX_MS,
+    ...(options.tracing ? { tracer: options.tracing } : {}),
   });
   const observe: ClaimObserver = (result) => {
     for (const task of result.claimed)
@@ -93,6 +97,7 @@ export async function startServer(
         maxPayloadBytes: config.maxPayloadBytes,
         auth,
         logger,
+        tracing: options.tracing,
       }),
     ],
     "grpc.max_receive_message_length": maxMessageBytes(config.maxPayloadBytes),

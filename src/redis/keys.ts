@@ -251,6 +251,7 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX, partitions: numb
  * | adm | 1: admit started the task itself, not a claim from the queue | admit; requeue deletes | admit-outcome (must the Submit whose reply was lost run it?) |
  * | c | id of the claim that started the current attempt; absent for a start at Submit or after a release | claim; release and requeue delete | release (only that claim may hand it back) |
  * | pr | priority (1 … 9), which places the task in its queue (lua/includes/priority); absent for 0 | admit | every script that puts it into its queue or takes it out, GetTask, ListTasks |
+ * | tp | W3C traceparent of its Submit span (src/tracing.ts); absent when submitted without tracing | admit | claim (the attempt's span continues the trace) |
  * | nb | not before (ms): the moment a delayed task waited for; absent for one not delayed | admit | GetTask, ListTasks |
  * | sb | start by (ms): not started by then, it ends expired (claim); absent for no deadline | admit; requeue deletes | claim (at the head, or coming out of the delayed set, with no attempt started) |
  * | cx | 1: CancelTask asked to cancel it while it ran (and published its id on cancelChannel); its attempt ends it cancelled (not retried; counted in the stats' and totals' c) | cancel; deleted when it ends cancelled | finish, release, claim (a lost lease) |
@@ -271,6 +272,7 @@ export const TASK_FIELD = Object.freeze({
   START_BY: "sb",
   NOT_BEFORE: "nb",
   PRIORITY: "pr",
+  TRACEPARENT: "tp",
 } as const);
 
 /** The values of a task's TASK_FIELD.STATE (Lua: `STATE_<NAME>`). */

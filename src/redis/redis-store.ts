@@ -276,6 +276,7 @@ export class RedisStore implements TaskStore {
       submission.notBefore ?? 0,
       submission.startBy ?? "",
       submission.priority ?? 0,
+      submission.traceparent ?? "",
       ...this.windows.scriptArgs,
     ];
     let changed: { readonly reply: unknown; readonly replicas: number; readonly replicated: boolean };
@@ -517,13 +518,14 @@ export class RedisStore implements TaskStore {
 
   /**
    * A claim's result from a reply {now, next due, next retry, next lease
-   * expiry, …, claims (six entries each) from `first`}.
+   * expiry, …, claims (eight entries each) from `first`}.
    */
   private claimResult(partition: number, reply: readonly unknown[], claimId: string, first = 4): ClaimResult {
     const moment = (value: unknown): number | undefined =>
       Number(String(value)) >= 0 ? Number(String(value)) : undefined;
     const claimed: ClaimedTask[] = [];
-    for (let i = first; i + 5 < reply.length; i += 6) {
+    for (let i = first; i + 7 < reply.length; i += 8) {
+      const traceparent = String(reply[i + 6]);
       claimed.push({
         taskId: String(reply[i]),
         userId: String(reply[i + 1]),
@@ -532,6 +534,7 @@ export class RedisStore implements TaskStore {
         attempt: Number(reply[i + 4]),
         dueAt: Number(reply[i + 5]),
         claimId,
+        trace: traceparent === "" ? undefined : { traceparent, submittedAt: Number(reply[i + 7]) },
       });
     }
     return {

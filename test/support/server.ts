@@ -10,7 +10,7 @@ import { createLogger } from "../../src/logger.js";
 import { connectRedis } from "../../src/redis/connection.js";
 import { createRedisStore } from "../../src/redis/create-redis-store.js";
 import type { RedisStore } from "../../src/redis/redis-store.js";
-import { startServer, type RunningServer } from "../../src/grpc/server.js";
+import { startServer, type RunningServer, type ServerOptions } from "../../src/grpc/server.js";
 import { TaskService } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 export interface TestServer {
@@ -29,7 +29,11 @@ export interface TestServer {
  * `tollgate serve` would be from these environment variables, and a
  * generated Connect client speaking gRPC to it.
  */
-export async function startTestServer(redisUrl: string, env: Record<string, string> = {}): Promise<TestServer> {
+export async function startTestServer(
+  redisUrl: string,
+  env: Record<string, string> = {},
+  options: ServerOptions = {},
+): Promise<TestServer> {
   const dataDir = await mkdtemp(join(tmpdir(), "tollgate-test-"));
   const config = parseConfig({
     TOLLGATE_HOST: "127.0.0.1",
@@ -45,7 +49,7 @@ export async function startTestServer(redisUrl: string, env: Record<string, stri
   const store = createRedisStore(redis, config, { onShortOfReplicas: reportShortOfReplicas(logger) });
   let server: RunningServer;
   try {
-    server = await startServer(config, store, logger);
+    server = await startServer(config, store, logger, options);
   } catch (error) {
     store.close();
     redis.disconnect();

@@ -78,7 +78,7 @@ const RULES = [
   { rule: "a user's stats: kept while in use, else expiring", include: "user-stats", pattern: /'PERSIST', stats/ },
   { rule: "dead-lettering: the dead state", include: "dead-letter", pattern: /STATE_DEAD/ },
   { rule: "counting a failed attempt", include: "dead-letter", pattern: /'f', 1\)/ },
-  { rule: "storing a new task record", include: "task-record", pattern: /FIELD_SUBMITTED/ },
+  { rule: "storing a new task record", include: "task-record", pattern: /FIELD_SUBMITTED, now/ },
   { rule: "does this attempt hold its lease", include: "lease", pattern: /FIELD_ATTEMPTS\)\s*[~=]=/ },
   { rule: "the heads hash and due set follow a queue's head", include: "heads", pattern: /'HDEL', heads/ },
   { rule: "a queue that was empty has a head again", include: "heads", pattern: /'HSET', heads, userId, taskId/ },

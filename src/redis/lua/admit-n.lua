@@ -52,7 +52,8 @@
   ARGV[14]  not before, ms ("0": now)
   ARGV[15]  start by, ms, stored on the record ("" for none)
   ARGV[16]  priority, 0 to 9 (includes/priority)
-  ARGV[17..] per window: limit, then duration in whole seconds
+  ARGV[17]  W3C traceparent of the Submit span, stored on the record ("" for none)
+  ARGV[18..] per window: limit, then duration in whole seconds
   Returns   {outcome, task id, n, now ms, count 1, pttl 1, count 2, pttl 2, ...}
             outcome (src/redis/reply-codes.ts) ADMIT_STARTED (n = 0),
             ADMIT_QUEUED (n = position, priority counted), ADMIT_DUPLICATE (task id is the
@@ -86,11 +87,13 @@ end
 local PUBLISH = ARGV[13]
 local windows = #KEYS - 10
 local notBefore, startBy, priority = tonumber(ARGV[14]), ARGV[15], tonumber(ARGV[16])
+-- What storeTask stores beyond the common fields.
+local extras = {startBy = startBy, priority = priority, traceparent = ARGV[17]}
 local counts, pttls, limits = {}, {}, {}
 -- ms until every window has room (0: it has now)
 local wait = 0
 for i = 1, windows do
-  limits[i] = tonumber(ARGV[15 + 2 * i])
+  limits[i] = tonumber(ARGV[16 + 2 * i])
   counts[i], pttls[i] = windowRead(KEYS[10 + i])
   wait = math.max(wait, windowWait(counts[i], pttls[i], limits[i]))
 end
@@ -121,7 +124,7 @@ if notBefore > now then
   if queued + delayed >= tonumber(ARGV[7]) then
     return reply(ADMIT_BACKLOG_FULL, queued + delayed)
   end
-  storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, false, startBy, priority)
+  storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, false, extras)
   redis.call('HSET', KEYS[3], FIELD_NOT_BEFORE, notBefore)
   redis.call('ZADD', KEYS[10], notBefore, taskId .. ':' .. userId)
   statsAdd(KEYS[6], 'n', 1, now)
@@ -138,11 +141,11 @@ local withinPolicy = not paused and queued == 0 and wait == 0
 
 if withinPolicy and ARGV[10] == '1' then
   for i = 1, windows do
-    counts[i], pttls[i] = windowUse(KEYS[10 + i], counts[i], pttls[i], ARGV[16 + 2 * i])
+    counts[i], pttls[i] = windowUse(KEYS[10 + i], counts[i], pttls[i], ARGV[17 + 2 * i])
   end
   -- Marked as started by admit: a Submit that lost this reply reads that to
   -- learn whether to run the task (admit-outcome-n.lua).
-  storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, true, startBy, priority)
+  storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, true, extras)
   redis.call('ZADD', KEYS[5], now + tonumber(ARGV[9]), taskId .. ':' .. userId)
   statsAdd(KEYS[6], 'r', 1, now)
   statsSettle(KEYS[6], ARGV[8])
@@ -164,7 +167,7 @@ if queued >= tonumber(ARGV[7]) then
 end
 
 local place = queueBehind(KEYS[1], KEYS[6], taskId, priority, now)
-storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, false, startBy, priority)
+storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, false, extras)
 if place == 1 and (queued > 0 or paused) then
   -- A new head ahead of others keeps the user's due moment; a paused
   -- queue's is named, not due (ResumeQueue schedules it).

@@ -70,8 +70,9 @@
            those that ended expired here, cancelled those whose lease ran
            out after their cancel was requested;
            the n users' dead-letter lists are over their cap (the caller
-           trims them, see includes/dead-letter); each claim is six entries:
-           task id, user id, kind, payload, attempt, due moment.
+           trims them, see includes/dead-letter); each claim is eight entries:
+           task id, user id, kind, payload, attempt, due moment, traceparent
+           and submit moment (both "" for a task submitted without tracing).
 ]]
 --- @include "time"
 --- @include "schedule"
@@ -296,13 +297,16 @@ local function claimHead(item)
   changeStats(user, 'r', 1)
   redis.call('HINCRBY', KEYS[4], 'q', -1)
   redis.call(PUBLISH, progress, user.id)
-  local fields = redis.call('HMGET', task, FIELD_KIND, FIELD_PAYLOAD)
+  local fields = redis.call('HMGET', task, FIELD_KIND, FIELD_PAYLOAD, FIELD_TRACEPARENT, FIELD_SUBMITTED)
   claims[#claims + 1] = taskId
   claims[#claims + 1] = user.id
   claims[#claims + 1] = fields[1] or ''
   claims[#claims + 1] = fields[2] or ''
   claims[#claims + 1] = attempt
   claims[#claims + 1] = dueAt
+  claims[#claims + 1] = fields[3] or ''
+  -- The submit moment only matters to a trace.
+  claims[#claims + 1] = fields[3] and fields[4] or ''
   claimed = claimed + 1
   headChanged(user.queue, KEYS[5], KEYS[1], user.id)
   if redis.call('LLEN', user.queue) > 0 then

@@ -4,9 +4,10 @@
 --- @include "task-fields"
 
 -- Stores a submitted task: queued (or delayed), or, when started, running
--- on its first attempt and marked as started by admit. startBy: ms, or '';
--- priority: a number, stored only above 0 (includes/priority).
-local function storeTask(task, userId, payload, kind, now, started, startBy, priority)
+-- on its first attempt and marked as started by admit. extras: startBy (ms,
+-- or ''), priority (a number, stored only above 0: includes/priority) and
+-- traceparent (the Submit span's W3C traceparent, or '').
+local function storeTask(task, userId, payload, kind, now, started, extras)
   local fields = {FIELD_USER, userId, FIELD_PAYLOAD, payload, FIELD_SUBMITTED, now}
   local extra
   if started then
@@ -17,13 +18,17 @@ local function storeTask(task, userId, payload, kind, now, started, startBy, pri
   for _, value in ipairs(extra) do
     fields[#fields + 1] = value
   end
-  if startBy ~= '' then
+  if extras.startBy ~= '' then
     fields[#fields + 1] = FIELD_START_BY
-    fields[#fields + 1] = startBy
+    fields[#fields + 1] = extras.startBy
   end
-  if priority > 0 then
+  if extras.priority > 0 then
     fields[#fields + 1] = FIELD_PRIORITY
-    fields[#fields + 1] = priority
+    fields[#fields + 1] = extras.priority
+  end
+  if extras.traceparent ~= '' then
+    fields[#fields + 1] = FIELD_TRACEPARENT
+    fields[#fields + 1] = extras.traceparent
   end
   if kind ~= '' then
     fields[#fields + 1] = FIELD_KIND
