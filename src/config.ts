@@ -321,7 +321,7 @@ export const SETTINGS = {
   metricsPort: integerSetting(
     "TOLLGATE_METRICS_PORT",
     9464,
-    "Prometheus /metrics port (0 turns it off)",
+    "HTTP port: Prometheus /metrics and the API for browsers (0 turns it off)",
     0,
     65535,
     "a port number",

@@ -4,7 +4,8 @@ import { WORKER_INDEX_ENV, isWorkerMessage } from "./messages.js";
 import type { Config } from "../config.js";
 import { startEmbeddedRedis, type EmbeddedRedis } from "../redis/embedded-redis.js";
 import { createLogger, type Logger } from "../logger.js";
-import { startMetricsServer, type MetricsServer } from "./metrics-server.js";
+import { startHttpServer, type HttpServer } from "./http-server.js";
+import { webApiRoutes, type GrpcTarget } from "./web-api.js";
 import { connectRedis, redactUrl } from "../redis/connection.js";
 import { checkRedisRequirements } from "../redis/requirements.js";
 import { systemClock, type Clock } from "../core/clock.js";
@@ -32,7 +33,7 @@ type Lifecycle =
 
 /**
  * The cluster primary: owns the embedded Redis (when no Redis is configured)
- * and the metrics endpoint, forks the workers that share the gRPC port, and
+ * and the HTTP port (metrics, the API for browsers), forks the workers that share the gRPC port, and
  * keeps them alive: a dead worker is replaced (with growing delay while it
  * keeps dying), and one whose heartbeats stop (a blocked event loop) is
  * killed and replaced. Each worker is watched on its own IPC channel, never
@@ -49,7 +50,11 @@ export async function runPrimary(config: Config): Promise<void> {
     );
   }
   let embedded: EmbeddedRedis | undefined;
-  let metrics: MetricsServer | undefined;
+  let http: HttpServer | undefined;
+  // Set once a worker serves: where the API for browsers forwards calls.
+  let grpcTarget: GrpcTarget | string | undefined = config.tlsCa
+    ? "the API for browsers is off: the gRPC port requires client certificates (TOLLGATE_TLS_CA)"
+    : undefined;
   // A bad key file stops everything now, with its line, rather than every worker.
   await loadAuthenticator(config.authKeys);
   try {
@@ -68,22 +73,47 @@ export async function runPrimary(config: Config): Promise<void> {
       { redis: redactUrl(redisUrl), embedded: embedded !== undefined, workers: config.workers, code },
       "starting workers",
     );
-    if (config.metricsPort > 0) metrics = await startMetricsServer(config.host, config.metricsPort, logger);
-    supervise(config, redisUrl, logger, async () => {
-      await metrics?.close();
+    if (config.metricsPort > 0) {
+      http = await startHttpServer(
+        config.host,
+        config.metricsPort,
+        logger,
+        webApiRoutes(() => grpcTarget),
+      );
+    }
+    const onServing = (port: number): void => {
+      if (typeof grpcTarget !== "string") grpcTarget = { baseUrl: loopbackUrl(config, port), tls: !!config.tlsCert };
+    };
+    supervise(config, redisUrl, logger, onServing, async () => {
+      await http?.close();
       await embedded?.stop();
     });
   } catch (error) {
-    await metrics?.close();
+    await http?.close();
     await embedded?.stop();
     throw error;
   }
+}
+
+/** The workers' gRPC port as this host reaches it (0.0.0.0 and :: listen on loopback too). */
+function loopbackUrl(config: Config, port: number): string {
+  const scheme = config.tlsCert ? "https" : "http";
+  const host =
+    config.host === "0.0.0.0" || config.host === ""
+      ? "127.0.0.1"
+      : config.host === "::"
+        ? "[::1]"
+        : config.host.includes(":")
+          ? `[${config.host}]`
+          : config.host;
+  return `${scheme}://${host}:${port}`;
 }
 
 function supervise(
   config: Config,
   redisUrl: string,
   logger: Logger,
+  onServing: (port: number) => void,
   cleanUp: () => Promise<void>,
   clock: Clock = systemClock,
 ): void {
@@ -124,6 +154,7 @@ function supervise(
       if (message.type === "tollgate:serving") {
         slot.served = true;
         everServed = true;
+        onServing(message.port);
         logger.info(
           { worker: slot.index, startMs: clock.now() - slot.startedAt, pid: worker.process.pid, port: message.port },
           "worker serving",
