@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // npm run build [-- --if-stale], and `prepare` (so `npm ci` and `npm pack` run
 // it): compiles src/ and gen/ts (tsconfig.build.json) to dist/, copies src/'s
-// other files (the Lua scripts) beside the JavaScript, and writes
+// other files (the Lua scripts) beside the JavaScript, bundles the dashboard
+// (src/dashboard) into dist/dashboard, and writes
 // dist/build-stamp (bin/build-stamp.js), which bin/tollgate.js compares with
 // the sources to choose dist/ or tsx. Built in a folder of its own and then
 // swapped in, so a tollgate running from dist/ never reads a half-written one.
@@ -12,6 +13,7 @@ import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, renameSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { DIST, ROOT, STAMP, distState } from "../bin/build-stamp.js";
 
 if (process.argv.includes("--if-stale") && distState().fresh) process.exit(0);
@@ -42,6 +44,9 @@ try {
     recursive: true,
     filter: (path) => !path.endsWith(".ts"),
   });
+  // The dashboard, bundled for the browser by the module that serves it.
+  const { writeDashboard } = await import(pathToFileURL(join(out, "src", "cluster", "dashboard-assets.js")).href);
+  await writeDashboard(join(out, "dashboard"), join(ROOT, "src", "dashboard"));
   writeFileSync(
     join(out, "build-stamp"),
     "Written by scripts/build.js, dated when the build began; see bin/build-stamp.js.\n",

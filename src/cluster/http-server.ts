@@ -3,6 +3,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AggregatorRegistry } from "prom-client";
 import type { Logger } from "../logger.js";
+import { serveAsset, type Asset } from "./dashboard-assets.js";
 
 export interface HttpServer {
   readonly port: number;
@@ -13,14 +14,16 @@ export interface HttpServer {
 const READ_MAX_BYTES = 8 * 1024 * 1024;
 
 /**
- * The primary's HTTP port: GET /metrics (every worker's metrics, aggregated
- * over IPC), and the API for browsers (Connect protocol and gRPC-Web, web-api.ts).
+ * The primary's HTTP port: the dashboard at / (dashboard-assets.ts), GET
+ * /metrics (every worker's metrics, aggregated over IPC), and the API for
+ * browsers (Connect protocol and gRPC-Web, web-api.ts).
  */
 export async function startHttpServer(
   host: string,
   port: number,
   logger: Logger,
   api: (router: ConnectRouter) => void,
+  dashboard: ReadonlyMap<string, Asset>,
 ): Promise<HttpServer> {
   const registry = new AggregatorRegistry();
   const metrics = (response: ServerResponse): void => {
@@ -37,11 +40,13 @@ export async function startHttpServer(
     readMaxBytes: READ_MAX_BYTES,
     fallback: (_request, response) => {
       response.writeHead(404, { "content-type": "text/plain" });
-      response.end("not found; try GET /metrics, or POST /tollgate.v1.TaskService/<method> (Connect, gRPC-Web)\n");
+      response.end("not found; try GET / (the dashboard), GET /metrics, or POST /tollgate.v1.TaskService/<method>\n");
     },
   });
   const server = createServer((request: IncomingMessage, response: ServerResponse) => {
-    if (request.method === "GET" && request.url?.split("?")[0] === "/metrics") return metrics(response);
+    const path = request.url?.split("?")[0] ?? "/";
+    if (request.method === "GET" && path === "/metrics") return metrics(response);
+    if (serveAsset(dashboard, path, request, response)) return;
     rpc(request, response);
   });
   await new Promise<void>((resolve, reject) => {
@@ -50,7 +55,7 @@ export async function startHttpServer(
   });
   const address = server.address();
   const bound = typeof address === "object" && address ? address.port : port;
-  logger.info({ port: bound }, "HTTP: /metrics, and the API for browsers (Connect, gRPC-Web)");
+  logger.info({ port: bound }, "HTTP: the dashboard at /, /metrics, and the API for browsers (Connect, gRPC-Web)");
   return {
     port: bound,
     close: () =>

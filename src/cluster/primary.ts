@@ -6,6 +6,7 @@ import { startEmbeddedRedis, type EmbeddedRedis } from "../redis/embedded-redis.
 import { createLogger, type Logger } from "../logger.js";
 import { startHttpServer, type HttpServer } from "./http-server.js";
 import { webApiRoutes, type GrpcTarget } from "./web-api.js";
+import { loadDashboard } from "./dashboard-assets.js";
 import { connectRedis, redactUrl } from "../redis/connection.js";
 import { checkRedisRequirements } from "../redis/requirements.js";
 import { systemClock, type Clock } from "../core/clock.js";
@@ -79,6 +80,7 @@ export async function runPrimary(config: Config): Promise<void> {
         config.metricsPort,
         logger,
         webApiRoutes(() => grpcTarget),
+        await loadDashboard(),
       );
     }
     const onServing = (port: number): void => {
