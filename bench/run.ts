@@ -16,7 +16,7 @@
 //               the notes, with the CPU per Submit of server, Redis and load
 //               generator.
 //   bullmq      The peer (bench/bullmq.ts): BullMQ 5 adding and processing
-//               no-op jobs, ${WORKERS} worker processes and one producer with
+//               no-op jobs, one worker process per server worker (2 here), one producer with
 //               the load generator's calls in flight, on a private Redis:
 //               jobs per second and CPU per job (Redis, workers, producer).
 //   redis       Redis round trips and commands per Submit, fast and queued
