@@ -106,6 +106,62 @@ export async function startBareServer(workers = WORKERS): Promise<BenchServer> {
   return { port, pid: child.pid!, stop: () => stopChild(child, exited) };
 }
 
+/** A child process of the bench, killed with the bench if it is still alive then. */
+export interface BenchChild {
+  readonly child: ChildProcess;
+  /** Everything it printed so far, stdout and stderr. */
+  output(): string;
+  /** Resolves once it printed a line matching `pattern` (rejects if it exits first or after `timeoutMs`). */
+  printed(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
+  /** SIGTERM, then SIGKILL for the whole tree after a grace period. */
+  stop(): Promise<void>;
+}
+
+/** `node --import tsx <bench script> ...args`, its stdin a pipe. */
+export function spawnBenchScript(script: string, args: readonly string[]): BenchChild {
+  const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(new URL(script, import.meta.url)), ...args], {
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  live.add(child);
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  let output = "";
+  const waiting = new Set<() => void>();
+  const take = (chunk: Buffer): void => {
+    output += chunk.toString();
+    for (const check of waiting) check();
+  };
+  child.stdout!.on("data", take);
+  child.stderr!.on("data", take);
+  return {
+    child,
+    output: () => output,
+    printed: (pattern, timeoutMs = 20_000) =>
+      new Promise((resolve, reject) => {
+        const from = output.length;
+        const timer = setTimeout(() => {
+          waiting.delete(check);
+          reject(new Error(`${script} did not print ${pattern} in ${timeoutMs} ms:\n${output}`));
+        }, timeoutMs);
+        const check = (): void => {
+          const match = pattern.exec(output.slice(from));
+          if (!match) return;
+          waiting.delete(check);
+          clearTimeout(timer);
+          resolve(match);
+        };
+        waiting.add(check);
+        void exited.then(() => {
+          if (!waiting.has(check)) return;
+          waiting.delete(check);
+          clearTimeout(timer);
+          reject(new Error(`${script} exited:\n${output}`));
+        });
+        check();
+      }),
+    stop: () => stopChild(child, exited),
+  };
+}
+
 export interface TollgateServer extends BenchServer {
   readonly serve: ServeProcess;
   /** What it runs, from its "starting workers" line: "dist" (compiled) or "src" (through tsx). */

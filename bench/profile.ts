@@ -82,7 +82,8 @@ export function summariseProfiles(files: readonly string[]): ProfileSummary {
         if (!frame) continue;
         // The profiler starting itself (bench/cpu-profile.mjs) is not the server's work.
         if (frame.callFrame.url.endsWith("bench/cpu-profile.mjs")) return;
-        if (moduleOf(frame.callFrame.url, frame.callFrame.functionName).startsWith("src/")) onStack.add(label(frame));
+        if (moduleOf(frame.callFrame.url, frame.callFrame.functionName).match(/^(dist\/)?src\//))
+          onStack.add(label(frame));
       }
       busyMs += ms;
       const fn = label(node);
@@ -114,7 +115,9 @@ export function printProfileSummary(summary: ProfileSummary, top = 25): void {
   );
   console.log(`  self time by module:`);
   for (const [name, ms] of summary.modules.slice(0, 15)) console.log(`    ${pct(ms)}  ${name}`);
-  console.log(`  time under Tollgate's own functions (src/, callees included; async work counts where it resumes):`);
+  console.log(
+    `  time under Tollgate's own functions (src/ or its compiled dist/src/, callees included; async work counts where it resumes):`,
+  );
   for (const [name, ms] of summary.inclusiveSrc.slice(0, 15)) console.log(`    ${pct(ms)}  ${name}`);
   console.log(`  top ${top} functions by self time:`);
   summary.functions.slice(0, top).forEach(([name, ms], i) => {

@@ -1,5 +1,6 @@
-// npm run bench [-- --seconds 8 --rounds 2 --loadgen auto|ghz|node --only throughput,redis,memory,drain,idle,start,profile --profile]
+// npm run bench [-- --seconds 8 --rounds 2 --loadgen auto|ghz|node --only throughput,bullmq,redis,memory,drain,idle,start,profile --profile]
 // npm run bench -- --only cluster,capacity,churn   (not in the default run: about 3 minutes more)
+// npm run bench -- --drain-users 50000              (the drain at issue 16's scale: about 3 minutes more)
 //
 // Every figure DESIGN.md asks to measure, in one run on this machine, each beside
 // its target and, where one exists, as a ratio to a baseline measured in the
@@ -14,6 +15,10 @@
 //               a shared machine only ever lowers a figure), every round in
 //               the notes, with the CPU per Submit of server, Redis and load
 //               generator.
+//   bullmq      The peer (bench/bullmq.ts): BullMQ 5 adding and processing
+//               no-op jobs, one worker process per server worker (2 here), one producer with
+//               the load generator's calls in flight, on a private Redis:
+//               jobs per second and CPU per job (Redis, workers, producer).
 //   redis       Redis round trips and commands per Submit, fast and queued
 //               path, from Redis' MONITOR stream (attributed per script).
 //   memory      used_memory delta over 100,000 queued tasks, minus payloads.
@@ -39,6 +44,8 @@
 //               docs/capacity.md.
 // `tollgate serve` runs as `npm start` runs it: the compiled dist/, built
 // first if missing or older than src/ (the notes say what each section ran).
+// At the end, the goals of issue 16 ("Performance and footprint") from the
+// figures above, each with measured, baseline, ratio and met.
 // The load generator is ghz when installed (.ci/run's GO_TOOLS), else
 // bench/load.ts. Every process started is stopped, even when interrupted.
 import { spawnSync } from "node:child_process";
@@ -51,6 +58,7 @@ import type { Redis } from "ioredis";
 import { freePort } from "../src/redis/embedded-redis.js";
 import { createKeys, permanentKeys, sumOver } from "../src/redis/keys.js";
 import { LuaScript } from "../src/redis/lua-script.js";
+import { benchBullmq, type BullmqFigures, type BullmqRound } from "./bullmq.js";
 import { benchCapacity } from "./capacity.js";
 import { benchCluster, type Sample } from "./cluster.js";
 import { benchDrain, type DrainFigures } from "./drain.js";
@@ -80,6 +88,7 @@ import {
 
 const SECTIONS = [
   "throughput",
+  "bullmq",
   "redis",
   "memory",
   "drain",
@@ -100,13 +109,14 @@ const { values: flags } = parseArgs({
     concurrency: { type: "string", default: "50" },
     connections: { type: "string", default: "10" },
     loadgen: { type: "string", default: process.env.BENCH_LOADGEN ?? "auto" },
-    only: { type: "string", default: "throughput,redis,memory,drain,idle,start" },
+    only: { type: "string", default: "throughput,bullmq,redis,memory,drain,idle,start" },
     profile: { type: "boolean", default: false },
     "memory-tasks": { type: "string", default: "100000" },
     "idle-users": { type: "string", default: "10000" },
     "idle-seconds": { type: "string", default: "20" },
     "drain-users": { type: "string", default: "5000" },
     "cluster-drain-users": { type: "string", default: "1000" },
+    "bullmq-concurrency": { type: "string", default: "50" },
     "capacity-users": { type: "string", default: "20000" },
     "churn-users": { type: "string", default: "100000" },
   },
@@ -138,6 +148,17 @@ interface Row {
 const rows: Row[] = [];
 const notes: string[] = [];
 
+/** What the goals of issue 16 are judged on, filled in by the sections that ran. */
+const forGoals: {
+  tollgate?: Record<Mix, Measured>;
+  bare?: Record<Mix, Measured>;
+  noop?: Measured;
+  bullmq?: BullmqFigures;
+  drain?: DrainFigures;
+  memory?: { perTask: number; baseline: number };
+  idle?: { users: number; cpuPct: number; bareCpuPct: number | undefined };
+} = {};
+
 const fmt = (value: number, digits = 0): string =>
   Number.isFinite(value)
     ? value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits })
@@ -163,23 +184,23 @@ function row(
   });
 }
 
-function printTable(): void {
-  const header: Row = {
-    figure: "figure",
-    measured: "measured",
-    baseline: "baseline",
-    ratio: "ratio",
-    target: "target",
-    met: "met?",
-  };
-  const all = [header, ...rows];
-  const width = (key: keyof Row): number => Math.max(...all.map((r) => r[key].length));
-  const columns: (keyof Row)[] = ["figure", "measured", "baseline", "ratio", "target", "met"];
-  const line = (r: Row): string =>
+/** Columns padded to their widest cell, the first left-aligned, the others right-aligned. */
+function printColumns<K extends string>(header: Record<K, string>, body: readonly Record<K, string>[]): void {
+  const columns = Object.keys(header) as K[];
+  const all = [header, ...body];
+  const width = (key: K): number => Math.max(...all.map((r) => r[key].length));
+  const line = (r: Record<K, string>): string =>
     columns.map((key, i) => (i === 0 ? r[key].padEnd(width(key)) : r[key].padStart(width(key)))).join("  ");
   console.log(line(header));
   console.log(columns.map((key) => "-".repeat(width(key))).join("  "));
-  for (const r of rows) console.log(line(r));
+  for (const r of body) console.log(line(r));
+}
+
+function printTable(): void {
+  printColumns(
+    { figure: "figure", measured: "measured", baseline: "baseline", ratio: "ratio", target: "target", met: "met?" },
+    rows,
+  );
 }
 
 function spec(target: string, rest: Partial<LoadSpec> & { prefix: string }): LoadSpec {
@@ -404,7 +425,103 @@ async function throughput(gen: LoadGenerator): Promise<{ bareIdleCpu: number }> 
       `${fmt(f.serverUs)} µs, the bare server ${fmt(bareFast.serverUs)} µs. With the load generator and Redis on other ` +
       `cores, 0.7x bare means at most ${fmt(bareFast.serverUs / 0.7)} µs of server CPU per Submit.`,
   );
+  forGoals.tollgate = { fast: best(get("tollgate:fast")), queued: best(get("tollgate:queued")) };
+  forGoals.bare = { fast: bareFast, queued: best(get("bare:queued")) };
+  forGoals.noop = best(get("noop:fast"));
   return { bareIdleCpu };
+}
+
+// ------------------------------------------------------------------- bullmq
+
+/** BullMQ's round with the most jobs per second, as for Tollgate's rounds. */
+const bestBullmq = (figures: BullmqFigures): BullmqRound =>
+  figures.rounds.reduce((a, b) => (b.jobsPerSecond > a.jobsPerSecond ? b : a));
+
+async function bullmq(): Promise<void> {
+  const figures = await benchBullmq({
+    rounds: Number(flags.rounds),
+    seconds: SECONDS,
+    warmupSeconds: WARMUP,
+    workers: WORKERS,
+    inFlight: CONCURRENCY,
+    concurrency: Number(flags["bullmq-concurrency"]),
+    log,
+  });
+  forGoals.bullmq = figures;
+  const b = bestBullmq(figures);
+  notes.push(
+    `bullmq: BullMQ ${figures.version}, ${figures.workers} worker processes (concurrency ${figures.concurrency} each), one ` +
+      `producer process with ${CONCURRENCY} queue.add calls in flight, no-op processor, jobs kept when completed (the ` +
+      `default), private Redis with the append-only file as Tollgate's; rounds: ` +
+      figures.rounds
+        .map(
+          (r) =>
+            `${fmt(r.jobsPerSecond)} jobs/s (${fmt(r.jobs)} jobs; CPU per job Redis ${fmt(r.redisUs)} + workers ` +
+            `${fmt(r.workersUs)} + producer ${fmt(r.producerUs)} = ${fmt(r.totalUs)} µs)`,
+        )
+        .join(", "),
+  );
+  row("BullMQ: jobs per second, added and processed (no-op)", b.jobsPerSecond, {}, undefined, { text: "—" });
+  row("BullMQ: CPU per job, Redis", b.redisUs, { suffix: " µs" }, undefined, { text: "—" });
+  row(`BullMQ: CPU per job, ${figures.workers} workers`, b.workersUs, { suffix: " µs" }, undefined, { text: "—" });
+  row("BullMQ: CPU per job, producer", b.producerUs, { suffix: " µs" }, undefined, { text: "—" });
+  row("BullMQ: CPU per job, in all", b.totalUs, { suffix: " µs" }, undefined, { text: "—" });
+}
+
+/** Tollgate's tasks beside BullMQ's jobs: rate and CPU per task by party. */
+function printPeers(): void {
+  const t = forGoals.tollgate?.fast;
+  const noop = forGoals.noop;
+  const bare = forGoals.bare?.fast;
+  const b = forGoals.bullmq && bestBullmq(forGoals.bullmq);
+  if (!b && !t) return;
+  const us = (value: number): string => `${fmt(value)} µs`;
+  const body: Record<"who" | "rate" | "redis" | "server" | "client" | "total", string>[] = [];
+  for (const [who, m] of [
+    ["Tollgate, start-now mix (built-in handler)", t],
+    ["Tollgate, start-now mix, no-op handler", noop],
+  ] as const) {
+    if (!m) continue;
+    body.push({
+      who,
+      rate: `${fmt(m.result.rps)}/s`,
+      redis: us(m.redisUs),
+      server: us(m.serverUs),
+      client: us(m.loadgenUs),
+      total: us(m.redisUs + m.serverUs + m.loadgenUs),
+    });
+  }
+  if (b) {
+    body.push({
+      who: "BullMQ 5, no-op jobs",
+      rate: `${fmt(b.jobsPerSecond)}/s`,
+      redis: us(b.redisUs),
+      server: us(b.workersUs),
+      client: us(b.producerUs),
+      total: us(b.totalUs),
+    });
+    if (bare)
+      body.push({
+        who: "BullMQ behind a bare grpc-js front (+ its CPU per call)",
+        rate: "—",
+        redis: us(b.redisUs),
+        server: us(b.workersUs + bare.serverUs),
+        client: us(b.producerUs),
+        total: us(b.totalUs + bare.serverUs),
+      });
+  }
+  console.log("\nTollgate beside BullMQ, CPU per task (per job), best round of each, same run");
+  printColumns(
+    {
+      who: "",
+      rate: "tasks/s",
+      redis: "Redis",
+      server: "server or workers",
+      client: "load generator or producer",
+      total: "in all",
+    },
+    body,
+  );
 }
 
 // ------------------------------------------------------------- redis per Submit
@@ -577,6 +694,7 @@ async function memory(gen: LoadGenerator): Promise<void> {
     if (queued !== result.ok)
       notes.push(`memory: ${fmt(result.ok)} Submits answered OK but ${fmt(queued)} tasks queued`);
     const perTask = (after - before - queued * PAYLOAD_BYTES) / queued;
+    forGoals.memory = { perTask, baseline };
     notes.push(
       `memory: used_memory +${fmt((after - before) / 1e6, 1)} MB for ${fmt(queued)} queued tasks ` +
         `(${users} users, ${PAYLOAD_BYTES}-byte payloads)${describeErrors(result)}; baseline = the same ids and payloads RPUSHed to ${users} plain lists; ` +
@@ -600,9 +718,13 @@ async function drain(): Promise<void> {
   const policy = "1/1s,2/3s";
   log(`drain: ${fmt(users)} users x 3 tasks under ${policy} (bench/drain.ts)`);
   const figures = await benchDrain(users, 3, policy, 256);
+  forGoals.drain = figures;
+  const after = figures.afterSubmits;
   notes.push(
-    `drain: ${fmt(figures.tasks)} tasks, ${fmt(figures.queued)} queued, drained in ${figures.seconds.toFixed(1)} s; ` +
-      `${figures.commandsPerStart.toFixed(1)} Redis commands per task`,
+    `drain: ${fmt(figures.tasks)} tasks, ${fmt(figures.queued)} queued, submitted in ${figures.submitSeconds.toFixed(1)} s ` +
+      `(200 in flight), drained in ${figures.seconds.toFixed(1)} s; ${figures.commandsPerStart.toFixed(1)} Redis commands ` +
+      `per task; the ${fmt(after.tasks)} queued tasks allowed to start only after the last Submit was answered (the drain ` +
+      `without Submits competing for the cores): lateness p50 ${after.p50} ms, p99 ${after.p99} ms, max ${after.max} ms`,
   );
   row(`Drain start lateness p50 (${fmt(users)} users, ${policy})`, figures.latenessP50, { suffix: " ms" }, undefined, {
     text: "—",
@@ -651,6 +773,7 @@ async function idle(gen: LoadGenerator, bareIdleCpu: number | undefined): Promis
     if (firstDue <= Number(nowSeconds) * 1000) notes.push("idle: a waiting task became due during the measurement");
     const commands = commandsBetween(stats0, stats1);
     const cpuPct = (100 * (cpu1 - cpu0)) / elapsed;
+    forGoals.idle = { users, cpuPct, bareCpuPct: bareIdleCpu };
     const perProcess = [...byPid1]
       .map(
         ([pid, cpu]) =>
@@ -945,6 +1068,98 @@ async function profile(gen: LoadGenerator): Promise<void> {
   else await rm(dir, { recursive: true, force: true });
 }
 
+// -------------------------------------------------------------------- goals
+
+/** Issue 16's goals, each judged on figures of this run. */
+function printGoals(): void {
+  type Goal = Record<"goal" | "measured" | "baseline" | "ratio" | "met", string>;
+  const goals: Goal[] = [];
+  const notRun = (goal: string, sections: string): void => {
+    goals.push({ goal, measured: "not measured", baseline: "—", ratio: "—", met: `(run --only ${sections})` });
+  };
+  const judged = (
+    goal: string,
+    measured: number,
+    baseline: number | undefined,
+    unit: { digits?: number; suffix?: string },
+    met: (measured: number, ratio: number) => boolean,
+    qualifier = "",
+  ): void => {
+    const ratio = baseline === undefined || baseline === 0 ? NaN : measured / baseline;
+    const text = (value: number): string => `${fmt(value, unit.digits ?? 0)}${unit.suffix ?? ""}`;
+    goals.push({
+      goal,
+      measured: text(measured),
+      baseline: baseline === undefined ? "—" : text(baseline),
+      ratio: Number.isFinite(ratio) ? `${ratio.toFixed(2)}x` : "—",
+      met: `${met(measured, ratio) ? "yes" : "NO"}${qualifier}`,
+    });
+  };
+  const { tollgate, bare, bullmq, drain, memory, idle } = forGoals;
+  for (const [mix, name] of [
+    ["fast", "start-now mix"],
+    ["queued", "queueing mix"],
+  ] as const) {
+    const goal = `Server CPU per Submit, ${name}, <= 1.5x the bare server's`;
+    if (tollgate && bare)
+      judged(goal, tollgate[mix].serverUs, bare[mix].serverUs, { suffix: " µs" }, (_, r) => r <= 1.5);
+    else notRun(goal, "throughput");
+  }
+  for (const [mix, name] of [
+    ["fast", "start-now mix"],
+    ["queued", "queueing mix"],
+  ] as const) {
+    const goal = `Submit throughput, ${name}, >= 0.7x the bare cluster's (req/s)`;
+    if (tollgate && bare) judged(goal, tollgate[mix].result.rps, bare[mix].result.rps, {}, (_, r) => r >= 0.7);
+    else notRun(goal, "throughput");
+  }
+  {
+    const goal = "CPU per started task, server + Redis, < BullMQ's per job + the bare server's per call";
+    if (tollgate && bare && bullmq)
+      judged(
+        goal,
+        tollgate.fast.serverUs + tollgate.fast.redisUs,
+        bestBullmq(bullmq).totalUs + bare.fast.serverUs,
+        { suffix: " µs" },
+        (_, r) => r < 1,
+      );
+    else notRun(goal, "throughput,bullmq");
+  }
+  {
+    const scale = 50_000;
+    const short = drain && drain.users < scale ? ` (at ${fmt(drain.users)} users; --drain-users ${scale})` : "";
+    const p99 = `Drain start lateness p99 <= 50 ms, ${fmt(drain?.users ?? scale)} users x 3 (goal: ${fmt(scale)})`;
+    const violations = `Drain window violations = 0, ${fmt(drain?.users ?? scale)} users`;
+    if (drain) {
+      judged(p99, drain.latenessP99, undefined, { suffix: " ms" }, (m) => m <= 50, short);
+      judged(violations, drain.violations, undefined, {}, (m) => m === 0, short);
+      // Not a goal: the same p99 over the tasks allowed only once every Submit was answered.
+      goals.push({
+        goal: `  (diagnostic) the same p99, tasks allowed after the last Submit (${fmt(drain.afterSubmits.tasks)})`,
+        measured: `${fmt(drain.afterSubmits.p99)} ms`,
+        baseline: "—",
+        ratio: "—",
+        met: "—",
+      });
+    } else {
+      notRun(p99, "drain");
+      notRun(violations, "drain");
+    }
+  }
+  {
+    const goal = "Redis memory per queued task, beyond its payload, <= 250 B (baseline: a plain list)";
+    if (memory) judged(goal, memory.perTask, memory.baseline, { suffix: " B" }, (m) => m <= 250);
+    else notRun(goal, "memory");
+  }
+  {
+    const goal = `Idle CPU, primary + workers, ${fmt(idle?.users ?? 10_000)} users waiting, < 1% of a core (baseline: bare cluster idle)`;
+    if (idle) judged(goal, idle.cpuPct, idle.bareCpuPct, { digits: 2, suffix: "%" }, (m) => m < 1);
+    else notRun(goal, "idle");
+  }
+  console.log("\nGoals of issue 16 (Performance and footprint), from this run");
+  printColumns({ goal: "goal", measured: "measured", baseline: "baseline", ratio: "ratio", met: "met?" }, goals);
+}
+
 // --------------------------------------------------------------------- main
 
 const startedAt = performance.now();
@@ -972,6 +1187,7 @@ let bareIdleCpu: number | undefined;
 await section("throughput", async () => {
   bareIdleCpu = (await throughput(gen)).bareIdleCpu;
 });
+await section("bullmq", () => bullmq());
 await section("redis", () => redisPerSubmit(gen));
 await section("memory", () => memory(gen));
 await section("drain", () => drain());
@@ -1001,6 +1217,8 @@ console.log(
 printTable();
 console.log("");
 for (const note of notes) console.log(`- ${note}`);
+printPeers();
+printGoals();
 if (enabled("profile")) await profile(gen);
 console.log(`\n(${((performance.now() - startedAt) / 1000).toFixed(0)} s in all)`);
 process.exit(0);
