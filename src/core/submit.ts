@@ -1,12 +1,13 @@
 import { metrics } from "../metrics.js";
 import { actingUserId, authorizeSubmit, type Identity } from "./authorization.js";
-import type { RatePolicy } from "./rate-policy.js";
+import { formatRatePolicy, type RatePolicy } from "./rate-policy.js";
 import { invalidArgument, queuePaused, resourceExhausted } from "./service-error.js";
 import { nthStartTime, type WindowCounter } from "./start-schedule.js";
 import { NotReplicated, type Admission, type TaskStore } from "./store.js";
 import type { TaskRunner } from "./task-runner.js";
 import { systemClock, type Clock } from "./clock.js";
-import { checkIdempotencyKey, checkKind, checkPayload, checkSchedule, checkUserId } from "./validation.js";
+import type { UserPolicy } from "./user-policy.js";
+import { checkCost, checkIdempotencyKey, checkKind, checkPayload, checkSchedule, checkUserId } from "./validation.js";
 
 /** One Submit, as the transport decoded it. */
 export interface SubmitCommand {
@@ -23,6 +24,8 @@ export interface SubmitCommand {
   readonly notBefore?: number | undefined;
   /** Not started by this moment (ms), it ends expired; undefined: no deadline. */
   readonly startBy?: number | undefined;
+  /** Units of every window the task uses at each attempt's start; 0 (unset): 1. */
+  readonly cost?: number;
 }
 
 /** One window of the user's policy as it stands after the Submit. */
@@ -62,6 +65,7 @@ export type SlotRunner = Pick<TaskRunner, "reserve" | "release" | "start">;
 export interface SubmitRules {
   readonly store: Pick<TaskStore, "admit">;
   readonly runner: SlotRunner;
+  /** The host's policy (TOLLGATE_RATE_LIMITS), for a store that names no user's own. */
   readonly policy: RatePolicy;
   /** Handler kinds this server runs. */
   readonly kinds: ReadonlySet<string>;
@@ -93,7 +97,7 @@ export async function decideSubmit(
 }
 
 async function decide(rules: SubmitRules, caller: Identity, command: SubmitCommand): Promise<SubmitDecision> {
-  const { store, runner, policy } = rules;
+  const { store, runner } = rules;
   const userId = actingUserId(caller, command.userId);
   checkUserId(userId);
   authorizeSubmit(caller, userId);
@@ -101,6 +105,7 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
   checkKind(command.kind, rules.kinds);
   checkIdempotencyKey(command.idempotencyKey);
   const notBefore = checkSchedule(command.notBefore, command.startBy, (rules.clock ?? systemClock).now());
+  const cost = checkCost(command.cost ?? 0);
   const { overLimit } = command;
   if (typeof overLimit !== "string") {
     throw invalidArgument("over_limit", `unknown value ${overLimit.unknown}; use QUEUE or REJECT`);
@@ -124,6 +129,7 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
       canStartNow: reserved,
       ...(notBefore === undefined ? {} : { notBefore }),
       ...(command.startBy === undefined ? {} : { startBy: command.startBy }),
+      ...(cost === 1 ? {} : { cost }),
     });
   } catch (error) {
     // Stored but not confirmed by enough replicas: the caller hears
@@ -145,12 +151,19 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
   }
   metrics.submitted.inc({ disposition: admission.outcome });
   switch (admission.outcome) {
+    case "cost-too-high": {
+      const window = admission.policy.windows[admission.window];
+      throw invalidArgument(
+        "cost",
+        `${cost} is above the limit of the user's window ${window ? formatRatePolicy([window]) : `#${admission.window + 1}`}, so the task could never start; nothing was stored`,
+      );
+    }
     case "started":
       return {
         outcome: "started",
         taskId: admission.taskId,
         estimatedStart: admission.now,
-        windows: windowStates(policy, admission.windows),
+        windows: windowStates(windowsOf(rules, admission), admission.windows),
       };
     case "queued":
       return {
@@ -159,15 +172,15 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
         position: admission.position,
         estimatedStart: Math.max(
           notBefore ?? -Infinity,
-          nthStartTime(policy, admission.windows, admission.now, admission.position),
+          nthStartTime(windowsOf(rules, admission), admission.windows, admission.now, admission.position),
         ),
-        windows: windowStates(policy, admission.windows),
+        windows: windowStates(windowsOf(rules, admission), admission.windows),
       };
     case "duplicate":
       return { outcome: "duplicate", taskId: admission.taskId };
     case "over-limit": {
       // A new task could start once everything queued ahead of it has.
-      const retryAt = nthStartTime(policy, admission.windows, admission.now, admission.queued + 1);
+      const retryAt = nthStartTime(windowsOf(rules, admission), admission.windows, admission.now, admission.queued + 1);
       throw resourceExhausted(
         `user is over the rate limit${admission.queued > 0 ? ` with ${admission.queued} tasks queued` : ""} and over_limit is REJECT; nothing was stored`,
         Math.max(1, retryAt - admission.now),
@@ -179,13 +192,18 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
       );
     case "backlog-full": {
       // A place frees up when the head of the queue starts.
-      const retryAt = nthStartTime(policy, admission.windows, admission.now, 1);
+      const retryAt = nthStartTime(windowsOf(rules, admission), admission.windows, admission.now, 1);
       throw resourceExhausted(
         `user's backlog is full (${admission.queued} tasks queued); nothing was stored`,
         Math.max(1, retryAt - admission.now),
       );
     }
   }
+}
+
+/** The user's windows, as the store resolved them. */
+function windowsOf(rules: SubmitRules, admission: { readonly policy?: UserPolicy }): RatePolicy {
+  return admission.policy?.windows ?? rules.policy;
 }
 
 /** The policy's windows as the user's counters leave them. */

@@ -81,8 +81,10 @@ export interface PartitionKeys {
    * cancel-n.lua, or running when marked, by the finish, release or claim
    * that ends its attempt; lua/includes/cancelled), rq dead
    * letters requeued (requeue-dead-letters-n.lua), x expired (not started by
-   * their start_by; the last six only ever grow), and e its generation (the
-   * moment, ms, it was made).
+   * their start_by; the last six only ever grow), e its generation (the
+   * moment, ms, it was made), and cap: 1 while the user's queue waits for
+   * its cap of running tasks to free (lua/includes/policy; finish makes
+   * the user due and deletes it).
    * Kept while r, w or n is above 0; otherwise it expires TOLLGATE_RETENTION after its last change,
    * and the next change makes a new one from zero, with a new generation
    * (lua/includes/user-stats; WatchQueue counts across it, core/watch-counts.ts).
@@ -124,6 +126,22 @@ export interface PartitionKeys {
    * the start that opened it).
    */
   windowPrefix(durationMs: number): string;
+  /**
+   * Hash: user id -> what the user is given (PolicyService): "plan:<name>"
+   * or "limits:<spec>" (an override; the spec as in plans). In the user's
+   * partition, so the scripts resolve the user's policy in their own slot
+   * (lua/includes/policy). Admin data: an entry is kept until deleted.
+   */
+  readonly policies: string;
+  /**
+   * Hash: plan name -> spec, "<limit>/<n><unit>,..." then ";<max running>"
+   * when capped (redis/policy-spec.ts). The same in every partition: plans
+   * are shared by users of every partition and a script reads only its own
+   * slot, so PolicyService writes a plan to each partition's copy (for a
+   * moment, during that write, some partitions may have it and some not).
+   * Admin data: kept until deleted.
+   */
+  readonly plans: string;
 }
 
 export interface Keys {
@@ -190,6 +208,8 @@ function partitionKeys(prefix: string, partition: number, tag: string): Partitio
     idempotency: (userId: string, key: string) => `${base}:i:${Buffer.byteLength(userId)}:${userId}:${key}`,
     // rate-limiter-flexible appends ":<user id>" to this.
     windowPrefix: (durationMs: number) => `${base}:w:${durationMs}`,
+    policies: `${base}:pol`,
+    plans: `${base}:plans`,
   });
 }
 
@@ -251,6 +271,7 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX, partitions: numb
  * | c | id of the claim that started the current attempt; absent for a start at Submit or after a release | claim; release and requeue delete | release (only that claim may hand it back) |
  * | nb | not before (ms): the moment a delayed task waited for; absent for one not delayed | admit | GetTask, ListTasks |
  * | sb | start by (ms): not started by then, it ends expired (claim); absent for no deadline | admit; requeue deletes | claim (at the head, or coming out of the delayed set, with no attempt started) |
+ * | cost | units of every window each attempt uses (Submit's cost); absent for 1 | admit | claim (at the head) |
  * | cx | 1: CancelTask asked to cancel it while it ran (and published its id on cancelChannel); its attempt ends it cancelled (not retried; counted in the stats' and totals' c) | cancel; deleted when it ends cancelled | finish, release, claim (a lost lease) |
  */
 export const TASK_FIELD = Object.freeze({
@@ -268,6 +289,7 @@ export const TASK_FIELD = Object.freeze({
   CANCEL_REQUESTED: "cx",
   START_BY: "sb",
   NOT_BEFORE: "nb",
+  COST: "cost",
 } as const);
 
 /** The values of a task's TASK_FIELD.STATE (Lua: `STATE_<NAME>`). */

@@ -10,7 +10,10 @@ import {
 } from "./keys.js";
 import { ADMIT, CANCEL, FINISH, RELEASE } from "./reply-codes.js";
 import { LuaScript, type RedisArg } from "./lua-script.js";
-import { countersFromReply, type RateWindows } from "./rate-windows.js";
+import { countersFromReply, windowSeconds, type RateWindows } from "./rate-windows.js";
+import { KnownPolicies } from "./known-policies.js";
+import { RedisPolicyStore } from "./redis-policy-store.js";
+import type { UserPolicy } from "../core/user-policy.js";
 import { commandTimeoutOf, kindOf, mastersOf, type RedisClient } from "./connection.js";
 import { isUnanswered, storeCall } from "./errors.js";
 import { Subscriptions } from "./subscriptions.js";
@@ -128,9 +131,9 @@ const CANCEL_OUTCOMES: ReadonlyMap<number, CancelOutcome> = new Map([
 const scripts = {
   admit: new LuaScript("admit-n.lua"),
   admitOutcome: new LuaScript("admit-outcome-n.lua"),
-  claimPlan: new LuaScript("claim-plan-5.lua"),
+  claimPlan: new LuaScript("claim-plan-7.lua"),
   claim: new LuaScript("claim-n.lua"),
-  finish: new LuaScript("finish-6.lua"),
+  finish: new LuaScript("finish-7.lua"),
   snapshot: new LuaScript("snapshot-n.lua"),
   snapshotAll: new LuaScript("snapshot-all-3.lua"),
   renew: new LuaScript("renew-1.lua"),
@@ -226,6 +229,10 @@ export class RedisStore implements TaskStore {
    */
   private readonly publish: PublishCommand;
   readonly partitions: number;
+  /** Plans and users' policies (PolicyService's store), in the same Redis. */
+  readonly policies: RedisPolicyStore;
+  /** Each user's policy as last seen: which window counters to declare (known-policies.ts). */
+  private readonly known: KnownPolicies;
 
   constructor(
     private readonly redis: RedisClient,
@@ -238,6 +245,13 @@ export class RedisStore implements TaskStore {
     this.subscriptions = new Subscriptions(redis, "tollgate-wake");
     // The probe is a keyed command, so on a Cluster it asks a slot's master.
     this.availability = new Availability(redis, () => redis.exists(keys.partition(0).totals));
+    this.policies = new RedisPolicyStore(redis, keys, windows);
+    this.known = new KnownPolicies({ windows: windows.policy, maxRunning: 0 });
+  }
+
+  /** The policy a script found for the user (includes/policy), remembered for the next call. */
+  private learnPolicy(userId: string, spec: unknown): UserPolicy {
+    return this.known.learn(userId, String(spec));
   }
 
   /** Decides start-now, queue or reject for one task and stores it: one round trip. */
@@ -245,6 +259,24 @@ export class RedisStore implements TaskStore {
     const { userId } = submission;
     const partition = this.keys.forUser(userId);
     const taskId = newTaskId(partition.partition);
+    // The script resolves the user's policy; the counters declared are those
+    // of the policy last seen, and a changed policy is learnt and run again
+    // (twice is enough unless it changes again meanwhile).
+    for (let attempt = 1; ; attempt++) {
+      const guess = this.known.of(userId);
+      const admission = await this.admitWith(submission, partition, taskId, guess);
+      if (admission !== "policy-changed") return admission;
+      if (attempt >= 3) throw new Error(`the policy of user ${userId} kept changing while a Submit ran`);
+    }
+  }
+
+  private async admitWith(
+    submission: Submission,
+    partition: PartitionKeys,
+    taskId: string,
+    guess: UserPolicy,
+  ): Promise<Admission | "policy-changed"> {
+    const { userId } = submission;
     const keys = [
       partition.queue(userId),
       partition.dueUsers,
@@ -256,7 +288,9 @@ export class RedisStore implements TaskStore {
       partition.heads,
       partition.paused,
       partition.delayed,
-      ...this.windows.keysFor(userId),
+      partition.policies,
+      partition.plans,
+      ...this.windows.keysFor(userId, guess.windows),
     ];
     const args = [
       taskId,
@@ -274,7 +308,9 @@ export class RedisStore implements TaskStore {
       this.publish,
       submission.notBefore ?? 0,
       submission.startBy ?? "",
-      ...this.windows.scriptArgs,
+      this.policies.fallbackSpec,
+      submission.cost ?? 1,
+      ...windowSeconds(guess.windows),
     ];
     let changed: { readonly reply: unknown; readonly replicas: number; readonly replicated: boolean };
     try {
@@ -284,9 +320,14 @@ export class RedisStore implements TaskStore {
       // that a retry turns into a duplicate, and a task stored as running
       // would wait out its lease. The id was made here, so its record tells.
       if (!isUnanswered(error)) throw error;
-      return this.admitOutcome(partition, taskId, userId, error);
+      return this.admitOutcome(partition, taskId, userId, error, guess);
     }
-    const admission = this.admission(changed.reply as unknown[]);
+    const reply = changed.reply as unknown[];
+    if (Number(reply[0]) === ADMIT.POLICY_CHANGED) {
+      this.learnPolicy(userId, reply[4]);
+      return "policy-changed";
+    }
+    const admission = this.admission(userId, reply);
     // Started, queued and duplicate answer "the task is stored"; a refusal
     // stored nothing, so what the replicas have does not matter to it.
     if (!changed.replicated && "taskId" in admission) {
@@ -295,21 +336,23 @@ export class RedisStore implements TaskStore {
     return admission;
   }
 
-  private admission(reply: unknown[]): Admission {
-    const [outcome, id, n, nowValue] = reply;
+  private admission(userId: string, reply: unknown[]): Admission {
+    const [outcome, id, n, nowValue, spec] = reply;
     const now = Number(nowValue);
-    const windows = countersFromReply(reply.slice(4), now);
+    if (Number(outcome) === ADMIT.DUPLICATE) return { outcome: "duplicate", taskId: String(id), now };
+    const policy = this.learnPolicy(userId, spec);
+    const windows = countersFromReply(reply.slice(5), now);
     switch (Number(outcome)) {
       case ADMIT.STARTED:
-        return { outcome: "started", taskId: String(id), now, windows };
+        return { outcome: "started", taskId: String(id), now, windows, policy };
       case ADMIT.QUEUED:
-        return { outcome: "queued", taskId: String(id), position: Number(n), now, windows };
-      case ADMIT.DUPLICATE:
-        return { outcome: "duplicate", taskId: String(id), now };
+        return { outcome: "queued", taskId: String(id), position: Number(n), now, windows, policy };
       case ADMIT.OVER_LIMIT:
-        return { outcome: "over-limit", queued: Number(n), now, windows };
+        return { outcome: "over-limit", queued: Number(n), now, windows, policy };
       case ADMIT.BACKLOG_FULL:
-        return { outcome: "backlog-full", queued: Number(n), now, windows };
+        return { outcome: "backlog-full", queued: Number(n), now, windows, policy };
+      case ADMIT.COST_TOO_HIGH:
+        return { outcome: "cost-too-high", window: Number(n) - 1, now, policy };
       case ADMIT.PAUSED:
         return { outcome: "paused", queued: Number(n), now };
       default:
@@ -380,6 +423,7 @@ export class RedisStore implements TaskStore {
     taskId: string,
     userId: string,
     lost: unknown,
+    policy: UserPolicy,
   ): Promise<Admission> {
     const clock = this.options.clock ?? systemClock;
     const deadline = clock.now() + OUTCOME_WAIT_COMMAND_TIMEOUTS * commandTimeoutOf(this.redis);
@@ -388,7 +432,7 @@ export class RedisStore implements TaskStore {
       try {
         reply = (await scripts.admitOutcome.run(
           this.redis,
-          [partition.task(taskId), partition.queue(userId), ...this.windows.keysFor(userId)],
+          [partition.task(taskId), partition.queue(userId), ...this.windows.keysFor(userId, policy.windows)],
           [taskId],
         )) as unknown[];
       } catch (error) {
@@ -406,12 +450,12 @@ export class RedisStore implements TaskStore {
       // Started by admit and still on its first attempt: the lease is the
       // admitting process's, which must run it now.
       if (state === TASK_STATE.RUNNING && Number(byAdmit) === 1 && Number(attempts) === 1) {
-        return { outcome: "started", taskId, now: Number(startedAt), windows };
+        return { outcome: "started", taskId, now: Number(startedAt), windows, policy };
       }
       // Queued, or (the lease ran out or a drainer claimed it while we
       // waited) already out of the queue: position 0. Either way it is
       // stored and the drainers run it.
-      return { outcome: "queued", taskId, position: Number(position), now, windows };
+      return { outcome: "queued", taskId, position: Number(position), now, windows, policy };
     }
   }
 
@@ -428,8 +472,16 @@ export class RedisStore implements TaskStore {
     const plan = (await this.tracked(() =>
       scripts.claimPlan.run(
         this.redis,
-        [partition.dueUsers, partition.leases, partition.retries, partition.heads, partition.delayed],
-        [maxClaims, RECOVERIES_PER_CLAIM],
+        [
+          partition.dueUsers,
+          partition.leases,
+          partition.retries,
+          partition.heads,
+          partition.delayed,
+          partition.policies,
+          partition.plans,
+        ],
+        [maxClaims, RECOVERIES_PER_CLAIM, this.policies.fallbackSpec],
       ),
     )) as (string | number)[];
     const userIds: string[] = [];
@@ -460,6 +512,9 @@ export class RedisStore implements TaskStore {
         items.push({ kind, taskId, user: userNumber(userId) });
       }
     }
+    // Each named user's policy, resolved by the plan: its window counters are declared below.
+    const policyCount = Number(plan[at++]);
+    for (let i = 0; i < policyCount; i++, at += 2) this.learnPolicy(String(plan[at]), plan[at + 1]);
     if (items.length === 0) return this.claimResult(partitionNumber, plan.slice(0, 4), claimId);
 
     const keys = [
@@ -471,10 +526,15 @@ export class RedisStore implements TaskStore {
       partition.claim(claimId),
       partition.paused,
       partition.delayed,
+      partition.policies,
+      partition.plans,
     ];
+    const userArgs: RedisArg[] = [];
     for (const userId of userIds) {
+      const { windows } = this.known.of(userId);
       keys.push(partition.queue(userId), partition.stats(userId), partition.deadLetters(userId));
-      keys.push(...this.windows.keysFor(userId));
+      keys.push(...this.windows.keysFor(userId, windows));
+      userArgs.push(userId, windows.length, ...windowSeconds(windows));
     }
     const args: RedisArg[] = [
       maxClaims,
@@ -487,10 +547,9 @@ export class RedisStore implements TaskStore {
       CLAIM_RECORD_MS,
       this.options.retentionSeconds,
       this.options.deadLetterRetentionSeconds,
-      this.windows.count,
-      ...this.windows.scriptArgs,
+      this.policies.fallbackSpec,
       userIds.length,
-      ...userIds,
+      ...userArgs,
       items.length,
     ];
     for (const item of items) {
@@ -559,6 +618,7 @@ export class RedisStore implements TaskStore {
         partition.deadLetters(task.userId),
         partition.stats(task.userId),
         partition.totals,
+        partition.dueUsers,
       ],
       [
         task.taskId,
@@ -865,8 +925,10 @@ export class RedisStore implements TaskStore {
    */
   async requeueDeadLetters(userId: string, tasks: DeadLetterSelection): Promise<DeadLetterResult> {
     const partition = this.keys.forUser(userId);
-    const windowKeys = this.windows.keysFor(userId);
-    const limits = this.windows.scriptArgs.filter((_, i) => i % 2 === 0);
+    // Only when the head is scheduled: a policy changed meanwhile makes the claim reschedule it.
+    const { windows } = (await this.policies.effectivePolicy(userId)).policy;
+    const windowKeys = this.windows.keysFor(userId, windows);
+    const limits = windows.map((window) => window.limit);
     return this.eachDeadLetterBatch(partition, userId, tasks, async (ids) => {
       const { reply } = await this.change(
         "requeue-dead-letters",
@@ -932,7 +994,9 @@ export class RedisStore implements TaskStore {
    */
   async resumeQueue(userId: string): Promise<{ readonly queued: number }> {
     const partition = this.keys.forUser(userId);
-    const limits = this.windows.scriptArgs.filter((_, i) => i % 2 === 0);
+    // Only when the head is scheduled: a policy changed meanwhile makes the claim reschedule it.
+    const { windows } = (await this.policies.effectivePolicy(userId)).policy;
+    const limits = windows.map((window) => window.limit);
     const { reply } = await this.change(
       "resume",
       scripts.resume,
@@ -942,7 +1006,7 @@ export class RedisStore implements TaskStore {
         partition.heads,
         partition.queue(userId),
         partition.stats(userId),
-        ...this.windows.keysFor(userId),
+        ...this.windows.keysFor(userId, windows),
       ],
       [userId, partition.wakeChannel, partition.progressChannel, this.publish, limits.length, ...limits],
     );
@@ -1075,19 +1139,29 @@ export class RedisStore implements TaskStore {
   /** One user's counts and windows, read together. */
   async snapshot(userId: string): Promise<QueueSnapshot> {
     const partition = this.keys.forUser(userId);
-    const reply = (await this.tracked(() =>
-      scripts.snapshot.run(
-        this.redis,
-        [
-          partition.queue(userId),
-          partition.stats(userId),
-          partition.dueUsers,
-          partition.paused,
-          ...this.windows.keysFor(userId),
-        ],
-        [userId],
-      ),
-    )) as number[];
+    let reply: number[] = [];
+    let policy = this.known.of(userId);
+    // As admit: the counters of the policy last seen, and again when it changed.
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const { windows } = policy;
+      reply = (await this.tracked(() =>
+        scripts.snapshot.run(
+          this.redis,
+          [
+            partition.queue(userId),
+            partition.stats(userId),
+            partition.dueUsers,
+            partition.paused,
+            partition.policies,
+            partition.plans,
+            ...this.windows.keysFor(userId, windows),
+          ],
+          [userId, this.policies.fallbackSpec, ...windowSeconds(windows)],
+        ),
+      )) as number[];
+      policy = this.learnPolicy(userId, reply[14]);
+      if (Number(reply[15]) === 1) break;
+    }
     const [
       now = 0,
       queued = 0,
@@ -1117,7 +1191,8 @@ export class RedisStore implements TaskStore {
       generation,
       dueAt: due >= 0 ? due : undefined,
       paused: paused === 1,
-      windows: countersFromReply(reply.slice(14), now),
+      windows: countersFromReply(reply.slice(16), now),
+      policy,
     };
   }
 
