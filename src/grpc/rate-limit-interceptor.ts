@@ -226,6 +226,7 @@ function submitCommand(request: SubmitRequest): SubmitCommand {
     overLimit: overLimitMode(request.overLimit),
     notBefore: request.notBefore ? timestampMs(request.notBefore) : undefined,
     startBy: request.startBy ? timestampMs(request.startBy) : undefined,
+    cost: request.cost,
   };
 }
 

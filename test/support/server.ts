@@ -45,7 +45,7 @@ export async function startTestServer(redisUrl: string, env: Record<string, stri
   const store = createRedisStore(redis, config, { onShortOfReplicas: reportShortOfReplicas(logger) });
   let server: RunningServer;
   try {
-    server = await startServer(config, store, logger);
+    server = await startServer(config, store, logger, { policies: store.policies });
   } catch (error) {
     store.close();
     redis.disconnect();

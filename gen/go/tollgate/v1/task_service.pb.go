@@ -284,7 +284,12 @@ type SubmitRequest struct {
 	// A task not started by this moment ends EXPIRED instead of running late.
 	// Unset: no deadline. Before not_before, or already past, is
 	// INVALID_ARGUMENT.
-	StartBy       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=start_by,json=startBy,proto3" json:"start_by,omitempty"`
+	StartBy *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=start_by,json=startBy,proto3" json:"start_by,omitempty"`
+	// Units of every window of the user's policy each attempt of the task uses
+	// when it starts (retries use it again). 0 (unset): 1. Above the limit of
+	// any of the user's windows it could never start: INVALID_ARGUMENT naming
+	// the window, nothing stored.
+	Cost          uint32 `protobuf:"varint,20,opt,name=cost,proto3" json:"cost,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -366,6 +371,13 @@ func (x *SubmitRequest) GetStartBy() *timestamppb.Timestamp {
 		return x.StartBy
 	}
 	return nil
+}
+
+func (x *SubmitRequest) GetCost() uint32 {
+	if x != nil {
+		return x.Cost
+	}
+	return 0
 }
 
 // WindowState is one window of the user's rate policy, as seen by Submit.
@@ -1914,7 +1926,7 @@ var File_tollgate_v1_task_service_proto protoreflect.FileDescriptor
 
 const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1etollgate/v1/task_service.proto\x12\vtollgate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x02\n" +
+	"\x1etollgate/v1/task_service.proto\x12\vtollgate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x02\n" +
 	"\rSubmitRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x12\n" +
@@ -1924,7 +1936,8 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"over_limit\x18\x05 \x01(\x0e2\x16.tollgate.v1.OverLimitR\toverLimit\x129\n" +
 	"\n" +
 	"not_before\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x125\n" +
-	"\bstart_by\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\astartBy\"\xb3\x01\n" +
+	"\bstart_by\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\astartBy\x12\x12\n" +
+	"\x04cost\x18\x14 \x01(\rR\x04cost\"\xb3\x01\n" +
 	"\vWindowState\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\rR\x05limit\x125\n" +
 	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x1c\n" +
