@@ -41,7 +41,7 @@ const CONNECTION_OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const satisfies ParseArgsConfig["options"];
 
-const CONNECTION_HELP = `Connection flags (every command):
+export const CONNECTION_HELP = `Connection flags (every command):
   --addr HOST:PORT     server address (env TOLLGATE_ADDR; default localhost:50051)
   --api-key KEY        sent as "authorization: Bearer KEY" (env TOLLGATE_API_KEY)
   --tls                use TLS; --tls-ca FILE to trust a private CA,
@@ -50,7 +50,7 @@ const CONNECTION_HELP = `Connection flags (every command):
 
 type Values = Record<string, string | boolean | string[] | undefined>;
 
-function parse<T extends NonNullable<ParseArgsConfig["options"]>>(
+export function parse<T extends NonNullable<ParseArgsConfig["options"]>>(
   args: readonly string[],
   options: T,
   positionals = false,
@@ -67,7 +67,7 @@ function parse<T extends NonNullable<ParseArgsConfig["options"]>>(
   }
 }
 
-function connection(values: Values): TollgateClientOptions {
+export function connection(values: Values): TollgateClientOptions {
   const addr = (values.addr as string | undefined) ?? process.env.TOLLGATE_ADDR ?? "localhost:50051";
   const secure = values.tls === true || values["tls-ca"] !== undefined || values["tls-cert"] !== undefined;
   const baseUrl = /^https?:\/\//.test(addr) ? addr : `${secure ? "https" : "http"}://${addr}`;
@@ -87,7 +87,7 @@ function connection(values: Values): TollgateClientOptions {
   };
 }
 
-function requireUser(values: Values): string {
+export function requireUser(values: Values): string {
   const user = values.user;
   if (typeof user !== "string" || user === "") throw new UsageError("--user is required");
   return user;
@@ -117,6 +117,8 @@ position, estimated start).
   --at TIME              start no earlier than this ISO time (2026-12-03T10:00:00Z)
   --start-by WHEN        not started by then, the task ends EXPIRED instead of
                          running late: an ISO time or a duration from now
+  --cost N               units of every window of the user's policy each
+                         attempt uses (default 1)
   --watch                then watch the queue drain (see tollgate watch)
 
 ${CONNECTION_HELP}`;
@@ -132,6 +134,7 @@ export async function submitCommand(args: readonly string[]): Promise<number> {
     delay: { type: "string" },
     at: { type: "string" },
     "start-by": { type: "string" },
+    cost: { type: "string" },
     watch: { type: "boolean" },
   });
   if (values.help) return help(SUBMIT_HELP);
@@ -141,6 +144,9 @@ export async function submitCommand(args: readonly string[]): Promise<number> {
     throw new UsageError("--count must be a whole number from 1");
   if (values["idempotency-key"] !== undefined && count > 1) throw new UsageError("--idempotency-key needs --count 1");
   if (values.delay !== undefined && values.at !== undefined) throw new UsageError("--delay and --at: give one");
+  const cost = Number(values.cost ?? "1");
+  if (!Number.isSafeInteger(cost) || cost < 1 || cost > 4_294_967_295)
+    throw new UsageError("--cost must be a whole number from 1");
   const now = Date.now();
   const notBefore =
     values.delay !== undefined
@@ -164,6 +170,7 @@ export async function submitCommand(args: readonly string[]): Promise<number> {
     overLimit: values.reject ? OverLimit.REJECT : OverLimit.QUEUE,
     notBefore: notBefore === undefined ? undefined : timestampFromMs(notBefore),
     startBy: startBy === undefined ? undefined : timestampFromMs(startBy),
+    cost,
   };
   const answers = await submitMany(
     client,
@@ -575,7 +582,7 @@ export async function healthCommand(args: readonly string[]): Promise<number> {
   return answer.status === HealthCheckResponse_ServingStatus.SERVING ? 0 : 1;
 }
 
-function help(text: string): number {
+export function help(text: string): number {
   console.log(text);
   return 0;
 }

@@ -15,6 +15,8 @@ Commands:
   resume    resume a paused queue (--user ID)
   queues    list every user's queue, largest backlog first (admins)
   dead      requeue or purge a user's dead-lettered tasks
+  plan      set, list, show or delete rate plans (admins)
+  policy    set, show or delete a user's plan or own limits (admins)
   health    whether the server is serving (exit 0) or not (exit 1)
 
 Run "tollgate <command> --help" for its flags.
@@ -51,6 +53,31 @@ const CLIENT_COMMANDS: Readonly<
   health: "healthCommand",
 };
 
+/** PolicyService's commands in policy-commands.ts, loaded the same way. */
+const POLICY_COMMANDS: Readonly<Record<string, "planCommand" | "policyCommand">> = {
+  plan: "planCommand",
+  policy: "policyCommand",
+};
+
+/** Runs a client command, turning a usage error into exit 2 and a failed call into exit 1. */
+async function runClientCommand(
+  command: string,
+  run: (args: readonly string[]) => Promise<number>,
+  args: readonly string[],
+): Promise<number> {
+  const { UsageError, describeCallError } = await import("./commands.js");
+  try {
+    return await run(args);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`tollgate ${command}: ${error.message} (see tollgate ${command} --help)`);
+      return 2;
+    }
+    console.error(`tollgate ${command}: ${describeCallError(error)}`);
+    return 1;
+  }
+}
+
 function serveHelp(): string {
   const rows = Object.values(SETTINGS).map(
     (spec) => `  --${spec.flag.padEnd(20)} ${spec.env.padEnd(28)} ${spec.help} (default: ${spec.defaultText})`,
@@ -67,17 +94,12 @@ export async function main(argv: readonly string[]): Promise<number> {
   const clientCommand = Object.hasOwn(CLIENT_COMMANDS, command) ? CLIENT_COMMANDS[command] : undefined;
   if (clientCommand) {
     const commands = await import("./commands.js");
-    const { UsageError, describeCallError } = commands;
-    try {
-      return await commands[clientCommand](args);
-    } catch (error) {
-      if (error instanceof UsageError) {
-        console.error(`tollgate ${command}: ${error.message} (see tollgate ${command} --help)`);
-        return 2;
-      }
-      console.error(`tollgate ${command}: ${describeCallError(error)}`);
-      return 1;
-    }
+    return runClientCommand(command, commands[clientCommand], args);
+  }
+  const policyCommand = Object.hasOwn(POLICY_COMMANDS, command) ? POLICY_COMMANDS[command] : undefined;
+  if (policyCommand) {
+    const commands = await import("./policy-commands.js");
+    return runClientCommand(command, commands[policyCommand], args);
   }
   if (command !== "serve") {
     console.error(`tollgate: unknown command "${command}"\n\n${USAGE}`);
