@@ -37,6 +37,8 @@ const CLIENT_COMMANDS: Readonly<
     | "resumeCommand"
     | "queuesCommand"
     | "deadCommand"
+    | "planCommand"
+    | "policyCommand"
     | "healthCommand"
   >
 > = {
@@ -50,33 +52,10 @@ const CLIENT_COMMANDS: Readonly<
   resume: "resumeCommand",
   queues: "queuesCommand",
   dead: "deadCommand",
-  health: "healthCommand",
-};
-
-/** PolicyService's commands in policy-commands.ts, loaded the same way. */
-const POLICY_COMMANDS: Readonly<Record<string, "planCommand" | "policyCommand">> = {
   plan: "planCommand",
   policy: "policyCommand",
+  health: "healthCommand",
 };
-
-/** Runs a client command, turning a usage error into exit 2 and a failed call into exit 1. */
-async function runClientCommand(
-  command: string,
-  run: (args: readonly string[]) => Promise<number>,
-  args: readonly string[],
-): Promise<number> {
-  const { UsageError, describeCallError } = await import("./commands.js");
-  try {
-    return await run(args);
-  } catch (error) {
-    if (error instanceof UsageError) {
-      console.error(`tollgate ${command}: ${error.message} (see tollgate ${command} --help)`);
-      return 2;
-    }
-    console.error(`tollgate ${command}: ${describeCallError(error)}`);
-    return 1;
-  }
-}
 
 function serveHelp(): string {
   const rows = Object.values(SETTINGS).map(
@@ -94,12 +73,17 @@ export async function main(argv: readonly string[]): Promise<number> {
   const clientCommand = Object.hasOwn(CLIENT_COMMANDS, command) ? CLIENT_COMMANDS[command] : undefined;
   if (clientCommand) {
     const commands = await import("./commands.js");
-    return runClientCommand(command, commands[clientCommand], args);
-  }
-  const policyCommand = Object.hasOwn(POLICY_COMMANDS, command) ? POLICY_COMMANDS[command] : undefined;
-  if (policyCommand) {
-    const commands = await import("./policy-commands.js");
-    return runClientCommand(command, commands[policyCommand], args);
+    const { UsageError, describeCallError } = commands;
+    try {
+      return await commands[clientCommand](args);
+    } catch (error) {
+      if (error instanceof UsageError) {
+        console.error(`tollgate ${command}: ${error.message} (see tollgate ${command} --help)`);
+        return 2;
+      }
+      console.error(`tollgate ${command}: ${describeCallError(error)}`);
+      return 1;
+    }
   }
   if (command !== "serve") {
     console.error(`tollgate: unknown command "${command}"\n\n${USAGE}`);

@@ -51,7 +51,7 @@ export type SubmitDecision =
       readonly position: number;
       /**
        * The earliest moment the policy lets it start, if everything ahead
-       * starts on time; never before its not_before.
+       * starts on time (taken as one unit each); never before its not_before.
        */
       readonly estimatedStart: number;
       readonly windows: readonly WindowState[];
@@ -172,7 +172,7 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
         position: admission.position,
         estimatedStart: Math.max(
           notBefore ?? -Infinity,
-          nthStartTime(windowsOf(rules, admission), admission.windows, admission.now, admission.position),
+          nthStartTime(windowsOf(rules, admission), admission.windows, admission.now, admission.position, cost),
         ),
         windows: windowStates(windowsOf(rules, admission), admission.windows),
       };
