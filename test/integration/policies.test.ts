@@ -67,6 +67,8 @@ describe("policies as data, on two servers sharing one Redis", () => {
       TOLLGATE_AUTH_KEYS: join(ctx.dir, "keys"),
       TOLLGATE_RATE_LIMITS: "1/1s,20/1m",
       TOLLGATE_HANDLER: FIXTURE_HANDLERS,
+      // Retries come due at once, so only the windows space them.
+      TOLLGATE_RETRY_BACKOFF_MS: "20",
     };
     a = await startTestServer(ctx.redis.url, env);
     b = await startTestServer(ctx.redis.url, env);
@@ -184,6 +186,24 @@ describe("policies as data, on two servers sharing one Redis", () => {
     const tooHigh = await codeOf(tasks(a).submit({ userId: "heavy", cost: 6 }));
     assert.equal(tooHigh.code, Code.InvalidArgument);
     assert.match(tooHigh.message, /^cost: .*5\/1s/);
+  });
+
+  test("retries use the cost again: a cost-3 task under 5/1s whose attempts fail starts each in a fresh window", async () => {
+    await policies(a).setUserPolicy({ userId: "retrier", assignment: override("5/1s") });
+    await tasks(b).submit({ userId: "retrier", kind: "flaky", cost: 3 });
+    const attempts = await pollUntil(
+      "the flaky task's 3 attempts started",
+      async () => {
+        const found = (await readFixtureLog(log)).filter((start) => start.userId === "retrier");
+        return found.length >= 3 ? found : undefined;
+      },
+      { timeoutMs: 20_000 },
+    );
+    const at = attempts.map((attempt) => attempt.at).sort((x, y) => x - y);
+    // 3 + 3 > 5: each attempt waits for the window the one before opened (5 ms of clock granularity).
+    for (let i = 1; i < at.length; i++) {
+      assert.ok(at[i]! - at[i - 1]! >= 995, `attempt ${i + 1} came ${at[i]! - at[i - 1]!} ms after attempt ${i}`);
+    }
   });
 
   test("max running 2 across two servers: never more than 2 of the user's tasks run at once", async () => {
