@@ -3,6 +3,7 @@ import { authorizePolicyChange, callerName, type Identity } from "./authorizatio
 import { pageSizeOf } from "./list-tasks.js";
 import type { EffectivePolicy, NamedPlan, PolicyAssignment, PolicyStore } from "./policy-store.js";
 import { notFound, invalidArgument } from "./service-error.js";
+import { formatRatePolicy, parseRatePolicy, type RatePolicy } from "./rate-policy.js";
 import { nthStartTime, type WindowCounter } from "./start-schedule.js";
 import { DEFAULT_PLAN, describePolicy, userPolicy, type UserPolicy } from "./user-policy.js";
 import { checkUserId } from "./validation.js";
@@ -243,4 +244,47 @@ export async function listUserPolicies(
     page.pageSize,
     page.pageToken,
   );
+}
+
+/** The global windows as PolicyService answers them: "none" for no global limit. */
+export interface GlobalLimitsAnswer {
+  readonly limits: string;
+  readonly fromConfig: boolean;
+}
+
+function globalAnswer(windows: RatePolicy, fromConfig: boolean): GlobalLimitsAnswer {
+  return { limits: windows.length === 0 ? "none" : formatRatePolicy(windows), fromConfig };
+}
+
+export async function setGlobalLimits(
+  rules: PolicyRules,
+  caller: Identity,
+  limits: string,
+): Promise<GlobalLimitsAnswer> {
+  authorizePolicyChange(caller, "set the global limits");
+  const text = limits.trim();
+  if (text === "") throw invalidArgument("limits", 'is required: windows like "100/1s", or "none"');
+  let windows: RatePolicy;
+  try {
+    windows = text === "none" ? [] : parseRatePolicy(text);
+  } catch (error) {
+    throw invalidArgument("limits", (error as Error).message);
+  }
+  await rules.store.setGlobalPolicy(windows);
+  const answer = globalAnswer(windows, false);
+  rules.logger.info({ by: callerName(caller), limits: answer.limits }, "global limits set");
+  return answer;
+}
+
+export async function getGlobalLimits(rules: PolicyRules, caller: Identity): Promise<GlobalLimitsAnswer> {
+  authorizePolicyChange(caller, "read the global limits");
+  const global = await rules.store.getGlobalPolicy();
+  return globalAnswer(global.windows, global.fromConfig);
+}
+
+export async function deleteGlobalLimits(rules: PolicyRules, caller: Identity): Promise<boolean> {
+  authorizePolicyChange(caller, "delete the global limits");
+  const deleted = await rules.store.deleteGlobalPolicy();
+  rules.logger.info({ by: callerName(caller), deleted }, "global limits deleted");
+  return deleted;
 }

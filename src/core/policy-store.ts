@@ -1,3 +1,4 @@
+import type { RatePolicy } from "./rate-policy.js";
 import type { UserPolicy } from "./user-policy.js";
 import type { WindowCounter } from "./start-schedule.js";
 
@@ -42,6 +43,14 @@ export interface DrainState {
   readonly windows: WindowCounter[];
 }
 
+/** The global windows (over every user together) and where they come from. */
+export interface GlobalPolicy {
+  /** Empty: no global limit. */
+  readonly windows: RatePolicy;
+  /** True while none is stored: the host's TOLLGATE_GLOBAL_LIMITS. */
+  readonly fromConfig: boolean;
+}
+
 export interface PolicyStore {
   /** Stores a plan (replacing one of that name). */
   setPlan(name: string, policy: UserPolicy): Promise<void>;
@@ -59,6 +68,11 @@ export interface PolicyStore {
   listUserPolicies(): Promise<{ readonly userId: string; readonly assignment: PolicyAssignment }[]>;
   /** What binds the user now, resolved as the store's scripts resolve it. */
   effectivePolicy(userId: string): Promise<EffectivePolicy>;
+  getGlobalPolicy(): Promise<GlobalPolicy>;
+  /** Stores the global windows (empty: no global limit, whatever the hosts' setting). */
+  setGlobalPolicy(windows: RatePolicy): Promise<void>;
+  /** Deletes the stored global windows: each host's TOLLGATE_GLOBAL_LIMITS binds again; false when none was stored. */
+  deleteGlobalPolicy(): Promise<boolean>;
   /** The user's queue length and the counters of windows of these durations (ms). */
   drainState(userId: string, durationsMs: readonly number[]): Promise<DrainState>;
 }

@@ -7,13 +7,16 @@ import { reportFailure } from "./status.js";
 import { formatRatePolicy } from "../core/rate-policy.js";
 import type { NamedPlan, PolicyAssignment, PolicyStore } from "../core/policy-store.js";
 import {
+  deleteGlobalLimits,
   deletePlan,
   deleteUserPolicy,
   forecastUserPolicy,
+  getGlobalLimits,
   getPlan,
   getUserPolicy,
   listPlans,
   listUserPolicies,
+  setGlobalLimits,
   setPlan,
   setUserPolicy,
   type AssignmentInput,
@@ -21,9 +24,11 @@ import {
 } from "../core/policies.js";
 import type { UserPolicy as CorePolicy } from "../core/user-policy.js";
 import {
+  DeleteGlobalLimitsResponseSchema,
   DeletePlanResponseSchema,
   DeleteUserPolicyResponseSchema,
   DrainForecastSchema,
+  GetGlobalLimitsResponseSchema,
   GetPlanResponseSchema,
   GetUserPolicyResponseSchema,
   ListPlansResponseSchema,
@@ -31,13 +36,18 @@ import {
   PlanSchema,
   PolicySchema,
   PolicySource,
+  SetGlobalLimitsResponseSchema,
   SetPlanResponseSchema,
   SetUserPolicyResponseSchema,
   UserPolicySchema,
+  type DeleteGlobalLimitsRequest,
+  type DeleteGlobalLimitsResponse,
   type DeletePlanRequest,
   type DeletePlanResponse,
   type DeleteUserPolicyRequest,
   type DeleteUserPolicyResponse,
+  type GetGlobalLimitsRequest,
+  type GetGlobalLimitsResponse,
   type GetPlanRequest,
   type GetPlanResponse,
   type GetUserPolicyRequest,
@@ -47,6 +57,8 @@ import {
   type ListUserPoliciesRequest,
   type ListUserPoliciesResponse,
   type Policy,
+  type SetGlobalLimitsRequest,
+  type SetGlobalLimitsResponse,
   type SetPlanRequest,
   type SetPlanResponse,
   type SetUserPolicyRequest,
@@ -118,6 +130,17 @@ export function policyServiceImplementation(options: PolicyServiceOptions): Unty
       create(DeleteUserPolicyResponseSchema, {
         deleted: await deleteUserPolicy(rules, callerOf(call), call.request.userId),
       }),
+    ),
+    setGlobalLimits: unary<SetGlobalLimitsRequest, SetGlobalLimitsResponse>(logger, async (call) =>
+      create(SetGlobalLimitsResponseSchema, {
+        globalLimits: await setGlobalLimits(rules, callerOf(call), call.request.limits),
+      }),
+    ),
+    getGlobalLimits: unary<GetGlobalLimitsRequest, GetGlobalLimitsResponse>(logger, async (call) =>
+      create(GetGlobalLimitsResponseSchema, { globalLimits: await getGlobalLimits(rules, callerOf(call)) }),
+    ),
+    deleteGlobalLimits: unary<DeleteGlobalLimitsRequest, DeleteGlobalLimitsResponse>(logger, async (call) =>
+      create(DeleteGlobalLimitsResponseSchema, { deleted: await deleteGlobalLimits(rules, callerOf(call)) }),
     ),
     listUserPolicies: unary<ListUserPoliciesRequest, ListUserPoliciesResponse>(logger, async (call) => {
       const page = await listUserPolicies(rules, callerOf(call), call.request);

@@ -144,7 +144,30 @@ export interface PartitionKeys {
   readonly plans: string;
 }
 
+/**
+ * The global limit's keys (windows over every user together): all in one
+ * slot of their own, `{global}`, apart from every partition, so a
+ * partition's scripts never touch them; the store reserves global units in
+ * a script of their own before a partition's claim or a start at Submit
+ * (redis/global-limit.ts).
+ */
+export interface GlobalKeys {
+  /** String: the global windows' spec PolicyService stored ("" for none); absent: the host's TOLLGATE_GLOBAL_LIMITS. Admin data, kept until deleted. */
+  readonly policy: string;
+  /**
+   * Hash: requester (a partition number) -> "<earliest due ms>:<units wanted>:<updated ms>", the
+   * requesters the global windows held back, so that units go to the longest waiting first. An
+   * entry leaves when its requester is served, or when not refreshed for a window's duration and
+   * 2 s (its process is gone); the key when empty.
+   */
+  readonly waiting: string;
+  /** A global window's counter (same semantics as a user's window): expires with its window. */
+  window(durationMs: number): string;
+}
+
 export interface Keys {
+  /** The global limit's keys. */
+  readonly global: GlobalKeys;
   /** How many partitions users are spread over. */
   readonly partitions: number;
   /** String, permanent: the partition count the data was written with (layout.ts). */
@@ -222,7 +245,13 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX, partitions: numb
   const tags = Array.from({ length: partitions }, (_, p) => partitionTag(p, partitions));
   const all = tags.map((tag, p) => partitionKeys(prefix, p, tag));
   const byTag = new Map(tags.map((tag, p) => [tag, p]));
+  const global = `${prefix}:{global}`;
   return Object.freeze({
+    global: Object.freeze({
+      policy: `${global}:gpol`,
+      waiting: `${global}:gwait`,
+      window: (durationMs: number) => `${global}:gw:${durationMs}`,
+    }),
     partitions,
     layout: `${prefix}:layout`,
     all: Object.freeze(all),

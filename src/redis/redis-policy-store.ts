@@ -1,11 +1,19 @@
-import type { DrainState, EffectivePolicy, NamedPlan, PolicyAssignment, PolicyStore } from "../core/policy-store.js";
-import type { RatePolicy } from "../core/rate-policy.js";
+import type {
+  DrainState,
+  EffectivePolicy,
+  GlobalPolicy,
+  NamedPlan,
+  PolicyAssignment,
+  PolicyStore,
+} from "../core/policy-store.js";
+import { formatRatePolicy, parseRatePolicy, type RatePolicy } from "../core/rate-policy.js";
 import { DEFAULT_PLAN, type UserPolicy } from "../core/user-policy.js";
 import type { RedisClient } from "./connection.js";
 import { storeCall } from "./errors.js";
 import type { Keys } from "./keys.js";
 import { decodeAssignment, decodePolicy, encodeAssignment, encodePolicy } from "./policy-spec.js";
 import type { RateWindows } from "./rate-windows.js";
+import type { GlobalLimit } from "./global-limit.js";
 
 /**
  * Plans and users' policies in Redis (keys.ts policies() and plans()). A
@@ -21,6 +29,7 @@ export class RedisPolicyStore implements PolicyStore {
     private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly windows: RateWindows,
+    private readonly global: GlobalLimit,
   ) {
     this.fallback = Object.freeze({ windows: windows.policy, maxRunning: 0 });
   }
@@ -101,6 +110,20 @@ export class RedisPolicyStore implements PolicyStore {
     return { policy, source: "default", plan: DEFAULT_PLAN, ...given };
   }
 
+  async getGlobalPolicy(): Promise<GlobalPolicy> {
+    const stored = await storeCall(() => this.redis.get(this.keys.global.policy));
+    if (stored === null) return { windows: parseSpec(this.global.hostSpec), fromConfig: true };
+    return { windows: parseSpec(stored), fromConfig: false };
+  }
+
+  async setGlobalPolicy(windows: RatePolicy): Promise<void> {
+    await storeCall(() => this.redis.set(this.keys.global.policy, formatRatePolicy(windows)));
+  }
+
+  async deleteGlobalPolicy(): Promise<boolean> {
+    return (await storeCall(() => this.redis.del(this.keys.global.policy))) > 0;
+  }
+
   async drainState(userId: string, durationsMs: readonly number[]): Promise<DrainState> {
     const policy: RatePolicy = durationsMs.map((durationMs) => ({ limit: 1, durationMs }));
     const partition = this.keys.forUser(userId);
@@ -111,4 +134,9 @@ export class RedisPolicyStore implements PolicyStore {
     const windows = await storeCall(() => this.windows.read(userId, now, policy));
     return { now, queued, windows };
   }
+}
+
+/** Global windows from a stored spec ("" for none). */
+function parseSpec(spec: string): RatePolicy {
+  return spec === "" ? [] : parseRatePolicy(spec);
 }

@@ -14,6 +14,8 @@ import { countersFromReply, windowSeconds, type RateWindows } from "./rate-windo
 import { KnownPolicies } from "./known-policies.js";
 import { RedisPolicyStore } from "./redis-policy-store.js";
 import type { UserPolicy } from "../core/user-policy.js";
+import type { RatePolicy } from "../core/rate-policy.js";
+import { GlobalLimit, type Reservation } from "./global-limit.js";
 import { commandTimeoutOf, kindOf, mastersOf, type RedisClient } from "./connection.js";
 import { isUnanswered, storeCall } from "./errors.js";
 import { Subscriptions } from "./subscriptions.js";
@@ -74,6 +76,8 @@ export interface RedisStoreOptions {
   readonly deadLetterRetentionSeconds: number;
   /** Paces admit's wait for a lost reply's outcome; the system clock by default. */
   readonly clock?: Clock;
+  /** The host's TOLLGATE_GLOBAL_LIMITS: windows over every user together (empty or absent: none unless stored). */
+  readonly globalPolicy?: RatePolicy;
   /** Replicas that must confirm each state change (WAIT after its script); 0: none. */
   readonly replicaAcks?: number;
   /** How long WAIT may take. */
@@ -233,6 +237,8 @@ export class RedisStore implements TaskStore {
   readonly policies: RedisPolicyStore;
   /** Each user's policy as last seen: which window counters to declare (known-policies.ts). */
   private readonly known: KnownPolicies;
+  /** Windows over every user together, reserved before each start (global-limit.ts). */
+  readonly global: GlobalLimit;
 
   constructor(
     private readonly redis: RedisClient,
@@ -245,7 +251,8 @@ export class RedisStore implements TaskStore {
     this.subscriptions = new Subscriptions(redis, "tollgate-wake");
     // The probe is a keyed command, so on a Cluster it asks a slot's master.
     this.availability = new Availability(redis, () => redis.exists(keys.partition(0).totals));
-    this.policies = new RedisPolicyStore(redis, keys, windows);
+    this.global = new GlobalLimit(redis, keys.global, options.globalPolicy ?? [], options.clock ?? systemClock);
+    this.policies = new RedisPolicyStore(redis, keys, windows, this.global);
     this.known = new KnownPolicies({ windows: windows.policy, maxRunning: 0 });
   }
 
@@ -262,11 +269,27 @@ export class RedisStore implements TaskStore {
     // The script resolves the user's policy; the counters declared are those
     // of the policy last seen, and a changed policy is learnt and run again
     // (twice is enough unless it changes again meanwhile).
-    for (let attempt = 1; ; attempt++) {
-      const guess = this.known.of(userId);
-      const admission = await this.admitWith(submission, partition, taskId, guess);
-      if (admission !== "policy-changed") return admission;
-      if (attempt >= 3) throw new Error(`the policy of user ${userId} kept changing while a Submit ran`);
+    // A start now needs a unit of the global windows too, taken first (they
+    // are in another slot); without one the task queues, and the claim that
+    // starts it takes its unit in turn.
+    const reservation = submission.canStartNow
+      ? await this.tracked(() => this.global.reserve("", [Date.now()]))
+      : undefined;
+    const admitted = reservation?.granted === 0 ? { ...submission, canStartNow: false } : submission;
+    let admission: Admission | undefined;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const guess = this.known.of(userId);
+        const answer = await this.admitWith(admitted, partition, taskId, guess);
+        if (answer !== "policy-changed") {
+          admission = answer;
+          return answer;
+        }
+        if (attempt >= 3) throw new Error(`the policy of user ${userId} kept changing while a Submit ran`);
+      }
+    } finally {
+      // Not started (queued, refused, or the reply lost with the task not started): the unit goes back.
+      if (reservation && admission?.outcome !== "started") await reservation.refund(1);
     }
   }
 
@@ -514,8 +537,24 @@ export class RedisStore implements TaskStore {
     }
     // Each named user's policy, resolved by the plan: its window counters are declared below.
     const policyCount = Number(plan[at++]);
-    for (let i = 0; i < policyCount; i++, at += 2) this.learnPolicy(String(plan[at]), plan[at + 1]);
+    const dueAt = new Map<string, number>();
+    for (let i = 0; i < policyCount; i++, at += 3) {
+      this.learnPolicy(String(plan[at]), plan[at + 1]);
+      dueAt.set(String(plan[at]), Number(plan[at + 2]));
+    }
     if (items.length === 0) return this.claimResult(partitionNumber, plan.slice(0, 4), claimId);
+    // One start per user at most in a step, so a unit of the global windows
+    // per user, asked for with each one's due moment in the order the claim
+    // takes them (due users earliest first, then users whose recovered task
+    // is due now): units go to whoever has waited longest, in any partition.
+    const now = Number(plan[0]);
+    const dues = userIds.map((userId) => dueAt.get(userId) ?? -1).map((due) => (due >= 0 ? due : now));
+    const wanted = Math.min(maxClaims, dues.length);
+    const reservation: Reservation | undefined =
+      wanted > 0
+        ? await this.tracked(() => this.global.reserve(String(partitionNumber), dues.slice(0, wanted)))
+        : undefined;
+    const claimsAllowed = reservation ? reservation.granted : maxClaims;
 
     const keys = [
       partition.dueUsers,
@@ -537,7 +576,7 @@ export class RedisStore implements TaskStore {
       userArgs.push(userId, windows.length, ...windowSeconds(windows));
     }
     const args: RedisArg[] = [
-      maxClaims,
+      claimsAllowed,
       this.options.leaseMs,
       this.options.maxAttempts,
       this.options.deadLetterCap,
@@ -561,11 +600,22 @@ export class RedisStore implements TaskStore {
     // step (running a task, claiming the next) follows a replicated change;
     // short of replicas they go on: the change is made and cannot be taken
     // back, and a failover that loses it only reruns a task (at-least-once).
+    // A claim that fails keeps its global units until their windows reset: fewer starts, never more.
     const { reply } = (await this.change("claim", scripts.claim, keys, args, true)) as { reply: (number | Buffer)[] };
     const overCap = Number(reply[7]);
     for (let i = 0; i < overCap; i++) await this.trimDeadLetters(partition, String(reply[8 + i]));
+    const result = this.claimResult(partitionNumber, reply, claimId, 8 + overCap);
+    let { nextDue } = result;
+    if (reservation) {
+      await reservation.refund(reservation.granted - result.claimed.length);
+      // Held back by the global windows: this partition's due users wait for them, not for their own.
+      if (reservation.granted < wanted && nextDue !== undefined) {
+        nextDue = Math.max(nextDue, result.now + reservation.waitMs);
+      }
+    }
     return {
-      ...this.claimResult(partitionNumber, reply, claimId, 8 + overCap),
+      ...result,
+      nextDue,
       deadLettered: Number(reply[4]),
       expired: Number(reply[5]),
       cancelled: Number(reply[6]),

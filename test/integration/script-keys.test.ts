@@ -31,6 +31,8 @@ const AWKWARD_USERS = ["{", "}", "a:b", "{tag}", "x}{y", "tg:{0}:due", "名前"]
 const LEASE_MS = 300;
 const CONFIG = {
   ratePolicy: parseRatePolicy("100/1s,1000/1m"),
+  // A global limit that never binds here, so every start reserves units of it (and gives back unused ones).
+  globalPolicy: parseRatePolicy("100000/1s"),
   maxBacklog: 100,
   leaseMs: LEASE_MS,
   maxAttempts: 2,

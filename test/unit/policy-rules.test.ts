@@ -23,6 +23,7 @@ import {
   type PolicyRules,
 } from "../../src/core/policies.js";
 import { ServiceError, StatusCode } from "../../src/core/service-error.js";
+import type { RatePolicy } from "../../src/core/rate-policy.js";
 import { DEFAULT_PLAN, userPolicy, type UserPolicy } from "../../src/core/user-policy.js";
 import { decodeAssignment, decodePolicy, encodeAssignment, encodePolicy } from "../../src/redis/policy-spec.js";
 import { KnownPolicies } from "../../src/redis/known-policies.js";
@@ -71,6 +72,18 @@ class MemoryPolicies implements PolicyStore {
     const plan = assignment?.kind === "plan" ? this.plans.get(assignment.plan) : undefined;
     if (plan && assignment?.kind === "plan") return { policy: plan, source: "plan", plan: assignment.plan, assignment };
     return { policy: this.plans.get(DEFAULT_PLAN) ?? this.fallback, source: "default", plan: DEFAULT_PLAN };
+  }
+  global: RatePolicy | undefined;
+  async getGlobalPolicy() {
+    return { windows: this.global ?? [], fromConfig: this.global === undefined };
+  }
+  async setGlobalPolicy(windows: RatePolicy) {
+    this.global = windows;
+  }
+  async deleteGlobalPolicy() {
+    const had = this.global !== undefined;
+    this.global = undefined;
+    return had;
   }
   async drainState(_userId: string, durationsMs: readonly number[]) {
     this.asked = durationsMs;

@@ -21,8 +21,9 @@
   ARGV[3]  the fallback policy spec (TOLLGATE_RATE_LIMITS)
   Returns  {now, next due, next retry or delayed moment, next lease expiry,
            n, user id, head task id (n pairs), m, lease member (m), r, retry
-           member (r), d, delayed member (d), p, user id, policy spec (p
-           pairs: every user named above, once)}: the next moments are ms, or -1
+           member (r), d, delayed member (d), p, user id, policy spec, due
+           moment (p triples: every user named above, once; the due moment
+           in ms, -1 for a user not due)}: the next moments are ms, or -1
            when there is none (the retry moment is the earlier of the next
            retry and the next delayed task's moment); a member is
            "task id:user id".
@@ -72,5 +73,7 @@ out[#out + 1] = #order
 for _, userId in ipairs(order) do
   out[#out + 1] = userId
   out[#out + 1] = resolvePolicy(KEYS[6], KEYS[7], userId, ARGV[3]).spec
+  -- For the global limit's order (global-reserve-n): who has waited longest.
+  out[#out + 1] = tonumber(redis.call('ZSCORE', KEYS[1], userId) or '-1')
 end
 return out

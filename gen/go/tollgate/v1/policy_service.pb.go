@@ -1233,6 +1233,313 @@ func (x *ListUserPoliciesResponse) GetNextPageToken() string {
 	return ""
 }
 
+// GlobalLimits are windows over every user together.
+type GlobalLimits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Windows like "100/1s,5000/1m" (each start is one unit, whatever its
+	// cost), or "none" for no global limit.
+	Limits string `protobuf:"bytes,1,opt,name=limits,proto3" json:"limits,omitempty"`
+	// True while none is stored: the host's TOLLGATE_GLOBAL_LIMITS.
+	FromConfig    bool `protobuf:"varint,2,opt,name=from_config,json=fromConfig,proto3" json:"from_config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GlobalLimits) Reset() {
+	*x = GlobalLimits{}
+	mi := &file_tollgate_v1_policy_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GlobalLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GlobalLimits) ProtoMessage() {}
+
+func (x *GlobalLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_policy_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GlobalLimits.ProtoReflect.Descriptor instead.
+func (*GlobalLimits) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_policy_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GlobalLimits) GetLimits() string {
+	if x != nil {
+		return x.Limits
+	}
+	return ""
+}
+
+func (x *GlobalLimits) GetFromConfig() bool {
+	if x != nil {
+		return x.FromConfig
+	}
+	return false
+}
+
+type SetGlobalLimitsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Windows like "100/1s", or "none" for no global limit (whatever the
+	// hosts' setting). Required.
+	Limits        string `protobuf:"bytes,1,opt,name=limits,proto3" json:"limits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetGlobalLimitsRequest) Reset() {
+	*x = SetGlobalLimitsRequest{}
+	mi := &file_tollgate_v1_policy_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetGlobalLimitsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetGlobalLimitsRequest) ProtoMessage() {}
+
+func (x *SetGlobalLimitsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_policy_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetGlobalLimitsRequest.ProtoReflect.Descriptor instead.
+func (*SetGlobalLimitsRequest) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_policy_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SetGlobalLimitsRequest) GetLimits() string {
+	if x != nil {
+		return x.Limits
+	}
+	return ""
+}
+
+type SetGlobalLimitsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GlobalLimits  *GlobalLimits          `protobuf:"bytes,1,opt,name=global_limits,json=globalLimits,proto3" json:"global_limits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetGlobalLimitsResponse) Reset() {
+	*x = SetGlobalLimitsResponse{}
+	mi := &file_tollgate_v1_policy_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetGlobalLimitsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetGlobalLimitsResponse) ProtoMessage() {}
+
+func (x *SetGlobalLimitsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_policy_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetGlobalLimitsResponse.ProtoReflect.Descriptor instead.
+func (*SetGlobalLimitsResponse) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_policy_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SetGlobalLimitsResponse) GetGlobalLimits() *GlobalLimits {
+	if x != nil {
+		return x.GlobalLimits
+	}
+	return nil
+}
+
+type GetGlobalLimitsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGlobalLimitsRequest) Reset() {
+	*x = GetGlobalLimitsRequest{}
+	mi := &file_tollgate_v1_policy_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGlobalLimitsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGlobalLimitsRequest) ProtoMessage() {}
+
+func (x *GetGlobalLimitsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_policy_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGlobalLimitsRequest.ProtoReflect.Descriptor instead.
+func (*GetGlobalLimitsRequest) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_policy_service_proto_rawDescGZIP(), []int{23}
+}
+
+type GetGlobalLimitsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GlobalLimits  *GlobalLimits          `protobuf:"bytes,1,opt,name=global_limits,json=globalLimits,proto3" json:"global_limits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGlobalLimitsResponse) Reset() {
+	*x = GetGlobalLimitsResponse{}
+	mi := &file_tollgate_v1_policy_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGlobalLimitsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGlobalLimitsResponse) ProtoMessage() {}
+
+func (x *GetGlobalLimitsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_policy_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGlobalLimitsResponse.ProtoReflect.Descriptor instead.
+func (*GetGlobalLimitsResponse) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_policy_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetGlobalLimitsResponse) GetGlobalLimits() *GlobalLimits {
+	if x != nil {
+		return x.GlobalLimits
+	}
+	return nil
+}
+
+type DeleteGlobalLimitsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteGlobalLimitsRequest) Reset() {
+	*x = DeleteGlobalLimitsRequest{}
+	mi := &file_tollgate_v1_policy_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteGlobalLimitsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteGlobalLimitsRequest) ProtoMessage() {}
+
+func (x *DeleteGlobalLimitsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_policy_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteGlobalLimitsRequest.ProtoReflect.Descriptor instead.
+func (*DeleteGlobalLimitsRequest) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_policy_service_proto_rawDescGZIP(), []int{25}
+}
+
+type DeleteGlobalLimitsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when none was stored.
+	Deleted       bool `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteGlobalLimitsResponse) Reset() {
+	*x = DeleteGlobalLimitsResponse{}
+	mi := &file_tollgate_v1_policy_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteGlobalLimitsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteGlobalLimitsResponse) ProtoMessage() {}
+
+func (x *DeleteGlobalLimitsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_policy_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteGlobalLimitsResponse.ProtoReflect.Descriptor instead.
+func (*DeleteGlobalLimitsResponse) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_policy_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *DeleteGlobalLimitsResponse) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
 var File_tollgate_v1_policy_service_proto protoreflect.FileDescriptor
 
 const file_tollgate_v1_policy_service_proto_rawDesc = "" +
@@ -1312,12 +1619,26 @@ const file_tollgate_v1_policy_service_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"\x80\x01\n" +
 	"\x18ListUserPoliciesResponse\x12<\n" +
 	"\ruser_policies\x18\x01 \x03(\v2\x17.tollgate.v1.UserPolicyR\fuserPolicies\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*|\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"G\n" +
+	"\fGlobalLimits\x12\x16\n" +
+	"\x06limits\x18\x01 \x01(\tR\x06limits\x12\x1f\n" +
+	"\vfrom_config\x18\x02 \x01(\bR\n" +
+	"fromConfig\"0\n" +
+	"\x16SetGlobalLimitsRequest\x12\x16\n" +
+	"\x06limits\x18\x01 \x01(\tR\x06limits\"Y\n" +
+	"\x17SetGlobalLimitsResponse\x12>\n" +
+	"\rglobal_limits\x18\x01 \x01(\v2\x19.tollgate.v1.GlobalLimitsR\fglobalLimits\"\x18\n" +
+	"\x16GetGlobalLimitsRequest\"Y\n" +
+	"\x17GetGlobalLimitsResponse\x12>\n" +
+	"\rglobal_limits\x18\x01 \x01(\v2\x19.tollgate.v1.GlobalLimitsR\fglobalLimits\"\x1b\n" +
+	"\x19DeleteGlobalLimitsRequest\"6\n" +
+	"\x1aDeleteGlobalLimitsResponse\x12\x18\n" +
+	"\adeleted\x18\x01 \x01(\bR\adeleted*|\n" +
 	"\fPolicySource\x12\x1d\n" +
 	"\x19POLICY_SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16POLICY_SOURCE_OVERRIDE\x10\x01\x12\x16\n" +
 	"\x12POLICY_SOURCE_PLAN\x10\x02\x12\x19\n" +
-	"\x15POLICY_SOURCE_DEFAULT\x10\x032\xa8\x05\n" +
+	"\x15POLICY_SOURCE_DEFAULT\x10\x032\xcb\a\n" +
 	"\rPolicyService\x12D\n" +
 	"\aSetPlan\x12\x1b.tollgate.v1.SetPlanRequest\x1a\x1c.tollgate.v1.SetPlanResponse\x12D\n" +
 	"\aGetPlan\x12\x1b.tollgate.v1.GetPlanRequest\x1a\x1c.tollgate.v1.GetPlanResponse\x12M\n" +
@@ -1327,7 +1648,10 @@ const file_tollgate_v1_policy_service_proto_rawDesc = "" +
 	"\rSetUserPolicy\x12!.tollgate.v1.SetUserPolicyRequest\x1a\".tollgate.v1.SetUserPolicyResponse\x12V\n" +
 	"\rGetUserPolicy\x12!.tollgate.v1.GetUserPolicyRequest\x1a\".tollgate.v1.GetUserPolicyResponse\x12_\n" +
 	"\x10DeleteUserPolicy\x12$.tollgate.v1.DeleteUserPolicyRequest\x1a%.tollgate.v1.DeleteUserPolicyResponse\x12_\n" +
-	"\x10ListUserPolicies\x12$.tollgate.v1.ListUserPoliciesRequest\x1a%.tollgate.v1.ListUserPoliciesResponseB@Z>github.com/tollgate-dev/tollgate/gen/go/tollgate/v1;tollgatev1b\x06proto3"
+	"\x10ListUserPolicies\x12$.tollgate.v1.ListUserPoliciesRequest\x1a%.tollgate.v1.ListUserPoliciesResponse\x12\\\n" +
+	"\x0fSetGlobalLimits\x12#.tollgate.v1.SetGlobalLimitsRequest\x1a$.tollgate.v1.SetGlobalLimitsResponse\x12\\\n" +
+	"\x0fGetGlobalLimits\x12#.tollgate.v1.GetGlobalLimitsRequest\x1a$.tollgate.v1.GetGlobalLimitsResponse\x12e\n" +
+	"\x12DeleteGlobalLimits\x12&.tollgate.v1.DeleteGlobalLimitsRequest\x1a'.tollgate.v1.DeleteGlobalLimitsResponseB@Z>github.com/tollgate-dev/tollgate/gen/go/tollgate/v1;tollgatev1b\x06proto3"
 
 var (
 	file_tollgate_v1_policy_service_proto_rawDescOnce sync.Once
@@ -1342,30 +1666,37 @@ func file_tollgate_v1_policy_service_proto_rawDescGZIP() []byte {
 }
 
 var file_tollgate_v1_policy_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tollgate_v1_policy_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_tollgate_v1_policy_service_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_tollgate_v1_policy_service_proto_goTypes = []any{
-	(PolicySource)(0),                // 0: tollgate.v1.PolicySource
-	(*Policy)(nil),                   // 1: tollgate.v1.Policy
-	(*Plan)(nil),                     // 2: tollgate.v1.Plan
-	(*SetPlanRequest)(nil),           // 3: tollgate.v1.SetPlanRequest
-	(*SetPlanResponse)(nil),          // 4: tollgate.v1.SetPlanResponse
-	(*GetPlanRequest)(nil),           // 5: tollgate.v1.GetPlanRequest
-	(*GetPlanResponse)(nil),          // 6: tollgate.v1.GetPlanResponse
-	(*DeletePlanRequest)(nil),        // 7: tollgate.v1.DeletePlanRequest
-	(*DeletePlanResponse)(nil),       // 8: tollgate.v1.DeletePlanResponse
-	(*ListPlansRequest)(nil),         // 9: tollgate.v1.ListPlansRequest
-	(*ListPlansResponse)(nil),        // 10: tollgate.v1.ListPlansResponse
-	(*UserPolicy)(nil),               // 11: tollgate.v1.UserPolicy
-	(*SetUserPolicyRequest)(nil),     // 12: tollgate.v1.SetUserPolicyRequest
-	(*DrainForecast)(nil),            // 13: tollgate.v1.DrainForecast
-	(*SetUserPolicyResponse)(nil),    // 14: tollgate.v1.SetUserPolicyResponse
-	(*GetUserPolicyRequest)(nil),     // 15: tollgate.v1.GetUserPolicyRequest
-	(*GetUserPolicyResponse)(nil),    // 16: tollgate.v1.GetUserPolicyResponse
-	(*DeleteUserPolicyRequest)(nil),  // 17: tollgate.v1.DeleteUserPolicyRequest
-	(*DeleteUserPolicyResponse)(nil), // 18: tollgate.v1.DeleteUserPolicyResponse
-	(*ListUserPoliciesRequest)(nil),  // 19: tollgate.v1.ListUserPoliciesRequest
-	(*ListUserPoliciesResponse)(nil), // 20: tollgate.v1.ListUserPoliciesResponse
-	(*timestamppb.Timestamp)(nil),    // 21: google.protobuf.Timestamp
+	(PolicySource)(0),                  // 0: tollgate.v1.PolicySource
+	(*Policy)(nil),                     // 1: tollgate.v1.Policy
+	(*Plan)(nil),                       // 2: tollgate.v1.Plan
+	(*SetPlanRequest)(nil),             // 3: tollgate.v1.SetPlanRequest
+	(*SetPlanResponse)(nil),            // 4: tollgate.v1.SetPlanResponse
+	(*GetPlanRequest)(nil),             // 5: tollgate.v1.GetPlanRequest
+	(*GetPlanResponse)(nil),            // 6: tollgate.v1.GetPlanResponse
+	(*DeletePlanRequest)(nil),          // 7: tollgate.v1.DeletePlanRequest
+	(*DeletePlanResponse)(nil),         // 8: tollgate.v1.DeletePlanResponse
+	(*ListPlansRequest)(nil),           // 9: tollgate.v1.ListPlansRequest
+	(*ListPlansResponse)(nil),          // 10: tollgate.v1.ListPlansResponse
+	(*UserPolicy)(nil),                 // 11: tollgate.v1.UserPolicy
+	(*SetUserPolicyRequest)(nil),       // 12: tollgate.v1.SetUserPolicyRequest
+	(*DrainForecast)(nil),              // 13: tollgate.v1.DrainForecast
+	(*SetUserPolicyResponse)(nil),      // 14: tollgate.v1.SetUserPolicyResponse
+	(*GetUserPolicyRequest)(nil),       // 15: tollgate.v1.GetUserPolicyRequest
+	(*GetUserPolicyResponse)(nil),      // 16: tollgate.v1.GetUserPolicyResponse
+	(*DeleteUserPolicyRequest)(nil),    // 17: tollgate.v1.DeleteUserPolicyRequest
+	(*DeleteUserPolicyResponse)(nil),   // 18: tollgate.v1.DeleteUserPolicyResponse
+	(*ListUserPoliciesRequest)(nil),    // 19: tollgate.v1.ListUserPoliciesRequest
+	(*ListUserPoliciesResponse)(nil),   // 20: tollgate.v1.ListUserPoliciesResponse
+	(*GlobalLimits)(nil),               // 21: tollgate.v1.GlobalLimits
+	(*SetGlobalLimitsRequest)(nil),     // 22: tollgate.v1.SetGlobalLimitsRequest
+	(*SetGlobalLimitsResponse)(nil),    // 23: tollgate.v1.SetGlobalLimitsResponse
+	(*GetGlobalLimitsRequest)(nil),     // 24: tollgate.v1.GetGlobalLimitsRequest
+	(*GetGlobalLimitsResponse)(nil),    // 25: tollgate.v1.GetGlobalLimitsResponse
+	(*DeleteGlobalLimitsRequest)(nil),  // 26: tollgate.v1.DeleteGlobalLimitsRequest
+	(*DeleteGlobalLimitsResponse)(nil), // 27: tollgate.v1.DeleteGlobalLimitsResponse
+	(*timestamppb.Timestamp)(nil),      // 28: google.protobuf.Timestamp
 }
 var file_tollgate_v1_policy_service_proto_depIdxs = []int32{
 	1,  // 0: tollgate.v1.Plan.policy:type_name -> tollgate.v1.Policy
@@ -1375,8 +1706,8 @@ var file_tollgate_v1_policy_service_proto_depIdxs = []int32{
 	2,  // 4: tollgate.v1.ListPlansResponse.plans:type_name -> tollgate.v1.Plan
 	1,  // 5: tollgate.v1.UserPolicy.override:type_name -> tollgate.v1.Policy
 	1,  // 6: tollgate.v1.SetUserPolicyRequest.override:type_name -> tollgate.v1.Policy
-	21, // 7: tollgate.v1.DrainForecast.last_start_now:type_name -> google.protobuf.Timestamp
-	21, // 8: tollgate.v1.DrainForecast.last_start_proposed:type_name -> google.protobuf.Timestamp
+	28, // 7: tollgate.v1.DrainForecast.last_start_now:type_name -> google.protobuf.Timestamp
+	28, // 8: tollgate.v1.DrainForecast.last_start_proposed:type_name -> google.protobuf.Timestamp
 	1,  // 9: tollgate.v1.DrainForecast.current:type_name -> tollgate.v1.Policy
 	1,  // 10: tollgate.v1.DrainForecast.proposed:type_name -> tollgate.v1.Policy
 	11, // 11: tollgate.v1.SetUserPolicyResponse.user_policy:type_name -> tollgate.v1.UserPolicy
@@ -1385,27 +1716,35 @@ var file_tollgate_v1_policy_service_proto_depIdxs = []int32{
 	0,  // 14: tollgate.v1.GetUserPolicyResponse.source:type_name -> tollgate.v1.PolicySource
 	11, // 15: tollgate.v1.GetUserPolicyResponse.assignment:type_name -> tollgate.v1.UserPolicy
 	11, // 16: tollgate.v1.ListUserPoliciesResponse.user_policies:type_name -> tollgate.v1.UserPolicy
-	3,  // 17: tollgate.v1.PolicyService.SetPlan:input_type -> tollgate.v1.SetPlanRequest
-	5,  // 18: tollgate.v1.PolicyService.GetPlan:input_type -> tollgate.v1.GetPlanRequest
-	7,  // 19: tollgate.v1.PolicyService.DeletePlan:input_type -> tollgate.v1.DeletePlanRequest
-	9,  // 20: tollgate.v1.PolicyService.ListPlans:input_type -> tollgate.v1.ListPlansRequest
-	12, // 21: tollgate.v1.PolicyService.SetUserPolicy:input_type -> tollgate.v1.SetUserPolicyRequest
-	15, // 22: tollgate.v1.PolicyService.GetUserPolicy:input_type -> tollgate.v1.GetUserPolicyRequest
-	17, // 23: tollgate.v1.PolicyService.DeleteUserPolicy:input_type -> tollgate.v1.DeleteUserPolicyRequest
-	19, // 24: tollgate.v1.PolicyService.ListUserPolicies:input_type -> tollgate.v1.ListUserPoliciesRequest
-	4,  // 25: tollgate.v1.PolicyService.SetPlan:output_type -> tollgate.v1.SetPlanResponse
-	6,  // 26: tollgate.v1.PolicyService.GetPlan:output_type -> tollgate.v1.GetPlanResponse
-	8,  // 27: tollgate.v1.PolicyService.DeletePlan:output_type -> tollgate.v1.DeletePlanResponse
-	10, // 28: tollgate.v1.PolicyService.ListPlans:output_type -> tollgate.v1.ListPlansResponse
-	14, // 29: tollgate.v1.PolicyService.SetUserPolicy:output_type -> tollgate.v1.SetUserPolicyResponse
-	16, // 30: tollgate.v1.PolicyService.GetUserPolicy:output_type -> tollgate.v1.GetUserPolicyResponse
-	18, // 31: tollgate.v1.PolicyService.DeleteUserPolicy:output_type -> tollgate.v1.DeleteUserPolicyResponse
-	20, // 32: tollgate.v1.PolicyService.ListUserPolicies:output_type -> tollgate.v1.ListUserPoliciesResponse
-	25, // [25:33] is the sub-list for method output_type
-	17, // [17:25] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	21, // 17: tollgate.v1.SetGlobalLimitsResponse.global_limits:type_name -> tollgate.v1.GlobalLimits
+	21, // 18: tollgate.v1.GetGlobalLimitsResponse.global_limits:type_name -> tollgate.v1.GlobalLimits
+	3,  // 19: tollgate.v1.PolicyService.SetPlan:input_type -> tollgate.v1.SetPlanRequest
+	5,  // 20: tollgate.v1.PolicyService.GetPlan:input_type -> tollgate.v1.GetPlanRequest
+	7,  // 21: tollgate.v1.PolicyService.DeletePlan:input_type -> tollgate.v1.DeletePlanRequest
+	9,  // 22: tollgate.v1.PolicyService.ListPlans:input_type -> tollgate.v1.ListPlansRequest
+	12, // 23: tollgate.v1.PolicyService.SetUserPolicy:input_type -> tollgate.v1.SetUserPolicyRequest
+	15, // 24: tollgate.v1.PolicyService.GetUserPolicy:input_type -> tollgate.v1.GetUserPolicyRequest
+	17, // 25: tollgate.v1.PolicyService.DeleteUserPolicy:input_type -> tollgate.v1.DeleteUserPolicyRequest
+	19, // 26: tollgate.v1.PolicyService.ListUserPolicies:input_type -> tollgate.v1.ListUserPoliciesRequest
+	22, // 27: tollgate.v1.PolicyService.SetGlobalLimits:input_type -> tollgate.v1.SetGlobalLimitsRequest
+	24, // 28: tollgate.v1.PolicyService.GetGlobalLimits:input_type -> tollgate.v1.GetGlobalLimitsRequest
+	26, // 29: tollgate.v1.PolicyService.DeleteGlobalLimits:input_type -> tollgate.v1.DeleteGlobalLimitsRequest
+	4,  // 30: tollgate.v1.PolicyService.SetPlan:output_type -> tollgate.v1.SetPlanResponse
+	6,  // 31: tollgate.v1.PolicyService.GetPlan:output_type -> tollgate.v1.GetPlanResponse
+	8,  // 32: tollgate.v1.PolicyService.DeletePlan:output_type -> tollgate.v1.DeletePlanResponse
+	10, // 33: tollgate.v1.PolicyService.ListPlans:output_type -> tollgate.v1.ListPlansResponse
+	14, // 34: tollgate.v1.PolicyService.SetUserPolicy:output_type -> tollgate.v1.SetUserPolicyResponse
+	16, // 35: tollgate.v1.PolicyService.GetUserPolicy:output_type -> tollgate.v1.GetUserPolicyResponse
+	18, // 36: tollgate.v1.PolicyService.DeleteUserPolicy:output_type -> tollgate.v1.DeleteUserPolicyResponse
+	20, // 37: tollgate.v1.PolicyService.ListUserPolicies:output_type -> tollgate.v1.ListUserPoliciesResponse
+	23, // 38: tollgate.v1.PolicyService.SetGlobalLimits:output_type -> tollgate.v1.SetGlobalLimitsResponse
+	25, // 39: tollgate.v1.PolicyService.GetGlobalLimits:output_type -> tollgate.v1.GetGlobalLimitsResponse
+	27, // 40: tollgate.v1.PolicyService.DeleteGlobalLimits:output_type -> tollgate.v1.DeleteGlobalLimitsResponse
+	30, // [30:41] is the sub-list for method output_type
+	19, // [19:30] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_v1_policy_service_proto_init() }
@@ -1427,7 +1766,7 @@ func file_tollgate_v1_policy_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_v1_policy_service_proto_rawDesc), len(file_tollgate_v1_policy_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,14 +19,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PolicyService_SetPlan_FullMethodName          = "/tollgate.v1.PolicyService/SetPlan"
-	PolicyService_GetPlan_FullMethodName          = "/tollgate.v1.PolicyService/GetPlan"
-	PolicyService_DeletePlan_FullMethodName       = "/tollgate.v1.PolicyService/DeletePlan"
-	PolicyService_ListPlans_FullMethodName        = "/tollgate.v1.PolicyService/ListPlans"
-	PolicyService_SetUserPolicy_FullMethodName    = "/tollgate.v1.PolicyService/SetUserPolicy"
-	PolicyService_GetUserPolicy_FullMethodName    = "/tollgate.v1.PolicyService/GetUserPolicy"
-	PolicyService_DeleteUserPolicy_FullMethodName = "/tollgate.v1.PolicyService/DeleteUserPolicy"
-	PolicyService_ListUserPolicies_FullMethodName = "/tollgate.v1.PolicyService/ListUserPolicies"
+	PolicyService_SetPlan_FullMethodName            = "/tollgate.v1.PolicyService/SetPlan"
+	PolicyService_GetPlan_FullMethodName            = "/tollgate.v1.PolicyService/GetPlan"
+	PolicyService_DeletePlan_FullMethodName         = "/tollgate.v1.PolicyService/DeletePlan"
+	PolicyService_ListPlans_FullMethodName          = "/tollgate.v1.PolicyService/ListPlans"
+	PolicyService_SetUserPolicy_FullMethodName      = "/tollgate.v1.PolicyService/SetUserPolicy"
+	PolicyService_GetUserPolicy_FullMethodName      = "/tollgate.v1.PolicyService/GetUserPolicy"
+	PolicyService_DeleteUserPolicy_FullMethodName   = "/tollgate.v1.PolicyService/DeleteUserPolicy"
+	PolicyService_ListUserPolicies_FullMethodName   = "/tollgate.v1.PolicyService/ListUserPolicies"
+	PolicyService_SetGlobalLimits_FullMethodName    = "/tollgate.v1.PolicyService/SetGlobalLimits"
+	PolicyService_GetGlobalLimits_FullMethodName    = "/tollgate.v1.PolicyService/GetGlobalLimits"
+	PolicyService_DeleteGlobalLimits_FullMethodName = "/tollgate.v1.PolicyService/DeleteGlobalLimits"
 )
 
 // PolicyServiceClient is the client API for PolicyService service.
@@ -67,6 +70,15 @@ type PolicyServiceClient interface {
 	// ListUserPolicies lists users with an assignment or override, by user id,
 	// a page at a time.
 	ListUserPolicies(ctx context.Context, in *ListUserPoliciesRequest, opts ...grpc.CallOption) (*ListUserPoliciesResponse, error)
+	// SetGlobalLimits stores the global windows: limits over every user
+	// together (a shared downstream), on every host at once. When they bind,
+	// users are still served in the order they became due (round-robin).
+	SetGlobalLimits(ctx context.Context, in *SetGlobalLimitsRequest, opts ...grpc.CallOption) (*SetGlobalLimitsResponse, error)
+	// GetGlobalLimits answers the global windows in force and where they come from.
+	GetGlobalLimits(ctx context.Context, in *GetGlobalLimitsRequest, opts ...grpc.CallOption) (*GetGlobalLimitsResponse, error)
+	// DeleteGlobalLimits deletes the stored global windows: each host's
+	// TOLLGATE_GLOBAL_LIMITS binds again.
+	DeleteGlobalLimits(ctx context.Context, in *DeleteGlobalLimitsRequest, opts ...grpc.CallOption) (*DeleteGlobalLimitsResponse, error)
 }
 
 type policyServiceClient struct {
@@ -157,6 +169,36 @@ func (c *policyServiceClient) ListUserPolicies(ctx context.Context, in *ListUser
 	return out, nil
 }
 
+func (c *policyServiceClient) SetGlobalLimits(ctx context.Context, in *SetGlobalLimitsRequest, opts ...grpc.CallOption) (*SetGlobalLimitsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetGlobalLimitsResponse)
+	err := c.cc.Invoke(ctx, PolicyService_SetGlobalLimits_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) GetGlobalLimits(ctx context.Context, in *GetGlobalLimitsRequest, opts ...grpc.CallOption) (*GetGlobalLimitsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetGlobalLimitsResponse)
+	err := c.cc.Invoke(ctx, PolicyService_GetGlobalLimits_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) DeleteGlobalLimits(ctx context.Context, in *DeleteGlobalLimitsRequest, opts ...grpc.CallOption) (*DeleteGlobalLimitsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteGlobalLimitsResponse)
+	err := c.cc.Invoke(ctx, PolicyService_DeleteGlobalLimits_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PolicyServiceServer is the server API for PolicyService service.
 // All implementations must embed UnimplementedPolicyServiceServer
 // for forward compatibility.
@@ -195,6 +237,15 @@ type PolicyServiceServer interface {
 	// ListUserPolicies lists users with an assignment or override, by user id,
 	// a page at a time.
 	ListUserPolicies(context.Context, *ListUserPoliciesRequest) (*ListUserPoliciesResponse, error)
+	// SetGlobalLimits stores the global windows: limits over every user
+	// together (a shared downstream), on every host at once. When they bind,
+	// users are still served in the order they became due (round-robin).
+	SetGlobalLimits(context.Context, *SetGlobalLimitsRequest) (*SetGlobalLimitsResponse, error)
+	// GetGlobalLimits answers the global windows in force and where they come from.
+	GetGlobalLimits(context.Context, *GetGlobalLimitsRequest) (*GetGlobalLimitsResponse, error)
+	// DeleteGlobalLimits deletes the stored global windows: each host's
+	// TOLLGATE_GLOBAL_LIMITS binds again.
+	DeleteGlobalLimits(context.Context, *DeleteGlobalLimitsRequest) (*DeleteGlobalLimitsResponse, error)
 	mustEmbedUnimplementedPolicyServiceServer()
 }
 
@@ -228,6 +279,15 @@ func (UnimplementedPolicyServiceServer) DeleteUserPolicy(context.Context, *Delet
 }
 func (UnimplementedPolicyServiceServer) ListUserPolicies(context.Context, *ListUserPoliciesRequest) (*ListUserPoliciesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListUserPolicies not implemented")
+}
+func (UnimplementedPolicyServiceServer) SetGlobalLimits(context.Context, *SetGlobalLimitsRequest) (*SetGlobalLimitsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetGlobalLimits not implemented")
+}
+func (UnimplementedPolicyServiceServer) GetGlobalLimits(context.Context, *GetGlobalLimitsRequest) (*GetGlobalLimitsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetGlobalLimits not implemented")
+}
+func (UnimplementedPolicyServiceServer) DeleteGlobalLimits(context.Context, *DeleteGlobalLimitsRequest) (*DeleteGlobalLimitsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteGlobalLimits not implemented")
 }
 func (UnimplementedPolicyServiceServer) mustEmbedUnimplementedPolicyServiceServer() {}
 func (UnimplementedPolicyServiceServer) testEmbeddedByValue()                       {}
@@ -394,6 +454,60 @@ func _PolicyService_ListUserPolicies_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PolicyService_SetGlobalLimits_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetGlobalLimitsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).SetGlobalLimits(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_SetGlobalLimits_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).SetGlobalLimits(ctx, req.(*SetGlobalLimitsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_GetGlobalLimits_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetGlobalLimitsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).GetGlobalLimits(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_GetGlobalLimits_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).GetGlobalLimits(ctx, req.(*GetGlobalLimitsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_DeleteGlobalLimits_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteGlobalLimitsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).DeleteGlobalLimits(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_DeleteGlobalLimits_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).DeleteGlobalLimits(ctx, req.(*DeleteGlobalLimitsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PolicyService_ServiceDesc is the grpc.ServiceDesc for PolicyService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -432,6 +546,18 @@ var PolicyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListUserPolicies",
 			Handler:    _PolicyService_ListUserPolicies_Handler,
+		},
+		{
+			MethodName: "SetGlobalLimits",
+			Handler:    _PolicyService_SetGlobalLimits_Handler,
+		},
+		{
+			MethodName: "GetGlobalLimits",
+			Handler:    _PolicyService_GetGlobalLimits_Handler,
+		},
+		{
+			MethodName: "DeleteGlobalLimits",
+			Handler:    _PolicyService_DeleteGlobalLimits_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

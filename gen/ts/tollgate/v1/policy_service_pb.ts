@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tollgate/v1/policy_service.proto.
  */
 export const file_tollgate_v1_policy_service: GenFile = /*@__PURE__*/
-  fileDesc("CiB0b2xsZ2F0ZS92MS9wb2xpY3lfc2VydmljZS5wcm90bxILdG9sbGdhdGUudjEiLQoGUG9saWN5Eg4KBmxpbWl0cxgBIAEoCRITCgttYXhfcnVubmluZxgCIAEoDSJOCgRQbGFuEgwKBG5hbWUYASABKAkSIwoGcG9saWN5GAIgASgLMhMudG9sbGdhdGUudjEuUG9saWN5EhMKC2Zyb21fY29uZmlnGAMgASgIIkMKDlNldFBsYW5SZXF1ZXN0EgwKBG5hbWUYASABKAkSIwoGcG9saWN5GAIgASgLMhMudG9sbGdhdGUudjEuUG9saWN5IjIKD1NldFBsYW5SZXNwb25zZRIfCgRwbGFuGAEgASgLMhEudG9sbGdhdGUudjEuUGxhbiIeCg5HZXRQbGFuUmVxdWVzdBIMCgRuYW1lGAEgASgJIjIKD0dldFBsYW5SZXNwb25zZRIfCgRwbGFuGAEgASgLMhEudG9sbGdhdGUudjEuUGxhbiIhChFEZWxldGVQbGFuUmVxdWVzdBIMCgRuYW1lGAEgASgJIiUKEkRlbGV0ZVBsYW5SZXNwb25zZRIPCgdkZWxldGVkGAEgASgIIjkKEExpc3RQbGFuc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiTgoRTGlzdFBsYW5zUmVzcG9uc2USIAoFcGxhbnMYASADKAsyES50b2xsZ2F0ZS52MS5QbGFuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJkCgpVc2VyUG9saWN5Eg8KB3VzZXJfaWQYASABKAkSDgoEcGxhbhgCIAEoCUgAEicKCG92ZXJyaWRlGAMgASgLMhMudG9sbGdhdGUudjEuUG9saWN5SABCDAoKYXNzaWdubWVudCJ/ChRTZXRVc2VyUG9saWN5UmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEg4KBHBsYW4YAiABKAlIABInCghvdmVycmlkZRgDIAEoCzITLnRvbGxnYXRlLnYxLlBvbGljeUgAEg8KB2RyeV9ydW4YBCABKAhCDAoKYXNzaWdubWVudCLZAQoNRHJhaW5Gb3JlY2FzdBIOCgZxdWV1ZWQYASABKA0SMgoObGFzdF9zdGFydF9ub3cYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjcKE2xhc3Rfc3RhcnRfcHJvcG9zZWQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKB2N1cnJlbnQYBCABKAsyEy50b2xsZ2F0ZS52MS5Qb2xpY3kSJQoIcHJvcG9zZWQYBSABKAsyEy50b2xsZ2F0ZS52MS5Qb2xpY3kihAEKFVNldFVzZXJQb2xpY3lSZXNwb25zZRIsCgt1c2VyX3BvbGljeRgBIAEoCzIXLnRvbGxnYXRlLnYxLlVzZXJQb2xpY3kSDwoHZHJ5X3J1bhgCIAEoCBIsCghmb3JlY2FzdBgDIAEoCzIaLnRvbGxnYXRlLnYxLkRyYWluRm9yZWNhc3QiJwoUR2V0VXNlclBvbGljeVJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSK2AQoVR2V0VXNlclBvbGljeVJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSJgoJZWZmZWN0aXZlGAIgASgLMhMudG9sbGdhdGUudjEuUG9saWN5EikKBnNvdXJjZRgDIAEoDjIZLnRvbGxnYXRlLnYxLlBvbGljeVNvdXJjZRIMCgRwbGFuGAQgASgJEisKCmFzc2lnbm1lbnQYBSABKAsyFy50b2xsZ2F0ZS52MS5Vc2VyUG9saWN5IioKF0RlbGV0ZVVzZXJQb2xpY3lSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiKwoYRGVsZXRlVXNlclBvbGljeVJlc3BvbnNlEg8KB2RlbGV0ZWQYASABKAgiQAoXTGlzdFVzZXJQb2xpY2llc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiYwoYTGlzdFVzZXJQb2xpY2llc1Jlc3BvbnNlEi4KDXVzZXJfcG9saWNpZXMYASADKAsyFy50b2xsZ2F0ZS52MS5Vc2VyUG9saWN5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSp8CgxQb2xpY3lTb3VyY2USHQoZUE9MSUNZX1NPVVJDRV9VTlNQRUNJRklFRBAAEhoKFlBPTElDWV9TT1VSQ0VfT1ZFUlJJREUQARIWChJQT0xJQ1lfU09VUkNFX1BMQU4QAhIZChVQT0xJQ1lfU09VUkNFX0RFRkFVTFQQAzKoBQoNUG9saWN5U2VydmljZRJECgdTZXRQbGFuEhsudG9sbGdhdGUudjEuU2V0UGxhblJlcXVlc3QaHC50b2xsZ2F0ZS52MS5TZXRQbGFuUmVzcG9uc2USRAoHR2V0UGxhbhIbLnRvbGxnYXRlLnYxLkdldFBsYW5SZXF1ZXN0GhwudG9sbGdhdGUudjEuR2V0UGxhblJlc3BvbnNlEk0KCkRlbGV0ZVBsYW4SHi50b2xsZ2F0ZS52MS5EZWxldGVQbGFuUmVxdWVzdBofLnRvbGxnYXRlLnYxLkRlbGV0ZVBsYW5SZXNwb25zZRJKCglMaXN0UGxhbnMSHS50b2xsZ2F0ZS52MS5MaXN0UGxhbnNSZXF1ZXN0Gh4udG9sbGdhdGUudjEuTGlzdFBsYW5zUmVzcG9uc2USVgoNU2V0VXNlclBvbGljeRIhLnRvbGxnYXRlLnYxLlNldFVzZXJQb2xpY3lSZXF1ZXN0GiIudG9sbGdhdGUudjEuU2V0VXNlclBvbGljeVJlc3BvbnNlElYKDUdldFVzZXJQb2xpY3kSIS50b2xsZ2F0ZS52MS5HZXRVc2VyUG9saWN5UmVxdWVzdBoiLnRvbGxnYXRlLnYxLkdldFVzZXJQb2xpY3lSZXNwb25zZRJfChBEZWxldGVVc2VyUG9saWN5EiQudG9sbGdhdGUudjEuRGVsZXRlVXNlclBvbGljeVJlcXVlc3QaJS50b2xsZ2F0ZS52MS5EZWxldGVVc2VyUG9saWN5UmVzcG9uc2USXwoQTGlzdFVzZXJQb2xpY2llcxIkLnRvbGxnYXRlLnYxLkxpc3RVc2VyUG9saWNpZXNSZXF1ZXN0GiUudG9sbGdhdGUudjEuTGlzdFVzZXJQb2xpY2llc1Jlc3BvbnNlQkBaPmdpdGh1Yi5jb20vdG9sbGdhdGUtZGV2L3RvbGxnYXRlL2dlbi9nby90b2xsZ2F0ZS92MTt0b2xsZ2F0ZXYxYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("CiB0b2xsZ2F0ZS92MS9wb2xpY3lfc2VydmljZS5wcm90bxILdG9sbGdhdGUudjEiLQoGUG9saWN5Eg4KBmxpbWl0cxgBIAEoCRITCgttYXhfcnVubmluZxgCIAEoDSJOCgRQbGFuEgwKBG5hbWUYASABKAkSIwoGcG9saWN5GAIgASgLMhMudG9sbGdhdGUudjEuUG9saWN5EhMKC2Zyb21fY29uZmlnGAMgASgIIkMKDlNldFBsYW5SZXF1ZXN0EgwKBG5hbWUYASABKAkSIwoGcG9saWN5GAIgASgLMhMudG9sbGdhdGUudjEuUG9saWN5IjIKD1NldFBsYW5SZXNwb25zZRIfCgRwbGFuGAEgASgLMhEudG9sbGdhdGUudjEuUGxhbiIeCg5HZXRQbGFuUmVxdWVzdBIMCgRuYW1lGAEgASgJIjIKD0dldFBsYW5SZXNwb25zZRIfCgRwbGFuGAEgASgLMhEudG9sbGdhdGUudjEuUGxhbiIhChFEZWxldGVQbGFuUmVxdWVzdBIMCgRuYW1lGAEgASgJIiUKEkRlbGV0ZVBsYW5SZXNwb25zZRIPCgdkZWxldGVkGAEgASgIIjkKEExpc3RQbGFuc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiTgoRTGlzdFBsYW5zUmVzcG9uc2USIAoFcGxhbnMYASADKAsyES50b2xsZ2F0ZS52MS5QbGFuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJkCgpVc2VyUG9saWN5Eg8KB3VzZXJfaWQYASABKAkSDgoEcGxhbhgCIAEoCUgAEicKCG92ZXJyaWRlGAMgASgLMhMudG9sbGdhdGUudjEuUG9saWN5SABCDAoKYXNzaWdubWVudCJ/ChRTZXRVc2VyUG9saWN5UmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEg4KBHBsYW4YAiABKAlIABInCghvdmVycmlkZRgDIAEoCzITLnRvbGxnYXRlLnYxLlBvbGljeUgAEg8KB2RyeV9ydW4YBCABKAhCDAoKYXNzaWdubWVudCLZAQoNRHJhaW5Gb3JlY2FzdBIOCgZxdWV1ZWQYASABKA0SMgoObGFzdF9zdGFydF9ub3cYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjcKE2xhc3Rfc3RhcnRfcHJvcG9zZWQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKB2N1cnJlbnQYBCABKAsyEy50b2xsZ2F0ZS52MS5Qb2xpY3kSJQoIcHJvcG9zZWQYBSABKAsyEy50b2xsZ2F0ZS52MS5Qb2xpY3kihAEKFVNldFVzZXJQb2xpY3lSZXNwb25zZRIsCgt1c2VyX3BvbGljeRgBIAEoCzIXLnRvbGxnYXRlLnYxLlVzZXJQb2xpY3kSDwoHZHJ5X3J1bhgCIAEoCBIsCghmb3JlY2FzdBgDIAEoCzIaLnRvbGxnYXRlLnYxLkRyYWluRm9yZWNhc3QiJwoUR2V0VXNlclBvbGljeVJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSK2AQoVR2V0VXNlclBvbGljeVJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSJgoJZWZmZWN0aXZlGAIgASgLMhMudG9sbGdhdGUudjEuUG9saWN5EikKBnNvdXJjZRgDIAEoDjIZLnRvbGxnYXRlLnYxLlBvbGljeVNvdXJjZRIMCgRwbGFuGAQgASgJEisKCmFzc2lnbm1lbnQYBSABKAsyFy50b2xsZ2F0ZS52MS5Vc2VyUG9saWN5IioKF0RlbGV0ZVVzZXJQb2xpY3lSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiKwoYRGVsZXRlVXNlclBvbGljeVJlc3BvbnNlEg8KB2RlbGV0ZWQYASABKAgiQAoXTGlzdFVzZXJQb2xpY2llc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiYwoYTGlzdFVzZXJQb2xpY2llc1Jlc3BvbnNlEi4KDXVzZXJfcG9saWNpZXMYASADKAsyFy50b2xsZ2F0ZS52MS5Vc2VyUG9saWN5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIzCgxHbG9iYWxMaW1pdHMSDgoGbGltaXRzGAEgASgJEhMKC2Zyb21fY29uZmlnGAIgASgIIigKFlNldEdsb2JhbExpbWl0c1JlcXVlc3QSDgoGbGltaXRzGAEgASgJIksKF1NldEdsb2JhbExpbWl0c1Jlc3BvbnNlEjAKDWdsb2JhbF9saW1pdHMYASABKAsyGS50b2xsZ2F0ZS52MS5HbG9iYWxMaW1pdHMiGAoWR2V0R2xvYmFsTGltaXRzUmVxdWVzdCJLChdHZXRHbG9iYWxMaW1pdHNSZXNwb25zZRIwCg1nbG9iYWxfbGltaXRzGAEgASgLMhkudG9sbGdhdGUudjEuR2xvYmFsTGltaXRzIhsKGURlbGV0ZUdsb2JhbExpbWl0c1JlcXVlc3QiLQoaRGVsZXRlR2xvYmFsTGltaXRzUmVzcG9uc2USDwoHZGVsZXRlZBgBIAEoCCp8CgxQb2xpY3lTb3VyY2USHQoZUE9MSUNZX1NPVVJDRV9VTlNQRUNJRklFRBAAEhoKFlBPTElDWV9TT1VSQ0VfT1ZFUlJJREUQARIWChJQT0xJQ1lfU09VUkNFX1BMQU4QAhIZChVQT0xJQ1lfU09VUkNFX0RFRkFVTFQQAzLLBwoNUG9saWN5U2VydmljZRJECgdTZXRQbGFuEhsudG9sbGdhdGUudjEuU2V0UGxhblJlcXVlc3QaHC50b2xsZ2F0ZS52MS5TZXRQbGFuUmVzcG9uc2USRAoHR2V0UGxhbhIbLnRvbGxnYXRlLnYxLkdldFBsYW5SZXF1ZXN0GhwudG9sbGdhdGUudjEuR2V0UGxhblJlc3BvbnNlEk0KCkRlbGV0ZVBsYW4SHi50b2xsZ2F0ZS52MS5EZWxldGVQbGFuUmVxdWVzdBofLnRvbGxnYXRlLnYxLkRlbGV0ZVBsYW5SZXNwb25zZRJKCglMaXN0UGxhbnMSHS50b2xsZ2F0ZS52MS5MaXN0UGxhbnNSZXF1ZXN0Gh4udG9sbGdhdGUudjEuTGlzdFBsYW5zUmVzcG9uc2USVgoNU2V0VXNlclBvbGljeRIhLnRvbGxnYXRlLnYxLlNldFVzZXJQb2xpY3lSZXF1ZXN0GiIudG9sbGdhdGUudjEuU2V0VXNlclBvbGljeVJlc3BvbnNlElYKDUdldFVzZXJQb2xpY3kSIS50b2xsZ2F0ZS52MS5HZXRVc2VyUG9saWN5UmVxdWVzdBoiLnRvbGxnYXRlLnYxLkdldFVzZXJQb2xpY3lSZXNwb25zZRJfChBEZWxldGVVc2VyUG9saWN5EiQudG9sbGdhdGUudjEuRGVsZXRlVXNlclBvbGljeVJlcXVlc3QaJS50b2xsZ2F0ZS52MS5EZWxldGVVc2VyUG9saWN5UmVzcG9uc2USXwoQTGlzdFVzZXJQb2xpY2llcxIkLnRvbGxnYXRlLnYxLkxpc3RVc2VyUG9saWNpZXNSZXF1ZXN0GiUudG9sbGdhdGUudjEuTGlzdFVzZXJQb2xpY2llc1Jlc3BvbnNlElwKD1NldEdsb2JhbExpbWl0cxIjLnRvbGxnYXRlLnYxLlNldEdsb2JhbExpbWl0c1JlcXVlc3QaJC50b2xsZ2F0ZS52MS5TZXRHbG9iYWxMaW1pdHNSZXNwb25zZRJcCg9HZXRHbG9iYWxMaW1pdHMSIy50b2xsZ2F0ZS52MS5HZXRHbG9iYWxMaW1pdHNSZXF1ZXN0GiQudG9sbGdhdGUudjEuR2V0R2xvYmFsTGltaXRzUmVzcG9uc2USZQoSRGVsZXRlR2xvYmFsTGltaXRzEiYudG9sbGdhdGUudjEuRGVsZXRlR2xvYmFsTGltaXRzUmVxdWVzdBonLnRvbGxnYXRlLnYxLkRlbGV0ZUdsb2JhbExpbWl0c1Jlc3BvbnNlQkBaPmdpdGh1Yi5jb20vdG9sbGdhdGUtZGV2L3RvbGxnYXRlL2dlbi9nby90b2xsZ2F0ZS92MTt0b2xsZ2F0ZXYxYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * Policy is a list of rate windows and an optional cap on running tasks.
@@ -540,6 +540,134 @@ export const ListUserPoliciesResponseSchema: GenMessage<ListUserPoliciesResponse
   messageDesc(file_tollgate_v1_policy_service, 19);
 
 /**
+ * GlobalLimits are windows over every user together.
+ *
+ * @generated from message tollgate.v1.GlobalLimits
+ */
+export type GlobalLimits = Message<"tollgate.v1.GlobalLimits"> & {
+  /**
+   * Windows like "100/1s,5000/1m" (each start is one unit, whatever its
+   * cost), or "none" for no global limit.
+   *
+   * @generated from field: string limits = 1;
+   */
+  limits: string;
+
+  /**
+   * True while none is stored: the host's TOLLGATE_GLOBAL_LIMITS.
+   *
+   * @generated from field: bool from_config = 2;
+   */
+  fromConfig: boolean;
+};
+
+/**
+ * Describes the message tollgate.v1.GlobalLimits.
+ * Use `create(GlobalLimitsSchema)` to create a new message.
+ */
+export const GlobalLimitsSchema: GenMessage<GlobalLimits> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_policy_service, 20);
+
+/**
+ * @generated from message tollgate.v1.SetGlobalLimitsRequest
+ */
+export type SetGlobalLimitsRequest = Message<"tollgate.v1.SetGlobalLimitsRequest"> & {
+  /**
+   * Windows like "100/1s", or "none" for no global limit (whatever the
+   * hosts' setting). Required.
+   *
+   * @generated from field: string limits = 1;
+   */
+  limits: string;
+};
+
+/**
+ * Describes the message tollgate.v1.SetGlobalLimitsRequest.
+ * Use `create(SetGlobalLimitsRequestSchema)` to create a new message.
+ */
+export const SetGlobalLimitsRequestSchema: GenMessage<SetGlobalLimitsRequest> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_policy_service, 21);
+
+/**
+ * @generated from message tollgate.v1.SetGlobalLimitsResponse
+ */
+export type SetGlobalLimitsResponse = Message<"tollgate.v1.SetGlobalLimitsResponse"> & {
+  /**
+   * @generated from field: tollgate.v1.GlobalLimits global_limits = 1;
+   */
+  globalLimits?: GlobalLimits | undefined;
+};
+
+/**
+ * Describes the message tollgate.v1.SetGlobalLimitsResponse.
+ * Use `create(SetGlobalLimitsResponseSchema)` to create a new message.
+ */
+export const SetGlobalLimitsResponseSchema: GenMessage<SetGlobalLimitsResponse> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_policy_service, 22);
+
+/**
+ * @generated from message tollgate.v1.GetGlobalLimitsRequest
+ */
+export type GetGlobalLimitsRequest = Message<"tollgate.v1.GetGlobalLimitsRequest"> & {
+};
+
+/**
+ * Describes the message tollgate.v1.GetGlobalLimitsRequest.
+ * Use `create(GetGlobalLimitsRequestSchema)` to create a new message.
+ */
+export const GetGlobalLimitsRequestSchema: GenMessage<GetGlobalLimitsRequest> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_policy_service, 23);
+
+/**
+ * @generated from message tollgate.v1.GetGlobalLimitsResponse
+ */
+export type GetGlobalLimitsResponse = Message<"tollgate.v1.GetGlobalLimitsResponse"> & {
+  /**
+   * @generated from field: tollgate.v1.GlobalLimits global_limits = 1;
+   */
+  globalLimits?: GlobalLimits | undefined;
+};
+
+/**
+ * Describes the message tollgate.v1.GetGlobalLimitsResponse.
+ * Use `create(GetGlobalLimitsResponseSchema)` to create a new message.
+ */
+export const GetGlobalLimitsResponseSchema: GenMessage<GetGlobalLimitsResponse> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_policy_service, 24);
+
+/**
+ * @generated from message tollgate.v1.DeleteGlobalLimitsRequest
+ */
+export type DeleteGlobalLimitsRequest = Message<"tollgate.v1.DeleteGlobalLimitsRequest"> & {
+};
+
+/**
+ * Describes the message tollgate.v1.DeleteGlobalLimitsRequest.
+ * Use `create(DeleteGlobalLimitsRequestSchema)` to create a new message.
+ */
+export const DeleteGlobalLimitsRequestSchema: GenMessage<DeleteGlobalLimitsRequest> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_policy_service, 25);
+
+/**
+ * @generated from message tollgate.v1.DeleteGlobalLimitsResponse
+ */
+export type DeleteGlobalLimitsResponse = Message<"tollgate.v1.DeleteGlobalLimitsResponse"> & {
+  /**
+   * False when none was stored.
+   *
+   * @generated from field: bool deleted = 1;
+   */
+  deleted: boolean;
+};
+
+/**
+ * Describes the message tollgate.v1.DeleteGlobalLimitsResponse.
+ * Use `create(DeleteGlobalLimitsResponseSchema)` to create a new message.
+ */
+export const DeleteGlobalLimitsResponseSchema: GenMessage<DeleteGlobalLimitsResponse> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_policy_service, 26);
+
+/**
  * PolicySource is where a user's effective policy comes from.
  *
  * @generated from enum tollgate.v1.PolicySource
@@ -679,6 +807,39 @@ export const PolicyService: GenService<{
     methodKind: "unary";
     input: typeof ListUserPoliciesRequestSchema;
     output: typeof ListUserPoliciesResponseSchema;
+  },
+  /**
+   * SetGlobalLimits stores the global windows: limits over every user
+   * together (a shared downstream), on every host at once. When they bind,
+   * users are still served in the order they became due (round-robin).
+   *
+   * @generated from rpc tollgate.v1.PolicyService.SetGlobalLimits
+   */
+  setGlobalLimits: {
+    methodKind: "unary";
+    input: typeof SetGlobalLimitsRequestSchema;
+    output: typeof SetGlobalLimitsResponseSchema;
+  },
+  /**
+   * GetGlobalLimits answers the global windows in force and where they come from.
+   *
+   * @generated from rpc tollgate.v1.PolicyService.GetGlobalLimits
+   */
+  getGlobalLimits: {
+    methodKind: "unary";
+    input: typeof GetGlobalLimitsRequestSchema;
+    output: typeof GetGlobalLimitsResponseSchema;
+  },
+  /**
+   * DeleteGlobalLimits deletes the stored global windows: each host's
+   * TOLLGATE_GLOBAL_LIMITS binds again.
+   *
+   * @generated from rpc tollgate.v1.PolicyService.DeleteGlobalLimits
+   */
+  deleteGlobalLimits: {
+    methodKind: "unary";
+    input: typeof DeleteGlobalLimitsRequestSchema;
+    output: typeof DeleteGlobalLimitsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tollgate_v1_policy_service, 0);
