@@ -65,7 +65,7 @@ describe("a global limit of 3/1s on two servers sharing one Redis", () => {
     const submitted: string[][] = users.map(() => []);
     for (let round = 0; round < 5; round++) {
       const answers = await Promise.all(users.map((userId, u) => tasks(u % 2 === 0 ? a : b).submit({ userId })));
-      answers.forEach((answer, u) => submitted[u]!.push(answer.taskId));
+      for (const [u, answer] of answers.entries()) submitted[u]!.push(answer.taskId);
     }
     const starts = await Promise.all(submitted.map((ids) => startsOf(tasks(a), ids)));
     const all = starts.flat();
