@@ -276,20 +276,19 @@ export class RedisStore implements TaskStore {
       ? await this.tracked(() => this.global.reserve("", [Date.now()]))
       : undefined;
     const admitted = reservation?.granted === 0 ? { ...submission, canStartNow: false } : submission;
-    let admission: Admission | undefined;
-    try {
-      for (let attempt = 1; ; attempt++) {
-        const guess = this.known.of(userId);
-        const answer = await this.admitWith(admitted, partition, taskId, guess);
-        if (answer !== "policy-changed") {
-          admission = answer;
-          return answer;
-        }
-        if (attempt >= 3) throw new Error(`the policy of user ${userId} kept changing while a Submit ran`);
+    for (let attempt = 1; ; attempt++) {
+      const guess = this.known.of(userId);
+      // A throw keeps the unit: the task may have started (a reply lost, or short of replicas).
+      const answer = await this.admitWith(admitted, partition, taskId, guess);
+      if (answer !== "policy-changed") {
+        // Known not started (queued, refused, a duplicate): the unit goes back.
+        if (reservation && answer.outcome !== "started") await reservation.refund(1);
+        return answer;
       }
-    } finally {
-      // Not started (queued, refused, or the reply lost with the task not started): the unit goes back.
-      if (reservation && admission?.outcome !== "started") await reservation.refund(1);
+      if (attempt >= 3) {
+        await reservation?.refund(1);
+        throw new Error(`the policy of user ${userId} kept changing while a Submit ran`);
+      }
     }
   }
 
