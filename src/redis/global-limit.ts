@@ -2,6 +2,7 @@ import { formatRatePolicy, parseRatePolicy, type RatePolicy } from "../core/rate
 import type { Clock } from "../core/clock.js";
 import type { RedisClient } from "./connection.js";
 import type { GlobalKeys } from "./keys.js";
+import { storeCall } from "./errors.js";
 import { LuaScript } from "./lua-script.js";
 
 const reserveScript = new LuaScript("global-reserve-n.lua");
@@ -52,7 +53,8 @@ export class GlobalLimit {
   async windows(): Promise<RatePolicy> {
     const now = this.clock.now();
     if (!this.spec || now - this.spec.readAt >= SPEC_TRUST_MS) {
-      const stored = await this.redis.get(this.keys.policy);
+      // Through storeCall, so an outage is StoreUnavailable (UNAVAILABLE at Submit), as for every other command.
+      const stored = await storeCall(() => this.redis.get(this.keys.policy));
       this.learn(stored ?? this.hostSpec, now);
     }
     return this.spec!.windows;
