@@ -617,11 +617,15 @@ const POLICY_HELP = `Usage: tollgate policy set --user ID (--plan NAME | --limit
        tollgate policy get --user ID [flags]
        tollgate policy delete --user ID [flags]
        tollgate policy list [flags]
+       tollgate policy global [--limits WINDOWS | --limits none | --delete] [flags]
 
 A user's policy (PolicyService; admin keys only): a plan, or limits of its
 own (an override). get prints the user's effective policy and where it comes
 from (override, plan, or the default plan). delete gives the user the default
 plan again. A change binds the user's next start on every server at once.
+global prints the global limits (windows over every user together), sets
+them (--limits; none for no global limit), or deletes the stored ones
+(--delete: each server's TOLLGATE_GLOBAL_LIMITS binds again).
   --user ID           the user (required, except for list)
   --plan NAME         assign this plan
   --limits WINDOWS    an override: windows, limit/duration each: 5/1s,100/1m
@@ -729,6 +733,7 @@ export async function policyCommand(args: readonly string[]): Promise<number> {
       limits: { type: "string" },
       "max-running": { type: "string" },
       "dry-run": { type: "boolean" },
+      delete: { type: "boolean" },
     },
     true,
   );
@@ -839,7 +844,33 @@ export async function policyCommand(args: readonly string[]): Promise<number> {
       if (!values.json) for (const line of table([["USER", "POLICY"], ...rows])) console.log(line);
       return 0;
     }
+    case "global": {
+      if (values.limits !== undefined && values.delete) throw new UsageError("give --limits or --delete, not both");
+      if (values.delete) {
+        const { deleted } = await client.deleteGlobalLimits({});
+        console.log(
+          values.json
+            ? JSON.stringify({ deleted })
+            : deleted
+              ? "global limits deleted: TOLLGATE_GLOBAL_LIMITS binds again"
+              : "no global limits were stored",
+        );
+        return 0;
+      }
+      const answer =
+        values.limits !== undefined
+          ? (await client.setGlobalLimits({ limits: values.limits })).globalLimits
+          : (await client.getGlobalLimits({})).globalLimits;
+      const limits = answer?.limits ?? "none";
+      const from = answer?.fromConfig ? "TOLLGATE_GLOBAL_LIMITS" : "stored";
+      console.log(
+        values.json
+          ? JSON.stringify({ limits, fromConfig: answer?.fromConfig ?? false })
+          : `global limits: ${limits} (${from})`,
+      );
+      return 0;
+    }
     default:
-      throw new UsageError("give one action: set, get, delete or list");
+      throw new UsageError("give one action: set, get, delete, list or global");
   }
 }

@@ -15,6 +15,7 @@ import { startTestServer, type TestServer } from "../support/server.js";
 import { ADMIN_KEY, ALICE_KEY, writeKeyFile } from "../support/api-keys.js";
 import { pollUntil } from "../support/expect.js";
 import { checkStarts } from "../support/task-log.js";
+import { describeRun, runCommand } from "../support/command.js";
 import { Disposition, TaskState, type TaskService } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 import type { PolicyService } from "../../gen/ts/tollgate/v1/policy_service_pb.js";
 
@@ -111,6 +112,19 @@ describe("a global limit of 3/1s on two servers sharing one Redis", () => {
       );
     assert.equal(bad?.code, Code.InvalidArgument);
     assert.match(bad?.rawMessage ?? "", /^limits: /);
+    // The CLI's view of the same.
+    const cli = await runCommand(process.execPath, [
+      new URL("../../bin/tollgate.js", import.meta.url).pathname,
+      "policy",
+      "global",
+      "--addr",
+      a.address.replace("http://", ""),
+      "--api-key",
+      ADMIN_KEY,
+    ]);
+    assert.equal(cli.code, 0, describeRun(cli));
+    assert.equal(cli.stdout.trim(), "global limits: 3/1s (TOLLGATE_GLOBAL_LIMITS)");
+
     const denied = await policies(a, ALICE_KEY)
       .setGlobalLimits({ limits: "none" })
       .then(
