@@ -1,6 +1,6 @@
 import { authorizeListQueues, type Identity } from "./authorization.js";
 import { pageSizeOf } from "./list-tasks.js";
-import { invalidArgument } from "./service-error.js";
+import { decodePageToken, encodePageToken, malformedPageToken } from "./page-token.js";
 import type { QueueSummary, TaskStore } from "./store.js";
 
 // The rules of ListQueues: who may list every user's queue, the order (the
@@ -52,8 +52,6 @@ interface PageToken {
   readonly u: string;
 }
 
-const MAX_TOKEN_LENGTH = 1024;
-
 /** What ListQueues orders by: tasks waiting to start, queued or waiting to retry. */
 function backlogOf(queue: QueueSummary): number {
   return queue.queued + queue.waitingToRetry;
@@ -68,23 +66,12 @@ function compareQueues(a: QueuesCursor, b: QueuesCursor): number {
 
 function encodeQueuesToken(cursor: QueuesCursor): string {
   const token: PageToken = { v: 1, l: "queues", b: cursor.backlog, u: cursor.userId };
-  return Buffer.from(JSON.stringify(token), "utf8").toString("base64url");
+  return encodePageToken(token);
 }
 
 function decodeQueuesToken(text: string): QueuesCursor {
-  const malformed = invalidArgument(
-    "page_token",
-    "is not a page token of ListQueues; pass next_page_token from the page before unchanged, or none for the first page",
-  );
-  if (!/^[A-Za-z0-9_-]+$/.test(text) || text.length > MAX_TOKEN_LENGTH) throw malformed;
-  let token: unknown;
-  try {
-    token = JSON.parse(Buffer.from(text, "base64url").toString("utf8"));
-  } catch {
-    throw malformed;
-  }
-  if (typeof token !== "object" || token === null) throw malformed;
-  const { v, l, b, u } = token as Record<string, unknown>;
+  const malformed = malformedPageToken("ListQueues");
+  const { v, l, b, u } = decodePageToken(text, "ListQueues");
   if (v !== 1 || l !== "queues") throw malformed;
   if (typeof b !== "number" || !Number.isSafeInteger(b) || b < 0) throw malformed;
   if (typeof u !== "string" || u === "") throw malformed;

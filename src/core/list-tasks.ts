@@ -1,4 +1,5 @@
 import { actingUserId, authorizeList, type Identity } from "./authorization.js";
+import { decodePageToken, encodePageToken, malformedPageToken } from "./page-token.js";
 import { invalidArgument } from "./service-error.js";
 import type { ListedTask, ListState, TaskStore } from "./store.js";
 import { isTaskId } from "./task-id.js";
@@ -56,24 +57,9 @@ interface PageToken {
 
 const LIST_STATES: ReadonlySet<string> = new Set<ListState>(["queued", "running", "dead"]);
 
-function encodePageToken(token: PageToken): string {
-  return Buffer.from(JSON.stringify(token), "utf8").toString("base64url");
-}
-
-function decodePageToken(text: string): PageToken {
-  const malformed = invalidArgument(
-    "page_token",
-    "is not a page token of ListTasks; pass next_page_token from the page before unchanged, or none for the first page",
-  );
-  if (!/^[A-Za-z0-9_-]+$/.test(text) || text.length > 1024) throw malformed;
-  let token: unknown;
-  try {
-    token = JSON.parse(Buffer.from(text, "base64url").toString("utf8"));
-  } catch {
-    throw malformed;
-  }
-  if (typeof token !== "object" || token === null) throw malformed;
-  const { v, u, s, a } = token as Record<string, unknown>;
+function decodeTasksToken(text: string): PageToken {
+  const malformed = malformedPageToken("ListTasks");
+  const { v, u, s, a } = decodePageToken(text, "ListTasks");
   if (v !== 1 || typeof u !== "string" || typeof s !== "string" || !LIST_STATES.has(s)) throw malformed;
   if (typeof a !== "string" || !isTaskId(a)) throw malformed;
   return { v, u, s: s as ListState, a };
@@ -88,7 +74,7 @@ export function checkListTasks(caller: Identity, request: ListTasksRequest): Lis
   authorizeList(caller, userId);
   let after: string | undefined;
   if (request.pageToken !== "") {
-    const token = decodePageToken(request.pageToken);
+    const token = decodeTasksToken(request.pageToken);
     if (token.u !== userId || token.s !== state) {
       throw invalidArgument(
         "page_token",

@@ -2,6 +2,7 @@ import type { Logger } from "../logger.js";
 import { authorizePolicyChange, callerName, type Identity } from "./authorization.js";
 import { pageSizeOf } from "./list-tasks.js";
 import type { EffectivePolicy, NamedPlan, PolicyAssignment, PolicyStore } from "./policy-store.js";
+import { decodePageToken, encodePageToken, malformedPageToken } from "./page-token.js";
 import { notFound, invalidArgument } from "./service-error.js";
 import { formatRatePolicy, parseRatePolicy, type RatePolicy } from "./rate-policy.js";
 import { nthStartTime, type WindowCounter } from "./start-schedule.js";
@@ -29,7 +30,6 @@ export interface PolicyRules {
 }
 
 const PLAN_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
-const MAX_TOKEN_LENGTH = 1024;
 
 function checkPlanName(name: string, field: string): void {
   if (!PLAN_NAME.test(name)) {
@@ -192,27 +192,13 @@ function pageByName<T>(
   return {
     items: page,
     nextPageToken:
-      sorted.length > size && last !== undefined
-        ? Buffer.from(JSON.stringify({ v: 1, l: list, a: nameOf(last) }), "utf8").toString("base64url")
-        : "",
+      sorted.length > size && last !== undefined ? encodePageToken({ v: 1, l: list, a: nameOf(last) }) : "",
   };
 }
 
 function decodeNameToken(text: string, list: "plans" | "users"): string {
-  const malformed = invalidArgument(
-    "page_token",
-    "is not a page token of this listing; pass next_page_token from the page before unchanged, or none for the first page",
-  );
-  if (!/^[A-Za-z0-9_-]+$/.test(text) || text.length > MAX_TOKEN_LENGTH) throw malformed;
-  let token: unknown;
-  try {
-    token = JSON.parse(Buffer.from(text, "base64url").toString("utf8"));
-  } catch {
-    throw malformed;
-  }
-  if (typeof token !== "object" || token === null) throw malformed;
-  const { v, l, a } = token as Record<string, unknown>;
-  if (v !== 1 || l !== list || typeof a !== "string") throw malformed;
+  const { v, l, a } = decodePageToken(text, "this listing");
+  if (v !== 1 || l !== list || typeof a !== "string") throw malformedPageToken("this listing");
   return a;
 }
 
