@@ -9,12 +9,11 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { createTollgateClient, type TollgateClient } from "../../src/client/client.js";
-import { freePort } from "../../src/redis/embedded-redis.js";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { parseRatePolicy } from "../../src/core/rate-policy.js";
 import { usePrivateRedis } from "../support/fixture.js";
 import { TestRedis } from "../support/redis.js";
-import { startServeProcess, type ServeProcess } from "../support/serve-process.js";
+import { startServeProcess, startServeWithHttpPort, type ServeProcess } from "../support/serve-process.js";
 import { checkStarts, readFixtureLog, waitUntilAllRan } from "../support/task-log.js";
 import { Disposition } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 import { inARow, pollUntil } from "../support/expect.js";
@@ -208,19 +207,9 @@ describe("tollgate serve as a cluster", () => {
   });
 
   test("/metrics is Prometheus text, aggregated over workers, and counts what happened", async () => {
-    // A port free a moment ago may be taken by the time the primary listens
-    // (other tests open sockets meanwhile): try another then.
-    let metricsPort = 0;
-    let server: ServeProcess | undefined;
-    for (let attempt = 1; !server; attempt++) {
-      metricsPort = await freePort();
-      server = await startServeProcess(
-        baseEnv("metrics", { TOLLGATE_RATE_LIMITS: "1/1s", TOLLGATE_METRICS_PORT: String(metricsPort) }),
-      ).catch((error: Error) => {
-        if (attempt < 3 && /EADDRINUSE/.test(error.message)) return undefined;
-        throw error;
-      });
-    }
+    const { serve: server, httpPort: metricsPort } = await startServeWithHttpPort(
+      baseEnv("metrics", { TOLLGATE_RATE_LIMITS: "1/1s" }),
+    );
     try {
       await waitForWorkers(server, 2);
       // Separate channels, so both workers serve some of the calls.

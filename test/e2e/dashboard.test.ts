@@ -11,11 +11,10 @@ import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
 import { createPolicyClient, createTollgateClient } from "../../src/client/client.js";
-import { freePort } from "../../src/redis/embedded-redis.js";
 import { ADMIN_KEY, ALICE_KEY, writeKeyFile } from "../support/api-keys.js";
 import { pollUntil } from "../support/expect.js";
 import { usePrivateRedis } from "../support/fixture.js";
-import { startServeProcess, type ServeProcess } from "../support/serve-process.js";
+import { startServeWithHttpPort, type ServeProcess } from "../support/serve-process.js";
 import { firstSnapshot } from "../support/watch.js";
 
 const FIXTURE_HANDLERS = fileURLToPath(new URL("../fixtures/handlers.ts", import.meta.url));
@@ -35,28 +34,20 @@ describe("the dashboard in a real browser", { skip: existsSync(CHROME) ? false :
   before(async () => {
     const keys = await writeKeyFile(ctx.dir);
     log = join(ctx.dir, "fixture.log");
-    for (let attempt = 1; ; attempt++) {
-      const httpPort = await freePort();
-      try {
-        serve = await startServeProcess({
-          TOLLGATE_REDIS_URL: ctx.redis.url,
-          TOLLGATE_HOST: "127.0.0.1",
-          TOLLGATE_PORT: "0",
-          TOLLGATE_WORKERS: "2",
-          TOLLGATE_DATA_DIR: ctx.dir,
-          TOLLGATE_AUTH_KEYS: keys,
-          TOLLGATE_METRICS_PORT: String(httpPort),
-          TOLLGATE_RATE_LIMITS: "5/1s",
-          TOLLGATE_HANDLER: FIXTURE_HANDLERS,
-          TOLLGATE_FIXTURE_LOG: log,
-          TOLLGATE_MAX_ATTEMPTS: "1",
-        });
-        base = `http://127.0.0.1:${httpPort}`;
-        break;
-      } catch (error) {
-        if (attempt === 3) throw error;
-      }
-    }
+    const started = await startServeWithHttpPort({
+      TOLLGATE_REDIS_URL: ctx.redis.url,
+      TOLLGATE_HOST: "127.0.0.1",
+      TOLLGATE_PORT: "0",
+      TOLLGATE_WORKERS: "2",
+      TOLLGATE_DATA_DIR: ctx.dir,
+      TOLLGATE_AUTH_KEYS: keys,
+      TOLLGATE_RATE_LIMITS: "5/1s",
+      TOLLGATE_HANDLER: FIXTURE_HANDLERS,
+      TOLLGATE_FIXTURE_LOG: log,
+      TOLLGATE_MAX_ATTEMPTS: "1",
+    });
+    serve = started.serve;
+    base = `http://127.0.0.1:${started.httpPort}`;
     browser = await puppeteer.launch({
       executablePath: CHROME,
       headless: true,

@@ -8,10 +8,9 @@ import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { createTollgateClient, retryAfterMs } from "../../src/client/client.js";
-import { freePort } from "../../src/redis/embedded-redis.js";
 import { ADMIN_KEY, ALICE_KEY, writeKeyFile } from "../support/api-keys.js";
 import { usePrivateRedis } from "../support/fixture.js";
-import { startServeProcess, type ServeProcess } from "../support/serve-process.js";
+import { startServeWithHttpPort, type ServeProcess } from "../support/serve-process.js";
 import { Disposition, OverLimit, TaskService } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 const ctx = usePrivateRedis("web-api");
@@ -33,24 +32,14 @@ describe("the API for browsers on the HTTP port", () => {
 
   before(async () => {
     const keys = await writeKeyFile(ctx.dir);
-    // The HTTP port must be known before start; another process may take a free port first.
-    for (let attempt = 1; ; attempt++) {
-      httpPort = await freePort();
-      try {
-        serve = await startServeProcess({
-          TOLLGATE_REDIS_URL: ctx.redis.url,
-          TOLLGATE_HOST: "127.0.0.1",
-          TOLLGATE_PORT: "0",
-          TOLLGATE_WORKERS: "2",
-          TOLLGATE_DATA_DIR: ctx.dir,
-          TOLLGATE_AUTH_KEYS: keys,
-          TOLLGATE_METRICS_PORT: String(httpPort),
-        });
-        break;
-      } catch (error) {
-        if (attempt === 3) throw error;
-      }
-    }
+    ({ serve, httpPort } = await startServeWithHttpPort({
+      TOLLGATE_REDIS_URL: ctx.redis.url,
+      TOLLGATE_HOST: "127.0.0.1",
+      TOLLGATE_PORT: "0",
+      TOLLGATE_WORKERS: "2",
+      TOLLGATE_DATA_DIR: ctx.dir,
+      TOLLGATE_AUTH_KEYS: keys,
+    }));
   });
   after(async () => {
     serve?.child.kill("SIGTERM");

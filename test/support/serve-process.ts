@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { freePort } from "../../src/redis/embedded-redis.js";
 
 const BIN = fileURLToPath(new URL("../../bin/tollgate.js", import.meta.url));
 
@@ -52,4 +53,22 @@ export async function startServeProcess(
     });
   });
   return { child, port, output: () => output, exited };
+}
+
+/**
+ * `tollgate serve` with its HTTP port (the dashboard, /metrics, the API for
+ * browsers) on a port free a moment ago; tried again on another when some
+ * other process took it first (other tests open sockets meanwhile).
+ */
+export async function startServeWithHttpPort(
+  env: Record<string, string>,
+): Promise<{ readonly serve: ServeProcess; readonly httpPort: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const httpPort = await freePort();
+    try {
+      return { serve: await startServeProcess({ ...env, TOLLGATE_METRICS_PORT: String(httpPort) }), httpPort };
+    } catch (error) {
+      if (attempt >= 3 || !/EADDRINUSE/.test((error as Error).message)) throw error;
+    }
+  }
 }
