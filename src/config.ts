@@ -21,6 +21,8 @@ export interface Config {
   readonly partitions: number;
   readonly dataDir: string;
   readonly ratePolicy: RatePolicy;
+  /** Windows over every user together; empty: no global limit (PolicyService may store one). */
+  readonly globalPolicy: RatePolicy;
   readonly maxBacklog: number;
   readonly concurrency: number;
   readonly maxAttempts: number;
@@ -220,6 +222,20 @@ export const SETTINGS = {
       throw new ConfigError((error as Error).message);
     }
   }),
+  globalPolicy: setting(
+    "TOLLGATE_GLOBAL_LIMITS",
+    "unset: none",
+    "windows over all users together, limit/duration (PolicyService can set them at run time)",
+    (v) => {
+      const text = optional(v);
+      if (text === undefined) return Object.freeze([]) as RatePolicy;
+      try {
+        return parseRatePolicy(text);
+      } catch (error) {
+        throw new ConfigError((error as Error).message);
+      }
+    },
+  ),
   maxBacklog: integerSetting(
     "TOLLGATE_MAX_BACKLOG",
     10_000,

@@ -15,6 +15,8 @@ Commands:
   resume    resume a paused queue (--user ID)
   queues    list every user's queue, largest backlog first (admins)
   dead      requeue or purge a user's dead-lettered tasks
+  plan      set, list, show or delete rate plans (admins)
+  policy    set, show or delete a user's plan or own limits (admins)
   health    whether the server is serving (exit 0) or not (exit 1)
 
 Run "tollgate <command> --help" for its flags.
@@ -35,6 +37,8 @@ const CLIENT_COMMANDS: Readonly<
     | "resumeCommand"
     | "queuesCommand"
     | "deadCommand"
+    | "planCommand"
+    | "policyCommand"
     | "healthCommand"
   >
 > = {
@@ -48,6 +52,8 @@ const CLIENT_COMMANDS: Readonly<
   resume: "resumeCommand",
   queues: "queuesCommand",
   dead: "deadCommand",
+  plan: "planCommand",
+  policy: "policyCommand",
   health: "healthCommand",
 };
 

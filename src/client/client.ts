@@ -3,6 +3,7 @@ import { createClient, ConnectError, type Client, type Interceptor } from "@conn
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { decodeRetryInfo, RETRY_INFO_TYPE } from "../grpc/retry-info.js";
 import { Health } from "../../gen/ts/grpc/health/v1/health_pb.js";
+import { PolicyService } from "../../gen/ts/tollgate/v1/policy_service_pb.js";
 import { TaskService, type SubmitResponse, type WatchQueueResponse } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { SubmitRequestSchema } from "../../gen/ts/tollgate/v1/task_service_pb.js";
@@ -40,6 +41,11 @@ function transport(options: TollgateClientOptions) {
 /** The generated, typed TaskService client over gRPC (@connectrpc/connect-node). */
 export function createTollgateClient(options: TollgateClientOptions): TollgateClient {
   return createClient(TaskService, transport(options));
+}
+
+/** PolicyService (admin keys only) on the same server. */
+export function createPolicyClient(options: TollgateClientOptions): Client<typeof PolicyService> {
+  return createClient(PolicyService, transport(options));
 }
 
 /** grpc.health.v1 on the same server. */

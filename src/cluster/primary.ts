@@ -7,6 +7,8 @@ import { createLogger, type Logger } from "../logger.js";
 import { startHttpServer, type HttpServer } from "./http-server.js";
 import { webApiRoutes, type GrpcTarget } from "./web-api.js";
 import { loadDashboard } from "./dashboard-assets.js";
+import { PolicyService } from "../../gen/ts/tollgate/v1/policy_service_pb.js";
+import { TaskService } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 import { connectRedis, redactUrl } from "../redis/connection.js";
 import { checkRedisRequirements } from "../redis/requirements.js";
 import { systemClock, type Clock } from "../core/clock.js";
@@ -79,7 +81,7 @@ export async function runPrimary(config: Config): Promise<void> {
         config.host,
         config.metricsPort,
         logger,
-        webApiRoutes(() => grpcTarget),
+        webApiRoutes(() => grpcTarget, [TaskService, PolicyService]),
         await loadDashboard(),
       );
     }

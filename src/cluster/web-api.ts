@@ -1,10 +1,10 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { TaskService } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 /**
- * The API for browsers, on the primary's HTTP port: TaskService over the
+ * The API for browsers, on the primary's HTTP port: TaskService and
+ * PolicyService over the
  * Connect protocol and gRPC-Web (connect-node), each call forwarded as gRPC
  * to the workers' port on this host. So a browser's call meets exactly what a
  * gRPC call meets (the workers' interceptors: auth, validation, the rate
@@ -38,7 +38,7 @@ type AnyClient = Record<string, AnyMethod>;
  */
 export function webApiRoutes(
   target: () => GrpcTarget | string | undefined,
-  services: readonly DescService[] = [TaskService],
+  services: readonly DescService[],
 ): (router: ConnectRouter) => void {
   // One HTTP/2 connection to the workers, made again if where they serve changes.
   let current: { readonly key: string; readonly clients: Map<DescService, AnyClient> } | undefined;

@@ -8,7 +8,8 @@ import { permissionDenied } from "./service-error.js";
 export type Identity =
   | { readonly kind: "anyone" }
   | { readonly kind: "user"; readonly userId: string }
-  | { readonly kind: "admin" };
+  /** keyId: a fingerprint of the admin's key (not the key), naming who made a change in the logs. */
+  | { readonly kind: "admin"; readonly keyId?: string };
 
 export const ANYONE: Identity = Object.freeze({ kind: "anyone" });
 
@@ -77,4 +78,21 @@ export function authorizeDeadLetters(caller: Identity, action: "requeue" | "purg
 /** List every user's queue (ListQueues): admins only (anyone, with auth off). */
 export function authorizeListQueues(caller: Identity): void {
   if (caller.kind === "user") denied(caller, "list every user's queue (admins only)");
+}
+
+/** Change plans and users' policies (PolicyService): admins only (anyone, with auth off). */
+export function authorizePolicyChange(caller: Identity, what: string): void {
+  if (caller.kind === "user") denied(caller, `${what} (PolicyService is for admin keys only)`);
+}
+
+/** Who a caller is, for the logs of what it changed: never a key itself. */
+export function callerName(caller: Identity): string {
+  switch (caller.kind) {
+    case "anyone":
+      return "anyone (auth off)";
+    case "user":
+      return `user key of "${caller.userId}"`;
+    case "admin":
+      return caller.keyId === undefined ? "admin key" : `admin key sha256:${caller.keyId}`;
+  }
 }

@@ -27,12 +27,14 @@ export function closeIfReset(window: FixedWindow, t: number): void {
 }
 
 /**
- * The earliest moment from `t` at which the window, as it stands, has room:
- * `t` when it is not full, its reset when it is. (A full window with no reset
- * cannot block; Redis never holds one.)
+ * The earliest moment from `t` at which the window, as it stands, has room
+ * for a start of `units`: `t` when it has, its reset when not. An empty
+ * window always has room (a cost above the limit fills it; window.lua says
+ * the same). (A full window with no reset cannot block; Redis never holds one.)
  */
-export function roomFrom(window: FixedWindow, limit: number, t: number): number {
-  return window.count >= limit && !Number.isNaN(window.resetAt) ? Math.max(t, window.resetAt) : t;
+export function roomFrom(window: FixedWindow, limit: number, t: number, units = 1): number {
+  const full = window.count > 0 && window.count + units > limit;
+  return full && !Number.isNaN(window.resetAt) ? Math.max(t, window.resetAt) : t;
 }
 
 /** Counts `units` starts at `t`: a window closed by then opens at `t`. */

@@ -18,21 +18,29 @@ export interface WindowCounter {
  * knows nothing of retries or handler time, so it is the policy's bound, not
  * a guess.
  */
-export function nthStartTime(policy: RatePolicy, counters: readonly WindowCounter[], now: number, n: number): number {
+export function nthStartTime(
+  policy: RatePolicy,
+  counters: readonly WindowCounter[],
+  now: number,
+  n: number,
+  /** Units the n-th start uses (its task's cost); the starts before it are taken as one unit each. */
+  units = 1,
+): number {
   // Submit calls this for every queued task, with n up to the backlog cap:
   // no generator, and all the starts that fit at one moment taken together.
   const windows = windowsFrom(policy, counters);
   let t = now;
-  let left = n;
-  for (;;) {
+  let left = n - 1;
+  while (left > 0) {
     t = earliestRoom(policy, windows, t);
     let room = Infinity;
     for (let i = 0; i < windows.length; i++) room = Math.min(room, policy[i]!.limit - windows[i]!.count);
     if (room <= 0) room = 1; // a full window with no reset cannot block (never in Redis)
-    if (left <= room) return t;
-    left -= room;
-    for (let i = 0; i < windows.length; i++) useWindow(windows[i]!, policy[i]!.durationMs, t, room);
+    const taken = Math.min(room, left);
+    left -= taken;
+    for (let i = 0; i < windows.length; i++) useWindow(windows[i]!, policy[i]!.durationMs, t, taken);
   }
+  return earliestRoom(policy, windows, t, units);
 }
 
 /**
@@ -59,13 +67,13 @@ function windowsFrom(policy: RatePolicy, counters: readonly WindowCounter[]): Fi
   return policy.map((_, i) => fixedWindow(counters[i]?.count ?? 0, counters[i]?.resetAt ?? null));
 }
 
-/** The earliest moment from `t` at which every window has room; windows closed by then are closed. */
-function earliestRoom(policy: RatePolicy, windows: readonly FixedWindow[], t: number): number {
+/** The earliest moment from `t` at which every window has room for `units`; windows closed by then are closed. */
+function earliestRoom(policy: RatePolicy, windows: readonly FixedWindow[], t: number, units = 1): number {
   for (;;) {
     let until = t;
     for (let i = 0; i < windows.length; i++) {
       closeIfReset(windows[i]!, t);
-      until = Math.max(until, roomFrom(windows[i]!, policy[i]!.limit, t));
+      until = Math.max(until, roomFrom(windows[i]!, policy[i]!.limit, t, units));
     }
     if (until === t) return t;
     t = until;

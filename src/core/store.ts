@@ -1,5 +1,6 @@
 import type { WindowCounter } from "./start-schedule.js";
 import type { TaskTraceContext } from "./task-tracer.js";
+import type { UserPolicy } from "./user-policy.js";
 
 // The storage boundary: everything the core needs from where tasks live. The
 // core (drainer, runner, progress, Submit's decision) depends on this
@@ -22,6 +23,8 @@ export interface Submission {
   readonly priority?: number;
   /** W3C traceparent of the Submit span, stored with the task when tracing is on. */
   readonly traceparent?: string;
+  /** Units of every window each attempt uses; absent: 1. */
+  readonly cost?: number;
 }
 
 /** A task the drainer claimed: it is running under a lease now. */
@@ -97,8 +100,10 @@ export interface QueueSnapshot {
   readonly dueAt: number | undefined;
   /** The user's queue is paused (PauseQueue); absent (not paused) for the every-queue snapshot. */
   readonly paused?: boolean;
-  /** The user's windows; undefined for the every-queue snapshot. */
+  /** The user's windows, those of `policy`; undefined for the every-queue snapshot. */
   readonly windows: WindowCounter[] | undefined;
+  /** The user's effective policy when read; absent for the every-queue snapshot. */
+  readonly policy?: UserPolicy;
 }
 
 export type AttemptResult = { readonly ok: true } | { readonly ok: false; readonly error: string };
@@ -113,15 +118,27 @@ export type FinishOutcome = "succeeded" | "retry-scheduled" | "dead" | "cancelle
  */
 export type ReleaseOutcome = "released" | "cancelled" | "lease-lost";
 
-/** What admit decided, with the user's windows as they were after it. */
+/**
+ * What admit decided, with the user's effective policy (resolved in the same
+ * step) and its windows as they were after it.
+ */
 export type Admission =
-  | { readonly outcome: "started"; readonly taskId: string; readonly now: number; readonly windows: WindowCounter[] }
+  | {
+      readonly outcome: "started";
+      readonly taskId: string;
+      readonly now: number;
+      readonly windows: WindowCounter[];
+      /** The user's effective policy; absent: the host's (a store with no per-user policies). */
+      readonly policy?: UserPolicy;
+    }
   | {
       readonly outcome: "queued";
       readonly taskId: string;
       readonly position: number;
       readonly now: number;
       readonly windows: WindowCounter[];
+      /** The user's effective policy; absent: the host's (a store with no per-user policies). */
+      readonly policy?: UserPolicy;
     }
   | { readonly outcome: "duplicate"; readonly taskId: string; readonly now: number }
   | {
@@ -129,7 +146,11 @@ export type Admission =
       readonly queued: number;
       readonly now: number;
       readonly windows: WindowCounter[];
+      /** The user's effective policy; absent: the host's (a store with no per-user policies). */
+      readonly policy?: UserPolicy;
     }
+  /** The cost is above the limit of the policy's window `window` (0-based): it could never start. Nothing stored. */
+  | { readonly outcome: "cost-too-high"; readonly window: number; readonly now: number; readonly policy: UserPolicy }
   /** Reject mode and the user's queue is paused: nothing stored. */
   | { readonly outcome: "paused"; readonly queued: number; readonly now: number };
 

@@ -1,13 +1,15 @@
 import { metrics } from "../metrics.js";
 import { actingUserId, authorizeSubmit, type Identity } from "./authorization.js";
-import type { RatePolicy } from "./rate-policy.js";
+import { formatRatePolicy, type RatePolicy } from "./rate-policy.js";
 import { invalidArgument, queuePaused, resourceExhausted } from "./service-error.js";
 import { nthStartTime, type WindowCounter } from "./start-schedule.js";
 import { NotReplicated, type Admission, type TaskStore } from "./store.js";
 import type { TaskRunner } from "./task-runner.js";
 import type { TaskTraceContext } from "./task-tracer.js";
 import { systemClock, type Clock } from "./clock.js";
+import type { UserPolicy } from "./user-policy.js";
 import {
+  checkCost,
   checkIdempotencyKey,
   checkKind,
   checkPayload,
@@ -35,6 +37,8 @@ export interface SubmitCommand {
   readonly priority?: number | undefined;
   /** W3C traceparent of the Submit span (the transport made it); undefined: not traced. */
   readonly traceparent?: string | undefined;
+  /** Units of every window the task uses at each attempt's start; 0 (unset): 1. */
+  readonly cost?: number;
 }
 
 /** One window of the user's policy as it stands after the Submit. */
@@ -60,7 +64,7 @@ export type SubmitDecision =
       readonly position: number;
       /**
        * The earliest moment the policy lets it start, if everything ahead
-       * starts on time; never before its not_before.
+       * starts on time (taken as one unit each); never before its not_before.
        */
       readonly estimatedStart: number;
       readonly windows: readonly WindowState[];
@@ -74,6 +78,7 @@ export type SlotRunner = Pick<TaskRunner, "reserve" | "release" | "start">;
 export interface SubmitRules {
   readonly store: Pick<TaskStore, "admit">;
   readonly runner: SlotRunner;
+  /** The host's policy (TOLLGATE_RATE_LIMITS), for a store that names no user's own. */
   readonly policy: RatePolicy;
   /** Handler kinds this server runs. */
   readonly kinds: ReadonlySet<string>;
@@ -105,7 +110,7 @@ export async function decideSubmit(
 }
 
 async function decide(rules: SubmitRules, caller: Identity, command: SubmitCommand): Promise<SubmitDecision> {
-  const { store, runner, policy } = rules;
+  const { store, runner } = rules;
   const userId = actingUserId(caller, command.userId);
   checkUserId(userId);
   authorizeSubmit(caller, userId);
@@ -114,6 +119,7 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
   checkIdempotencyKey(command.idempotencyKey);
   const notBefore = checkSchedule(command.notBefore, command.startBy, (rules.clock ?? systemClock).now());
   const priority = checkPriority(command.priority ?? 0);
+  const cost = checkCost(command.cost ?? 0);
   const { overLimit } = command;
   if (typeof overLimit !== "string") {
     throw invalidArgument("over_limit", `unknown value ${overLimit.unknown}; use QUEUE or REJECT`);
@@ -139,6 +145,7 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
       ...(command.startBy === undefined ? {} : { startBy: command.startBy }),
       ...(priority === 0 ? {} : { priority }),
       ...(command.traceparent === undefined ? {} : { traceparent: command.traceparent }),
+      ...(cost === 1 ? {} : { cost }),
     });
   } catch (error) {
     // Stored but not confirmed by enough replicas: the caller hears
@@ -173,12 +180,19 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
   }
   metrics.submitted.inc({ disposition: admission.outcome });
   switch (admission.outcome) {
+    case "cost-too-high": {
+      const window = admission.policy.windows[admission.window];
+      throw invalidArgument(
+        "cost",
+        `${cost} is above the limit of the user's window ${window ? formatRatePolicy([window]) : `#${admission.window + 1}`}, so the task could never start; nothing was stored`,
+      );
+    }
     case "started":
       return {
         outcome: "started",
         taskId: admission.taskId,
         estimatedStart: admission.now,
-        windows: windowStates(policy, admission.windows),
+        windows: windowStates(windowsOf(rules, admission), admission.windows),
       };
     case "queued":
       return {
@@ -187,15 +201,15 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
         position: admission.position,
         estimatedStart: Math.max(
           notBefore ?? -Infinity,
-          nthStartTime(policy, admission.windows, admission.now, admission.position),
+          nthStartTime(windowsOf(rules, admission), admission.windows, admission.now, admission.position, cost),
         ),
-        windows: windowStates(policy, admission.windows),
+        windows: windowStates(windowsOf(rules, admission), admission.windows),
       };
     case "duplicate":
       return { outcome: "duplicate", taskId: admission.taskId };
     case "over-limit": {
       // A new task could start once everything queued ahead of it has.
-      const retryAt = nthStartTime(policy, admission.windows, admission.now, admission.queued + 1);
+      const retryAt = nthStartTime(windowsOf(rules, admission), admission.windows, admission.now, admission.queued + 1);
       throw resourceExhausted(
         `user is over the rate limit${admission.queued > 0 ? ` with ${admission.queued} tasks queued` : ""} and over_limit is REJECT; nothing was stored`,
         Math.max(1, retryAt - admission.now),
@@ -207,13 +221,18 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
       );
     case "backlog-full": {
       // A place frees up when the head of the queue starts.
-      const retryAt = nthStartTime(policy, admission.windows, admission.now, 1);
+      const retryAt = nthStartTime(windowsOf(rules, admission), admission.windows, admission.now, 1);
       throw resourceExhausted(
         `user's backlog is full (${admission.queued} tasks queued); nothing was stored`,
         Math.max(1, retryAt - admission.now),
       );
     }
   }
+}
+
+/** The user's windows, as the store resolved them. */
+function windowsOf(rules: SubmitRules, admission: { readonly policy?: UserPolicy }): RatePolicy {
+  return admission.policy?.windows ?? rules.policy;
 }
 
 /** The policy's windows as the user's counters leave them. */

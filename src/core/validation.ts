@@ -55,6 +55,17 @@ export function checkKind(kind: string, knownKinds: ReadonlySet<string>): void {
   }
 }
 
+/** Most units one task may cost (proto uint32); a window's limit bounds it further, in the store. */
+const MAX_COST = 1_000_000_000;
+
+/** Submit's cost: 0 (unset) means 1. Returns the cost. */
+export function checkCost(cost: number): number {
+  if (!Number.isSafeInteger(cost) || cost < 0 || cost > MAX_COST) {
+    throw invalidArgument("cost", `must be a whole number from 1 to ${MAX_COST} (0 or unset: 1)`);
+  }
+  return cost === 0 ? 1 : cost;
+}
+
 export function checkTaskId(taskId: string): void {
   if (taskId === "") throw invalidArgument("task_id", "is required");
   if (!isTaskId(taskId))

@@ -3,6 +3,7 @@
 // with the API key the user gave, if any, kept for this tab only.
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
+import { PolicyService } from "../../gen/ts/tollgate/v1/policy_service_pb.js";
 import { TaskService } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 const KEY_STORAGE = "tollgate.apiKey";
@@ -22,10 +23,12 @@ const withKey: Interceptor = (next) => (request) => {
   return next(request);
 };
 
-export const tasks: Client<typeof TaskService> = createClient(
-  TaskService,
-  createConnectTransport({ baseUrl: window.location.origin, interceptors: [withKey] }),
-);
+const transport = createConnectTransport({ baseUrl: window.location.origin, interceptors: [withKey] });
+
+export const tasks: Client<typeof TaskService> = createClient(TaskService, transport);
+
+/** Plans and users' policies: admin keys only. */
+export const policies: Client<typeof PolicyService> = createClient(PolicyService, transport);
 
 /** "PERMISSION_DENIED: …" for a ConnectError, the message for anything else. */
 export function describeError(error: unknown): string {

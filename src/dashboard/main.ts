@@ -2,7 +2,7 @@
 // a task lookup, and starts and lateness over the last minutes. Every call
 // goes through the generated TaskService client over the Connect protocol
 // (api.ts), behind the same checks as gRPC. Pages by the URL's hash:
-// #/ (queues), #/user/<id>, #/task/<id>.
+// #/ (queues), #/user/<id>, #/task/<id>, #/plans.
 import "uplot/dist/uPlot.min.css";
 import "./style.css";
 import { html } from "htm/preact";
@@ -14,6 +14,7 @@ import { ListState, TaskState } from "../../gen/ts/tollgate/v1/task_service_pb.j
 import { apiKey, describeError, isPermissionDenied, isUnauthenticated, setApiKey, tasks } from "./api.js";
 import { count, fromNow, time } from "./format.js";
 import { parseMetrics, pointBetween, type MetricsPoint, type MetricsSample } from "./metrics.js";
+import { PlansPage, UserPolicyPanel } from "./policy-views.js";
 
 const QUEUES_REFRESH_MS = 1_000;
 const METRICS_REFRESH_MS = 2_000;
@@ -23,6 +24,7 @@ const CHART_POINTS = 150;
 
 type Route =
   | { readonly page: "queues" }
+  | { readonly page: "plans" }
   | { readonly page: "user"; readonly id: string }
   | { readonly page: "task"; readonly id: string };
 
@@ -30,11 +32,16 @@ function routeOf(hash: string): Route {
   const [, page = "", id = ""] = hash.split("/").map((part) => decodeURIComponent(part));
   if (page === "user" && id !== "") return { page: "user", id };
   if (page === "task" && id !== "") return { page: "task", id };
+  if (page === "plans") return { page: "plans" };
   return { page: "queues" };
 }
 
 const link = (route: Route): string =>
-  route.page === "queues" ? "#/" : `#/${route.page}/${encodeURIComponent(route.id)}`;
+  route.page === "queues"
+    ? "#/"
+    : route.page === "plans"
+      ? "#/plans"
+      : `#/${route.page}/${encodeURIComponent(route.id)}`;
 
 /** A call's failure: UNAUTHENTICATED asks for a key (the app listens), anything else is shown. */
 const needKeyListeners = new Set<() => void>();
@@ -49,6 +56,8 @@ function App() {
   useEffect(() => {
     const onHash = () => setRoute(routeOf(window.location.hash));
     window.addEventListener("hashchange", onHash);
+    // The hash may have changed between the first render and this listener.
+    onHash();
     const onNeedKey = () => setAskKey(true);
     needKeyListeners.add(onNeedKey);
     return () => {
@@ -59,11 +68,13 @@ function App() {
   return html`
     <header>
       <a class="brand" href="#/">Tollgate</a>
+      <a class="nav" href="#/plans">Plans</a>
       <${Lookup} />
       <${KeyControl} ask=${askKey} onDone=${() => setAskKey(false)} />
     </header>
     <main>
       ${route.page === "queues" && html`<${QueuesPage} />`}
+      ${route.page === "plans" && html`<${PlansPage} />`}
       ${route.page === "user" && html`<${UserPage} key=${route.id} userId=${route.id} />`}
       ${route.page === "task" && html`<${TaskPage} key=${route.id} taskId=${route.id} />`}
     </main>
@@ -332,6 +343,8 @@ function UserPage({ userId }: { userId: string }) {
       `
       }
       ${notice && html`<p class="notice">${notice}</p>`}
+      <h2>Policy</h2>
+      <${UserPolicyPanel} userId=${userId} />
       <h2>Running (${running.length})</h2>
       <${TaskTable} rows=${running} />
       <h2>Queued, in order${snapshot && Number(snapshot.queued) > queued.length ? ` (first ${queued.length})` : ""}</h2>

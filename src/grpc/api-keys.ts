@@ -46,7 +46,8 @@ export function parseApiKeys(text: string, source = "TOLLGATE_AUTH_KEYS"): Authe
     seen.add(hex);
     let identity: Identity;
     if (role === "admin") {
-      identity = { kind: "admin" };
+      // The digest's first 48 bits name the key in logs; they do not reveal it.
+      identity = { kind: "admin", keyId: hex.slice(0, 12) };
     } else if (role.startsWith("user:")) {
       const userId = role.slice("user:".length);
       try {

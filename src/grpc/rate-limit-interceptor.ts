@@ -247,6 +247,7 @@ function submitCommand(request: SubmitRequest): SubmitCommand {
     notBefore: request.notBefore ? timestampMs(request.notBefore) : undefined,
     startBy: request.startBy ? timestampMs(request.startBy) : undefined,
     priority: request.priority,
+    cost: request.cost,
   };
 }
 

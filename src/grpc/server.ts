@@ -21,6 +21,9 @@ import { taskServiceImplementation } from "./task-service.js";
 import type { Tracing } from "../tracing.js";
 import { file_grpc_health_v1_health } from "../../gen/ts/grpc/health/v1/health_pb.js";
 import { TaskService, file_tollgate_v1_task_service } from "../../gen/ts/tollgate/v1/task_service_pb.js";
+import { PolicyService, file_tollgate_v1_policy_service } from "../../gen/ts/tollgate/v1/policy_service_pb.js";
+import type { PolicyStore } from "../core/policy-store.js";
+import { policyServiceImplementation } from "./policy-service.js";
 
 /** Streams one connection may have open at once (1,000 watchers need 10 connections). */
 const MAX_CONCURRENT_STREAMS = 100;
@@ -38,6 +41,8 @@ export interface ServerOptions {
   readonly clock?: Clock;
   /** Sees every claim step (tests and benchmarks measure lateness with it). */
   readonly observeClaims?: ClaimObserver;
+  /** Plans and users' policies: PolicyService is served over them (absent: it is not served). */
+  readonly policies?: PolicyStore;
   /** Adds more services, behind the same interceptors (tests add one to see that auth covers it). */
   readonly addServices?: (server: Server) => void;
   /** Traces Submit and every attempt (src/tracing.ts); absent: no tracing. */
@@ -53,7 +58,7 @@ export interface RunningServer {
 }
 
 /**
- * Serves TaskService, health and reflection on one port, over the given task
+ * Serves TaskService, PolicyService (given its store), health and reflection on one port, over the given task
  * store (which stays the caller's: close it after the server).
  */
 export async function startServer(
@@ -84,7 +89,8 @@ export async function startServer(
     coalesceMs: 100,
     heartbeatMs: 5_000,
   });
-  const health = new HealthReporter(store, [TaskService.typeName], logger);
+  const services = options.policies ? [TaskService.typeName, PolicyService.typeName] : [TaskService.typeName];
+  const health = new HealthReporter(store, services, logger);
 
   const server = new Server({
     interceptors: [
@@ -119,8 +125,18 @@ export async function startServer(
       maxAttempts: config.maxAttempts,
     }),
   );
+  if (options.policies) {
+    server.addService(
+      grpcServiceDefinition(PolicyService),
+      policyServiceImplementation({ store: options.policies, logger }),
+    );
+  }
   health.implementation.addToServer(server);
-  reflectionService([file_tollgate_v1_task_service, file_grpc_health_v1_health]).addToServer(server);
+  reflectionService([
+    file_tollgate_v1_task_service,
+    file_tollgate_v1_policy_service,
+    file_grpc_health_v1_health,
+  ]).addToServer(server);
   options.addServices?.(server);
 
   const credentials = await serverCredentials(config);

@@ -16,14 +16,16 @@ import {
 } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 /**
- * The moments WatchQueue predicts, from the policy and the windows' state
+ * The moments WatchQueue predicts, from the user's policy and the windows' state
  * (not from past rates): when the next queued task may start and when the
  * last one will, if each starts as soon as the policy allows.
  */
 function predictDrain(
-  policy: RatePolicy,
+  hostPolicy: RatePolicy,
   snapshot: QueueSnapshot,
 ): { nextStart: number | undefined; estimatedDrain: number | undefined } {
+  // The user's own policy, read with its windows (policies as data).
+  const policy = snapshot.policy?.windows ?? hostPolicy;
   // A paused queue starts nothing until it is resumed, and nobody knows when.
   if (snapshot.queued === 0 || snapshot.paused) return { nextStart: undefined, estimatedDrain: undefined };
   if (!snapshot.windows) {

@@ -39,6 +39,7 @@ export function createRedisStore(
         | "retentionSeconds"
         | "deadLetterRetentionSeconds"
         | "deadLetterCap"
+        | "globalPolicy"
       >
     >,
   settings: RedisStoreSettings = {},
@@ -53,6 +54,7 @@ export function createRedisStore(
     retentionSeconds: config.retentionSeconds ?? DEFAULTS.retentionSeconds,
     deadLetterRetentionSeconds: config.deadLetterRetentionSeconds ?? DEFAULTS.deadLetterRetentionSeconds,
     clock: settings.clock,
+    globalPolicy: config.globalPolicy ?? [],
     replicaAcks: config.replicaAcks ?? 0,
     replicaAckTimeoutMs: config.replicaAckTimeoutMs ?? 1_000,
     onShortOfReplicas: settings.onShortOfReplicas,

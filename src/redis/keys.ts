@@ -83,7 +83,9 @@ export interface PartitionKeys {
    * letters requeued (requeue-dead-letters-n.lua), x expired (not started by
    * their start_by; the last six only ever grow), p queued above priority 0
    * and p1 … p9 queued at each level (lua/includes/priority: where a task
-   * joins the queue), and e its generation (the moment, ms, it was made).
+   * joins the queue), e its generation (the moment, ms, it was made), and
+   * cap: 1 while the user's queue waits for its cap of running tasks to
+   * free (lua/includes/policy; finish makes the user due and deletes it).
    * Kept while r, w, n or p is above 0; otherwise it expires TOLLGATE_RETENTION after its last change,
    * and the next change makes a new one from zero, with a new generation
    * (lua/includes/user-stats; WatchQueue counts across it, core/watch-counts.ts).
@@ -125,9 +127,48 @@ export interface PartitionKeys {
    * the start that opened it).
    */
   windowPrefix(durationMs: number): string;
+  /**
+   * Hash: user id -> what the user is given (PolicyService): "plan:<name>"
+   * or "limits:<spec>" (an override; the spec as in plans). In the user's
+   * partition, so the scripts resolve the user's policy in their own slot
+   * (lua/includes/policy). Admin data: an entry is kept until deleted.
+   */
+  readonly policies: string;
+  /**
+   * Hash: plan name -> spec, "<limit>/<n><unit>,..." then ";<max running>"
+   * when capped (redis/policy-spec.ts). The same in every partition: plans
+   * are shared by users of every partition and a script reads only its own
+   * slot, so PolicyService writes a plan to each partition's copy (for a
+   * moment, during that write, some partitions may have it and some not).
+   * Admin data: kept until deleted.
+   */
+  readonly plans: string;
+}
+
+/**
+ * The global limit's keys (windows over every user together): all in one
+ * slot of their own, `{global}`, apart from every partition, so a
+ * partition's scripts never touch them; the store reserves global units in
+ * a script of their own before a partition's claim or a start at Submit
+ * (redis/global-limit.ts).
+ */
+export interface GlobalKeys {
+  /** String: the global windows' spec PolicyService stored ("" for none); absent: the host's TOLLGATE_GLOBAL_LIMITS. Admin data, kept until deleted. */
+  readonly policy: string;
+  /**
+   * Hash: requester (a partition number) -> "<earliest due ms>:<units wanted>:<updated ms>", the
+   * requesters the global windows held back, so that units go to the longest waiting first. An
+   * entry leaves when its requester is served, or when not refreshed for a window's duration and
+   * 2 s (its process is gone); the key when empty.
+   */
+  readonly waiting: string;
+  /** A global window's counter (same semantics as a user's window): expires with its window. */
+  window(durationMs: number): string;
 }
 
 export interface Keys {
+  /** The global limit's keys. */
+  readonly global: GlobalKeys;
   /** How many partitions users are spread over. */
   readonly partitions: number;
   /** String, permanent: the partition count the data was written with (layout.ts). */
@@ -191,6 +232,8 @@ function partitionKeys(prefix: string, partition: number, tag: string): Partitio
     idempotency: (userId: string, key: string) => `${base}:i:${Buffer.byteLength(userId)}:${userId}:${key}`,
     // rate-limiter-flexible appends ":<user id>" to this.
     windowPrefix: (durationMs: number) => `${base}:w:${durationMs}`,
+    policies: `${base}:pol`,
+    plans: `${base}:plans`,
   });
 }
 
@@ -203,7 +246,13 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX, partitions: numb
   const tags = Array.from({ length: partitions }, (_, p) => partitionTag(p, partitions));
   const all = tags.map((tag, p) => partitionKeys(prefix, p, tag));
   const byTag = new Map(tags.map((tag, p) => [tag, p]));
+  const global = `${prefix}:{global}`;
   return Object.freeze({
+    global: Object.freeze({
+      policy: `${global}:gpol`,
+      waiting: `${global}:gwait`,
+      window: (durationMs: number) => `${global}:gw:${durationMs}`,
+    }),
     partitions,
     layout: `${prefix}:layout`,
     all: Object.freeze(all),
@@ -254,6 +303,7 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX, partitions: numb
  * | tp | W3C traceparent of its Submit span (src/tracing.ts); absent when submitted without tracing | admit | claim (the attempt's span continues the trace) |
  * | nb | not before (ms): the moment a delayed task waited for; absent for one not delayed | admit | GetTask, ListTasks |
  * | sb | start by (ms): not started by then, it ends expired (claim); absent for no deadline | admit; requeue deletes | claim (at the head, or coming out of the delayed set, with no attempt started) |
+ * | cost | units of every window each attempt uses (Submit's cost); absent for 1 | admit | claim (at the head) |
  * | cx | 1: CancelTask asked to cancel it while it ran (and published its id on cancelChannel); its attempt ends it cancelled (not retried; counted in the stats' and totals' c) | cancel; deleted when it ends cancelled | finish, release, claim (a lost lease) |
  */
 export const TASK_FIELD = Object.freeze({
@@ -273,6 +323,7 @@ export const TASK_FIELD = Object.freeze({
   NOT_BEFORE: "nb",
   PRIORITY: "pr",
   TRACEPARENT: "tp",
+  COST: "cost",
 } as const);
 
 /** The values of a task's TASK_FIELD.STATE (Lua: `STATE_<NAME>`). */

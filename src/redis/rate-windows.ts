@@ -5,40 +5,34 @@ import type { RatePolicy } from "../core/rate-policy.js";
 import type { WindowCounter } from "../core/start-schedule.js";
 
 /**
- * The policy's windows as rate-limiter-flexible RateLimiterRedis counters.
- * The limiters name the keys and read them; consuming happens in the Lua
+ * Rate windows as rate-limiter-flexible RateLimiterRedis counters. The
+ * limiters name the keys and read them; consuming happens in the Lua
  * scripts (admit, claim), which use the same keys with the same semantics, so
- * the counters here and there are one source of truth. A user's counters
- * live in its partition (their prefix carries the partition's hash tag), so
- * there is one set of limiters per partition, made when first needed.
+ * the counters here and there are one source of truth. A counter is keyed by
+ * its user and its duration, not its limit, so a user whose policy changes
+ * keeps the counts of its open windows (docs/api.md, Policies as data). A
+ * user's counters live in its partition (their prefix carries the
+ * partition's hash tag), so there is one limiter per partition and duration,
+ * made when first needed.
  */
 export class RateWindows {
-  private readonly byPartition = new Map<number, readonly RateLimiterRedis[]>();
+  private readonly limiters = new Map<string, RateLimiterRedis>();
 
   constructor(
     private readonly redis: RedisClient,
-    private readonly policy: RatePolicy,
+    /** The host's TOLLGATE_RATE_LIMITS: the default plan until one is stored. */
+    readonly policy: RatePolicy,
     private readonly keys: Keys,
-  ) {
-    this.scriptArgs = policy.flatMap((window) => [window.limit, window.durationMs / 1000]);
+  ) {}
+
+  /** The Redis keys of a user's windows of `policy` (the host's by default), in its order. */
+  keysFor(userId: string, policy: RatePolicy = this.policy): string[] {
+    return policy.map((window) => this.limiter(userId, window.durationMs).getKey(userId));
   }
 
-  /** How many windows the policy has. */
-  get count(): number {
-    return this.policy.length;
-  }
-
-  /** The scripts' per-window arguments: limit, duration in seconds (built once; Submit's hot path). */
-  readonly scriptArgs: readonly number[];
-
-  /** The Redis keys of a user's windows, in policy order. */
-  keysFor(userId: string): string[] {
-    return this.limitersFor(userId).map((limiter) => limiter.getKey(userId));
-  }
-
-  /** Reads a user's windows through rate-limiter-flexible. */
-  async read(userId: string, now: number): Promise<WindowCounter[]> {
-    const results = await Promise.all(this.limitersFor(userId).map((limiter) => limiter.get(userId)));
+  /** Reads a user's windows of `policy` (the host's by default) through rate-limiter-flexible. */
+  async read(userId: string, now: number, policy: RatePolicy = this.policy): Promise<WindowCounter[]> {
+    const results = await Promise.all(policy.map((window) => this.limiter(userId, window.durationMs).get(userId)));
     return results.map((result) =>
       result === null
         ? { count: 0, resetAt: null }
@@ -46,23 +40,27 @@ export class RateWindows {
     );
   }
 
-  private limitersFor(userId: string): readonly RateLimiterRedis[] {
+  private limiter(userId: string, durationMs: number): RateLimiterRedis {
     const partition = this.keys.forUser(userId);
-    let limiters = this.byPartition.get(partition.partition);
-    if (!limiters) {
-      limiters = this.policy.map(
-        (window) =>
-          new RateLimiterRedis({
-            storeClient: this.redis,
-            keyPrefix: partition.windowPrefix(window.durationMs),
-            points: window.limit,
-            duration: window.durationMs / 1000,
-          }),
-      );
-      this.byPartition.set(partition.partition, limiters);
+    const name = `${partition.partition}:${durationMs}`;
+    let limiter = this.limiters.get(name);
+    if (!limiter) {
+      // Only keys are named and counts read here, so the points do not matter.
+      limiter = new RateLimiterRedis({
+        storeClient: this.redis,
+        keyPrefix: partition.windowPrefix(durationMs),
+        points: 1,
+        duration: durationMs / 1000,
+      });
+      this.limiters.set(name, limiter);
     }
-    return limiters;
+    return limiter;
   }
+}
+
+/** The scripts' arguments for declared window counters: each one's duration in whole seconds. */
+export function windowSeconds(policy: RatePolicy): number[] {
+  return policy.map((window) => window.durationMs / 1000);
 }
 
 /** Window counters from a script's flat {count, pttl, ...} reply tail. */

@@ -10,7 +10,12 @@ import {
 } from "./keys.js";
 import { ADMIT, CANCEL, FINISH, RELEASE } from "./reply-codes.js";
 import { LuaScript, type RedisArg } from "./lua-script.js";
-import { countersFromReply, type RateWindows } from "./rate-windows.js";
+import { countersFromReply, windowSeconds, type RateWindows } from "./rate-windows.js";
+import { KnownPolicies } from "./known-policies.js";
+import { RedisPolicyStore } from "./redis-policy-store.js";
+import type { UserPolicy } from "../core/user-policy.js";
+import type { RatePolicy } from "../core/rate-policy.js";
+import { GlobalLimit, type Reservation } from "./global-limit.js";
 import { commandTimeoutOf, kindOf, mastersOf, type RedisClient } from "./connection.js";
 import { isUnanswered, storeCall } from "./errors.js";
 import { Subscriptions } from "./subscriptions.js";
@@ -71,6 +76,8 @@ export interface RedisStoreOptions {
   readonly deadLetterRetentionSeconds: number;
   /** Paces admit's wait for a lost reply's outcome; the system clock by default. */
   readonly clock?: Clock;
+  /** The host's TOLLGATE_GLOBAL_LIMITS: windows over every user together (empty or absent: none unless stored). */
+  readonly globalPolicy?: RatePolicy;
   /** Replicas that must confirm each state change (WAIT after its script); 0: none. */
   readonly replicaAcks?: number;
   /** How long WAIT may take. */
@@ -128,9 +135,9 @@ const CANCEL_OUTCOMES: ReadonlyMap<number, CancelOutcome> = new Map([
 const scripts = {
   admit: new LuaScript("admit-n.lua"),
   admitOutcome: new LuaScript("admit-outcome-n.lua"),
-  claimPlan: new LuaScript("claim-plan-5.lua"),
+  claimPlan: new LuaScript("claim-plan-7.lua"),
   claim: new LuaScript("claim-n.lua"),
-  finish: new LuaScript("finish-6.lua"),
+  finish: new LuaScript("finish-7.lua"),
   snapshot: new LuaScript("snapshot-n.lua"),
   snapshotAll: new LuaScript("snapshot-all-3.lua"),
   renew: new LuaScript("renew-1.lua"),
@@ -227,6 +234,12 @@ export class RedisStore implements TaskStore {
    */
   private readonly publish: PublishCommand;
   readonly partitions: number;
+  /** Plans and users' policies (PolicyService's store), in the same Redis. */
+  readonly policies: RedisPolicyStore;
+  /** Each user's policy as last seen: which window counters to declare (known-policies.ts). */
+  private readonly known: KnownPolicies;
+  /** Windows over every user together, reserved before each start (global-limit.ts). */
+  readonly global: GlobalLimit;
 
   constructor(
     private readonly redis: RedisClient,
@@ -239,6 +252,14 @@ export class RedisStore implements TaskStore {
     this.subscriptions = new Subscriptions(redis, "tollgate-wake");
     // The probe is a keyed command, so on a Cluster it asks a slot's master.
     this.availability = new Availability(redis, () => redis.exists(keys.partition(0).totals));
+    this.global = new GlobalLimit(redis, keys.global, options.globalPolicy ?? [], options.clock ?? systemClock);
+    this.policies = new RedisPolicyStore(redis, keys, windows, this.global);
+    this.known = new KnownPolicies({ windows: windows.policy, maxRunning: 0 });
+  }
+
+  /** The policy a script found for the user (includes/policy), remembered for the next call. */
+  private learnPolicy(userId: string, spec: unknown): UserPolicy {
+    return this.known.learn(userId, String(spec));
   }
 
   /** Decides start-now, queue or reject for one task and stores it: one round trip. */
@@ -246,6 +267,39 @@ export class RedisStore implements TaskStore {
     const { userId } = submission;
     const partition = this.keys.forUser(userId);
     const taskId = newTaskId(partition.partition);
+    // The script resolves the user's policy; the counters declared are those
+    // of the policy last seen, and a changed policy is learnt and run again
+    // (twice is enough unless it changes again meanwhile).
+    // A start now needs a unit of the global windows too, taken first (they
+    // are in another slot); without one the task queues, and the claim that
+    // starts it takes its unit in turn.
+    const reservation = submission.canStartNow
+      ? await this.tracked(() => this.global.reserve("", [Date.now()]))
+      : undefined;
+    const admitted = reservation?.granted === 0 ? { ...submission, canStartNow: false } : submission;
+    for (let attempt = 1; ; attempt++) {
+      const guess = this.known.of(userId);
+      // A throw keeps the unit: the task may have started (a reply lost, or short of replicas).
+      const answer = await this.admitWith(admitted, partition, taskId, guess);
+      if (answer !== "policy-changed") {
+        // Known not started (queued, refused, a duplicate): the unit goes back.
+        if (reservation && answer.outcome !== "started") await reservation.refund(1);
+        return answer;
+      }
+      if (attempt >= 3) {
+        await reservation?.refund(1);
+        throw new Error(`the policy of user ${userId} kept changing while a Submit ran`);
+      }
+    }
+  }
+
+  private async admitWith(
+    submission: Submission,
+    partition: PartitionKeys,
+    taskId: string,
+    guess: UserPolicy,
+  ): Promise<Admission | "policy-changed"> {
+    const { userId } = submission;
     const keys = [
       partition.queue(userId),
       partition.dueUsers,
@@ -257,7 +311,9 @@ export class RedisStore implements TaskStore {
       partition.heads,
       partition.paused,
       partition.delayed,
-      ...this.windows.keysFor(userId),
+      partition.policies,
+      partition.plans,
+      ...this.windows.keysFor(userId, guess.windows),
     ];
     const args = [
       taskId,
@@ -275,9 +331,11 @@ export class RedisStore implements TaskStore {
       this.publish,
       submission.notBefore ?? 0,
       submission.startBy ?? "",
+      this.policies.fallbackSpec,
+      submission.cost ?? 1,
       submission.priority ?? 0,
       submission.traceparent ?? "",
-      ...this.windows.scriptArgs,
+      ...windowSeconds(guess.windows),
     ];
     let changed: { readonly reply: unknown; readonly replicas: number; readonly replicated: boolean };
     try {
@@ -287,9 +345,14 @@ export class RedisStore implements TaskStore {
       // that a retry turns into a duplicate, and a task stored as running
       // would wait out its lease. The id was made here, so its record tells.
       if (!isUnanswered(error)) throw error;
-      return this.admitOutcome(partition, taskId, userId, error);
+      return this.admitOutcome(partition, taskId, userId, error, guess);
     }
-    const admission = this.admission(changed.reply as unknown[]);
+    const reply = changed.reply as unknown[];
+    if (Number(reply[0]) === ADMIT.POLICY_CHANGED) {
+      this.learnPolicy(userId, reply[4]);
+      return "policy-changed";
+    }
+    const admission = this.admission(userId, reply);
     // Started, queued and duplicate answer "the task is stored"; a refusal
     // stored nothing, so what the replicas have does not matter to it.
     if (!changed.replicated && "taskId" in admission) {
@@ -298,21 +361,23 @@ export class RedisStore implements TaskStore {
     return admission;
   }
 
-  private admission(reply: unknown[]): Admission {
-    const [outcome, id, n, nowValue] = reply;
+  private admission(userId: string, reply: unknown[]): Admission {
+    const [outcome, id, n, nowValue, spec] = reply;
     const now = Number(nowValue);
-    const windows = countersFromReply(reply.slice(4), now);
+    if (Number(outcome) === ADMIT.DUPLICATE) return { outcome: "duplicate", taskId: String(id), now };
+    const policy = this.learnPolicy(userId, spec);
+    const windows = countersFromReply(reply.slice(5), now);
     switch (Number(outcome)) {
       case ADMIT.STARTED:
-        return { outcome: "started", taskId: String(id), now, windows };
+        return { outcome: "started", taskId: String(id), now, windows, policy };
       case ADMIT.QUEUED:
-        return { outcome: "queued", taskId: String(id), position: Number(n), now, windows };
-      case ADMIT.DUPLICATE:
-        return { outcome: "duplicate", taskId: String(id), now };
+        return { outcome: "queued", taskId: String(id), position: Number(n), now, windows, policy };
       case ADMIT.OVER_LIMIT:
-        return { outcome: "over-limit", queued: Number(n), now, windows };
+        return { outcome: "over-limit", queued: Number(n), now, windows, policy };
       case ADMIT.BACKLOG_FULL:
-        return { outcome: "backlog-full", queued: Number(n), now, windows };
+        return { outcome: "backlog-full", queued: Number(n), now, windows, policy };
+      case ADMIT.COST_TOO_HIGH:
+        return { outcome: "cost-too-high", window: Number(n) - 1, now, policy };
       case ADMIT.PAUSED:
         return { outcome: "paused", queued: Number(n), now };
       default:
@@ -383,6 +448,7 @@ export class RedisStore implements TaskStore {
     taskId: string,
     userId: string,
     lost: unknown,
+    policy: UserPolicy,
   ): Promise<Admission> {
     const clock = this.options.clock ?? systemClock;
     const deadline = clock.now() + OUTCOME_WAIT_COMMAND_TIMEOUTS * commandTimeoutOf(this.redis);
@@ -391,7 +457,7 @@ export class RedisStore implements TaskStore {
       try {
         reply = (await scripts.admitOutcome.run(
           this.redis,
-          [partition.task(taskId), partition.queue(userId), ...this.windows.keysFor(userId)],
+          [partition.task(taskId), partition.queue(userId), ...this.windows.keysFor(userId, policy.windows)],
           [taskId],
         )) as unknown[];
       } catch (error) {
@@ -409,12 +475,12 @@ export class RedisStore implements TaskStore {
       // Started by admit and still on its first attempt: the lease is the
       // admitting process's, which must run it now.
       if (state === TASK_STATE.RUNNING && Number(byAdmit) === 1 && Number(attempts) === 1) {
-        return { outcome: "started", taskId, now: Number(startedAt), windows };
+        return { outcome: "started", taskId, now: Number(startedAt), windows, policy };
       }
       // Queued, or (the lease ran out or a drainer claimed it while we
       // waited) already out of the queue: position 0. Either way it is
       // stored and the drainers run it.
-      return { outcome: "queued", taskId, position: Number(position), now, windows };
+      return { outcome: "queued", taskId, position: Number(position), now, windows, policy };
     }
   }
 
@@ -431,8 +497,16 @@ export class RedisStore implements TaskStore {
     const plan = (await this.tracked(() =>
       scripts.claimPlan.run(
         this.redis,
-        [partition.dueUsers, partition.leases, partition.retries, partition.heads, partition.delayed],
-        [maxClaims, RECOVERIES_PER_CLAIM],
+        [
+          partition.dueUsers,
+          partition.leases,
+          partition.retries,
+          partition.heads,
+          partition.delayed,
+          partition.policies,
+          partition.plans,
+        ],
+        [maxClaims, RECOVERIES_PER_CLAIM, this.policies.fallbackSpec],
       ),
     )) as (string | number)[];
     const userIds: string[] = [];
@@ -463,7 +537,26 @@ export class RedisStore implements TaskStore {
         items.push({ kind, taskId, user: userNumber(userId) });
       }
     }
+    // Each named user's policy, resolved by the plan: its window counters are declared below.
+    const policyCount = Number(plan[at++]);
+    const dueAt = new Map<string, number>();
+    for (let i = 0; i < policyCount; i++, at += 3) {
+      this.learnPolicy(String(plan[at]), plan[at + 1]);
+      dueAt.set(String(plan[at]), Number(plan[at + 2]));
+    }
     if (items.length === 0) return this.claimResult(partitionNumber, plan.slice(0, 4), claimId);
+    // One start per user at most in a step, so a unit of the global windows
+    // per user, asked for with each one's due moment in the order the claim
+    // takes them (due users earliest first, then users whose recovered task
+    // is due now): units go to whoever has waited longest, in any partition.
+    const now = Number(plan[0]);
+    const dues = userIds.map((userId) => dueAt.get(userId) ?? -1).map((due) => (due >= 0 ? due : now));
+    const wanted = Math.min(maxClaims, dues.length);
+    const reservation: Reservation | undefined =
+      wanted > 0
+        ? await this.tracked(() => this.global.reserve(String(partitionNumber), dues.slice(0, wanted)))
+        : undefined;
+    const claimsAllowed = reservation ? reservation.granted : maxClaims;
 
     const keys = [
       partition.dueUsers,
@@ -474,13 +567,18 @@ export class RedisStore implements TaskStore {
       partition.claim(claimId),
       partition.paused,
       partition.delayed,
+      partition.policies,
+      partition.plans,
     ];
+    const userArgs: RedisArg[] = [];
     for (const userId of userIds) {
+      const { windows } = this.known.of(userId);
       keys.push(partition.queue(userId), partition.stats(userId), partition.deadLetters(userId));
-      keys.push(...this.windows.keysFor(userId));
+      keys.push(...this.windows.keysFor(userId, windows));
+      userArgs.push(userId, windows.length, ...windowSeconds(windows));
     }
     const args: RedisArg[] = [
-      maxClaims,
+      claimsAllowed,
       this.options.leaseMs,
       this.options.maxAttempts,
       this.options.deadLetterCap,
@@ -490,10 +588,9 @@ export class RedisStore implements TaskStore {
       CLAIM_RECORD_MS,
       this.options.retentionSeconds,
       this.options.deadLetterRetentionSeconds,
-      this.windows.count,
-      ...this.windows.scriptArgs,
+      this.policies.fallbackSpec,
       userIds.length,
-      ...userIds,
+      ...userArgs,
       items.length,
     ];
     for (const item of items) {
@@ -505,11 +602,22 @@ export class RedisStore implements TaskStore {
     // step (running a task, claiming the next) follows a replicated change;
     // short of replicas they go on: the change is made and cannot be taken
     // back, and a failover that loses it only reruns a task (at-least-once).
+    // A claim that fails keeps its global units until their windows reset: fewer starts, never more.
     const { reply } = (await this.change("claim", scripts.claim, keys, args, true)) as { reply: (number | Buffer)[] };
     const overCap = Number(reply[7]);
     for (let i = 0; i < overCap; i++) await this.trimDeadLetters(partition, String(reply[8 + i]));
+    const result = this.claimResult(partitionNumber, reply, claimId, 8 + overCap);
+    let { nextDue } = result;
+    if (reservation) {
+      await reservation.refund(reservation.granted - result.claimed.length);
+      // Held back by the global windows: this partition's due users wait for them, not for their own.
+      if (reservation.granted < wanted && nextDue !== undefined) {
+        nextDue = Math.max(nextDue, result.now + reservation.waitMs);
+      }
+    }
     return {
-      ...this.claimResult(partitionNumber, reply, claimId, 8 + overCap),
+      ...result,
+      nextDue,
       deadLettered: Number(reply[4]),
       expired: Number(reply[5]),
       cancelled: Number(reply[6]),
@@ -564,6 +672,7 @@ export class RedisStore implements TaskStore {
         partition.deadLetters(task.userId),
         partition.stats(task.userId),
         partition.totals,
+        partition.dueUsers,
       ],
       [
         task.taskId,
@@ -870,8 +979,10 @@ export class RedisStore implements TaskStore {
    */
   async requeueDeadLetters(userId: string, tasks: DeadLetterSelection): Promise<DeadLetterResult> {
     const partition = this.keys.forUser(userId);
-    const windowKeys = this.windows.keysFor(userId);
-    const limits = this.windows.scriptArgs.filter((_, i) => i % 2 === 0);
+    // Only when the head is scheduled: a policy changed meanwhile makes the claim reschedule it.
+    const { windows } = (await this.policies.effectivePolicy(userId)).policy;
+    const windowKeys = this.windows.keysFor(userId, windows);
+    const limits = windows.map((window) => window.limit);
     return this.eachDeadLetterBatch(partition, userId, tasks, async (ids) => {
       const { reply } = await this.change(
         "requeue-dead-letters",
@@ -937,7 +1048,9 @@ export class RedisStore implements TaskStore {
    */
   async resumeQueue(userId: string): Promise<{ readonly queued: number }> {
     const partition = this.keys.forUser(userId);
-    const limits = this.windows.scriptArgs.filter((_, i) => i % 2 === 0);
+    // Only when the head is scheduled: a policy changed meanwhile makes the claim reschedule it.
+    const { windows } = (await this.policies.effectivePolicy(userId)).policy;
+    const limits = windows.map((window) => window.limit);
     const { reply } = await this.change(
       "resume",
       scripts.resume,
@@ -947,7 +1060,7 @@ export class RedisStore implements TaskStore {
         partition.heads,
         partition.queue(userId),
         partition.stats(userId),
-        ...this.windows.keysFor(userId),
+        ...this.windows.keysFor(userId, windows),
       ],
       [userId, partition.wakeChannel, partition.progressChannel, this.publish, limits.length, ...limits],
     );
@@ -1080,19 +1193,29 @@ export class RedisStore implements TaskStore {
   /** One user's counts and windows, read together. */
   async snapshot(userId: string): Promise<QueueSnapshot> {
     const partition = this.keys.forUser(userId);
-    const reply = (await this.tracked(() =>
-      scripts.snapshot.run(
-        this.redis,
-        [
-          partition.queue(userId),
-          partition.stats(userId),
-          partition.dueUsers,
-          partition.paused,
-          ...this.windows.keysFor(userId),
-        ],
-        [userId],
-      ),
-    )) as number[];
+    let reply: number[] = [];
+    let policy = this.known.of(userId);
+    // As admit: the counters of the policy last seen, and again when it changed.
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const { windows } = policy;
+      reply = (await this.tracked(() =>
+        scripts.snapshot.run(
+          this.redis,
+          [
+            partition.queue(userId),
+            partition.stats(userId),
+            partition.dueUsers,
+            partition.paused,
+            partition.policies,
+            partition.plans,
+            ...this.windows.keysFor(userId, windows),
+          ],
+          [userId, this.policies.fallbackSpec, ...windowSeconds(windows)],
+        ),
+      )) as number[];
+      policy = this.learnPolicy(userId, reply[14]);
+      if (Number(reply[15]) === 1) break;
+    }
     const [
       now = 0,
       queued = 0,
@@ -1122,7 +1245,8 @@ export class RedisStore implements TaskStore {
       generation,
       dueAt: due >= 0 ? due : undefined,
       paused: paused === 1,
-      windows: countersFromReply(reply.slice(14), now),
+      windows: countersFromReply(reply.slice(16), now),
+      policy,
     };
   }
 

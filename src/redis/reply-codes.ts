@@ -19,9 +19,13 @@ export const ADMIT = Object.freeze({
   BACKLOG_FULL: 5,
   /** Reject mode and the user's queue is paused (PauseQueue). Nothing stored. */
   PAUSED: 6,
+  /** The declared window counters do not cover the user's policy (it changed): the reply names it; run again. Nothing stored. */
+  POLICY_CHANGED: 7,
+  /** The task's cost is above a window's limit (the reply's n-th window): it could never start. Nothing stored. */
+  COST_TOO_HIGH: 8,
 } as const);
 
-/** finish-6.lua: what recording an attempt's end did. */
+/** finish-7.lua: what recording an attempt's end did. */
 export const FINISH = Object.freeze({
   /** The attempt no longer held its lease; nothing was recorded. */
   LEASE_LOST: 0,

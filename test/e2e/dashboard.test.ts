@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
-import { createTollgateClient } from "../../src/client/client.js";
+import { createPolicyClient, createTollgateClient } from "../../src/client/client.js";
 import { freePort } from "../../src/redis/embedded-redis.js";
 import { ADMIN_KEY, ALICE_KEY, writeKeyFile } from "../support/api-keys.js";
 import { pollUntil } from "../support/expect.js";
@@ -72,13 +72,23 @@ describe("the dashboard in a real browser", { skip: existsSync(CHROME) ? false :
 
   const admin = () => createTollgateClient({ baseUrl: `http://127.0.0.1:${serve.port}`, apiKey: ADMIN_KEY });
 
+  const problemsOf = new WeakMap<Page, string[]>();
+
   /** A page of its own (its own session storage), signed in with `key`, at `hash`. */
   async function openWith(key: string, hash: string): Promise<Page> {
+    // One page at a time: an earlier test's page, still polling, only loads the machine.
+    for (const context of browser.browserContexts())
+      if (context !== browser.defaultBrowserContext()) await context.close();
     const context = await browser.createBrowserContext();
     const page = await context.newPage();
     page.setDefaultTimeout(TIMEOUT_MS);
     const problems: string[] = [];
+    problemsOf.set(page, problems);
+    page.on("requestfailed", (request) =>
+      problems.push(`request failed: ${request.url()} ${request.failure()?.errorText}`),
+    );
     page.on("pageerror", (error) => problems.push(String(error)));
+    page.on("error", (error) => problems.push(`the page crashed: ${String(error)}`));
     page.on("console", (message) => {
       if (message.type() === "error" && !/status of 40[13]/.test(message.text())) problems.push(message.text());
     });
@@ -101,7 +111,10 @@ describe("the dashboard in a real browser", { skip: existsSync(CHROME) ? false :
       const main = await page.$eval("body", (element) => element.textContent).catch(() => "?");
       await mkdir(ARTIFACTS, { recursive: true });
       await page.screenshot({ path: join(ARTIFACTS, "failure.png") }).catch(() => {});
-      throw new Error(`${selector} never appeared at ${where}; the page showed: ${main}`, { cause: error });
+      const problems = (problemsOf.get(page) ?? []).join("; ");
+      throw new Error(`${selector} never appeared at ${where}; the page showed: ${main}; problems: ${problems}`, {
+        cause: error,
+      });
     }
   }
 
@@ -178,6 +191,38 @@ describe("the dashboard in a real browser", { skip: existsSync(CHROME) ? false :
       const runs = (await readFile(log, "utf8")).split("\n").filter((line) => line.includes(dead.taskId));
       return runs.length >= 2;
     });
+  });
+
+  test("a user's policy previewed and changed from the page; a plan saved on the plans page", async () => {
+    const page = await openWith(ADMIN_KEY, "#/user/web-vip");
+    await shown(page, ".policy .effective");
+    assert.equal(await text(page, ".policy .effective"), "5/1s", "the default plan: TOLLGATE_RATE_LIMITS");
+    await page.type("input[name=limits]", "7/1s,100/1m");
+    await page.click("button[name=preview]");
+    await shown(page, ".forecast");
+    assert.match(await text(page, ".forecast"), /Nothing is queued|queued/);
+    const policy = createPolicyClient({ baseUrl: `http://127.0.0.1:${serve.port}`, apiKey: ADMIN_KEY });
+    assert.equal(
+      (await policy.getUserPolicy({ userId: "web-vip" })).effective?.limits,
+      "5/1s",
+      "a preview changes nothing",
+    );
+    await page.click("button[name=apply]");
+    await pollUntil(
+      "the page to show the new policy",
+      async () => (await text(page, ".policy .effective")) === "7/1s,100/1m",
+    );
+    const stored = await policy.getUserPolicy({ userId: "web-vip" });
+    assert.equal(stored.effective?.limits, "7/1s,100/1m");
+    assert.equal(stored.assignment?.assignment.case, "override");
+
+    await page.goto(`${base}/#/plans`);
+    await shown(page, "input[name=plan-name]");
+    await page.type("input[name=plan-name]", "gold");
+    await page.type("input[name=plan-limits]", "10/1s,1000/1m");
+    await page.click("button[name=save-plan]");
+    await shown(page, 'tr[data-plan="gold"]');
+    assert.equal((await policy.getPlan({ name: "gold" })).plan?.policy?.limits, "10/1s,1000/1m");
   });
 
   test("a user's key: only its own queue", async () => {

@@ -67,6 +67,8 @@ const COMMANDS = [
   "resume",
   "queues",
   "dead",
+  "plan",
+  "policy",
   "health",
 ] as const;
 

@@ -41,7 +41,7 @@ describe("API key file", () => {
   test("maps keys to users and admins; unknown or missing keys identify nobody", () => {
     const auth = parseApiKeys(KEY_FILE);
     assert.deepEqual(auth.identify(bearer(ALICE_KEY)), { kind: "user", userId: "alice" });
-    assert.deepEqual(auth.identify(bearer(ADMIN_KEY)), { kind: "admin" });
+    assert.equal(auth.identify(bearer(ADMIN_KEY))?.kind, "admin");
     assert.equal(auth.identify(bearer("not-a-key-0123456789abcdef")), undefined);
     assert.equal(auth.identify(bearer(`${ALICE_KEY}x`)), undefined);
     assert.equal(auth.identify(new Metadata()), undefined);

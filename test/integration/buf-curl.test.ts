@@ -27,12 +27,15 @@ async function bufCurl(...args: string[]): Promise<string> {
   }
 }
 
-test("--list-methods lists every TaskService and Health method through reflection", async () => {
+test("--list-methods lists every TaskService, PolicyService and Health method through reflection", async () => {
   const methods = (await bufCurl("--list-methods", ctx.tollgate.address)).split("\n").filter((line) => line !== "");
   for (const method of [
     "tollgate.v1.TaskService/Submit",
     "tollgate.v1.TaskService/WatchQueue",
     "tollgate.v1.TaskService/GetTask",
+    "tollgate.v1.PolicyService/SetPlan",
+    "tollgate.v1.PolicyService/SetUserPolicy",
+    "tollgate.v1.PolicyService/ListUserPolicies",
     "grpc.health.v1.Health/Check",
     "grpc.health.v1.Health/Watch",
   ]) {
@@ -87,4 +90,17 @@ test("an error reaches buf curl as its gRPC status", async () => {
     bufCurl("-d", '{"user_id":""}', `${ctx.tollgate.address}/tollgate.v1.TaskService/Submit`),
     /invalid_argument[\s\S]*user_id/i,
   );
+});
+
+test("PolicyService through buf curl: set a user's override, then read its effective policy", async () => {
+  await bufCurl(
+    "-d",
+    '{"user_id":"curl-vip","override":{"limits":"5/1s","max_running":2}}',
+    `${ctx.tollgate.address}/tollgate.v1.PolicyService/SetUserPolicy`,
+  );
+  const got = JSON.parse(
+    await bufCurl("-d", '{"user_id":"curl-vip"}', `${ctx.tollgate.address}/tollgate.v1.PolicyService/GetUserPolicy`),
+  ) as { effective?: { limits?: string; maxRunning?: number }; source?: string };
+  assert.deepEqual(got.effective, { limits: "5/1s", maxRunning: 2 });
+  assert.equal(got.source, "POLICY_SOURCE_OVERRIDE");
 });

@@ -4,12 +4,14 @@
 // undeclared key of the same slot runs), so here every script runs through
 // the store with each redis.call rewritten to refuse a key not in KEYS; then
 // the same operations run on a real 3-master Cluster, users in every
-// partition, so every master.
+// partition, so every master. Every user has a policy of its own (a plan or
+// an override), so the scripts resolve it from the partition's hashes.
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseRatePolicy } from "../../src/core/rate-policy.js";
+import { userPolicy } from "../../src/core/user-policy.js";
 import { createLogger } from "../../src/logger.js";
 import { connectRedis, type RedisClient } from "../../src/redis/connection.js";
 import { createRedisStore } from "../../src/redis/create-redis-store.js";
@@ -29,6 +31,8 @@ const AWKWARD_USERS = ["{", "}", "a:b", "{tag}", "x}{y", "tg:{0}:due", "名前"]
 const LEASE_MS = 300;
 const CONFIG = {
   ratePolicy: parseRatePolicy("100/1s,1000/1m"),
+  // A global limit that never binds here, so every start reserves units of it (and gives back unused ones).
+  globalPolicy: parseRatePolicy("100000/1s"),
   maxBacklog: 100,
   leaseMs: LEASE_MS,
   maxAttempts: 2,
@@ -114,6 +118,16 @@ async function everyOperation(store: RedisStore, redis: RedisClient, users: read
     (await store.claim(keys.forUser(userId).partition, 10, `c-${Math.random()}`)).claimed.filter(
       (task) => task.userId === userId,
     );
+  // Policies as data: every user's windows differ from the host's (so each
+  // script first declares the wrong counters and is run again with the
+  // right ones), half through a plan, half through an override of their own.
+  await store.policies.setPlan("wide", userPolicy("100/2s,1000/1m"));
+  for (const [i, userId] of users.entries()) {
+    await store.policies.setUserPolicy(
+      userId,
+      i % 2 === 0 ? { kind: "plan", plan: "wide" } : { kind: "override", policy: userPolicy("100/3s,1000/1m", 50) },
+    );
+  }
   for (const userId of users) {
     const started = await submit(userId, true, "k1");
     assert.equal(started.outcome, "started", userId);

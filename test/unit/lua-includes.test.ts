@@ -174,7 +174,7 @@ describe("Lua rules are written once", () => {
       assert.ok(includedBy(file).has("window"), `${file} includes "window"`);
       assert.match(
         code(ownText.get(file)!),
-        /\b(windowRead|windowsWait|appendWindows)\(/,
+        /\b(windowRead|windowsWait|appendWindows|policyWait)\(/,
         `${file} reads its windows with the include`,
       );
     }
@@ -196,7 +196,7 @@ describe("Lua rules are written once", () => {
       if (/\bstatsAdd\(/.test(own)) assert.match(own, /\bstatsSettle\(/, `${file} settles what it counted`);
     }
     assert.match(code(ownText.get("claim-n.lua")!), /\bdeadLetter\(/);
-    assert.match(code(ownText.get("finish-6.lua")!), /\bdeadLetter\(/);
+    assert.match(code(ownText.get("finish-7.lua")!), /\bdeadLetter\(/);
     assert.match(code(ownText.get("admit-n.lua")!), /\bstoreTask\(/);
   });
 
@@ -244,10 +244,10 @@ describe("reply codes and task fields: Lua and TypeScript agree", () => {
   });
 
   test("every reply code is replied by its script, and no script replies a bare number as a code", () => {
-    const replies = { "admit-n.lua": ADMIT, "finish-6.lua": FINISH, "release-7.lua": RELEASE, "cancel-n.lua": CANCEL };
+    const replies = { "admit-n.lua": ADMIT, "finish-7.lua": FINISH, "release-7.lua": RELEASE, "cancel-n.lua": CANCEL };
     const prefixes = {
       "admit-n.lua": "ADMIT",
-      "finish-6.lua": "FINISH",
+      "finish-7.lua": "FINISH",
       "release-7.lua": "RELEASE",
       "cancel-n.lua": "CANCEL",
     };
@@ -279,7 +279,7 @@ describe("reply codes and task fields: Lua and TypeScript agree", () => {
     const taskKey: Record<string, string> = {
       "admit-n.lua": "KEYS[3]",
       "admit-outcome-n.lua": "KEYS[1]",
-      "finish-6.lua": "KEYS[1]",
+      "finish-7.lua": "KEYS[1]",
       "release-7.lua": "KEYS[1]",
       "cancel-n.lua": "record",
       "includes/cancelled.lua": "record",

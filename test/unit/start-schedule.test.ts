@@ -138,3 +138,17 @@ test("startTimes yields the same schedule nthStartTime answers", () => {
   const fromGenerator = Array.from({ length: 9 }, () => generator.next().value);
   assert.deepEqual(fromGenerator, schedule("1/1s,3/5s,4/1m", [EMPTY, EMPTY, EMPTY], 0, 9));
 });
+
+describe("nthStartTime for a start of several units (a task's cost)", () => {
+  test("it waits until every window has room for all its units", () => {
+    // 5/1s with 3 used until 1000: a cost of 3 waits for the reset, a cost of 2 fits now.
+    assert.equal(nthStartTime(parseRatePolicy("5/1s"), [{ count: 3, resetAt: 1_000 }], 0, 1, 3), 1_000);
+    assert.equal(nthStartTime(parseRatePolicy("5/1s"), [{ count: 3, resetAt: 1_000 }], 0, 1, 2), 0);
+    // Behind 2 one-unit starts (at 0, filling the window), a cost of 3 waits for the reset.
+    assert.equal(nthStartTime(parseRatePolicy("5/1s"), [{ count: 2, resetAt: 1_000 }], 0, 3, 3), 1_000);
+  });
+
+  test("a cost above the limit starts in an empty window, as window.lua lets it", () => {
+    assert.equal(nthStartTime(parseRatePolicy("2/1s"), [{ count: 1, resetAt: 700 }], 0, 1, 5), 700);
+  });
+});

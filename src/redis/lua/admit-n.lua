@@ -34,7 +34,9 @@
   KEYS[8]   heads hash (user id -> head task id)
   KEYS[9]   paused-users set
   KEYS[10]  delayed-tasks sorted set
-  KEYS[11..] one rate-limiter-flexible counter per window, in policy order
+  KEYS[11]  the partition's policies hash (user id -> plan or override)
+  KEYS[12]  the partition's plans hash (plan name -> spec)
+  KEYS[13..] rate-limiter-flexible counters, one per duration in ARGV[20..]
   ARGV[1]   task id
   ARGV[2]   user id
   ARGV[3]   payload (bytes)
@@ -51,10 +53,15 @@
   ARGV[13]  "SPUBLISH" on a Redis Cluster (sharded pub/sub), else "PUBLISH"
   ARGV[14]  not before, ms ("0": now)
   ARGV[15]  start by, ms, stored on the record ("" for none)
-  ARGV[16]  priority, 0 to 9 (includes/priority)
-  ARGV[17]  W3C traceparent of the Submit span, stored on the record ("" for none)
-  ARGV[18..] per window: limit, then duration in whole seconds
-  Returns   {outcome, task id, n, now ms, count 1, pttl 1, count 2, pttl 2, ...}
+  ARGV[16] the fallback policy spec (TOLLGATE_RATE_LIMITS), for when no
+            plan "default" is stored (includes/policy)
+  ARGV[17]  cost: units of every window the task uses when it starts
+  ARGV[18]  priority, 0 to 9 (includes/priority)
+  ARGV[19]  W3C traceparent of the Submit span, stored on the record ("" for none)
+  ARGV[20..] the duration (whole seconds) of each counter in KEYS[13..]
+  Returns   {outcome, task id, n, now ms, policy spec, count 1, pttl 1,
+            count 2, pttl 2, ...}, one count and pttl per window of the
+            user's effective policy (includes/policy), in its order.
             outcome (src/redis/reply-codes.ts) ADMIT_STARTED (n = 0),
             ADMIT_QUEUED (n = position, priority counted), ADMIT_DUPLICATE (task id is the
             first task's; no window state), ADMIT_OVER_LIMIT in reject mode
@@ -63,11 +70,20 @@
             queue length). A delayed task answers ADMIT_QUEUED with n =
             the place it would take at the back of the queue if its moment
             were now (its priority not counted).
+            ADMIT_POLICY_CHANGED: the declared counters do not cover the
+            user's policy (the spec in the reply); nothing stored, run again.
+            ADMIT_COST_TOO_HIGH: the cost is above window n's limit, so the
+            task could never start; nothing stored.
+            A task starts only while the user runs fewer tasks than its
+            policy's max running (stats r); one held by that cap queues as
+            the head, due a lease from now at the latest (finish makes it
+            due as soon as one of the user's tasks ends).
             Counts and pttls are after the start, if any; pttl is -2 where
             no window is open.
 ]]
 --- @include "time"
 --- @include "window"
+--- @include "policy"
 --- @include "task-record"
 --- @include "user-stats"
 --- @include "heads"
@@ -85,24 +101,28 @@ if ARGV[4] ~= '' then
 end
 
 local PUBLISH = ARGV[13]
-local windows = #KEYS - 10
-local notBefore, startBy, priority = tonumber(ARGV[14]), ARGV[15], tonumber(ARGV[16])
+local notBefore, startBy = tonumber(ARGV[14]), ARGV[15]
+local cost, priority = tonumber(ARGV[17]), tonumber(ARGV[18])
 -- What storeTask stores beyond the common fields.
-local extras = {startBy = startBy, priority = priority, traceparent = ARGV[17]}
-local counts, pttls, limits = {}, {}, {}
--- ms until every window has room (0: it has now)
-local wait = 0
-for i = 1, windows do
-  limits[i] = tonumber(ARGV[16 + 2 * i])
-  counts[i], pttls[i] = windowRead(KEYS[10 + i])
-  wait = math.max(wait, windowWait(counts[i], pttls[i], limits[i]))
+local extras = {startBy = startBy, priority = priority, traceparent = ARGV[19]}
+local policy = resolvePolicy(KEYS[11], KEYS[12], userId, ARGV[16])
+if not bindWindows(policy, declaredWindows(13, 20, #KEYS - 12)) then
+  return {ADMIT_POLICY_CHANGED, taskId, 0, now, policy.spec}
 end
+for i, window in ipairs(policy.windows) do
+  if cost > window.limit then
+    return {ADMIT_COST_TOO_HIGH, taskId, i, now, policy.spec}
+  end
+end
+-- ms until every window has room for the cost (0: it has now), and what was read
+local wait, read = policyWait(policy, cost)
+local capped = atRunningCap(policy, KEYS[6])
 
 local function reply(outcome, n)
-  local out = {outcome, taskId, n, now}
-  for i = 1, windows do
-    out[#out + 1] = counts[i]
-    out[#out + 1] = pttls[i]
+  local out = {outcome, taskId, n, now, policy.spec}
+  for _, window in ipairs(read) do
+    out[#out + 1] = window[1]
+    out[#out + 1] = window[2]
   end
   return out
 end
@@ -125,6 +145,7 @@ if notBefore > now then
     return reply(ADMIT_BACKLOG_FULL, queued + delayed)
   end
   storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, false, extras)
+  storeCost(KEYS[3], cost)
   redis.call('HSET', KEYS[3], FIELD_NOT_BEFORE, notBefore)
   redis.call('ZADD', KEYS[10], notBefore, taskId .. ':' .. userId)
   statsAdd(KEYS[6], 'n', 1, now)
@@ -137,15 +158,14 @@ if notBefore > now then
 end
 
 -- Within the policy: not paused, nothing queued ahead and every window has room.
-local withinPolicy = not paused and queued == 0 and wait == 0
+local withinPolicy = not paused and queued == 0 and wait == 0 and not capped
 
 if withinPolicy and ARGV[10] == '1' then
-  for i = 1, windows do
-    counts[i], pttls[i] = windowUse(KEYS[10 + i], counts[i], pttls[i], ARGV[17 + 2 * i])
-  end
+  policyUse(policy, read, cost)
   -- Marked as started by admit: a Submit that lost this reply reads that to
   -- learn whether to run the task (admit-outcome-n.lua).
   storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, true, extras)
+  storeCost(KEYS[3], cost)
   redis.call('ZADD', KEYS[5], now + tonumber(ARGV[9]), taskId .. ':' .. userId)
   statsAdd(KEYS[6], 'r', 1, now)
   statsSettle(KEYS[6], ARGV[8])
@@ -168,13 +188,15 @@ end
 
 local place = queueBehind(KEYS[1], KEYS[6], taskId, priority, now)
 storeTask(KEYS[3], userId, ARGV[3], ARGV[5], now, false, extras)
+storeCost(KEYS[3], cost)
 if place == 1 and (queued > 0 or paused) then
   -- A new head ahead of others keeps the user's due moment; a paused
   -- queue's is named, not due (ResumeQueue schedules it).
   redis.call('HSET', KEYS[8], userId, taskId)
 elseif queued == 0 then
-  -- The task is the new head: it is due when every window has room.
-  scheduleNewHead(KEYS[2], KEYS[8], userId, taskId, now + wait, PUBLISH, ARGV[11])
+  -- The task is the new head: it is due when every window has room (and
+  -- the cap, if it binds, frees: see capWait).
+  scheduleNewHead(KEYS[2], KEYS[8], userId, taskId, now + math.max(wait, capWait(capped, KEYS[6], ARGV[9])), PUBLISH, ARGV[11])
 end
 redis.call('HINCRBY', KEYS[7], 'q', 1)
 redis.call(PUBLISH, ARGV[12], userId)

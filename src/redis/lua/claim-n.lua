@@ -1,7 +1,7 @@
 --[[
   claim: one drainer step in one partition, atomic, so two processes or
   hosts can never claim the same task or overrun a window between them. The
-  caller read who needs it with claim-plan-5 and declares their keys here;
+  caller read who needs it with claim-plan-7 and declares their keys here;
   anything that changed since (another process claimed it, a lease was
   renewed) is left alone, and the next step sees it.
 
@@ -17,11 +17,17 @@
      of the rest of its level, a delayed one behind it.
   3. Up to ARGV[1] due users, in the order given (earliest due first, so
      users are served round-robin when slots are scarce), each have their
-     head task claimed if every window has room: one unit of each window is
-     used with rate-limiter-flexible's semantics (includes/window), the task
+     head task claimed if every window of the user's effective policy
+     (includes/policy, resolved here) has room for the task's cost and the
+     user runs fewer tasks than the policy's max running: the cost is
+     used in each window with rate-limiter-flexible's semantics
+     (includes/window), the task
      is marked running under a lease, and the user is rescheduled for when
      its next task may start. A user whose windows are full is moved to when
-     they will have room. A due user whose queue is paused (KEYS[7]) is
+     they will have room; one held by its cap, to a lease from now (finish
+     makes it due when a task of it ends). A user whose declared counters
+     no longer cover its policy (it changed since the plan) is left as it
+     is, for the next step. A due user whose queue is paused (KEYS[7]) is
      taken out of the due users instead ("parked": ResumeQueue schedules it
      again), whatever put it back there (a release, a recovered lease, a
      retry coming due in step 1 or 2, a requeue), and nothing of it starts.
@@ -43,8 +49,11 @@
   KEYS[6]  this claim's record (list: task id, user id, attempt per claimed task)
   KEYS[7]  paused-users set
   KEYS[8]  delayed-tasks sorted set
+  KEYS[9]  policies hash (user id -> plan or override)
+  KEYS[10] plans hash (plan name -> spec)
   then per user (U of them, ARGV order): queue list, stats hash,
-           dead-letter list, and its W rate-limiter-flexible window counters
+           dead-letter list, and its W rate-limiter-flexible counters
+           (W and their durations in ARGV)
   then per item (T of them, ARGV order): the task's hash, where it has one
   ARGV[1]  most tasks to claim (free slots of the caller)
   ARGV[2]  lease length, ms
@@ -57,9 +66,9 @@
   ARGV[9]  retention, seconds: how long a user's stats hash is kept once
            nothing of the user runs or waits to retry, and a cancelled task's record
   ARGV[10] dead-letter retention, seconds
-  ARGV[11] W: windows per user
-  then per window: limit, duration in seconds
-  then U, and U user ids
+  ARGV[11] the fallback policy spec (TOLLGATE_RATE_LIMITS)
+  then U, and per user: user id, W, and the duration (seconds) of each of
+           its W declared window counters
   then T, and per item: kind ("lease", "retry", "delayed" or "head"), task id ("" for a
            head the plan did not find), user number (1 … U), task key number
            in KEYS (0 when none)
@@ -77,6 +86,7 @@
 --- @include "time"
 --- @include "schedule"
 --- @include "window"
+--- @include "policy"
 --- @include "dead-letter"
 --- @include "user-stats"
 --- @include "task-fields"
@@ -93,24 +103,19 @@ local deadCap = ARGV[4]
 local progress, PUBLISH = ARGV[5], ARGV[6]
 local claimId, recordMs = ARGV[7], tonumber(ARGV[8])
 local retention, deadRetention = ARGV[9], ARGV[10]
-local windowCount = tonumber(ARGV[11])
-local windows = {}
-local at = 12
-for k = 1, windowCount do
-  windows[k] = {limit = tonumber(ARGV[at]), seconds = ARGV[at + 1]}
-  at = at + 2
-end
 local users = {}
-local userCount = tonumber(ARGV[at])
-at = at + 1
+local userCount = tonumber(ARGV[12])
+local at = 13
+local base = 10
 for u = 1, userCount do
-  local base = 8 + (u - 1) * (3 + windowCount)
-  local windowKeys = {}
-  for k = 1, windowCount do
-    windowKeys[k] = KEYS[base + 3 + k]
-  end
-  users[u] = {id = ARGV[at], queue = KEYS[base + 1], stats = KEYS[base + 2], dead = KEYS[base + 3], windows = windowKeys}
-  at = at + 1
+  local windowCount = tonumber(ARGV[at + 1])
+  local user = {id = ARGV[at], queue = KEYS[base + 1], stats = KEYS[base + 2], dead = KEYS[base + 3]}
+  user.policy = resolvePolicy(KEYS[9], KEYS[10], user.id, ARGV[11])
+  -- Its counters do not cover its policy (changed since the plan): it starts nothing in this step.
+  user.bound = bindWindows(user.policy, declaredWindows(base + 4, at + 2, windowCount))
+  users[u] = user
+  base = base + 3 + windowCount
+  at = at + 2 + windowCount
 end
 local items = {}
 local itemCount = tonumber(ARGV[at])
@@ -234,27 +239,6 @@ local function requeue(item, set, from)
   return atHead
 end
 
--- Reads the user's windows: ms until every one has room (0: now) and what
--- it read, which use() needs.
-local function wait(user)
-  local longest, counts, pttls = 0, {}, {}
-  for k, window in ipairs(windows) do
-    counts[k], pttls[k] = windowRead(user.windows[k])
-    longest = math.max(longest, windowWait(counts[k], pttls[k], window.limit))
-  end
-  return longest, counts, pttls
-end
-
--- Uses one unit of every window. Returns ms until every window has room again.
-local function use(user, counts, pttls)
-  local longest = 0
-  for k, window in ipairs(windows) do
-    local count, pttl = windowUse(user.windows[k], counts[k], pttls[k], window.seconds)
-    longest = math.max(longest, windowWait(count, pttl, window.limit))
-  end
-  return longest
-end
-
 local claims = {}
 local claimed = 0
 
@@ -281,13 +265,18 @@ local function claimHead(item)
     headChanged(user.queue, KEYS[5], KEYS[1], user.id)
     return
   end
-  local blocked, counts, pttls = wait(user)
+  if not user.bound then
+    return
+  end
+  local cost = costOf(item.task)
+  local blocked, read = policyWait(user.policy, cost)
+  blocked = math.max(blocked, capWait(atRunningCap(user.policy, user.stats), user.stats, leaseMs))
   if blocked > 0 then
     redis.call('ZADD', KEYS[1], now + blocked, user.id)
     return
   end
   local taskId = redis.call('LPOP', user.queue)
-  local nextWait = use(user, counts, pttls)
+  local nextWait = policyUse(user.policy, read, cost)
   local task = item.task
   leftQueue(user.stats, taskPriority(task), now)
   local attempt = redis.call('HINCRBY', task, FIELD_ATTEMPTS, 1)

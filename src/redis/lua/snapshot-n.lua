@@ -6,18 +6,26 @@
   KEYS[2]   the user's stats hash
   KEYS[3]   due-users sorted set
   KEYS[4]   paused-users set
-  KEYS[5..] the user's rate-limiter-flexible window counters, in policy order
+  KEYS[5]   policies hash (user id -> plan or override)
+  KEYS[6]   plans hash (plan name -> spec)
+  KEYS[7..] rate-limiter-flexible counters, one per duration in ARGV[3..]
   ARGV[1]   user id
+  ARGV[2]   the fallback policy spec (TOLLGATE_RATE_LIMITS)
+  ARGV[3..] the duration (whole seconds) of each counter in KEYS[7..]
   Returns   {now, queued, running, waiting to retry, succeeded, failed,
             dead, due moment or -1, generation, paused (1 or 0), cancelled,
-            requeued, delayed, expired, count 1, pttl 1, count 2, pttl 2,
-            ...} (pttl -2 where no window is open). The counters'
+            requeued, delayed, expired, policy spec, covered (1 or 0),
+            count 1, pttl 1, count 2, pttl 2, ...}: the user's effective
+            policy (includes/policy) and, when the declared counters cover
+            it (else covered is 0: read again with its windows), one count
+            and pttl per window of it (pttl -2 where no window is open). The counters'
             generation (includes/user-stats) is the stats hash's moment of
             creation, -1 when there is no hash, 0 for a hash written before
             generations were stamped.
 ]]
 --- @include "time"
 --- @include "window"
+--- @include "policy"
 
 local now = currentMs()
 local stats = redis.call('HMGET', KEYS[2], 'r', 'w', 'ok', 'f', 'd', 'e', 'c', 'rq', 'n', 'x')
@@ -44,4 +52,16 @@ local out = {
   tonumber(stats[9] or '0'),
   tonumber(stats[10] or '0'),
 }
-return appendWindows(out, 5)
+local policy = resolvePolicy(KEYS[5], KEYS[6], ARGV[1], ARGV[2])
+out[#out + 1] = policy.spec
+if not bindWindows(policy, declaredWindows(7, 3, #KEYS - 6)) then
+  out[#out + 1] = 0
+  return out
+end
+out[#out + 1] = 1
+for _, window in ipairs(policy.windows) do
+  local count, pttl = windowRead(window.key)
+  out[#out + 1] = count
+  out[#out + 1] = pttl
+end
+return out

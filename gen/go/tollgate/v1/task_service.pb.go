@@ -289,7 +289,12 @@ type SubmitRequest struct {
 	// submission order within a level. It orders this user's tasks only: it
 	// never starts a task beyond the user's windows, nor ahead of another
 	// user's turn. Above 9 is INVALID_ARGUMENT.
-	Priority      uint32 `protobuf:"varint,8,opt,name=priority,proto3" json:"priority,omitempty"`
+	Priority uint32 `protobuf:"varint,8,opt,name=priority,proto3" json:"priority,omitempty"`
+	// Units of every window of the user's policy each attempt of the task uses
+	// when it starts (retries use it again). 0 (unset): 1. Above the limit of
+	// any of the user's windows it could never start: INVALID_ARGUMENT naming
+	// the window, nothing stored.
+	Cost          uint32 `protobuf:"varint,20,opt,name=cost,proto3" json:"cost,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -376,6 +381,13 @@ func (x *SubmitRequest) GetStartBy() *timestamppb.Timestamp {
 func (x *SubmitRequest) GetPriority() uint32 {
 	if x != nil {
 		return x.Priority
+	}
+	return 0
+}
+
+func (x *SubmitRequest) GetCost() uint32 {
+	if x != nil {
+		return x.Cost
 	}
 	return 0
 }
@@ -1935,7 +1947,7 @@ var File_tollgate_v1_task_service_proto protoreflect.FileDescriptor
 
 const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1etollgate/v1/task_service.proto\x12\vtollgate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x02\n" +
+	"\x1etollgate/v1/task_service.proto\x12\vtollgate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd8\x02\n" +
 	"\rSubmitRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x12\n" +
@@ -1946,7 +1958,8 @@ const file_tollgate_v1_task_service_proto_rawDesc = "" +
 	"\n" +
 	"not_before\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x125\n" +
 	"\bstart_by\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\astartBy\x12\x1a\n" +
-	"\bpriority\x18\b \x01(\rR\bpriority\"\xb3\x01\n" +
+	"\bpriority\x18\b \x01(\rR\bpriority\x12\x12\n" +
+	"\x04cost\x18\x14 \x01(\rR\x04cost\"\xb3\x01\n" +
 	"\vWindowState\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\rR\x05limit\x125\n" +
 	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x1c\n" +

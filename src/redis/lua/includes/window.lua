@@ -17,9 +17,11 @@ local function windowRead(key)
   return count, redis.call('PTTL', key)
 end
 
--- ms until a window read as (count, pttl) has room for a start: 0 when it has room now.
-local function windowWait(count, pttl, limit)
-  if count < limit then
+-- ms until a window read as (count, pttl) has room for a start of `units`
+-- (1 when absent): 0 when it has room now. An empty window always has room:
+-- a cost above the limit (possible only after the limit shrank) fills it.
+local function windowWait(count, pttl, limit, units)
+  if count == 0 or count + (units or 1) <= limit then
     return 0
   end
   return math.max(0, pttl + 1)
@@ -36,17 +38,18 @@ local function windowsWait(count, keyBefore, limitBefore)
   return wait
 end
 
--- Uses one unit of a window read as (count, pttl) in this script:
--- rate-limiter-flexible's SET key 0 EX duration NX then INCRBY, folded into
--- one command since the count was just read (no key expires within a script).
--- Returns the window's new count and pttl.
-local function windowUse(key, count, pttl, seconds)
+-- Uses `units` (1 when absent) of a window read as (count, pttl) in this
+-- script: rate-limiter-flexible's SET key 0 EX duration NX then INCRBY,
+-- folded into one command since the count was just read (no key expires
+-- within a script). Returns the window's new count and pttl.
+local function windowUse(key, count, pttl, seconds, units)
+  units = units or 1
   if count == 0 then
-    redis.call('SET', key, 1, 'EX', seconds)
-    return 1, tonumber(seconds) * 1000
+    redis.call('SET', key, units, 'EX', seconds)
+    return units, tonumber(seconds) * 1000
   end
-  redis.call('INCRBY', key, 1)
-  return count + 1, pttl
+  redis.call('INCRBY', key, units)
+  return count + units, pttl
 end
 
 -- Appends {count, pttl} of each window key in KEYS[first..] to a reply.

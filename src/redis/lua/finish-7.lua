@@ -10,6 +10,8 @@
   task's current attempt owns it now. A task whose cancel was requested while
   it ran (cancel-n) ends cancelled, neither retried nor dead-lettered, and
   is counted in the user's and the totals' c (includes/cancelled).
+  A user held by its cap of running tasks (includes/policy: the stats
+  hash's cap mark) is made due now: one of its slots just freed.
 
   KEYS[1]  task hash
   KEYS[2]  leases sorted set
@@ -17,6 +19,7 @@
   KEYS[4]  the user's dead-letter list
   KEYS[5]  the user's stats hash
   KEYS[6]  totals hash
+  KEYS[7]  due-users sorted set
   ARGV[1]  task id
   ARGV[2]  attempt number that ran
   ARGV[3]  "ok" or "failed"
@@ -51,6 +54,11 @@ end
 local now = currentMs()
 redis.call('ZREM', KEYS[2], member)
 statsAdd(KEYS[5], 'r', -1, now)
+if redis.call('HDEL', KEYS[5], 'cap') == 1 then
+  -- XX: only a user still queued and not paused (parked users are not there).
+  redis.call('ZADD', KEYS[7], 'XX', 'LT', now, ARGV[10])
+  redis.call(PUBLISH, ARGV[11], now)
+end
 if redis.call('HGET', KEYS[1], FIELD_CANCEL_REQUESTED) then
   -- Cancelled while it ran: it ends here, whatever the attempt did (its
   -- handler was most likely aborted); an error is kept, not counted as a
