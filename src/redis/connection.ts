@@ -95,6 +95,11 @@ function createClient(target: RedisTarget, options: RedisConnectionOptions): Red
     commandTimeout: options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
     connectionName: options.connectionName ?? "tollgate",
     retryStrategy: backoff,
+    // The commands of one event-loop turn go out in one write: a third less
+    // Redis CPU per Submit, a fifth less of the workers' (docs/performance.md).
+    // Not on a Cluster, where ioredis batches by the slot of a command's first
+    // argument, which for EVALSHA is the script's SHA, not a key.
+    enableAutoPipelining: true,
   };
   switch (target.kind) {
     case "standalone":
@@ -171,7 +176,8 @@ export function duplicateClient(redis: RedisClient, connectionName: string): Red
       redisOptions: { ...redis.options.redisOptions, connectionName },
     });
   }
-  return redis.duplicate({ connectionName, lazyConnect: true });
+  // A subscriber's commands are its (un)subscriptions: nothing to batch.
+  return redis.duplicate({ connectionName, lazyConnect: true, enableAutoPipelining: false });
 }
 
 /** The command timeout this client was made with. */

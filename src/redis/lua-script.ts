@@ -8,6 +8,18 @@ import type { RedisClient } from "./connection.js";
 
 export type RedisArg = string | number | Buffer;
 
+/**
+ * ioredis' Buffer variants of EVALSHA and EVAL: every command has one at run
+ * time, but these two are missing from its type declarations. Used instead of
+ * callBuffer("evalsha", …), which sends the SHA as the command when the
+ * client auto-pipelines (ioredis issue 1923; connection.ts turns
+ * auto-pipelining on).
+ */
+export interface BufferScripting {
+  evalshaBuffer(sha: string, numberOfKeys: number, ...args: RedisArg[]): Promise<unknown>;
+  evalBuffer(source: string, numberOfKeys: number, ...args: RedisArg[]): Promise<unknown>;
+}
+
 /** `WAIT numreplicas timeout` after a script: how many replicas must have its writes, and how long to wait. */
 export interface ReplicaWait {
   readonly replicas: number;
@@ -121,11 +133,12 @@ export class LuaScript {
 
   /** Runs the script; bulk replies come back as Buffers (for binary payloads). */
   async runBuffer(redis: RedisClient, keys: readonly string[], args: readonly RedisArg[]): Promise<unknown> {
+    const scripting = redis as unknown as BufferScripting;
     return this.call(
       keys,
       args,
-      (...all) => redis.callBuffer("evalsha", this.sha, keys.length, ...all),
-      (...all) => redis.callBuffer("eval", this.source, keys.length, ...all),
+      (...all) => scripting.evalshaBuffer(this.sha, keys.length, ...all),
+      (...all) => scripting.evalBuffer(this.source, keys.length, ...all),
     );
   }
 

@@ -16,7 +16,7 @@ import { createLogger } from "../../src/logger.js";
 import { connectRedis, type RedisClient } from "../../src/redis/connection.js";
 import { createRedisStore } from "../../src/redis/create-redis-store.js";
 import { createKeys } from "../../src/redis/keys.js";
-import { LuaScript } from "../../src/redis/lua-script.js";
+import { type BufferScripting, LuaScript } from "../../src/redis/lua-script.js";
 import { RateWindows } from "../../src/redis/rate-windows.js";
 import { clusterSlotOf } from "../../src/redis/partitions.js";
 import type { RedisStore } from "../../src/redis/redis-store.js";
@@ -82,11 +82,9 @@ function checkingClient(redis: RedisClient, ran: Set<string>): RedisClient {
         return (sha: string, numberOfKeys: number, ...rest: (string | number | Buffer)[]) =>
           target.eval(sourceFor(sha), numberOfKeys, ...rest);
       }
-      if (property === "callBuffer") {
-        return (command: string, ...rest: (string | number | Buffer)[]) =>
-          command === "evalsha"
-            ? target.callBuffer("eval", sourceFor(rest[0]), ...rest.slice(1))
-            : target.callBuffer(command, ...rest);
+      if (property === "evalshaBuffer") {
+        return (sha: string, numberOfKeys: number, ...rest: (string | number | Buffer)[]) =>
+          (target as unknown as BufferScripting).evalBuffer(sourceFor(sha), numberOfKeys, ...rest);
       }
       const value: unknown = Reflect.get(target, property, target);
       return typeof value === "function" ? value.bind(target) : value;
