@@ -274,7 +274,7 @@ export class RedisStore implements TaskStore {
     // are in another slot); without one the task queues, and the claim that
     // starts it takes its unit in turn.
     const reservation = submission.canStartNow
-      ? await this.tracked(() => this.global.reserve("", [Date.now()]))
+      ? await this.tracked(() => this.global.reserve("", [(this.options.clock ?? systemClock).now()]))
       : undefined;
     const admitted = reservation?.granted === 0 ? { ...submission, canStartNow: false } : submission;
     for (let attempt = 1; ; attempt++) {
