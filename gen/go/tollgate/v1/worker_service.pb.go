@@ -9,6 +9,7 @@ package tollgatev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -20,6 +21,183 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// ListWorkersRequest takes no options.
+type ListWorkersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersRequest) Reset() {
+	*x = ListWorkersRequest{}
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersRequest) ProtoMessage() {}
+
+func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
+func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{0}
+}
+
+// ListWorkersResponse lists the connected workers.
+type ListWorkersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workers       []*WorkerInfo          `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersResponse) Reset() {
+	*x = ListWorkersResponse{}
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersResponse) ProtoMessage() {}
+
+func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
+func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListWorkersResponse) GetWorkers() []*WorkerInfo {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+// WorkerInfo is one connected worker, as of a few seconds ago.
+type WorkerInfo struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId    string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Name        string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Kinds       []string               `protobuf:"bytes,3,rep,name=kinds,proto3" json:"kinds,omitempty"`
+	Concurrency uint32                 `protobuf:"varint,4,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	// Tasks sent to it and not answered yet.
+	InFlight uint32 `protobuf:"varint,5,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	// The server process it is connected to, "<host>:<pid>".
+	Server        string                 `protobuf:"bytes,6,opt,name=server,proto3" json:"server,omitempty"`
+	ConnectedAt   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=connected_at,json=connectedAt,proto3" json:"connected_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerInfo) Reset() {
+	*x = WorkerInfo{}
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerInfo) ProtoMessage() {}
+
+func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerInfo.ProtoReflect.Descriptor instead.
+func (*WorkerInfo) Descriptor() ([]byte, []int) {
+	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *WorkerInfo) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *WorkerInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WorkerInfo) GetKinds() []string {
+	if x != nil {
+		return x.Kinds
+	}
+	return nil
+}
+
+func (x *WorkerInfo) GetConcurrency() uint32 {
+	if x != nil {
+		return x.Concurrency
+	}
+	return 0
+}
+
+func (x *WorkerInfo) GetInFlight() uint32 {
+	if x != nil {
+		return x.InFlight
+	}
+	return 0
+}
+
+func (x *WorkerInfo) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *WorkerInfo) GetConnectedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ConnectedAt
+	}
+	return nil
+}
 
 // WorkRequest is one message from a worker.
 type WorkRequest struct {
@@ -36,7 +214,7 @@ type WorkRequest struct {
 
 func (x *WorkRequest) Reset() {
 	*x = WorkRequest{}
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[0]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +226,7 @@ func (x *WorkRequest) String() string {
 func (*WorkRequest) ProtoMessage() {}
 
 func (x *WorkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[0]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +239,7 @@ func (x *WorkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkRequest.ProtoReflect.Descriptor instead.
 func (*WorkRequest) Descriptor() ([]byte, []int) {
-	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{0}
+	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *WorkRequest) GetMessage() isWorkRequest_Message {
@@ -140,7 +318,7 @@ type WorkerHello struct {
 
 func (x *WorkerHello) Reset() {
 	*x = WorkerHello{}
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[1]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -152,7 +330,7 @@ func (x *WorkerHello) String() string {
 func (*WorkerHello) ProtoMessage() {}
 
 func (x *WorkerHello) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[1]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -165,7 +343,7 @@ func (x *WorkerHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerHello.ProtoReflect.Descriptor instead.
 func (*WorkerHello) Descriptor() ([]byte, []int) {
-	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{1}
+	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *WorkerHello) GetKinds() []string {
@@ -198,7 +376,7 @@ type WorkerHeartbeat struct {
 
 func (x *WorkerHeartbeat) Reset() {
 	*x = WorkerHeartbeat{}
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[2]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -210,7 +388,7 @@ func (x *WorkerHeartbeat) String() string {
 func (*WorkerHeartbeat) ProtoMessage() {}
 
 func (x *WorkerHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[2]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -223,7 +401,7 @@ func (x *WorkerHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerHeartbeat.ProtoReflect.Descriptor instead.
 func (*WorkerHeartbeat) Descriptor() ([]byte, []int) {
-	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{2}
+	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{5}
 }
 
 // TaskResult answers one assignment.
@@ -243,7 +421,7 @@ type TaskResult struct {
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[3]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -255,7 +433,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[3]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -268,7 +446,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{3}
+	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *TaskResult) GetTaskId() string {
@@ -335,7 +513,7 @@ type TaskCompleted struct {
 
 func (x *TaskCompleted) Reset() {
 	*x = TaskCompleted{}
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[4]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -347,7 +525,7 @@ func (x *TaskCompleted) String() string {
 func (*TaskCompleted) ProtoMessage() {}
 
 func (x *TaskCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[4]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -360,7 +538,7 @@ func (x *TaskCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCompleted.ProtoReflect.Descriptor instead.
 func (*TaskCompleted) Descriptor() ([]byte, []int) {
-	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{4}
+	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{7}
 }
 
 // TaskFailed: the attempt failed. It is retried with backoff while attempts
@@ -377,7 +555,7 @@ type TaskFailed struct {
 
 func (x *TaskFailed) Reset() {
 	*x = TaskFailed{}
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[5]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -389,7 +567,7 @@ func (x *TaskFailed) String() string {
 func (*TaskFailed) ProtoMessage() {}
 
 func (x *TaskFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[5]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -402,7 +580,7 @@ func (x *TaskFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskFailed.ProtoReflect.Descriptor instead.
 func (*TaskFailed) Descriptor() ([]byte, []int) {
-	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{5}
+	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TaskFailed) GetError() string {
@@ -434,7 +612,7 @@ type WorkResponse struct {
 
 func (x *WorkResponse) Reset() {
 	*x = WorkResponse{}
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[6]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +624,7 @@ func (x *WorkResponse) String() string {
 func (*WorkResponse) ProtoMessage() {}
 
 func (x *WorkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[6]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +637,7 @@ func (x *WorkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkResponse.ProtoReflect.Descriptor instead.
 func (*WorkResponse) Descriptor() ([]byte, []int) {
-	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{6}
+	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WorkResponse) GetMessage() isWorkResponse_Message {
@@ -538,7 +716,7 @@ type WorkerWelcome struct {
 
 func (x *WorkerWelcome) Reset() {
 	*x = WorkerWelcome{}
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[7]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +728,7 @@ func (x *WorkerWelcome) String() string {
 func (*WorkerWelcome) ProtoMessage() {}
 
 func (x *WorkerWelcome) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[7]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +741,7 @@ func (x *WorkerWelcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerWelcome.ProtoReflect.Descriptor instead.
 func (*WorkerWelcome) Descriptor() ([]byte, []int) {
-	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{7}
+	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WorkerWelcome) GetWorkerId() string {
@@ -609,7 +787,7 @@ type TaskAssignment struct {
 
 func (x *TaskAssignment) Reset() {
 	*x = TaskAssignment{}
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[8]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -621,7 +799,7 @@ func (x *TaskAssignment) String() string {
 func (*TaskAssignment) ProtoMessage() {}
 
 func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[8]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -634,7 +812,7 @@ func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskAssignment.ProtoReflect.Descriptor instead.
 func (*TaskAssignment) Descriptor() ([]byte, []int) {
-	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{8}
+	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TaskAssignment) GetTaskId() string {
@@ -685,7 +863,7 @@ type TaskCancel struct {
 
 func (x *TaskCancel) Reset() {
 	*x = TaskCancel{}
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[9]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +875,7 @@ func (x *TaskCancel) String() string {
 func (*TaskCancel) ProtoMessage() {}
 
 func (x *TaskCancel) ProtoReflect() protoreflect.Message {
-	mi := &file_tollgate_v1_worker_service_proto_msgTypes[9]
+	mi := &file_tollgate_v1_worker_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +888,7 @@ func (x *TaskCancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCancel.ProtoReflect.Descriptor instead.
 func (*TaskCancel) Descriptor() ([]byte, []int) {
-	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{9}
+	return file_tollgate_v1_worker_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TaskCancel) GetTaskId() string {
@@ -738,7 +916,19 @@ var File_tollgate_v1_worker_service_proto protoreflect.FileDescriptor
 
 const file_tollgate_v1_worker_service_proto_rawDesc = "" +
 	"\n" +
-	" tollgate/v1/worker_service.proto\x12\vtollgate.v1\"\xbb\x01\n" +
+	" tollgate/v1/worker_service.proto\x12\vtollgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x14\n" +
+	"\x12ListWorkersRequest\"H\n" +
+	"\x13ListWorkersResponse\x121\n" +
+	"\aworkers\x18\x01 \x03(\v2\x17.tollgate.v1.WorkerInfoR\aworkers\"\xe9\x01\n" +
+	"\n" +
+	"WorkerInfo\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05kinds\x18\x03 \x03(\tR\x05kinds\x12 \n" +
+	"\vconcurrency\x18\x04 \x01(\rR\vconcurrency\x12\x1b\n" +
+	"\tin_flight\x18\x05 \x01(\rR\binFlight\x12\x16\n" +
+	"\x06server\x18\x06 \x01(\tR\x06server\x12=\n" +
+	"\fconnected_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\"\xbb\x01\n" +
 	"\vWorkRequest\x120\n" +
 	"\x05hello\x18\x01 \x01(\v2\x18.tollgate.v1.WorkerHelloH\x00R\x05hello\x121\n" +
 	"\x06result\x18\x02 \x01(\v2\x17.tollgate.v1.TaskResultH\x00R\x06result\x12<\n" +
@@ -782,9 +972,10 @@ const file_tollgate_v1_worker_service_proto_rawDesc = "" +
 	"TaskCancel\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason2P\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason2\xa2\x01\n" +
 	"\rWorkerService\x12?\n" +
-	"\x04Work\x12\x18.tollgate.v1.WorkRequest\x1a\x19.tollgate.v1.WorkResponse(\x010\x01B@Z>github.com/tollgate-dev/tollgate/gen/go/tollgate/v1;tollgatev1b\x06proto3"
+	"\x04Work\x12\x18.tollgate.v1.WorkRequest\x1a\x19.tollgate.v1.WorkResponse(\x010\x01\x12P\n" +
+	"\vListWorkers\x12\x1f.tollgate.v1.ListWorkersRequest\x1a .tollgate.v1.ListWorkersResponseB@Z>github.com/tollgate-dev/tollgate/gen/go/tollgate/v1;tollgatev1b\x06proto3"
 
 var (
 	file_tollgate_v1_worker_service_proto_rawDescOnce sync.Once
@@ -798,35 +989,43 @@ func file_tollgate_v1_worker_service_proto_rawDescGZIP() []byte {
 	return file_tollgate_v1_worker_service_proto_rawDescData
 }
 
-var file_tollgate_v1_worker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_tollgate_v1_worker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_tollgate_v1_worker_service_proto_goTypes = []any{
-	(*WorkRequest)(nil),     // 0: tollgate.v1.WorkRequest
-	(*WorkerHello)(nil),     // 1: tollgate.v1.WorkerHello
-	(*WorkerHeartbeat)(nil), // 2: tollgate.v1.WorkerHeartbeat
-	(*TaskResult)(nil),      // 3: tollgate.v1.TaskResult
-	(*TaskCompleted)(nil),   // 4: tollgate.v1.TaskCompleted
-	(*TaskFailed)(nil),      // 5: tollgate.v1.TaskFailed
-	(*WorkResponse)(nil),    // 6: tollgate.v1.WorkResponse
-	(*WorkerWelcome)(nil),   // 7: tollgate.v1.WorkerWelcome
-	(*TaskAssignment)(nil),  // 8: tollgate.v1.TaskAssignment
-	(*TaskCancel)(nil),      // 9: tollgate.v1.TaskCancel
+	(*ListWorkersRequest)(nil),    // 0: tollgate.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),   // 1: tollgate.v1.ListWorkersResponse
+	(*WorkerInfo)(nil),            // 2: tollgate.v1.WorkerInfo
+	(*WorkRequest)(nil),           // 3: tollgate.v1.WorkRequest
+	(*WorkerHello)(nil),           // 4: tollgate.v1.WorkerHello
+	(*WorkerHeartbeat)(nil),       // 5: tollgate.v1.WorkerHeartbeat
+	(*TaskResult)(nil),            // 6: tollgate.v1.TaskResult
+	(*TaskCompleted)(nil),         // 7: tollgate.v1.TaskCompleted
+	(*TaskFailed)(nil),            // 8: tollgate.v1.TaskFailed
+	(*WorkResponse)(nil),          // 9: tollgate.v1.WorkResponse
+	(*WorkerWelcome)(nil),         // 10: tollgate.v1.WorkerWelcome
+	(*TaskAssignment)(nil),        // 11: tollgate.v1.TaskAssignment
+	(*TaskCancel)(nil),            // 12: tollgate.v1.TaskCancel
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_tollgate_v1_worker_service_proto_depIdxs = []int32{
-	1, // 0: tollgate.v1.WorkRequest.hello:type_name -> tollgate.v1.WorkerHello
-	3, // 1: tollgate.v1.WorkRequest.result:type_name -> tollgate.v1.TaskResult
-	2, // 2: tollgate.v1.WorkRequest.heartbeat:type_name -> tollgate.v1.WorkerHeartbeat
-	4, // 3: tollgate.v1.TaskResult.completed:type_name -> tollgate.v1.TaskCompleted
-	5, // 4: tollgate.v1.TaskResult.failed:type_name -> tollgate.v1.TaskFailed
-	7, // 5: tollgate.v1.WorkResponse.welcome:type_name -> tollgate.v1.WorkerWelcome
-	8, // 6: tollgate.v1.WorkResponse.task:type_name -> tollgate.v1.TaskAssignment
-	9, // 7: tollgate.v1.WorkResponse.cancel:type_name -> tollgate.v1.TaskCancel
-	0, // 8: tollgate.v1.WorkerService.Work:input_type -> tollgate.v1.WorkRequest
-	6, // 9: tollgate.v1.WorkerService.Work:output_type -> tollgate.v1.WorkResponse
-	9, // [9:10] is the sub-list for method output_type
-	8, // [8:9] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	2,  // 0: tollgate.v1.ListWorkersResponse.workers:type_name -> tollgate.v1.WorkerInfo
+	13, // 1: tollgate.v1.WorkerInfo.connected_at:type_name -> google.protobuf.Timestamp
+	4,  // 2: tollgate.v1.WorkRequest.hello:type_name -> tollgate.v1.WorkerHello
+	6,  // 3: tollgate.v1.WorkRequest.result:type_name -> tollgate.v1.TaskResult
+	5,  // 4: tollgate.v1.WorkRequest.heartbeat:type_name -> tollgate.v1.WorkerHeartbeat
+	7,  // 5: tollgate.v1.TaskResult.completed:type_name -> tollgate.v1.TaskCompleted
+	8,  // 6: tollgate.v1.TaskResult.failed:type_name -> tollgate.v1.TaskFailed
+	10, // 7: tollgate.v1.WorkResponse.welcome:type_name -> tollgate.v1.WorkerWelcome
+	11, // 8: tollgate.v1.WorkResponse.task:type_name -> tollgate.v1.TaskAssignment
+	12, // 9: tollgate.v1.WorkResponse.cancel:type_name -> tollgate.v1.TaskCancel
+	3,  // 10: tollgate.v1.WorkerService.Work:input_type -> tollgate.v1.WorkRequest
+	0,  // 11: tollgate.v1.WorkerService.ListWorkers:input_type -> tollgate.v1.ListWorkersRequest
+	9,  // 12: tollgate.v1.WorkerService.Work:output_type -> tollgate.v1.WorkResponse
+	1,  // 13: tollgate.v1.WorkerService.ListWorkers:output_type -> tollgate.v1.ListWorkersResponse
+	12, // [12:14] is the sub-list for method output_type
+	10, // [10:12] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_tollgate_v1_worker_service_proto_init() }
@@ -834,16 +1033,16 @@ func file_tollgate_v1_worker_service_proto_init() {
 	if File_tollgate_v1_worker_service_proto != nil {
 		return
 	}
-	file_tollgate_v1_worker_service_proto_msgTypes[0].OneofWrappers = []any{
+	file_tollgate_v1_worker_service_proto_msgTypes[3].OneofWrappers = []any{
 		(*WorkRequest_Hello)(nil),
 		(*WorkRequest_Result)(nil),
 		(*WorkRequest_Heartbeat)(nil),
 	}
-	file_tollgate_v1_worker_service_proto_msgTypes[3].OneofWrappers = []any{
+	file_tollgate_v1_worker_service_proto_msgTypes[6].OneofWrappers = []any{
 		(*TaskResult_Completed)(nil),
 		(*TaskResult_Failed)(nil),
 	}
-	file_tollgate_v1_worker_service_proto_msgTypes[6].OneofWrappers = []any{
+	file_tollgate_v1_worker_service_proto_msgTypes[9].OneofWrappers = []any{
 		(*WorkResponse_Welcome)(nil),
 		(*WorkResponse_Task)(nil),
 		(*WorkResponse_Cancel)(nil),
@@ -854,7 +1053,7 @@ func file_tollgate_v1_worker_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tollgate_v1_worker_service_proto_rawDesc), len(file_tollgate_v1_worker_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

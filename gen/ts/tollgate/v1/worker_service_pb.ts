@@ -4,13 +4,102 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file tollgate/v1/worker_service.proto.
  */
 export const file_tollgate_v1_worker_service: GenFile = /*@__PURE__*/
-  fileDesc("CiB0b2xsZ2F0ZS92MS93b3JrZXJfc2VydmljZS5wcm90bxILdG9sbGdhdGUudjEioQEKC1dvcmtSZXF1ZXN0EikKBWhlbGxvGAEgASgLMhgudG9sbGdhdGUudjEuV29ya2VySGVsbG9IABIpCgZyZXN1bHQYAiABKAsyFy50b2xsZ2F0ZS52MS5UYXNrUmVzdWx0SAASMQoJaGVhcnRiZWF0GAMgASgLMhwudG9sbGdhdGUudjEuV29ya2VySGVhcnRiZWF0SABCCQoHbWVzc2FnZSI/CgtXb3JrZXJIZWxsbxINCgVraW5kcxgBIAMoCRITCgtjb25jdXJyZW5jeRgCIAEoDRIMCgRuYW1lGAMgASgJIhEKD1dvcmtlckhlYXJ0YmVhdCKVAQoKVGFza1Jlc3VsdBIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKA0SLwoJY29tcGxldGVkGAMgASgLMhoudG9sbGdhdGUudjEuVGFza0NvbXBsZXRlZEgAEikKBmZhaWxlZBgEIAEoCzIXLnRvbGxnYXRlLnYxLlRhc2tGYWlsZWRIAEIJCgdvdXRjb21lIg8KDVRhc2tDb21wbGV0ZWQiMQoKVGFza0ZhaWxlZBINCgVlcnJvchgBIAEoCRIUCgxkb19ub3RfcmV0cnkYAiABKAgioAEKDFdvcmtSZXNwb25zZRItCgd3ZWxjb21lGAEgASgLMhoudG9sbGdhdGUudjEuV29ya2VyV2VsY29tZUgAEisKBHRhc2sYAiABKAsyGy50b2xsZ2F0ZS52MS5UYXNrQXNzaWdubWVudEgAEikKBmNhbmNlbBgDIAEoCzIXLnRvbGxnYXRlLnYxLlRhc2tDYW5jZWxIAEIJCgdtZXNzYWdlIm8KDVdvcmtlcldlbGNvbWUSEQoJd29ya2VyX2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoDRIQCghsZWFzZV9tcxgDIAEoDRIaChJhdHRlbXB0X3RpbWVvdXRfbXMYBCABKA0iYgoOVGFza0Fzc2lnbm1lbnQSDwoHdGFza19pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEgwKBGtpbmQYAyABKAkSDwoHcGF5bG9hZBgEIAEoDBIPCgdhdHRlbXB0GAUgASgNIj4KClRhc2tDYW5jZWwSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgNEg4KBnJlYXNvbhgDIAEoCTJQCg1Xb3JrZXJTZXJ2aWNlEj8KBFdvcmsSGC50b2xsZ2F0ZS52MS5Xb3JrUmVxdWVzdBoZLnRvbGxnYXRlLnYxLldvcmtSZXNwb25zZSgBMAFCQFo+Z2l0aHViLmNvbS90b2xsZ2F0ZS1kZXYvdG9sbGdhdGUvZ2VuL2dvL3RvbGxnYXRlL3YxO3RvbGxnYXRldjFiBnByb3RvMw");
+  fileDesc("CiB0b2xsZ2F0ZS92MS93b3JrZXJfc2VydmljZS5wcm90bxILdG9sbGdhdGUudjEiFAoSTGlzdFdvcmtlcnNSZXF1ZXN0Ij8KE0xpc3RXb3JrZXJzUmVzcG9uc2USKAoHd29ya2VycxgBIAMoCzIXLnRvbGxnYXRlLnYxLldvcmtlckluZm8ipgEKCldvcmtlckluZm8SEQoJd29ya2VyX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSDQoFa2luZHMYAyADKAkSEwoLY29uY3VycmVuY3kYBCABKA0SEQoJaW5fZmxpZ2h0GAUgASgNEg4KBnNlcnZlchgGIAEoCRIwCgxjb25uZWN0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqEBCgtXb3JrUmVxdWVzdBIpCgVoZWxsbxgBIAEoCzIYLnRvbGxnYXRlLnYxLldvcmtlckhlbGxvSAASKQoGcmVzdWx0GAIgASgLMhcudG9sbGdhdGUudjEuVGFza1Jlc3VsdEgAEjEKCWhlYXJ0YmVhdBgDIAEoCzIcLnRvbGxnYXRlLnYxLldvcmtlckhlYXJ0YmVhdEgAQgkKB21lc3NhZ2UiPwoLV29ya2VySGVsbG8SDQoFa2luZHMYASADKAkSEwoLY29uY3VycmVuY3kYAiABKA0SDAoEbmFtZRgDIAEoCSIRCg9Xb3JrZXJIZWFydGJlYXQilQEKClRhc2tSZXN1bHQSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgNEi8KCWNvbXBsZXRlZBgDIAEoCzIaLnRvbGxnYXRlLnYxLlRhc2tDb21wbGV0ZWRIABIpCgZmYWlsZWQYBCABKAsyFy50b2xsZ2F0ZS52MS5UYXNrRmFpbGVkSABCCQoHb3V0Y29tZSIPCg1UYXNrQ29tcGxldGVkIjEKClRhc2tGYWlsZWQSDQoFZXJyb3IYASABKAkSFAoMZG9fbm90X3JldHJ5GAIgASgIIqABCgxXb3JrUmVzcG9uc2USLQoHd2VsY29tZRgBIAEoCzIaLnRvbGxnYXRlLnYxLldvcmtlcldlbGNvbWVIABIrCgR0YXNrGAIgASgLMhsudG9sbGdhdGUudjEuVGFza0Fzc2lnbm1lbnRIABIpCgZjYW5jZWwYAyABKAsyFy50b2xsZ2F0ZS52MS5UYXNrQ2FuY2VsSABCCQoHbWVzc2FnZSJvCg1Xb3JrZXJXZWxjb21lEhEKCXdvcmtlcl9pZBgBIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYAiABKA0SEAoIbGVhc2VfbXMYAyABKA0SGgoSYXR0ZW1wdF90aW1lb3V0X21zGAQgASgNImIKDlRhc2tBc3NpZ25tZW50Eg8KB3Rhc2tfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIMCgRraW5kGAMgASgJEg8KB3BheWxvYWQYBCABKAwSDwoHYXR0ZW1wdBgFIAEoDSI+CgpUYXNrQ2FuY2VsEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoDRIOCgZyZWFzb24YAyABKAkyogEKDVdvcmtlclNlcnZpY2USPwoEV29yaxIYLnRvbGxnYXRlLnYxLldvcmtSZXF1ZXN0GhkudG9sbGdhdGUudjEuV29ya1Jlc3BvbnNlKAEwARJQCgtMaXN0V29ya2VycxIfLnRvbGxnYXRlLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBogLnRvbGxnYXRlLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2VCQFo+Z2l0aHViLmNvbS90b2xsZ2F0ZS1kZXYvdG9sbGdhdGUvZ2VuL2dvL3RvbGxnYXRlL3YxO3RvbGxnYXRldjFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+
+/**
+ * ListWorkersRequest takes no options.
+ *
+ * @generated from message tollgate.v1.ListWorkersRequest
+ */
+export type ListWorkersRequest = Message<"tollgate.v1.ListWorkersRequest"> & {
+};
+
+/**
+ * Describes the message tollgate.v1.ListWorkersRequest.
+ * Use `create(ListWorkersRequestSchema)` to create a new message.
+ */
+export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_worker_service, 0);
+
+/**
+ * ListWorkersResponse lists the connected workers.
+ *
+ * @generated from message tollgate.v1.ListWorkersResponse
+ */
+export type ListWorkersResponse = Message<"tollgate.v1.ListWorkersResponse"> & {
+  /**
+   * @generated from field: repeated tollgate.v1.WorkerInfo workers = 1;
+   */
+  workers: WorkerInfo[];
+};
+
+/**
+ * Describes the message tollgate.v1.ListWorkersResponse.
+ * Use `create(ListWorkersResponseSchema)` to create a new message.
+ */
+export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_worker_service, 1);
+
+/**
+ * WorkerInfo is one connected worker, as of a few seconds ago.
+ *
+ * @generated from message tollgate.v1.WorkerInfo
+ */
+export type WorkerInfo = Message<"tollgate.v1.WorkerInfo"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: repeated string kinds = 3;
+   */
+  kinds: string[];
+
+  /**
+   * @generated from field: uint32 concurrency = 4;
+   */
+  concurrency: number;
+
+  /**
+   * Tasks sent to it and not answered yet.
+   *
+   * @generated from field: uint32 in_flight = 5;
+   */
+  inFlight: number;
+
+  /**
+   * The server process it is connected to, "<host>:<pid>".
+   *
+   * @generated from field: string server = 6;
+   */
+  server: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp connected_at = 7;
+   */
+  connectedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message tollgate.v1.WorkerInfo.
+ * Use `create(WorkerInfoSchema)` to create a new message.
+ */
+export const WorkerInfoSchema: GenMessage<WorkerInfo> = /*@__PURE__*/
+  messageDesc(file_tollgate_v1_worker_service, 2);
 
 /**
  * WorkRequest is one message from a worker.
@@ -53,7 +142,7 @@ export type WorkRequest = Message<"tollgate.v1.WorkRequest"> & {
  * Use `create(WorkRequestSchema)` to create a new message.
  */
 export const WorkRequestSchema: GenMessage<WorkRequest> = /*@__PURE__*/
-  messageDesc(file_tollgate_v1_worker_service, 0);
+  messageDesc(file_tollgate_v1_worker_service, 3);
 
 /**
  * WorkerHello opens a worker's session.
@@ -90,7 +179,7 @@ export type WorkerHello = Message<"tollgate.v1.WorkerHello"> & {
  * Use `create(WorkerHelloSchema)` to create a new message.
  */
 export const WorkerHelloSchema: GenMessage<WorkerHello> = /*@__PURE__*/
-  messageDesc(file_tollgate_v1_worker_service, 1);
+  messageDesc(file_tollgate_v1_worker_service, 4);
 
 /**
  * WorkerHeartbeat keeps a session alive.
@@ -105,7 +194,7 @@ export type WorkerHeartbeat = Message<"tollgate.v1.WorkerHeartbeat"> & {
  * Use `create(WorkerHeartbeatSchema)` to create a new message.
  */
 export const WorkerHeartbeatSchema: GenMessage<WorkerHeartbeat> = /*@__PURE__*/
-  messageDesc(file_tollgate_v1_worker_service, 2);
+  messageDesc(file_tollgate_v1_worker_service, 5);
 
 /**
  * TaskResult answers one assignment.
@@ -148,7 +237,7 @@ export type TaskResult = Message<"tollgate.v1.TaskResult"> & {
  * Use `create(TaskResultSchema)` to create a new message.
  */
 export const TaskResultSchema: GenMessage<TaskResult> = /*@__PURE__*/
-  messageDesc(file_tollgate_v1_worker_service, 3);
+  messageDesc(file_tollgate_v1_worker_service, 6);
 
 /**
  * TaskCompleted: the attempt succeeded.
@@ -163,7 +252,7 @@ export type TaskCompleted = Message<"tollgate.v1.TaskCompleted"> & {
  * Use `create(TaskCompletedSchema)` to create a new message.
  */
 export const TaskCompletedSchema: GenMessage<TaskCompleted> = /*@__PURE__*/
-  messageDesc(file_tollgate_v1_worker_service, 4);
+  messageDesc(file_tollgate_v1_worker_service, 7);
 
 /**
  * TaskFailed: the attempt failed. It is retried with backoff while attempts
@@ -192,7 +281,7 @@ export type TaskFailed = Message<"tollgate.v1.TaskFailed"> & {
  * Use `create(TaskFailedSchema)` to create a new message.
  */
 export const TaskFailedSchema: GenMessage<TaskFailed> = /*@__PURE__*/
-  messageDesc(file_tollgate_v1_worker_service, 5);
+  messageDesc(file_tollgate_v1_worker_service, 8);
 
 /**
  * WorkResponse is one message from the server.
@@ -235,7 +324,7 @@ export type WorkResponse = Message<"tollgate.v1.WorkResponse"> & {
  * Use `create(WorkResponseSchema)` to create a new message.
  */
 export const WorkResponseSchema: GenMessage<WorkResponse> = /*@__PURE__*/
-  messageDesc(file_tollgate_v1_worker_service, 6);
+  messageDesc(file_tollgate_v1_worker_service, 9);
 
 /**
  * WorkerWelcome accepts a worker's hello.
@@ -277,7 +366,7 @@ export type WorkerWelcome = Message<"tollgate.v1.WorkerWelcome"> & {
  * Use `create(WorkerWelcomeSchema)` to create a new message.
  */
 export const WorkerWelcomeSchema: GenMessage<WorkerWelcome> = /*@__PURE__*/
-  messageDesc(file_tollgate_v1_worker_service, 7);
+  messageDesc(file_tollgate_v1_worker_service, 10);
 
 /**
  * TaskAssignment is one attempt at one task.
@@ -318,7 +407,7 @@ export type TaskAssignment = Message<"tollgate.v1.TaskAssignment"> & {
  * Use `create(TaskAssignmentSchema)` to create a new message.
  */
 export const TaskAssignmentSchema: GenMessage<TaskAssignment> = /*@__PURE__*/
-  messageDesc(file_tollgate_v1_worker_service, 8);
+  messageDesc(file_tollgate_v1_worker_service, 11);
 
 /**
  * TaskCancel asks the worker to stop one attempt.
@@ -349,7 +438,7 @@ export type TaskCancel = Message<"tollgate.v1.TaskCancel"> & {
  * Use `create(TaskCancelSchema)` to create a new message.
  */
 export const TaskCancelSchema: GenMessage<TaskCancel> = /*@__PURE__*/
-  messageDesc(file_tollgate_v1_worker_service, 9);
+  messageDesc(file_tollgate_v1_worker_service, 12);
 
 /**
  * WorkerService runs tasks in programs outside the server: a worker (any
@@ -382,6 +471,17 @@ export const WorkerService: GenService<{
     methodKind: "bidi_streaming";
     input: typeof WorkRequestSchema;
     output: typeof WorkResponseSchema;
+  },
+  /**
+   * ListWorkers lists the workers connected to every host, by worker id.
+   * Worker and admin keys (a user's key is PERMISSION_DENIED).
+   *
+   * @generated from rpc tollgate.v1.WorkerService.ListWorkers
+   */
+  listWorkers: {
+    methodKind: "unary";
+    input: typeof ListWorkersRequestSchema;
+    output: typeof ListWorkersResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tollgate_v1_worker_service, 0);
