@@ -3,7 +3,7 @@ import { DoNotRetryError } from "../client/do-not-retry.js";
 import type { WorkerHandler, WorkerTask } from "../client/worker-session.js";
 
 /** The exit code with which a task's command says: do not retry (dead-letter the task now). */
-export const EXIT_DO_NOT_RETRY = 100;
+const EXIT_DO_NOT_RETRY = 100;
 /** After SIGTERM, how long a cancelled command has before SIGKILL. */
 const KILL_AFTER_MS = 5_000;
 /** Enough of stderr to hold its last line. */

@@ -1,5 +1,5 @@
 /** A worker's reconnects: 100 ms doubling to 5 s, each wait drawn between half and all of that. */
-export const WORKER_RECONNECT = { baseMs: 100, maxMs: 5_000 } as const;
+const WORKER_RECONNECT = { baseMs: 100, maxMs: 5_000 } as const;
 
 /**
  * The wait before a worker's `attempt`th reconnect in a row (1 for the first
