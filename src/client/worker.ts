@@ -69,6 +69,7 @@ export function runWorker(options: WorkerOptions): WorkerHandle {
     onWelcome: (welcome: WorkerWelcome) => options.onEvent?.({ type: "connected", welcome }),
   };
 
+  const onAbort = (): void => void stop();
   const serve = async (): Promise<void> => {
     let failures = 0;
     try {
@@ -86,12 +87,14 @@ export function runWorker(options: WorkerOptions): WorkerHandle {
         await sleep(reconnectInMs, undefined, { signal: stopping.signal }).catch(() => {});
       }
     } finally {
+      options.signal?.removeEventListener("abort", onAbort);
       // Handlers of lost streams still running: the rest of the grace, then aborted.
       await draining;
       await pool.idle(stopDeadlineMs);
       pool.abortAll(new Error("the worker is stopping: the task goes back to its queue"));
     }
   };
+  if (options.signal?.aborted) stopping.abort(); // stopped before it started: never connects
   const done = serve();
 
   const stop = (): Promise<void> => {
@@ -105,8 +108,7 @@ export function runWorker(options: WorkerOptions): WorkerHandle {
       () => undefined,
     );
   };
-  if (options.signal?.aborted) void stop();
-  else options.signal?.addEventListener("abort", () => void stop(), { once: true });
+  options.signal?.addEventListener("abort", onAbort, { once: true });
   return { done, stop };
 }
 

@@ -296,6 +296,20 @@ test("stop() past its grace aborts a handler that has not returned, without answ
   assert.deepEqual(session.results, [], "no result: the server hands the task back");
 });
 
+test("aborting the signal option stops the worker as stop() does; an aborted one never connects", async () => {
+  const stub = await startStub();
+  const controller = new AbortController();
+  const worker = start(stub, { handler: () => {}, signal: controller.signal });
+  const session = await stub.session(0);
+  controller.abort();
+  await worker.done;
+  await pollUntil("the stream to be half-closed", () => session.halfClosed);
+
+  const early = start(stub, { handler: () => {}, signal: AbortSignal.abort() });
+  await early.done;
+  assert.equal(stub.sessions.length, 1, "no second stream");
+});
+
 test("runWorker refuses options the server would refuse, at once", () => {
   const handler = () => {};
   assert.throws(() => runWorker({ baseUrl: "http://127.0.0.1:1", kinds: [], concurrency: 1, handler }), /kinds/);
