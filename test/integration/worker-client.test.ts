@@ -230,6 +230,22 @@ test("after the stream ends with UNAVAILABLE it reconnects with a new hello; a h
   );
 });
 
+test("reconnects when the server goes away and comes back on the same address", async () => {
+  const first = await startStub();
+  const events: WorkerEvent[] = [];
+  start(first, { handler: () => {}, onEvent: (event) => events.push(event) });
+  await first.session(0);
+  first.close(); // the connection itself is gone, as in a restart
+  await pollUntil(
+    "a failed reconnect or two",
+    () => events.filter((event) => event.type === "disconnected").length >= 2,
+  );
+  const second = await startStub({ port: first.port });
+  const session = await second.session(0, 30_000);
+  session.assign({ taskId: "after-restart", userId: "u", kind: "k" });
+  assert.equal((await session.result("after-restart")).outcome.case, "completed");
+});
+
 test("gives up at once on PERMISSION_DENIED: done rejects with it and nothing reconnects", async () => {
   const stub = await startStub({
     refuse: { code: status.PERMISSION_DENIED, details: "a user's key cannot run workers" },
@@ -294,6 +310,16 @@ test("stop() past its grace aborts a handler that has not returned, without answ
   await worker.done;
   assert.ok(aborted, "the handler's signal was aborted at the end of the grace");
   assert.deepEqual(session.results, [], "no result: the server hands the task back");
+});
+
+test("stop() resolves even when the server does not end the stream after the half-close (it is cancelled)", async () => {
+  const stub = await startStub({ endOnHalfClose: false });
+  const worker = start(stub, { handler: () => {} });
+  const session = await stub.session(0);
+  await worker.stop();
+  await worker.done;
+  assert.ok(session.halfClosed);
+  await pollUntil("the stream to be over", () => session.closed);
 });
 
 test("aborting the signal option stops the worker as stop() does; an aborted one never connects", async () => {

@@ -21,6 +21,10 @@ export interface StubOptions {
   readonly heartbeatIntervalMs?: number;
   /** Refuse each hello with this status instead of welcoming it. */
   readonly refuse?: { readonly code: status; readonly details: string };
+  /** End a stream (OK) when its worker half-closes, as the server does (default true). */
+  readonly endOnHalfClose?: boolean;
+  /** Listen on this port (a restarted server) instead of a free one. */
+  readonly port?: number;
 }
 
 /** One Work stream as the stub sees it. */
@@ -106,7 +110,7 @@ export class WorkerStub {
         // What the server does when a worker half-closes: it ends the stream too.
         call.on("end", () => {
           session.halfClosed = true;
-          if (!session.closed) call.end();
+          if (!session.closed && options.endOnHalfClose !== false) call.end();
         });
         call.on("close", () => {
           session.closed = true;
@@ -118,15 +122,19 @@ export class WorkerStub {
       },
     });
     stub.#port = await new Promise<number>((resolve, reject) =>
-      stub.#server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (error, bound) =>
+      stub.#server.bindAsync(`127.0.0.1:${options.port ?? 0}`, ServerCredentials.createInsecure(), (error, bound) =>
         error ? reject(error) : resolve(bound),
       ),
     );
     return stub;
   }
 
+  get port(): number {
+    return this.#port;
+  }
+
   get addr(): string {
-    return `127.0.0.1:${this.#port}`;
+    return `127.0.0.1:${this.port}`;
   }
 
   get baseUrl(): string {
