@@ -624,9 +624,9 @@ A cancelled task's command (CancelTask, its timeout) gets SIGTERM, to its whole
 process group, then SIGKILL 5 s later. A lost connection is reopened (100 ms
 doubling to 5 s); tasks unanswered on it run again. SIGINT or SIGTERM stops
 the worker: no new tasks, running ones get --grace, then it exits 0 (those
-still running are killed and run again elsewhere). One line per connection and
-per task ends on stderr (a JSON object each with --json). A refusal (a bad
-kind, a key without the worker role) exits 1.
+still running are killed, unanswered, and run again). One line per connection
+and per task's end on stderr (a JSON object each with --json). A refusal (a bad
+--kind or --concurrency, a key without the worker role) exits 1 with its code.
 
 ${CONNECTION_HELP}`;
 
