@@ -34,7 +34,8 @@ export function actingUserId(caller: Identity, requested: string): string {
 }
 
 function denied(caller: Identity, what: string): never {
-  if (caller.kind === "worker") throw permissionDenied(`a worker key only runs tasks (WorkerService); it may not ${what}`);
+  if (caller.kind === "worker")
+    throw permissionDenied(`a worker key only runs tasks (WorkerService); it may not ${what}`);
   const who = caller.kind === "user" ? `user "${caller.userId}"` : "this caller";
   throw permissionDenied(`this API key acts for ${who} only; it may not ${what}`);
 }

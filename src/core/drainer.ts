@@ -2,7 +2,15 @@ import { metrics } from "../metrics.js";
 import type { Clock } from "./clock.js";
 import type { Logger } from "../logger.js";
 import { PartitionSchedule, type PlannedClaim } from "./partition-schedule.js";
-import { EVERY_KIND, type Claimer, type ClaimResult, type HeldTask, type TaskStore, type Unsubscribe, type Wake } from "./store.js";
+import {
+  EVERY_KIND,
+  type Claimer,
+  type ClaimResult,
+  type HeldTask,
+  type TaskStore,
+  type Unsubscribe,
+  type Wake,
+} from "./store.js";
 import { randomId } from "./task-id.js";
 import type { TaskRunner } from "./task-runner.js";
 

@@ -179,7 +179,10 @@ export class RemoteWorkers {
   private openLane(kind: string): Lane {
     const handler: TaskHandler = (task, { signal }) => this.dispatch(lane, task, signal);
     const handlers: HandlerSet = { kinds: new Set([kind]), handlerFor: () => handler, close: async () => {} };
-    const runner = new TaskRunner(this.store, handlers, this.logger, this.clock, { ...this.options.runner, concurrency: 0 });
+    const runner = new TaskRunner(this.store, handlers, this.logger, this.clock, {
+      ...this.options.runner,
+      concurrency: 0,
+    });
     const drainer = new Drainer(
       this.store,
       runner,

@@ -119,12 +119,16 @@ export function checkSchedule(
 }
 
 /** Most tasks one worker may ask to run at once. */
-export const MAX_WORKER_CONCURRENCY = 1000;
+const MAX_WORKER_CONCURRENCY = 1000;
 const MAX_WORKER_KINDS = 100;
 const MAX_WORKER_NAME_BYTES = 128;
 
 /** A worker's hello (WorkerService): at least one kind, each a kind name and not empty; a concurrency in range. */
-export function checkWorkerHello(hello: { readonly kinds: readonly string[]; readonly concurrency: number; readonly name: string }): void {
+export function checkWorkerHello(hello: {
+  readonly kinds: readonly string[];
+  readonly concurrency: number;
+  readonly name: string;
+}): void {
   if (hello.kinds.length === 0) throw invalidArgument("hello.kinds", "name at least one kind this worker runs");
   if (hello.kinds.length > MAX_WORKER_KINDS) {
     throw invalidArgument("hello.kinds", `${hello.kinds.length} kinds; the limit is ${MAX_WORKER_KINDS}`);

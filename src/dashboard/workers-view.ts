@@ -22,7 +22,8 @@ export function WorkersPage() {
           setMessage("");
         }
       } catch (error) {
-        if (!stopped) setMessage(isPermissionDenied(error) ? "Workers are for admin and worker keys." : describeError(error));
+        if (!stopped)
+          setMessage(isPermissionDenied(error) ? "Workers are for admin and worker keys." : describeError(error));
       }
     };
     void load();
@@ -38,8 +39,9 @@ export function WorkersPage() {
     <section>
       <h1>Workers</h1>
       ${message && html`<p class="error">${message}</p>`}
-      ${list &&
-      html`<p id="workers-summary">${list.length} connected, running ${busy} of ${slots} tasks at once.</p>
+      ${
+        list &&
+        html`<p id="workers-summary">${list.length} connected, running ${busy} of ${slots} tasks at once.</p>
         <table id="workers">
           <thead>
             <tr>
@@ -61,7 +63,8 @@ export function WorkersPage() {
               </tr>`,
             )}
           </tbody>
-        </table>`}
+        </table>`
+      }
     </section>
   `;
 }

@@ -141,7 +141,11 @@ export async function startServer(
     coalesceMs: 100,
     heartbeatMs: 5_000,
   });
-  const services = [TaskService.typeName, WorkerService.typeName, ...(options.policies ? [PolicyService.typeName] : [])];
+  const services = [
+    TaskService.typeName,
+    WorkerService.typeName,
+    ...(options.policies ? [PolicyService.typeName] : []),
+  ];
   const health = new HealthReporter(store, services, logger);
 
   const server = new Server({

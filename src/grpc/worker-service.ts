@@ -92,7 +92,11 @@ export function workerServiceImplementation(options: WorkerServiceOptions): Work
         switch (message.case) {
           case "hello": {
             if (connection || connecting) throw malformedRequest("hello is the first message only");
-            const hello = { kinds: message.value.kinds, concurrency: message.value.concurrency, name: message.value.name };
+            const hello = {
+              kinds: message.value.kinds,
+              concurrency: message.value.concurrency,
+              name: message.value.name,
+            };
             checkWorkerHello(hello);
             connecting = true;
             options.workers

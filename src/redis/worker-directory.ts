@@ -5,7 +5,7 @@ import type { RedisClient } from "./connection.js";
 import { storeCall } from "./errors.js";
 
 /** A server's entry not rewritten for this long is of a process that died. */
-export const STALE_AFTER_MS = 15_000;
+const STALE_AFTER_MS = 15_000;
 /** The hash ends this long after its last write (no process has workers). */
 const KEEP_MS = 30_000;
 

@@ -93,11 +93,18 @@ describe("remote workers on one server", () => {
     const thirds = [...byUser.values()].map((starts) => starts[2]!);
     assert.ok(Math.max(...firsts) < Math.min(...thirds), "a user's third start before another's first");
     const payloads = resize.received.map((t) => `${t.userId}:${t.payload[0]}`);
-    assert.ok(payloads.every((p) => p === `rr-${p.split(":")[1]}:${p.split(":")[1]}`), "payloads reach the worker");
+    assert.ok(
+      payloads.every((p) => p === `rr-${p.split(":")[1]}:${p.split(":")[1]}`),
+      "payloads reach the worker",
+    );
   });
 
   test("a worker that asked for 2 never has more than 2 in flight", async () => {
-    const two = worker({ kinds: ["pair"], concurrency: 2, run: () => new Promise((r) => setTimeout(() => r({ ok: true }), 150)) });
+    const two = worker({
+      kinds: ["pair"],
+      concurrency: 2,
+      run: () => new Promise((r) => setTimeout(() => r({ ok: true }), 150)),
+    });
     await pollUntil("the welcome", () => two.welcome);
     for (let u = 0; u < 10; u++) await client.submit({ userId: `pair-${u}`, kind: "pair" });
     await pollUntil("all 10 run", () => two.received.length >= 10 && two.inFlight.size === 0, { timeoutMs: 20_000 });
@@ -114,7 +121,10 @@ describe("remote workers on one server", () => {
     const taker = worker({ kinds: ["handoff"], concurrency: 3 });
     const done = await Promise.all(ids.map((taskId) => waitForState(client, taskId, TaskState.SUCCEEDED)));
     assert.deepEqual(taker.received.map((t) => t.taskId).sort(), [...ids].sort());
-    assert.ok(done.every((task) => task.attempts === 1), "the interrupted runs did not count");
+    assert.ok(
+      done.every((task) => task.attempts === 1),
+      "the interrupted runs did not count",
+    );
   });
 
   test("a worker silent past the lease loses its tasks and its stream", async () => {
@@ -178,7 +188,11 @@ describe("remote workers on one server", () => {
     }
     const done = await Promise.all(ids.map((taskId) => waitForState(client, taskId, TaskState.SUCCEEDED)));
     const starts = done.map((task) => timestampMs(task.startedAt!));
-    assert.deepEqual([...starts].sort((a, b) => a - b), starts, "started in submission order");
+    assert.deepEqual(
+      [...starts].sort((a, b) => a - b),
+      starts,
+      "started in submission order",
+    );
     assert.equal(mixed.received.length, 2);
   });
 

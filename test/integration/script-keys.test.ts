@@ -339,7 +339,11 @@ async function everyOperation(store: RedisStore, redis: RedisClient, users: read
     const forRemote = await store.admit({ ...queuedRemote, userId });
     assert.equal(forRemote.outcome, "queued", userId);
     const routed = await store.claim(userPartition, 10, `c-${Math.random()}`, router);
-    assert.deepEqual(routed.claimed.filter((task) => task.userId === userId), [], `${userId}: parked, not claimed`);
+    assert.deepEqual(
+      routed.claimed.filter((task) => task.userId === userId),
+      [],
+      `${userId}: parked, not claimed`,
+    );
     const taken = (await store.claim(userPartition, 10, `c-${Math.random()}`, remote)).claimed;
     assert.deepEqual(
       taken.filter((task) => task.userId === userId).map((task) => task.taskId),

@@ -69,7 +69,10 @@ export class RawWorker {
   private readonly abort = new AbortController();
   private heartbeats: NodeJS.Timeout | undefined;
 
-  constructor(address: string, private readonly options: RawWorkerOptions) {
+  constructor(
+    address: string,
+    private readonly options: RawWorkerOptions,
+  ) {
     const client: Client<typeof WorkerService> = createClient(
       WorkerService,
       createGrpcTransport({
@@ -93,7 +96,9 @@ export class RawWorker {
     this.ended = this.read(client.work(this.outbox, { signal: this.abort.signal }));
   }
 
-  private async read(responses: AsyncIterable<{ message: { case: string | undefined; value?: unknown } }>): Promise<unknown> {
+  private async read(
+    responses: AsyncIterable<{ message: { case: string | undefined; value?: unknown } }>,
+  ): Promise<unknown> {
     try {
       for await (const response of responses) {
         const { message } = response;
