@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { register } from "prom-client";
 import { Code, type Client } from "@connectrpc/connect";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -218,6 +219,12 @@ describe("remote workers on one server", () => {
     assert.deepEqual(entry.kinds, ["listed"]);
     assert.equal(entry.concurrency, 7);
     assert.match(entry.server, /:\d+$/);
+    // The metrics of this process (the primary sums them over its workers).
+    const gauge = async (name: string) =>
+      (await register.getSingleMetric(name)!.get()).values.find((value) => value.labels.kind === "listed")?.value;
+    assert.equal(await gauge("tollgate_remote_workers"), 1);
+    assert.equal(await gauge("tollgate_remote_worker_slots"), 7);
+    assert.equal(await gauge("tollgate_remote_worker_tasks"), 0);
 
     const user = new RawWorker(server.address, { apiKey: ALICE_KEY, kinds: ["x"], concurrency: 1 });
     assert.equal(((await user.ended) as { code?: Code }).code, Code.PermissionDenied);
