@@ -319,6 +319,8 @@ export class RedisStore implements TaskStore {
       partition.delayed,
       partition.policies,
       partition.plans,
+      partition.parked,
+      partition.parkedUsers,
       ...this.windows.keysFor(userId, guess.windows),
     ];
     const args = [
@@ -980,6 +982,8 @@ export class RedisStore implements TaskStore {
         partition.stats(userId),
         partition.totals,
         partition.delayed,
+        partition.parked,
+        partition.parkedUsers,
         ...taskIds.map((taskId) => partition.task(taskId)),
       ],
       [
@@ -988,6 +992,7 @@ export class RedisStore implements TaskStore {
         this.publish,
         this.options.retentionSeconds,
         partition.cancelChannel,
+        partition.wakeChannel,
         ...taskIds,
       ],
     );

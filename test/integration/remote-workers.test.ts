@@ -13,6 +13,7 @@ import { Code, type Client } from "@connectrpc/connect";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createTollgateClient } from "../../src/client/client.js";
+import { createKeys } from "../../src/redis/keys.js";
 import { usePrivateRedis } from "../support/fixture.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { ADMIN_KEY, ALICE_KEY, WORKER_KEY, writeKeyFile } from "../support/api-keys.js";
@@ -195,6 +196,42 @@ describe("remote workers on one server", () => {
       "started in submission order",
     );
     assert.equal(mixed.received.length, 2);
+  });
+
+  test("a parked user whose head changes (cancelled, or a task put in front) is routed again at once", async () => {
+    const { store } = server;
+    const keys = createKeys(undefined, server.config.partitions);
+    const parkedUnder = async (userId: string) => {
+      const member = await server.redis.hget(keys.forUser(userId).parkedUsers, userId);
+      return member?.split(" ")[0];
+    };
+    const queued = async (userId: string, kind: string, priority = 0) =>
+      (
+        (await store.admit({
+          userId,
+          payload: new Uint8Array(),
+          kind,
+          priority,
+          idempotencyKey: "",
+          rejectOverLimit: false,
+          canStartNow: false,
+        })) as { readonly taskId: string }
+      ).taskId;
+    // No worker runs "nobody-runs": its user stays parked under it...
+    const first = await queued("swap-0", "nobody-runs");
+    const second = await queued("swap-0", "");
+    assert.equal(await pollUntil("parked", () => parkedUnder("swap-0")), "nobody-runs");
+    // ...until that head is cancelled: the next (the server's own kind) runs.
+    assert.equal(await store.cancelTask({ taskId: first, userId: "swap-0" }), "cancelled");
+    await waitForState(client, second, TaskState.SUCCEEDED);
+    assert.equal(await parkedUnder("swap-0"), undefined);
+
+    // A task put in front of a parked head is routed by itself.
+    const stuck = await queued("swap-1", "nobody-runs");
+    assert.equal(await pollUntil("parked", () => parkedUnder("swap-1")), "nobody-runs");
+    const urgent = await queued("swap-1", "", 9);
+    await waitForState(client, urgent, TaskState.SUCCEEDED);
+    assert.equal((await store.getTask(stuck))?.state, "queued");
   });
 
   test("ListWorkers lists the connected workers; keys: a user's cannot work or list, a worker's cannot submit", async () => {

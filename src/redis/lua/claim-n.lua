@@ -118,7 +118,7 @@ local progress, PUBLISH = ARGV[5], ARGV[6]
 local claimId, recordMs = ARGV[7], tonumber(ARGV[8])
 local retention, deadRetention = ARGV[9], ARGV[10]
 local wakeChannel, routes = ARGV[12], ARGV[13] == '1'
-local kinds, runs = claimerKinds(ARGV[14])
+local kinds, runs = claimerKinds(ARGV[14], routes)
 local users = {}
 local userCount = tonumber(ARGV[15])
 local at = 16
@@ -361,7 +361,9 @@ local function claimParked(item)
   if not member then
     return
   end
-  if stillHead(item) then
+  -- Parked under a kind of this caller's, with that head: unless the head
+  -- changed since (parked once under another kind while paused, say).
+  if stillHead(item) and runs[redis.call('HGET', item.task, FIELD_KIND) or ''] then
     startHead(item, parkedDue(member), true)
     return
   end

@@ -49,7 +49,7 @@
 
 local now = currentMs()
 local routes = ARGV[4] == '1'
-local kinds = claimerKinds(ARGV[5])
+local kinds = claimerKinds(ARGV[5], routes)
 
 local out = {now, nextDueFor(KEYS[1], KEYS[8], kinds, routes), -1, -1}
 if routes then

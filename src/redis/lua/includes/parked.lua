@@ -7,8 +7,8 @@
   sorted set per partition holds them all, every score 0, so that a kind's
   users are one lexical range in due order: member "<kind> <due ms, 15
   digits> <user id>" (kinds hold no space; see core/validation). A hash
-  names each parked user's member, so that a user is parked once and its
-  member found again. Whatever changed since a user was parked (its head
+  names each parked user's member, so that a user is parked once (under the
+  kind of its head when last routed) and its member found again. Whatever changed since a user was parked (its head
   cancelled, its queue paused or purged, another task put in front) is
   found by the claim that takes it, which sends the user back to the due
   users to be routed again.
@@ -31,16 +31,6 @@ local function parkedUser(member)
   return string.sub(member, from + 17)
 end
 
--- Parks the user under `kind` at its due moment, unless it is parked already.
-local function park(parked, parkedUsers, userId, kind, due)
-  if redis.call('HEXISTS', parkedUsers, userId) == 1 then
-    return
-  end
-  local member = parkedMember(kind, due, userId)
-  redis.call('ZADD', parked, 0, member)
-  redis.call('HSET', parkedUsers, userId, member)
-end
-
 -- Takes the user out of the parked users; returns its member, or nil when it was not parked.
 local function unpark(parked, parkedUsers, userId)
   local member = redis.call('HGET', parkedUsers, userId)
@@ -50,6 +40,15 @@ local function unpark(parked, parkedUsers, userId)
   redis.call('ZREM', parked, member)
   redis.call('HDEL', parkedUsers, userId)
   return member
+end
+
+-- Parks the user under `kind` at its due moment, in place of where it was
+-- parked before (under its head of then: the latest routing is right).
+local function park(parked, parkedUsers, userId, kind, due)
+  unpark(parked, parkedUsers, userId)
+  local member = parkedMember(kind, due, userId)
+  redis.call('ZADD', parked, 0, member)
+  redis.call('HSET', parkedUsers, userId, member)
 end
 
 -- Up to `limit` members parked under `kind` with a due moment at or before `now`, oldest first.
@@ -76,14 +75,15 @@ local function earliestParked(parked, kinds)
   return first
 end
 
--- The claimer's kinds: ARGV's comma-separated list as a list and a set
--- (the empty kind always in the set). "*" runs every kind: the set answers
--- true for any, and the list is empty (nothing is parked for "*").
-local function claimerKinds(list)
+-- The claimer's kinds: ARGV's comma-separated list as a list and a set (a
+-- claimer that routes runs the empty kind too; one that does not runs its
+-- workers' kinds only). "*" runs every kind: the set answers true for any,
+-- and the list is empty (nothing is parked for "*").
+local function claimerKinds(list, routes)
   if list == '*' then
     return {}, setmetatable({}, {__index = function() return true end})
   end
-  local kinds, runs = {}, {['']= true}
+  local kinds, runs = {}, {['']= routes}
   for kind in string.gmatch(list, '[^,]+') do
     kinds[#kinds + 1] = kind
     runs[kind] = true
@@ -102,4 +102,15 @@ local function nextDueFor(dueUsers, parked, kinds, routes)
     end
   end
   return first
+end
+
+-- Its head changed outside a claim (cancelled, or a task put in front): a
+-- parked user goes back to the due users, due now, to be routed again by
+-- its head of now, and the drainers are woken. (A user parked under a kind
+-- no worker runs would otherwise wait for one even for tasks of others.)
+local function rerouteIfParked(parked, parkedUsers, dueUsers, userId, now, publish, wakeChannel)
+  if unpark(parked, parkedUsers, userId) then
+    redis.call('ZADD', dueUsers, 'LT', now, userId)
+    redis.call(publish, wakeChannel, now)
+  end
 end
