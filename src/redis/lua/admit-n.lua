@@ -199,7 +199,7 @@ if place == 1 and (queued > 0 or paused) then
   -- queue's is named, not due (ResumeQueue schedules it).
   redis.call('HSET', KEYS[8], userId, taskId)
   if not paused then
-    rerouteIfParked(KEYS[13], KEYS[14], KEYS[2], userId, now, PUBLISH, ARGV[11])
+    rerouteIfParked(KEYS[1], KEYS[13], KEYS[14], KEYS[2], userId, now, PUBLISH, ARGV[11])
   end
 elseif queued == 0 then
   -- The task is the new head: it is due when every window has room (and

@@ -100,11 +100,7 @@ for i = 7, #ARGV do
 end
 if fromQueue > 0 then
   headChanged(KEYS[1], KEYS[3], KEYS[2], userId)
-  if redis.call('EXISTS', KEYS[1]) == 1 then
-    rerouteIfParked(KEYS[8], KEYS[9], KEYS[2], userId, now, PUBLISH, ARGV[6])
-  else
-    unpark(KEYS[8], KEYS[9], userId)
-  end
+  rerouteIfParked(KEYS[1], KEYS[8], KEYS[9], KEYS[2], userId, now, PUBLISH, ARGV[6])
 end
 if fromRetries > 0 then
   statsAdd(KEYS[5], 'w', -fromRetries, now)

@@ -269,12 +269,8 @@ local function startHead(item, dueAt, parked)
     redis.call('LPOP', user.queue)
     leftQueue(user.stats, taskPriority(item.task), now)
     expire(user, item.task)
-    if parked then
-      unpark(KEYS[11], KEYS[12], user.id)
-      redis.call('ZADD', KEYS[1], 'LT', now, user.id)
-      redis.call(PUBLISH, wakeChannel, now)
-    end
     headChanged(user.queue, KEYS[5], KEYS[1], user.id)
+    rerouteIfParked(user.queue, KEYS[11], KEYS[12], KEYS[1], user.id, now, PUBLISH, wakeChannel)
     return
   end
   if not user.bound then
@@ -367,11 +363,7 @@ local function claimParked(item)
     startHead(item, parkedDue(member), true)
     return
   end
-  unpark(KEYS[11], KEYS[12], user.id)
-  if redis.call('LLEN', user.queue) > 0 then
-    redis.call('ZADD', KEYS[1], 'LT', now, user.id)
-    redis.call(PUBLISH, wakeChannel, now)
-  end
+  rerouteIfParked(user.queue, KEYS[11], KEYS[12], KEYS[1], user.id, now, PUBLISH, wakeChannel)
 end
 
 -- A paused user starts nothing: it leaves the due users (parked), and

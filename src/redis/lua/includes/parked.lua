@@ -104,12 +104,13 @@ local function nextDueFor(dueUsers, parked, kinds, routes)
   return first
 end
 
--- Its head changed outside a claim (cancelled, or a task put in front): a
--- parked user goes back to the due users, due now, to be routed again by
--- its head of now, and the drainers are woken. (A user parked under a kind
--- no worker runs would otherwise wait for one even for tasks of others.)
-local function rerouteIfParked(parked, parkedUsers, dueUsers, userId, now, publish, wakeChannel)
-  if unpark(parked, parkedUsers, userId) then
+-- Its head changed outside a claim of the parked kind (cancelled, expired,
+-- or a task put in front): a parked user goes back to the due users, due
+-- now, to be routed again by its head of now, and the drainers are woken;
+-- one whose queue emptied just leaves. (A user parked under a kind no
+-- worker runs would otherwise wait for one even for tasks of others.)
+local function rerouteIfParked(queue, parked, parkedUsers, dueUsers, userId, now, publish, wakeChannel)
+  if unpark(parked, parkedUsers, userId) and redis.call('EXISTS', queue) == 1 then
     redis.call('ZADD', dueUsers, 'LT', now, userId)
     redis.call(publish, wakeChannel, now)
   end
