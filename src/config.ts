@@ -42,6 +42,7 @@ export interface Config {
   readonly heartbeatTimeoutMs: number;
   /** Module path of the task handlers; unset: the built-in task-log handler. */
   readonly handler: string | undefined;
+  readonly requireKnownKinds: boolean;
   readonly taskLog: string;
   readonly maxPayloadBytes: number;
   readonly metricsPort: number;
@@ -148,6 +149,12 @@ function pathSetting(env: string, defaultText: string, help: string): Setting<st
 const optional = (value: string | undefined): string | undefined =>
   value === undefined || value.trim() === "" ? undefined : value.trim();
 
+function yesOrNo(v: string | undefined): boolean {
+  const value = (optional(v) ?? "no").toLowerCase();
+  if (value !== "yes" && value !== "no") throw new ConfigError(`expected yes or no, got "${value}"`);
+  return value === "yes";
+}
+
 /** The settings, in the order docs/configuration.md documents them. */
 export const SETTINGS = {
   host: setting("TOLLGATE_HOST", "0.0.0.0", "address to listen on", (v) => optional(v) ?? "0.0.0.0"),
@@ -181,11 +188,7 @@ export const SETTINGS = {
     "TOLLGATE_ALLOW_EVICTION",
     "no",
     "start even if Redis' maxmemory-policy is not noeviction (yes or no)",
-    (v) => {
-      const value = (optional(v) ?? "no").toLowerCase();
-      if (value !== "yes" && value !== "no") throw new ConfigError(`expected yes or no, got "${value}"`);
-      return value === "yes";
-    },
+    yesOrNo,
   ),
   replicaAcks: integerSetting(
     "TOLLGATE_REPLICA_ACKS",
@@ -323,6 +326,12 @@ export const SETTINGS = {
     "a timeout in ms",
   ),
   handler: pathSetting("TOLLGATE_HANDLER", "built-in: append to the task log", "task handler module"),
+  requireKnownKinds: setting(
+    "TOLLGATE_REQUIRE_KNOWN_KINDS",
+    "no",
+    "Submit refuses a kind no handler module exports and no connected worker runs (yes or no; no: it waits for a worker)",
+    yesOrNo,
+  ),
   taskLog: setting("TOLLGATE_TASK_LOG", "<data dir>/tasks.log", "file the built-in handler appends to", (v, resolved) =>
     resolve(optional(v) ?? `${String(resolved.dataDir)}/tasks.log`),
   ),

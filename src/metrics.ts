@@ -41,6 +41,21 @@ export const metrics = {
     help: "State changes that TOLLGATE_REPLICA_ACKS replicas had not confirmed within the timeout (made on the primary all the same)",
     labelNames: ["change"] as const,
   }),
+  remoteWorkers: new Gauge({
+    name: "tollgate_remote_workers",
+    help: "Workers connected over WorkerService that run the kind",
+    labelNames: ["kind"] as const,
+  }),
+  remoteWorkerSlots: new Gauge({
+    name: "tollgate_remote_worker_slots",
+    help: "Tasks of the kind the connected workers asked to run at once (a worker of several kinds counts in each)",
+    labelNames: ["kind"] as const,
+  }),
+  remoteWorkerTasks: new Gauge({
+    name: "tollgate_remote_worker_tasks",
+    help: "Tasks of the kind sent to connected workers and not answered yet",
+    labelNames: ["kind"] as const,
+  }),
   queued: new Gauge({
     name: "tollgate_tasks_queued",
     help: "Tasks waiting in queues or for a retry, over every user",

@@ -10,6 +10,9 @@ import {
   submitMany,
   type TollgateClientOptions,
 } from "../client/client.js";
+import { runWorker } from "../client/worker.js";
+import type { WorkerHandler } from "../client/worker-session.js";
+import { execTasks } from "./exec-task.js";
 import { progressOf, renderProgress } from "./progress-bar.js";
 import { HealthCheckResponse_ServingStatus } from "../../gen/ts/grpc/health/v1/health_pb.js";
 import {
@@ -596,6 +599,112 @@ export async function healthCommand(args: readonly string[]): Promise<number> {
   const status = HealthCheckResponse_ServingStatus[answer.status];
   console.log(values.json ? JSON.stringify({ status }) : status);
   return answer.status === HealthCheckResponse_ServingStatus.SERVING ? 0 : 1;
+}
+
+const WORKER_HELP = `Usage: tollgate worker --kind KIND [--kind KIND ...] --exec COMMAND [flags]
+
+Runs tasks of the given kinds for the server (WorkerService; with API keys on,
+a key with the worker role): each task runs COMMAND with sh -c, at most
+--concurrency at once.
+  --kind KIND         a kind of task to run (required; repeat for several)
+  --exec COMMAND      the shell command each task runs (required)
+  --concurrency N     tasks at once, 1 to 1000 (default 1)
+  --name NAME         a name for people, in the server's metrics and dashboard
+  --grace DURATION    on SIGINT or SIGTERM, how long running tasks have to
+                      finish and be answered (default 10s)
+
+COMMAND gets the payload on its stdin and TOLLGATE_TASK_ID, TOLLGATE_USER_ID,
+TOLLGATE_KIND and TOLLGATE_ATTEMPT in its environment; its stdout and stderr
+are this command's, unprefixed. Its exit code decides the task:
+  0      completed
+  100    failed for good: dead-lettered now, not retried
+  other  failed with "exit N: <the last line of its stderr>", retried while
+         attempts remain
+A cancelled task's command (CancelTask, its timeout) gets SIGTERM, to its whole
+process group, then SIGKILL 5 s later. A lost connection is reopened (100 ms
+doubling to 5 s); tasks unanswered on it run again. SIGINT or SIGTERM stops
+the worker: no new tasks, running ones get --grace, then it exits 0 (those
+still running are killed, unanswered, and run again). One line per connection
+and per task's end on stderr (a JSON object each with --json). A refusal (a bad
+--kind or --concurrency, a key without the worker role) exits 1 with its code.
+
+${CONNECTION_HELP}`;
+
+export async function workerCommand(args: readonly string[]): Promise<number> {
+  const { values } = parse(args, {
+    kind: { type: "string", multiple: true },
+    exec: { type: "string" },
+    concurrency: { type: "string" },
+    name: { type: "string" },
+    grace: { type: "string" },
+  });
+  if (values.help) return help(WORKER_HELP);
+  const kinds = values.kind ?? [];
+  if (kinds.length === 0 || kinds.includes("")) throw new UsageError("--kind is required (repeat it for several)");
+  if (values.exec === undefined || values.exec.trim() === "") throw new UsageError("--exec is required");
+  const concurrency = Number(values.concurrency ?? "1");
+  if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 1000)
+    throw new UsageError("--concurrency must be a whole number from 1 to 1000");
+  const stopGraceMs = values.grace === undefined ? undefined : parseDuration("--grace", values.grace);
+  const json = values.json === true;
+  const log = (line: string, fields: Record<string, unknown>) =>
+    console.error(json ? JSON.stringify(fields) : `tollgate worker: ${line}`);
+  const tasks = execTasks(values.exec);
+  const handler: WorkerHandler = async (task, context) => {
+    const startedAt = Date.now();
+    const what = `${task.taskId} attempt ${task.attempt} (kind ${task.kind}, user ${task.userId})`;
+    const fields = { taskId: task.taskId, attempt: task.attempt, kind: task.kind, userId: task.userId };
+    try {
+      await tasks.handler(task, context);
+      log(`${what}: completed in ${Date.now() - startedAt} ms`, { event: "completed", ...fields });
+    } catch (error) {
+      const reason = (error as Error).message;
+      log(`${what}: failed: ${reason}`, { event: "failed", ...fields, error: reason });
+      throw error;
+    }
+  };
+  const worker = runWorker({
+    ...connection(values),
+    kinds,
+    concurrency,
+    handler,
+    ...(values.name !== undefined ? { name: values.name } : {}),
+    ...(stopGraceMs !== undefined ? { stopGraceMs } : {}),
+    onEvent: (event) => {
+      if (event.type === "connected") {
+        const { workerId, heartbeatIntervalMs, attemptTimeoutMs } = event.welcome;
+        log(`connected as ${workerId} (kinds ${kinds.join(", ")}; concurrency ${concurrency})`, {
+          event: "connected",
+          workerId,
+          heartbeatIntervalMs,
+          attemptTimeoutMs,
+        });
+      } else {
+        const error = describeCallError(event.error);
+        log(`connection lost: ${error}; reconnecting in ${event.reconnectInMs} ms`, {
+          event: "disconnected",
+          error,
+          reconnectInMs: event.reconnectInMs,
+        });
+      }
+    },
+  });
+  // The signals stop the worker gracefully instead of ending the process at once.
+  const onSignal = (signal: NodeJS.Signals) => {
+    log(`${signal}: stopping (running tasks get their grace)`, { event: "stopping", signal });
+    void worker.stop();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    await worker.done;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    // Commands aborted at the end of the grace are being killed: not left behind.
+    await tasks.exited();
+  }
+  return 0;
 }
 
 function help(text: string): number {

@@ -18,6 +18,7 @@ Commands:
   plan      set, list, show or delete rate plans (admins)
   policy    set, show or delete a user's plan or own limits (admins)
   health    whether the server is serving (exit 0) or not (exit 1)
+  worker    run tasks of some kinds with a shell command (--kind K --exec CMD)
 
 Run "tollgate <command> --help" for its flags.
 Exit codes: 0 ok, 1 the call failed (the error is printed with its gRPC code),
@@ -40,6 +41,7 @@ const CLIENT_COMMANDS: Readonly<
     | "planCommand"
     | "policyCommand"
     | "healthCommand"
+    | "workerCommand"
   >
 > = {
   submit: "submitCommand",
@@ -55,6 +57,7 @@ const CLIENT_COMMANDS: Readonly<
   plan: "planCommand",
   policy: "policyCommand",
   health: "healthCommand",
+  worker: "workerCommand",
 };
 
 function serveHelp(): string {

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { createClient, ConnectError, type Client, type Interceptor } from "@connectrpc/connect";
+import { createClient, ConnectError, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { decodeRetryInfo, RETRY_INFO_TYPE } from "../grpc/retry-info.js";
 import { Health } from "../../gen/ts/grpc/health/v1/health_pb.js";
@@ -25,7 +25,12 @@ function pem(value: string | Buffer | undefined): string | Buffer | undefined {
   return readFileSync(value);
 }
 
-function transport(options: TollgateClientOptions) {
+/**
+ * The gRPC transport (@connectrpc/connect-node, HTTP/2) every client here
+ * shares: the API key as a bearer token on each call, and TLS from PEM
+ * contents or files. Exported for the worker (worker.ts).
+ */
+export function createTransport(options: TollgateClientOptions): Transport {
   const auth: Interceptor = (next) => (request) => {
     request.header.set("authorization", `Bearer ${options.apiKey}`);
     return next(request);
@@ -40,17 +45,17 @@ function transport(options: TollgateClientOptions) {
 
 /** The generated, typed TaskService client over gRPC (@connectrpc/connect-node). */
 export function createTollgateClient(options: TollgateClientOptions): TollgateClient {
-  return createClient(TaskService, transport(options));
+  return createClient(TaskService, createTransport(options));
 }
 
 /** PolicyService (admin keys only) on the same server. */
 export function createPolicyClient(options: TollgateClientOptions): Client<typeof PolicyService> {
-  return createClient(PolicyService, transport(options));
+  return createClient(PolicyService, createTransport(options));
 }
 
 /** grpc.health.v1 on the same server. */
 export function createHealthClient(options: TollgateClientOptions): Client<typeof Health> {
-  return createClient(Health, transport(options));
+  return createClient(Health, createTransport(options));
 }
 
 /** The server's advice on when to retry a RESOURCE_EXHAUSTED, in ms. */

@@ -8,6 +8,7 @@ import { startHttpServer, type HttpServer } from "./http-server.js";
 import { webApiRoutes, type GrpcTarget } from "./web-api.js";
 import { loadDashboard } from "./dashboard-assets.js";
 import { PolicyService } from "../../gen/ts/tollgate/v1/policy_service_pb.js";
+import { WorkerService } from "../../gen/ts/tollgate/v1/worker_service_pb.js";
 import { TaskService } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 import { connectRedis, redactUrl } from "../redis/connection.js";
 import { checkRedisRequirements } from "../redis/requirements.js";
@@ -81,7 +82,7 @@ export async function runPrimary(config: Config): Promise<void> {
         config.host,
         config.metricsPort,
         logger,
-        webApiRoutes(() => grpcTarget, [TaskService, PolicyService]),
+        webApiRoutes(() => grpcTarget, [TaskService, PolicyService, WorkerService]),
         await loadDashboard(),
       );
     }

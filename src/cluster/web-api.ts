@@ -83,7 +83,8 @@ export function webApiRoutes(
             }
           };
         }
-        // No method streams requests (browsers cannot): nothing else to route.
+        // A method that streams requests (WorkerService.Work) is not routed:
+        // browsers cannot stream requests; it answers UNIMPLEMENTED here.
       }
       // Built from the descriptor above, so it has exactly the service's methods.
       router.service(service, implementation as never);

@@ -80,7 +80,11 @@ export async function runWorker(config: Config): Promise<void> {
     redis = connected;
     await checkRedisRequirements(connected, config, logger); // again: Redis may have changed since the primary checked
     store = createRedisStore(connected, config, { onShortOfReplicas: reportShortOfReplicas(logger) });
-    server = await startServer(config, store, logger, { tracing: tracing?.tracing, policies: store.policies });
+    server = await startServer(config, store, logger, {
+      tracing: tracing?.tracing,
+      policies: store.policies,
+      workerDirectory: store.workers,
+    });
   } catch (error) {
     logger.error({ err: error }, "worker could not start");
     process.exit(1);

@@ -1,21 +1,28 @@
 import { permissionDenied } from "./service-error.js";
 
 // Who may do what. With auth off every caller is "anyone" and may do
-// everything; with auth on a user's key acts for that user only and an admin's
-// for everyone. Every PERMISSION_DENIED Tollgate answers is decided here.
+// everything; with auth on a user's key acts for that user only, an admin's
+// for everyone, and a worker's only runs tasks (WorkerService). Every
+// PERMISSION_DENIED Tollgate answers is decided here.
 
-/** Who is calling: anyone (auth off), one user, or an admin. */
+/** Who is calling: anyone (auth off), one user, an admin, or a worker. */
 export type Identity =
   | { readonly kind: "anyone" }
   | { readonly kind: "user"; readonly userId: string }
-  /** keyId: a fingerprint of the admin's key (not the key), naming who made a change in the logs. */
-  | { readonly kind: "admin"; readonly keyId?: string };
+  /** keyId: a fingerprint of the key (not the key), naming who made a change in the logs. */
+  | { readonly kind: "admin"; readonly keyId?: string }
+  | { readonly kind: "worker"; readonly keyId?: string };
 
 export const ANYONE: Identity = Object.freeze({ kind: "anyone" });
 
+/** May this caller act for every user (auth off, or an admin key)? */
+function actsForAll(caller: Identity): boolean {
+  return caller.kind === "anyone" || caller.kind === "admin";
+}
+
 /** May this caller act on `userId`'s queue and tasks? */
 function mayActFor(caller: Identity, userId: string): boolean {
-  return caller.kind !== "user" || caller.userId === userId;
+  return actsForAll(caller) || (caller.kind === "user" && caller.userId === userId);
 }
 
 /**
@@ -27,6 +34,8 @@ export function actingUserId(caller: Identity, requested: string): string {
 }
 
 function denied(caller: Identity, what: string): never {
+  if (caller.kind === "worker")
+    throw permissionDenied(`a worker key only runs tasks (WorkerService); it may not ${what}`);
   const who = caller.kind === "user" ? `user "${caller.userId}"` : "this caller";
   throw permissionDenied(`this API key acts for ${who} only; it may not ${what}`);
 }
@@ -39,7 +48,7 @@ export function authorizeSubmit(caller: Identity, userId: string): void {
 /** Watch `userId`'s queue, or every queue when `userId` is empty (admins only). */
 export function authorizeWatch(caller: Identity, userId: string): void {
   if (userId === "") {
-    if (caller.kind === "user") denied(caller, "watch every queue (admins only)");
+    if (!actsForAll(caller)) denied(caller, "watch every queue (admins only)");
     return;
   }
   if (!mayActFor(caller, userId)) denied(caller, `watch user "${userId}"'s queue`);
@@ -47,12 +56,18 @@ export function authorizeWatch(caller: Identity, userId: string): void {
 
 /** Read a task of `task.userId`'s. */
 export function authorizeReadTask(caller: Identity, task: { readonly userId: string }): void {
-  if (!mayActFor(caller, task.userId)) throw permissionDenied("this API key may read only its own user's tasks");
+  if (!mayActFor(caller, task.userId)) {
+    if (caller.kind === "worker") denied(caller, "read tasks");
+    throw permissionDenied("this API key may read only its own user's tasks");
+  }
 }
 
 /** Cancel a task of `task.userId`'s: as reading it (another user's task is PERMISSION_DENIED, as GetTask answers). */
 export function authorizeCancelTask(caller: Identity, task: { readonly userId: string }): void {
-  if (!mayActFor(caller, task.userId)) throw permissionDenied("this API key may cancel only its own user's tasks");
+  if (!mayActFor(caller, task.userId)) {
+    if (caller.kind === "worker") denied(caller, "cancel tasks");
+    throw permissionDenied("this API key may cancel only its own user's tasks");
+  }
 }
 
 /** Purge `userId`'s queue. */
@@ -77,12 +92,22 @@ export function authorizeDeadLetters(caller: Identity, action: "requeue" | "purg
 
 /** List every user's queue (ListQueues): admins only (anyone, with auth off). */
 export function authorizeListQueues(caller: Identity): void {
-  if (caller.kind === "user") denied(caller, "list every user's queue (admins only)");
+  if (!actsForAll(caller)) denied(caller, "list every user's queue (admins only)");
 }
 
 /** Change plans and users' policies (PolicyService): admins only (anyone, with auth off). */
 export function authorizePolicyChange(caller: Identity, what: string): void {
-  if (caller.kind === "user") denied(caller, `${what} (PolicyService is for admin keys only)`);
+  if (!actsForAll(caller)) denied(caller, `${what} (PolicyService is for admin keys only)`);
+}
+
+/** Open a worker stream (WorkerService.Work): worker and admin keys (anyone, with auth off). */
+export function authorizeWorker(caller: Identity): void {
+  if (caller.kind === "user") denied(caller, "run tasks (WorkerService is for worker and admin keys only)");
+}
+
+/** List the connected workers: worker and admin keys (anyone, with auth off). */
+export function authorizeListWorkers(caller: Identity): void {
+  if (caller.kind === "user") denied(caller, "list the connected workers (worker and admin keys only)");
 }
 
 /** Who a caller is, for the logs of what it changed: never a key itself. */
@@ -94,5 +119,7 @@ export function callerName(caller: Identity): string {
       return `user key of "${caller.userId}"`;
     case "admin":
       return caller.keyId === undefined ? "admin key" : `admin key sha256:${caller.keyId}`;
+    case "worker":
+      return caller.keyId === undefined ? "worker key" : `worker key sha256:${caller.keyId}`;
   }
 }

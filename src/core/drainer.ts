@@ -2,7 +2,15 @@ import { metrics } from "../metrics.js";
 import type { Clock } from "./clock.js";
 import type { Logger } from "../logger.js";
 import { PartitionSchedule, type PlannedClaim } from "./partition-schedule.js";
-import type { ClaimResult, HeldTask, TaskStore, Unsubscribe, Wake } from "./store.js";
+import {
+  EVERY_KIND,
+  type Claimer,
+  type ClaimResult,
+  type HeldTask,
+  type TaskStore,
+  type Unsubscribe,
+  type Wake,
+} from "./store.js";
 import { randomId } from "./task-id.js";
 import type { TaskRunner } from "./task-runner.js";
 
@@ -13,6 +21,8 @@ export interface DrainerOptions {
    * bounds how late such a task is picked up when nothing else wakes anyone.
    */
   readonly maxSleepMs: number;
+  /** The kinds its runner runs, and whether it routes (see Claimer); default: every kind. */
+  readonly claimer?: Claimer;
 }
 
 /**
@@ -55,6 +65,7 @@ export class Drainer {
   private readonly offsetsMs: (number | undefined)[];
   private latestOffsetMs = 0;
   private unsubscribe: Unsubscribe | undefined;
+  private readonly claimer: Claimer;
 
   constructor(
     private readonly store: TaskStore,
@@ -65,6 +76,7 @@ export class Drainer {
     private readonly observe: ClaimObserver = () => {},
   ) {
     this.schedule = new PartitionSchedule(store.partitions, options.maxSleepMs);
+    this.claimer = options.claimer ?? EVERY_KIND;
     this.unanswered = Array.from({ length: store.partitions }, () => []);
     this.offsetsMs = Array.from({ length: store.partitions }, () => undefined);
   }
@@ -98,9 +110,15 @@ export class Drainer {
     if (this.closed) return;
     // Wakes may have been missed (a reconnect): look everywhere.
     if (wake === undefined) this.schedule.lookEverywhere(this.clock.now());
+    else if (!this.concerns(wake)) return;
     else this.schedule.wake(wake.partition, this.toLocal(wake.partition, wake.dueAt));
     this.pump();
   };
+
+  /** A user parked under a kind is for claimers of that kind; a due user, for claimers that route. */
+  private concerns(wake: Wake): boolean {
+    return wake.kind === undefined ? this.claimer.routes : this.claimer.kinds.includes(wake.kind);
+  }
 
   private readonly onSlotFree = (): void => {
     if (this.schedule.waitingForSlot(this.clock.now())) this.pump();
@@ -142,7 +160,7 @@ export class Drainer {
       const before = this.clock.now();
       let result: ClaimResult;
       try {
-        result = await this.store.claim(partition, maxClaims, claimId);
+        result = await this.store.claim(partition, maxClaims, claimId, this.claimer);
       } catch (error) {
         // It may still have run in Redis (a timeout while Redis was busy):
         // look up what it took before this partition's next claim instead of

@@ -106,7 +106,10 @@ export interface QueueSnapshot {
   readonly policy?: UserPolicy;
 }
 
-export type AttemptResult = { readonly ok: true } | { readonly ok: false; readonly error: string };
+/** An attempt's outcome; a failure with `retry: false` is dead-lettered at once, whatever attempts remain. */
+export type AttemptResult =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly error: string; readonly retry?: false };
 
 /** "cancelled": its cancel was requested while it ran, so it ended cancelled whatever the attempt did. */
 export type FinishOutcome = "succeeded" | "retry-scheduled" | "dead" | "cancelled" | "lease-lost";
@@ -302,11 +305,32 @@ export class StoreUnavailable extends Error {
  */
 export type Unsubscribe = () => Promise<void>;
 
-/** A user of `partition` became due at `dueAt` (the store's clock, ms). */
+/**
+ * A user of `partition` became due at `dueAt` (the store's clock, ms); with
+ * `kind`, one was parked for claimers of that kind (see Claimer).
+ */
 export interface Wake {
   readonly partition: number;
   readonly dueAt: number;
+  readonly kind?: string;
 }
+
+/**
+ * What a claim may take. A claimer that routes (a server's own drainer)
+ * claims due users whose head task is of one of its kinds and parks the
+ * others under their head's kind, waking claimers of that kind; it also
+ * recovers expired leases, due retries and delayed tasks. A claimer that
+ * does not route (the remote workers of some kinds connected to a server)
+ * claims only users parked under its kinds. Every claimer claims users
+ * parked under its kinds. The empty kind is never parked.
+ */
+export interface Claimer {
+  readonly kinds: readonly string[];
+  readonly routes: boolean;
+}
+
+/** A claimer that runs every kind, so parks nothing. */
+export const EVERY_KIND: Claimer = Object.freeze({ kinds: ["*"], routes: true });
 
 /**
  * A wake-up from any process; undefined when wakes may have been missed
@@ -344,9 +368,9 @@ export interface TaskStore {
    * In one partition: recovers expired leases and due retries, then claims
    * up to `maxClaims` due tasks, users earliest-due first. `claimId` marks
    * what it took, so that claimedBy() can tell a caller who did not see the
-   * reply.
+   * reply. `claimer` says which kinds the caller runs (default: every kind).
    */
-  claim(partition: number, maxClaims: number, claimId: string): Promise<ClaimResult>;
+  claim(partition: number, maxClaims: number, claimId: string, claimer?: Claimer): Promise<ClaimResult>;
   /** What the claim `claimId` in `partition` took, for a caller whose reply was lost. */
   claimedBy(partition: number, claimId: string): Promise<HeldTask[]>;
   /** Records the end of one attempt and releases its lease. */

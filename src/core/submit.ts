@@ -11,7 +11,8 @@ import type { UserPolicy } from "./user-policy.js";
 import {
   checkCost,
   checkIdempotencyKey,
-  checkKind,
+  checkKindName,
+  checkKnownKind,
   checkPayload,
   checkPriority,
   checkSchedule,
@@ -80,8 +81,14 @@ export interface SubmitRules {
   readonly runner: SlotRunner;
   /** The host's policy (TOLLGATE_RATE_LIMITS), for a store that names no user's own. */
   readonly policy: RatePolicy;
-  /** Handler kinds this server runs. */
+  /** Handler kinds this server runs itself (besides the empty kind): only these may start at Submit. */
   readonly kinds: ReadonlySet<string>;
+  /**
+   * With TOLLGATE_REQUIRE_KNOWN_KINDS: the kinds run anywhere (handlers here
+   * and workers connected to any host); Submit refuses others. Absent: any
+   * kind is accepted and waits for a worker that runs it.
+   */
+  readonly knownKinds?: () => Promise<ReadonlySet<string>>;
   readonly maxPayloadBytes: number;
   /** Judges not_before and start_by; the system clock by default. */
   readonly clock?: Clock;
@@ -115,7 +122,10 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
   checkUserId(userId);
   authorizeSubmit(caller, userId);
   checkPayload(command.payload, rules.maxPayloadBytes);
-  checkKind(command.kind, rules.kinds);
+  checkKindName(command.kind);
+  if (rules.knownKinds && command.kind !== "" && !rules.kinds.has(command.kind)) {
+    checkKnownKind(command.kind, await rules.knownKinds());
+  }
   checkIdempotencyKey(command.idempotencyKey);
   const notBefore = checkSchedule(command.notBefore, command.startBy, (rules.clock ?? systemClock).now());
   const priority = checkPriority(command.priority ?? 0);
@@ -131,7 +141,8 @@ async function decide(rules: SubmitRules, caller: Identity, command: SubmitComma
   // task that turns out started by this admit comes back as "started" and
   // runs here; one whose outcome stays unknown (AdmitReplyLost) gives the
   // slot back, and its lease, if it was stored, hands it to a drainer.
-  const reserved = runner.reserve();
+  // A kind run elsewhere (remote workers) queues, for its claimers.
+  const reserved = (command.kind === "" || rules.kinds.has(command.kind)) && runner.reserve();
   let admission: Admission;
   try {
     admission = await store.admit({

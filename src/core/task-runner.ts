@@ -23,6 +23,18 @@ export interface TaskRunnerOptions {
 /** The abort reason, and the attempt's error, of a handler aborted by CancelTask. */
 const CANCELLED = "cancelled (CancelTask)";
 
+/**
+ * Thrown by a handler whose attempt ran to no outcome and should run again
+ * elsewhere (the remote worker running it went away): the task is handed
+ * back to the head of its queue, and the attempt does not count.
+ */
+export class AttemptHandedBack extends Error {}
+
+/** A handler's error that says not to retry: `doNotRetry: true` on the error (workers' do_not_retry). */
+function retryable(error: unknown): boolean {
+  return !(typeof error === "object" && error !== null && (error as { doNotRetry?: unknown }).doNotRetry === true);
+}
+
 /** The queue calls the runner makes. */
 export type RunnerQueue = Pick<TaskStore, "finish" | "renew" | "release">;
 
@@ -68,6 +80,7 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
   /** Aborted when the grace period ends: attempts still running are cut short. */
   private readonly stopping = new AbortController();
   private cancelRenewal: (() => void) | undefined;
+  private concurrency: number;
 
   constructor(
     private readonly queue: RunnerQueue,
@@ -77,10 +90,18 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
     private readonly options: TaskRunnerOptions,
   ) {
     super();
+    this.concurrency = options.concurrency;
   }
 
   get freeSlots(): number {
-    return Math.max(0, this.options.concurrency - this.running.size - this.reserved);
+    return Math.max(0, this.concurrency - this.running.size - this.reserved);
+  }
+
+  /** Tasks at once from now on (remote workers come and go); more frees slots at once. */
+  setConcurrency(concurrency: number): void {
+    const more = concurrency > this.concurrency;
+    this.concurrency = concurrency;
+    if (more) this.emit("slot-free");
   }
 
   /**
@@ -188,16 +209,18 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
       await abortable(handling, signal);
       result = { ok: true };
     } catch (error) {
-      if (this.stopping.signal.aborted) {
+      if (this.stopping.signal.aborted || error instanceof AttemptHandedBack) {
         ended();
-        // Cut short by stopping: hand it back so another process runs it at
-        // once, and the interrupted run does not count as an attempt.
+        // Cut short by stopping, or its remote worker went away: hand it
+        // back so another process runs it at once, and the interrupted run
+        // does not count as an attempt.
         trace.end("handed-back");
         await this.handBack(task);
         return;
       }
       result = {
         ok: false,
+        ...(signal.aborted || retryable(error) ? {} : { retry: false as const }),
         error: signal.aborted
           ? signal.reason instanceof Error && signal.reason.message === CANCELLED
             ? CANCELLED
@@ -240,7 +263,7 @@ export class TaskRunner extends EventEmitter<{ "slot-free": [] }> {
       .then(
         (outcome) => {
           if (outcome === "released") {
-            this.logger.info({ taskId: task.taskId, attempt: task.attempt }, "task handed back: stopping");
+            this.logger.info({ taskId: task.taskId, attempt: task.attempt }, "task handed back to its queue");
           } else if (outcome === "cancelled") {
             // Its cancel was requested while it ran: it ended cancelled instead.
             metrics.cancelled.inc();

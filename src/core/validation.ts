@@ -39,20 +39,24 @@ export function checkPayload(payload: Uint8Array, maxBytes: number): void {
   }
 }
 
-export function checkKind(kind: string, knownKinds: ReadonlySet<string>): void {
+/** A kind is a name: letters, digits and _.- (so never a space or comma, which lua/includes/parked relies on). */
+export function checkKindName(kind: string, field = "kind"): void {
   if (kind === "") return;
   if (Buffer.byteLength(kind) > MAX_KIND_BYTES || !KIND_PATTERN.test(kind)) {
-    throw invalidArgument("kind", `"${kind.slice(0, MAX_KIND_BYTES)}" is not a handler name`);
+    throw invalidArgument(field, `"${kind.slice(0, MAX_KIND_BYTES)}" is not a handler name`);
   }
-  if (!knownKinds.has(kind)) {
-    const known = [...knownKinds].sort();
-    throw invalidArgument(
-      "kind",
-      known.length === 0
-        ? `no handler named "${kind}"; this server runs every task with its default handler (leave kind empty)`
-        : `no handler named "${kind}"; known: ${known.join(", ")}`,
-    );
-  }
+}
+
+/** A kind some handler or connected worker runs (with TOLLGATE_REQUIRE_KNOWN_KINDS). */
+export function checkKnownKind(kind: string, knownKinds: ReadonlySet<string>): void {
+  if (kind === "" || knownKinds.has(kind)) return;
+  const known = [...knownKinds].sort();
+  throw invalidArgument(
+    "kind",
+    known.length === 0
+      ? `no handler or connected worker runs kind "${kind}"; this server runs every task with its default handler (leave kind empty)`
+      : `no handler or connected worker runs kind "${kind}"; known: ${known.join(", ")}`,
+  );
 }
 
 /** Most units one task may cost (proto uint32); a window's limit bounds it further, in the store. */
@@ -112,4 +116,30 @@ export function checkSchedule(
     }
   }
   return notBefore !== undefined && notBefore > now ? notBefore : undefined;
+}
+
+/** Most tasks one worker may ask to run at once. */
+const MAX_WORKER_CONCURRENCY = 1000;
+const MAX_WORKER_KINDS = 100;
+const MAX_WORKER_NAME_BYTES = 128;
+
+/** A worker's hello (WorkerService): at least one kind, each a kind name and not empty; a concurrency in range. */
+export function checkWorkerHello(hello: {
+  readonly kinds: readonly string[];
+  readonly concurrency: number;
+  readonly name: string;
+}): void {
+  if (hello.kinds.length === 0) throw invalidArgument("hello.kinds", "name at least one kind this worker runs");
+  if (hello.kinds.length > MAX_WORKER_KINDS) {
+    throw invalidArgument("hello.kinds", `${hello.kinds.length} kinds; the limit is ${MAX_WORKER_KINDS}`);
+  }
+  hello.kinds.forEach((kind, index) => {
+    const field = `hello.kinds[${index}]`;
+    if (kind === "") throw invalidArgument(field, "is empty; tasks of the empty kind run in the server's own handler");
+    checkKindName(kind, field);
+  });
+  if (hello.concurrency < 1 || hello.concurrency > MAX_WORKER_CONCURRENCY) {
+    throw invalidArgument("hello.concurrency", `${hello.concurrency} is not 1 to ${MAX_WORKER_CONCURRENCY}`);
+  }
+  checkIdentifier("hello.name", hello.name, MAX_WORKER_NAME_BYTES);
 }

@@ -5,6 +5,7 @@ import { Code, ConnectError, createClient, type Client, type Interceptor } from 
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { PolicyService } from "../../gen/ts/tollgate/v1/policy_service_pb.js";
 import { TaskService } from "../../gen/ts/tollgate/v1/task_service_pb.js";
+import { WorkerService } from "../../gen/ts/tollgate/v1/worker_service_pb.js";
 
 const KEY_STORAGE = "tollgate.apiKey";
 
@@ -29,6 +30,9 @@ export const tasks: Client<typeof TaskService> = createClient(TaskService, trans
 
 /** Plans and users' policies: admin keys only. */
 export const policies: Client<typeof PolicyService> = createClient(PolicyService, transport);
+
+/** The workers connected to every host (ListWorkers): admin and worker keys. */
+export const workers: Client<typeof WorkerService> = createClient(WorkerService, transport);
 
 /** "PERMISSION_DENIED: …" for a ConnectError, the message for anything else. */
 export function describeError(error: unknown): string {

@@ -2,7 +2,7 @@
 // a task lookup, and starts and lateness over the last minutes. Every call
 // goes through the generated TaskService client over the Connect protocol
 // (api.ts), behind the same checks as gRPC. Pages by the URL's hash:
-// #/ (queues), #/user/<id>, #/task/<id>, #/plans.
+// #/ (queues), #/user/<id>, #/task/<id>, #/plans, #/workers.
 import "uplot/dist/uPlot.min.css";
 import "./style.css";
 import { html } from "htm/preact";
@@ -15,6 +15,7 @@ import { apiKey, describeError, isPermissionDenied, isUnauthenticated, setApiKey
 import { count, fromNow, time } from "./format.js";
 import { parseMetrics, pointBetween, type MetricsPoint, type MetricsSample } from "./metrics.js";
 import { PlansPage, UserPolicyPanel } from "./policy-views.js";
+import { WorkersPage } from "./workers-view.js";
 
 const QUEUES_REFRESH_MS = 1_000;
 const METRICS_REFRESH_MS = 2_000;
@@ -25,6 +26,7 @@ const CHART_POINTS = 150;
 type Route =
   | { readonly page: "queues" }
   | { readonly page: "plans" }
+  | { readonly page: "workers" }
   | { readonly page: "user"; readonly id: string }
   | { readonly page: "task"; readonly id: string };
 
@@ -33,14 +35,15 @@ function routeOf(hash: string): Route {
   if (page === "user" && id !== "") return { page: "user", id };
   if (page === "task" && id !== "") return { page: "task", id };
   if (page === "plans") return { page: "plans" };
+  if (page === "workers") return { page: "workers" };
   return { page: "queues" };
 }
 
 const link = (route: Route): string =>
   route.page === "queues"
     ? "#/"
-    : route.page === "plans"
-      ? "#/plans"
+    : route.page === "plans" || route.page === "workers"
+      ? `#/${route.page}`
       : `#/${route.page}/${encodeURIComponent(route.id)}`;
 
 /** A call's failure: UNAUTHENTICATED asks for a key (the app listens), anything else is shown. */
@@ -69,12 +72,14 @@ function App() {
     <header>
       <a class="brand" href="#/">Tollgate</a>
       <a class="nav" href="#/plans">Plans</a>
+      <a class="nav" href="#/workers">Workers</a>
       <${Lookup} />
       <${KeyControl} ask=${askKey} onDone=${() => setAskKey(false)} />
     </header>
     <main>
       ${route.page === "queues" && html`<${QueuesPage} />`}
       ${route.page === "plans" && html`<${PlansPage} />`}
+      ${route.page === "workers" && html`<${WorkersPage} />`}
       ${route.page === "user" && html`<${UserPage} key=${route.id} userId=${route.id} />`}
       ${route.page === "task" && html`<${TaskPage} key=${route.id} taskId=${route.id} />`}
     </main>

@@ -24,7 +24,7 @@ const digest = (key: string): Buffer => createHash("sha256").update(key).digest(
 
 /**
  * Parses an API key file: one key per line, `<key> <role>`, where role is
- * `admin` or `user:<user id>`; blank lines and lines starting with # are
+ * `admin`, `worker` (runs tasks over WorkerService) or `user:<user id>`; blank lines and lines starting with # are
  * ignored. Keys are 16 to 256 characters of [A-Za-z0-9._~+/=-]. Only the keys'
  * SHA-256 digests are kept. Throws ConfigError naming the line.
  */
@@ -36,7 +36,7 @@ export function parseApiKeys(text: string, source = "TOLLGATE_AUTH_KEYS"): Authe
     if (line === "" || line.startsWith("#")) return;
     const where = `${source} line ${index + 1}`;
     const match = /^(\S+)\s+(.+)$/.exec(line);
-    if (!match) throw new ConfigError(`${where}: expected "<key> admin" or "<key> user:<user id>"`);
+    if (!match) throw new ConfigError(`${where}: expected "<key> admin", "<key> worker" or "<key> user:<user id>"`);
     const [, key = "", role = ""] = match;
     if (!KEY_PATTERN.test(key)) {
       throw new ConfigError(`${where}: a key is 16 to 256 characters of letters, digits and ._~+/=-`);
@@ -48,6 +48,8 @@ export function parseApiKeys(text: string, source = "TOLLGATE_AUTH_KEYS"): Authe
     if (role === "admin") {
       // The digest's first 48 bits name the key in logs; they do not reveal it.
       identity = { kind: "admin", keyId: hex.slice(0, 12) };
+    } else if (role === "worker") {
+      identity = { kind: "worker", keyId: hex.slice(0, 12) };
     } else if (role.startsWith("user:")) {
       const userId = role.slice("user:".length);
       try {
@@ -57,7 +59,7 @@ export function parseApiKeys(text: string, source = "TOLLGATE_AUTH_KEYS"): Authe
       }
       identity = { kind: "user", userId };
     } else {
-      throw new ConfigError(`${where}: the role must be "admin" or "user:<user id>"`);
+      throw new ConfigError(`${where}: the role must be "admin", "worker" or "user:<user id>"`);
     }
     entries.push({ digest: Buffer.from(hex, "hex"), identity });
   });

@@ -45,6 +45,8 @@ export interface RateLimitInterceptorOptions {
   readonly runner: TaskRunner;
   readonly policy: RatePolicy;
   readonly kinds: ReadonlySet<string>;
+  /** With TOLLGATE_REQUIRE_KNOWN_KINDS: the kinds run anywhere (see SubmitRules). */
+  readonly knownKinds?: () => Promise<ReadonlySet<string>>;
   readonly maxPayloadBytes: number;
   readonly auth: Authenticator;
   readonly logger: Logger;
@@ -83,6 +85,7 @@ export function rateLimitInterceptor(options: RateLimitInterceptorOptions): Serv
     runner: options.runner,
     policy: options.policy,
     kinds: options.kinds,
+    ...(options.knownKinds ? { knownKinds: options.knownKinds } : {}),
     maxPayloadBytes: options.maxPayloadBytes,
   };
   const checks = new Map<string, RequestCheck>([

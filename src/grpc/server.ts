@@ -24,6 +24,11 @@ import { TaskService, file_tollgate_v1_task_service } from "../../gen/ts/tollgat
 import { PolicyService, file_tollgate_v1_policy_service } from "../../gen/ts/tollgate/v1/policy_service_pb.js";
 import type { PolicyStore } from "../core/policy-store.js";
 import { policyServiceImplementation } from "./policy-service.js";
+import { hostname } from "node:os";
+import { RemoteWorkers } from "../core/remote-workers.js";
+import type { WorkerDirectory } from "../core/worker-directory.js";
+import { workerServiceImplementation } from "./worker-service.js";
+import { WorkerService, file_tollgate_v1_worker_service } from "../../gen/ts/tollgate/v1/worker_service_pb.js";
 
 /** Streams one connection may have open at once (1,000 watchers need 10 connections). */
 const MAX_CONCURRENT_STREAMS = 100;
@@ -47,7 +52,12 @@ export interface ServerOptions {
   readonly addServices?: (server: Server) => void;
   /** Traces Submit and every attempt (src/tracing.ts); absent: no tracing. */
   readonly tracing?: Tracing | undefined;
+  /** Every host's connected workers; absent: ListWorkers and known kinds see this process's only. */
+  readonly workerDirectory?: WorkerDirectory;
 }
+
+/** How long Submit's known kinds (TOLLGATE_REQUIRE_KNOWN_KINDS) are kept before the directory is read again. */
+const KNOWN_KINDS_CACHE_MS = 1_000;
 
 export interface RunningServer {
   readonly port: number;
@@ -70,26 +80,72 @@ export async function startServer(
   const clock = options.clock ?? systemClock;
   const handlers = await loadHandlers(config.handler, config.taskLog);
   const auth = await loadAuthenticator(config.authKeys);
-  const runner = new TaskRunner(store, handlers, logger, clock, {
-    concurrency: config.concurrency,
+  const runnerOptions = {
     attemptTimeoutMs: config.taskTimeoutMs,
     leaseMs: config.leaseMs,
     retryBaseMs: config.retryBackoffMs,
     retryMaxMs: RETRY_MAX_MS,
     ...(options.tracing ? { tracer: options.tracing } : {}),
-  });
+  };
+  const runner = new TaskRunner(store, handlers, logger, clock, { ...runnerOptions, concurrency: config.concurrency });
   const observe: ClaimObserver = (result) => {
     for (const task of result.claimed)
       metrics.startLatenessSeconds.observe(Math.max(0, result.now - task.dueAt) / 1000);
     options.observeClaims?.(result);
   };
-  const drainer = new Drainer(store, runner, logger, clock, { maxSleepMs: config.leaseMs }, observe);
+  // Tasks of other kinds are parked for the workers that run them (remote workers, or other hosts' handlers).
+  const drainer = new Drainer(
+    store,
+    runner,
+    logger,
+    clock,
+    { maxSleepMs: config.leaseMs, claimer: { kinds: ["", ...handlers.kinds], routes: true } },
+    observe,
+  );
+  const serverName = `${hostname()}:${process.pid}`;
+  const remoteWorkers = new RemoteWorkers(store, logger, clock, {
+    runner: runnerOptions,
+    maxSleepMs: config.leaseMs,
+    observe,
+    server: serverName,
+    ...(options.workerDirectory ? { directory: options.workerDirectory } : {}),
+  });
+  const listWorkers = async () =>
+    options.workerDirectory
+      ? options.workerDirectory.list()
+      : remoteWorkers.list().map((worker) => ({ ...worker, server: serverName }));
+  let knownKinds: { readonly at: number; readonly kinds: Promise<ReadonlySet<string>> } | undefined;
+  const kindsRunAnywhere = (): Promise<ReadonlySet<string>> => {
+    if (!knownKinds || clock.now() - knownKinds.at > KNOWN_KINDS_CACHE_MS) {
+      const kinds = listWorkers().then(
+        (workers) => new Set([...handlers.kinds, ...remoteWorkers.kinds(), ...workers.flatMap((w) => w.kinds)]),
+      );
+      knownKinds = { at: clock.now(), kinds };
+      // A failed read is not kept.
+      kinds.catch(() => {
+        knownKinds = undefined;
+      });
+    }
+    return knownKinds.kinds;
+  };
+  const workerService = workerServiceImplementation({
+    workers: remoteWorkers,
+    listWorkers,
+    logger,
+    clock,
+    leaseMs: config.leaseMs,
+    attemptTimeoutMs: config.taskTimeoutMs,
+  });
   bindMetrics(store);
   const hub = new ProgressHub(store, clock, logger, {
     coalesceMs: 100,
     heartbeatMs: 5_000,
   });
-  const services = options.policies ? [TaskService.typeName, PolicyService.typeName] : [TaskService.typeName];
+  const services = [
+    TaskService.typeName,
+    WorkerService.typeName,
+    ...(options.policies ? [PolicyService.typeName] : []),
+  ];
   const health = new HealthReporter(store, services, logger);
 
   const server = new Server({
@@ -100,6 +156,7 @@ export async function startServer(
         runner,
         policy: config.ratePolicy,
         kinds: handlers.kinds,
+        ...(config.requireKnownKinds ? { knownKinds: kindsRunAnywhere } : {}),
         maxPayloadBytes: config.maxPayloadBytes,
         auth,
         logger,
@@ -131,10 +188,12 @@ export async function startServer(
       policyServiceImplementation({ store: options.policies, logger }),
     );
   }
+  server.addService(grpcServiceDefinition(WorkerService), workerService.implementation);
   health.implementation.addToServer(server);
   reflectionService([
     file_tollgate_v1_task_service,
     file_tollgate_v1_policy_service,
+    file_tollgate_v1_worker_service,
     file_grpc_health_v1_health,
   ]).addToServer(server);
   options.addServices?.(server);
@@ -171,6 +230,9 @@ export async function startServer(
         const drainerClosed = drainer.close();
         // Open streams would hold tryShutdown forever: end them first.
         hub.close(unavailable("server shutting down; reconnect to another instance"));
+        // Workers' tasks get the grace to be answered, then are handed back; then their streams end.
+        await remoteWorkers.close(graceMs);
+        workerService.endAll();
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => {
             server.forceShutdown();

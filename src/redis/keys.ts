@@ -40,6 +40,17 @@ export interface PartitionKeys {
    */
   readonly heads: string;
   /**
+   * Sorted set, every score 0: users whose head task is of a kind the
+   * drainer that found them due does not run, parked under that kind until
+   * one that runs it claims them; member "<kind> <due ms, 15 digits> <user
+   * id>", so a kind's users are one lexical range in due order
+   * (lua/includes/parked). A parked user is out of dueUsers. Ends when
+   * emptied.
+   */
+  readonly parked: string;
+  /** Hash: parked user id -> its member in parked. Ends when emptied. */
+  readonly parkedUsers: string;
+  /**
    * Set of the user ids whose queue is paused (PauseQueue): nothing of theirs
    * starts, and a paused user is kept out of dueUsers (admit does not add it,
    * claim takes it out when something else did). A user leaves it at
@@ -169,6 +180,15 @@ export interface GlobalKeys {
 export interface Keys {
   /** The global limit's keys. */
   readonly global: GlobalKeys;
+  /**
+   * Hash in a slot of its own: server process ("<host>:<pid>") -> JSON
+   * {at: ms, workers: [...]}, the workers connected to it over WorkerService
+   * (redis/worker-directory.ts). Each process rewrites its field every few
+   * seconds and deletes it when it stops; readers drop a field not
+   * rewritten for 15 s (its process died). Expires 30 s after the last
+   * write, so it ends when no process has workers.
+   */
+  readonly workers: string;
   /** How many partitions users are spread over. */
   readonly partitions: number;
   /** String, permanent: the partition count the data was written with (layout.ts). */
@@ -217,6 +237,8 @@ function partitionKeys(prefix: string, partition: number, tag: string): Partitio
     queue: (userId: string) => `${base}:q:${userId}`,
     dueUsers: `${base}:due`,
     heads: `${base}:heads`,
+    parked: `${base}:parked`,
+    parkedUsers: `${base}:parked-users`,
     paused: `${base}:paused`,
     leases: `${base}:leases`,
     retries: `${base}:retries`,
@@ -253,6 +275,7 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX, partitions: numb
       waiting: `${global}:gwait`,
       window: (durationMs: number) => `${global}:gw:${durationMs}`,
     }),
+    workers: `${prefix}:{workers}`,
     partitions,
     layout: `${prefix}:layout`,
     all: Object.freeze(all),

@@ -13,6 +13,7 @@ import { LuaScript, type RedisArg } from "./lua-script.js";
 import { countersFromReply, windowSeconds, type RateWindows } from "./rate-windows.js";
 import { KnownPolicies } from "./known-policies.js";
 import { RedisPolicyStore } from "./redis-policy-store.js";
+import { RedisWorkerDirectory } from "./worker-directory.js";
 import type { UserPolicy } from "../core/user-policy.js";
 import type { RatePolicy } from "../core/rate-policy.js";
 import { GlobalLimit, type Reservation } from "./global-limit.js";
@@ -24,9 +25,11 @@ import { newTaskId } from "../core/task-id.js";
 import {
   AdmitReplyLost,
   NotReplicated,
+  EVERY_KIND,
   type Admission,
   type AttemptResult,
   type CancelOutcome,
+  type Claimer,
   type ClaimResult,
   type ClaimedTask,
   type DeadLetterResult,
@@ -135,7 +138,7 @@ const CANCEL_OUTCOMES: ReadonlyMap<number, CancelOutcome> = new Map([
 const scripts = {
   admit: new LuaScript("admit-n.lua"),
   admitOutcome: new LuaScript("admit-outcome-n.lua"),
-  claimPlan: new LuaScript("claim-plan-7.lua"),
+  claimPlan: new LuaScript("claim-plan-8.lua"),
   claim: new LuaScript("claim-n.lua"),
   finish: new LuaScript("finish-7.lua"),
   snapshot: new LuaScript("snapshot-n.lua"),
@@ -240,6 +243,8 @@ export class RedisStore implements TaskStore {
   private readonly known: KnownPolicies;
   /** Windows over every user together, reserved before each start (global-limit.ts). */
   readonly global: GlobalLimit;
+  /** The workers connected to every host (WorkerService), in the same Redis. */
+  readonly workers: RedisWorkerDirectory;
 
   constructor(
     private readonly redis: RedisClient,
@@ -255,6 +260,7 @@ export class RedisStore implements TaskStore {
     this.global = new GlobalLimit(redis, keys.global, options.globalPolicy ?? [], options.clock ?? systemClock);
     this.policies = new RedisPolicyStore(redis, keys, windows, this.global);
     this.known = new KnownPolicies({ windows: windows.policy, maxRunning: 0 });
+    this.workers = new RedisWorkerDirectory(redis, keys.workers, options.clock ?? systemClock);
   }
 
   /** The policy a script found for the user (includes/policy), remembered for the next call. */
@@ -313,6 +319,8 @@ export class RedisStore implements TaskStore {
       partition.delayed,
       partition.policies,
       partition.plans,
+      partition.parked,
+      partition.parkedUsers,
       ...this.windows.keysFor(userId, guess.windows),
     ];
     const args = [
@@ -492,8 +500,15 @@ export class RedisStore implements TaskStore {
    * (unique per call) marks what it took, so that claimedBy() can tell a
    * caller who did not see the reply.
    */
-  async claim(partitionNumber: number, maxClaims: number, claimId: string): Promise<ClaimResult> {
+  async claim(
+    partitionNumber: number,
+    maxClaims: number,
+    claimId: string,
+    claimer: Claimer = EVERY_KIND,
+  ): Promise<ClaimResult> {
     const partition = this.keys.partition(partitionNumber);
+    const routes = claimer.routes ? "1" : "0";
+    const kinds = claimer.kinds.filter((kind) => kind !== "").join(",");
     const plan = (await this.tracked(() =>
       scripts.claimPlan.run(
         this.redis,
@@ -505,8 +520,9 @@ export class RedisStore implements TaskStore {
           partition.delayed,
           partition.policies,
           partition.plans,
+          partition.parked,
         ],
-        [maxClaims, RECOVERIES_PER_CLAIM, this.policies.fallbackSpec],
+        [maxClaims, RECOVERIES_PER_CLAIM, this.policies.fallbackSpec, routes, kinds],
       ),
     )) as (string | number)[];
     const userIds: string[] = [];
@@ -521,14 +537,16 @@ export class RedisStore implements TaskStore {
       return number;
     };
     const items: {
-      readonly kind: "lease" | "retry" | "delayed" | "head";
+      readonly kind: "lease" | "retry" | "delayed" | "head" | "parked";
       readonly taskId: string;
       readonly user: number;
     }[] = [];
     let at = 4;
-    const users = Number(plan[at++]);
-    for (let i = 0; i < users; i++, at += 2) {
-      items.push({ kind: "head", taskId: String(plan[at + 1]), user: userNumber(String(plan[at])) });
+    for (const kind of ["head", "parked"] as const) {
+      const users = Number(plan[at++]);
+      for (let i = 0; i < users; i++, at += 2) {
+        items.push({ kind, taskId: String(plan[at + 1]), user: userNumber(String(plan[at])) });
+      }
     }
     for (const kind of ["lease", "retry", "delayed"] as const) {
       const members = Number(plan[at++]);
@@ -569,6 +587,8 @@ export class RedisStore implements TaskStore {
       partition.delayed,
       partition.policies,
       partition.plans,
+      partition.parked,
+      partition.parkedUsers,
     ];
     const userArgs: RedisArg[] = [];
     for (const userId of userIds) {
@@ -589,6 +609,9 @@ export class RedisStore implements TaskStore {
       this.options.retentionSeconds,
       this.options.deadLetterRetentionSeconds,
       this.policies.fallbackSpec,
+      partition.wakeChannel,
+      routes,
+      kinds,
       userIds.length,
       ...userArgs,
       items.length,
@@ -680,7 +703,8 @@ export class RedisStore implements TaskStore {
         result.ok ? "ok" : "failed",
         result.ok ? "" : result.error.slice(0, 1_000),
         this.options.retentionSeconds,
-        this.options.maxAttempts,
+        // A failure that must not be retried is the last attempt.
+        !result.ok && result.retry === false ? 0 : this.options.maxAttempts,
         Math.round(retryDelayMs),
         this.options.deadLetterCap,
         partition.progressChannel,
@@ -958,6 +982,8 @@ export class RedisStore implements TaskStore {
         partition.stats(userId),
         partition.totals,
         partition.delayed,
+        partition.parked,
+        partition.parkedUsers,
         ...taskIds.map((taskId) => partition.task(taskId)),
       ],
       [
@@ -966,6 +992,7 @@ export class RedisStore implements TaskStore {
         this.publish,
         this.options.retentionSeconds,
         partition.cancelChannel,
+        partition.wakeChannel,
         ...taskIds,
       ],
     );
@@ -1330,8 +1357,15 @@ export class RedisStore implements TaskStore {
     return this.listenEverywhere(
       (partition) => partition.wakeChannel,
       (partition, message) => {
-        const dueAt = Number(message);
-        listener(Number.isFinite(dueAt) ? { partition: partition.partition, dueAt } : undefined);
+        // "<moment>", or "<moment> <kind>" for a user parked under that kind.
+        const space = message.indexOf(" ");
+        const dueAt = Number(space < 0 ? message : message.slice(0, space));
+        if (!Number.isFinite(dueAt)) return listener(undefined);
+        listener(
+          space < 0
+            ? { partition: partition.partition, dueAt }
+            : { partition: partition.partition, dueAt, kind: message.slice(space + 1) },
+        );
       },
       stopReconnects,
     );

@@ -11,7 +11,8 @@ import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
 import { createPolicyClient, createTollgateClient } from "../../src/client/client.js";
-import { ADMIN_KEY, ALICE_KEY, writeKeyFile } from "../support/api-keys.js";
+import { ADMIN_KEY, ALICE_KEY, WORKER_KEY, writeKeyFile } from "../support/api-keys.js";
+import { RawWorker } from "../support/raw-worker.js";
 import { pollUntil } from "../support/expect.js";
 import { usePrivateRedis } from "../support/fixture.js";
 import { startServeWithHttpPort, type ServeProcess } from "../support/serve-process.js";
@@ -214,6 +215,32 @@ describe("the dashboard in a real browser", { skip: existsSync(CHROME) ? false :
     await page.click("button[name=save-plan]");
     await shown(page, 'tr[data-plan="gold"]');
     assert.equal((await policy.getPlan({ name: "gold" })).plan?.policy?.limits, "10/1s,1000/1m");
+  });
+
+  test("the workers page lists a connected worker with its kinds and load", async () => {
+    const worker = new RawWorker(`http://127.0.0.1:${serve.port}`, {
+      apiKey: WORKER_KEY,
+      kinds: ["web-render"],
+      concurrency: 3,
+      name: "page-worker",
+      run: () => "hold",
+    });
+    try {
+      await pollUntil("the welcome", () => worker.welcome);
+      await admin().submit({ userId: "web-worker", kind: "web-render" });
+      await pollUntil("the task sent to the worker", () => worker.inFlight.size === 1);
+      const page = await openWith(ADMIN_KEY, "#/workers");
+      const row = `tr[data-worker="${worker.welcome!.workerId}"]`;
+      await shown(page, row);
+      await pollUntil("the row to show 1 of 3 in flight", async () => {
+        const cells = await page.$$eval(`${row} td`, (tds) => tds.map((td) => td.textContent ?? ""));
+        return cells[0] === "page-worker" && cells[1] === "web-render" && cells[2] === "1 / 3";
+      });
+      await mkdir(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: join(ARTIFACTS, "workers.png") });
+    } finally {
+      await worker.kill();
+    }
   });
 
   test("a user's key: only its own queue", async () => {

@@ -70,6 +70,7 @@ const COMMANDS = [
   "plan",
   "policy",
   "health",
+  "worker",
 ] as const;
 
 describe("buf curl through server reflection, against tollgate serve", () => {

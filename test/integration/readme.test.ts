@@ -43,6 +43,7 @@ test("docs/api.md's handler example is examples/handlers.mjs, and it works as th
     TOLLGATE_HANDLER: EXAMPLE_HANDLERS,
     TOLLGATE_RATE_LIMITS: "10/1s",
     TOLLGATE_RETRY_BACKOFF_MS: "50",
+    TOLLGATE_REQUIRE_KNOWN_KINDS: "yes",
   });
   try {
     const hello = await tollgate.client.submit({ userId: "123", payload: new TextEncoder().encode("hello") });
@@ -73,7 +74,7 @@ test("docs/api.md's handler example is examples/handlers.mjs, and it works as th
     );
     await assert.rejects(
       tollgate.client.submit({ userId: "123", kind: "nope" }),
-      /kind: no handler named "nope"; known: fail, pause/,
+      /kind: no handler or connected worker runs kind "nope"; known: fail, pause/,
     );
   } finally {
     await tollgate.close();

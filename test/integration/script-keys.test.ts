@@ -100,8 +100,18 @@ function checkingClient(redis: RedisClient, ran: Set<string>): RedisClient {
  * finish ok, the reads, cancelling (queued, waiting to retry, finished)
  * and purging the queue, and pausing (a Submit queued, one refused, a retry
  * parked by claim) and resuming, and delayed tasks (moved to the queue,
- * expired coming out of the delayed set or at the head, cancelled, purged).
+ * expired coming out of the delayed set or at the head, cancelled, purged),
+ * and a kind run elsewhere (parked by one claim, taken by a claimer of it).
  */
+/** A task for a worker of kind "remote", queued (never started at Submit). */
+const queuedRemote = {
+  payload: new Uint8Array([2]),
+  kind: "remote",
+  idempotencyKey: "",
+  rejectOverLimit: false,
+  canStartNow: false,
+} as const;
+
 async function everyOperation(store: RedisStore, redis: RedisClient, users: readonly string[]): Promise<void> {
   const keys = createKeys(undefined, CONFIG.partitions);
   const windows = new RateWindows(redis, CONFIG.ratePolicy, keys);
@@ -319,11 +329,37 @@ async function everyOperation(store: RedisStore, redis: RedisClient, users: read
     assert.equal(await store.cancelTask(undelayed[0]!), "cancel-requested", userId);
     assert.equal(await store.finish(undelayed[0]!, { ok: true }, 0), "cancelled", userId);
     assert.equal(await store.purgeQueue(userId), 1, userId);
+
+    // Kinds run elsewhere (remote workers): a claim that routes parks the
+    // user under the head's kind; a claimer of that kind takes it from
+    // there; one parked whose queue was purged meanwhile is let go.
+    const userPartition = keys.forUser(userId).partition;
+    const router = { kinds: [""], routes: true };
+    const remote = { kinds: ["remote"], routes: false };
+    const forRemote = await store.admit({ ...queuedRemote, userId });
+    assert.equal(forRemote.outcome, "queued", userId);
+    const routed = await store.claim(userPartition, 10, `c-${Math.random()}`, router);
+    assert.deepEqual(
+      routed.claimed.filter((task) => task.userId === userId),
+      [],
+      `${userId}: parked, not claimed`,
+    );
+    const taken = (await store.claim(userPartition, 10, `c-${Math.random()}`, remote)).claimed;
+    assert.deepEqual(
+      taken.filter((task) => task.userId === userId).map((task) => task.taskId),
+      [(forRemote as { readonly taskId: string }).taskId],
+      userId,
+    );
+    assert.equal(await store.finish(taken.find((task) => task.userId === userId)!, { ok: true }, 0), "succeeded");
+    assert.equal((await store.admit({ ...queuedRemote, userId })).outcome, "queued", userId);
+    await store.claim(userPartition, 10, `c-${Math.random()}`, router);
+    assert.equal(await store.purgeQueue(userId), 1, userId);
+    assert.deepEqual((await store.claim(userPartition, 10, `c-${Math.random()}`, remote)).claimed, [], userId);
     const none = await store.snapshot(userId);
     assert.deepEqual([none.queued, none.running, none.expired], [0, 0, 2], userId);
   }
   const all = await store.snapshotAll();
-  assert.equal(all.succeeded, users.length);
+  assert.equal(all.succeeded, 2 * users.length);
   assert.equal(all.expired, 2 * users.length);
   assert.equal(all.queued, 0);
   assert.equal(await store.droppedDeadLetters(), users.length);

@@ -21,6 +21,8 @@ const ctx = useTestServer("validation", {
   TOLLGATE_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD),
   // Long windows: nothing resets or drains while the file runs.
   TOLLGATE_RATE_LIMITS: "100/1h",
+  // A kind nothing runs is refused (by default it would wait for a worker).
+  TOLLGATE_REQUIRE_KNOWN_KINDS: "yes",
 });
 
 type SubmitInit = MessageInitShape<typeof SubmitRequestSchema>;

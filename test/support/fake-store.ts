@@ -2,11 +2,14 @@
 // the calls whose timing matters (claim, snapshot, subscribe) answered when
 // the test says so. Not a second backend: it stores nothing.
 import type {
+  AttemptResult,
   AvailabilityListener,
+  Claimer,
   CancelListener,
   ClaimResult,
   DeadLetterResult,
   DeadLetterSelection,
+  FinishOutcome,
   HeldTask,
   ListOptions,
   ListPage,
@@ -48,6 +51,7 @@ export interface PendingClaim extends Deferred<ClaimResult> {
   readonly partition: number;
   readonly maxClaims: number;
   readonly claimId: string;
+  readonly claimer: Claimer | undefined;
 }
 
 export interface FakeStoreOptions {
@@ -84,8 +88,8 @@ export class FakeStore implements TaskStore {
     throw new Error("FakeStore: admit is not faked");
   }
 
-  claim(partition: number, maxClaims: number, claimId: string): Promise<ClaimResult> {
-    const pending = Object.assign(new Deferred<ClaimResult>(), { partition, maxClaims, claimId });
+  claim(partition: number, maxClaims: number, claimId: string, claimer?: Claimer): Promise<ClaimResult> {
+    const pending = Object.assign(new Deferred<ClaimResult>(), { partition, maxClaims, claimId, claimer });
     this.claims.push(pending);
     return pending.promise;
   }
@@ -100,8 +104,12 @@ export class FakeStore implements TaskStore {
     return this.claimedByAnswers.get(claimId) ?? [];
   }
 
-  finish(): never {
-    throw new Error("FakeStore: finish is not faked");
+  /** finish calls, oldest first; each answers "succeeded" or "retry-scheduled" by its result. */
+  readonly finished: { readonly task: HeldTask; readonly result: AttemptResult }[] = [];
+
+  async finish(task: HeldTask, result: AttemptResult): Promise<FinishOutcome> {
+    this.finished.push({ task, result });
+    return result.ok ? "succeeded" : "retry-scheduled";
   }
 
   async release(task: HeldTask): Promise<ReleaseOutcome> {

@@ -49,7 +49,11 @@ export async function startTestServer(
   const store = createRedisStore(redis, config, { onShortOfReplicas: reportShortOfReplicas(logger) });
   let server: RunningServer;
   try {
-    server = await startServer(config, store, logger, { policies: store.policies, ...options });
+    server = await startServer(config, store, logger, {
+      policies: store.policies,
+      workerDirectory: store.workers,
+      ...options,
+    });
   } catch (error) {
     store.close();
     redis.disconnect();

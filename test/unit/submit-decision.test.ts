@@ -102,7 +102,6 @@ describe("Submit's decision", () => {
       [{ userId: "a".repeat(129) }, /^user_id: is 129 bytes long/],
       [{ userId: "a\u0007b" }, /^user_id: contains the control character U\+0007/],
       [{ payload: new Uint8Array(17) }, /^payload: is 17 bytes; the limit is 16/],
-      [{ kind: "sms" }, /^kind: no handler named "sms"; known: email/],
       [{ kind: "not a name" }, /^kind: .* is not a handler name/],
       [{ idempotencyKey: "k".repeat(129) }, /^idempotency_key: is 129 bytes long/],
       [{ overLimit: { unknown: 7 } }, /^over_limit: unknown value 7; use QUEUE or REJECT/],
@@ -115,6 +114,32 @@ describe("Submit's decision", () => {
       assert.deepEqual(store.submissions, []);
       assert.deepEqual(runner.calls, []);
     }
+  });
+
+  test("a kind no handler here runs queues for the workers of that kind, taking no slot here", async () => {
+    const { store, runner, rules } = setup(async () => ({
+      outcome: "queued",
+      taskId: TASK_ID,
+      position: 1,
+      now: NOW,
+      windows: [],
+      policy: { windows: policy, maxRunning: 0 },
+    }));
+    const decision = await decideSubmit(rules, ANYONE, command({ kind: "sms" }));
+    assert.equal(decision.outcome, "queued");
+    assert.equal(store.submissions[0]!.canStartNow, false);
+    assert.deepEqual(runner.calls, []);
+  });
+
+  test("with known kinds required, a kind nothing runs is INVALID_ARGUMENT naming those that run", async () => {
+    const { store, rules } = setup();
+    const strict: SubmitRules = { ...rules, knownKinds: async () => new Set(["email", "resize"]) };
+    const error = await refusal(decideSubmit(strict, ANYONE, command({ kind: "sms" })));
+    assert.equal(error.code, StatusCode.INVALID_ARGUMENT);
+    assert.match(error.message, /^kind: no handler or connected worker runs kind "sms"; known: email, resize/);
+    assert.deepEqual(store.submissions, []);
+    await decideSubmit(strict, ANYONE, command({ kind: "email" }));
+    assert.equal(store.submissions.length, 1);
   });
 
   test("an empty user_id means the key's user; an admin or anyone must name one", async () => {

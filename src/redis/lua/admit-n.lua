@@ -12,7 +12,9 @@
   A window that is full uses no unit of any other window.
   A queued task takes its place by priority (includes/priority): behind
   every task of its level and above, ahead of lower ones; one that lands at
-  the head of a non-empty queue is named in the heads hash.
+  the head of a non-empty queue is named in the heads hash, and a user
+  parked under its old head's kind goes back to the due users, to be routed
+  by the new head (includes/parked).
   While the user's queue is paused (KEYS[9]) nothing starts: the task is
   queued, and a new head is named in the heads hash but the user is not made
   due (ResumeQueue does that), or, in reject mode, nothing is stored.
@@ -36,7 +38,9 @@
   KEYS[10]  delayed-tasks sorted set
   KEYS[11]  the partition's policies hash (user id -> plan or override)
   KEYS[12]  the partition's plans hash (plan name -> spec)
-  KEYS[13..] rate-limiter-flexible counters, one per duration in ARGV[20..]
+  KEYS[13]  parked-users sorted set
+  KEYS[14]  parked-users hash
+  KEYS[15..] rate-limiter-flexible counters, one per duration in ARGV[20..]
   ARGV[1]   task id
   ARGV[2]   user id
   ARGV[3]   payload (bytes)
@@ -87,6 +91,7 @@
 --- @include "task-record"
 --- @include "user-stats"
 --- @include "heads"
+--- @include "parked"
 --- @include "priority"
 --- @include "reply-codes"
 
@@ -106,7 +111,7 @@ local cost, priority = tonumber(ARGV[17]), tonumber(ARGV[18])
 -- What storeTask stores beyond the common fields.
 local extras = {startBy = startBy, priority = priority, traceparent = ARGV[19]}
 local policy = resolvePolicy(KEYS[11], KEYS[12], userId, ARGV[16])
-if not bindWindows(policy, declaredWindows(13, 20, #KEYS - 12)) then
+if not bindWindows(policy, declaredWindows(15, 20, #KEYS - 14)) then
   return {ADMIT_POLICY_CHANGED, taskId, 0, now, policy.spec}
 end
 for i, window in ipairs(policy.windows) do
@@ -193,6 +198,9 @@ if place == 1 and (queued > 0 or paused) then
   -- A new head ahead of others keeps the user's due moment; a paused
   -- queue's is named, not due (ResumeQueue schedules it).
   redis.call('HSET', KEYS[8], userId, taskId)
+  if not paused then
+    rerouteIfParked(KEYS[1], KEYS[13], KEYS[14], KEYS[2], userId, now, PUBLISH, ARGV[11])
+  end
 elseif queued == 0 then
   -- The task is the new head: it is due when every window has room (and
   -- the cap, if it binds, frees: see capWait).

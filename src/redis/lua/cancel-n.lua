@@ -7,6 +7,8 @@
   succeeded task's does. When a queue's head left, the next task takes its
   place in the heads hash and the due-users set, keeping the user's due
   moment, or the user leaves both when its queue is empty (includes/heads);
+  a parked user (includes/parked) goes back to the due users, to be routed
+  by its new head;
   one that left its queue is counted out of its priority level
   (includes/priority).
   The queued total (q) counts each one down, the stats' waiting-to-retry
@@ -27,6 +29,8 @@
   KEYS[5]  the user's stats hash
   KEYS[6]  totals hash
   KEYS[7]  delayed-tasks sorted set
+  KEYS[8]  parked-users sorted set
+  KEYS[9]  parked-users hash
   then per task (ARGV order): its hash
   ARGV[1]  user id
   ARGV[2]  progress channel
@@ -35,6 +39,7 @@
            and the user's stats hash once nothing of it runs or waits to retry
   ARGV[5]  cancel channel: a marked running task's id is published there, so
            the process running it aborts its handler
+  ARGV[6]  wake channel (a rerouted user is due now)
   then the task ids, one per task hash
   Returns  one code per task, in order: CANCEL_CANCELLED, CANCEL_ALREADY_CANCELLED,
            CANCEL_CANCEL_REQUESTED (running, marked), CANCEL_SUCCEEDED, CANCEL_DEAD,
@@ -48,6 +53,7 @@
 --- @include "cancelled"
 --- @include "priority"
 --- @include "reply-codes"
+--- @include "parked"
 
 local userId, PUBLISH, retention = ARGV[1], ARGV[3], ARGV[4]
 local now = currentMs()
@@ -59,8 +65,8 @@ local OTHER_STATES = {
   [STATE_SUCCEEDED] = CANCEL_SUCCEEDED,
   [STATE_EXPIRED] = CANCEL_EXPIRED,
 }
-for i = 6, #ARGV do
-  local taskId, record = ARGV[i], KEYS[i + 2]
+for i = 7, #ARGV do
+  local taskId, record = ARGV[i], KEYS[i + 3]
   local fields = redis.call('HMGET', record, FIELD_USER, FIELD_STATE, FIELD_PRIORITY)
   local code
   if fields[1] ~= userId then
@@ -94,6 +100,7 @@ for i = 6, #ARGV do
 end
 if fromQueue > 0 then
   headChanged(KEYS[1], KEYS[3], KEYS[2], userId)
+  rerouteIfParked(KEYS[1], KEYS[8], KEYS[9], KEYS[2], userId, now, PUBLISH, ARGV[6])
 end
 if fromRetries > 0 then
   statsAdd(KEYS[5], 'w', -fromRetries, now)

@@ -15,7 +15,7 @@
      user is due now. One past its start_by ends expired instead. Each
      takes its place by priority (includes/priority): one going back ahead
      of the rest of its level, a delayed one behind it.
-  3. Up to ARGV[1] due users, in the order given (earliest due first, so
+  3. Up to ARGV[1] due users and parked users (includes/parked), in the order given (earliest due first, so
      users are served round-robin when slots are scarce), each have their
      head task claimed if every window of the user's effective policy
      (includes/policy, resolved here) has room for the task's cost and the
@@ -34,6 +34,13 @@
      A head task never started whose start_by has passed ends expired
      instead of starting (includes/expired); the next task takes its place
      and is claimed by the next step (its record was not declared).
+     A due head task of a kind the caller does not run (ARGV[14]) is not
+     claimed: its user is parked under that kind (includes/parked) and the
+     drainers are woken for it ("<moment> <kind>" on the wake channel). A
+     parked user is claimed like a due one by a caller that runs its kind;
+     one whose head changed since it was parked, or whose windows are full,
+     goes back to the due users (and is routed again), one paused or with
+     an empty queue leaves.
   Every user whose counts change is published on the progress channel, and
   its stats hash kept or set to expire (includes/user-stats).
   Each claimed task is marked with the caller's claim id, and the claim is
@@ -51,6 +58,8 @@
   KEYS[8]  delayed-tasks sorted set
   KEYS[9]  policies hash (user id -> plan or override)
   KEYS[10] plans hash (plan name -> spec)
+  KEYS[11] parked-users sorted set (includes/parked)
+  KEYS[12] parked-users hash (user id -> its member there)
   then per user (U of them, ARGV order): queue list, stats hash,
            dead-letter list, and its W rate-limiter-flexible counters
            (W and their durations in ARGV)
@@ -67,9 +76,13 @@
            nothing of the user runs or waits to retry, and a cancelled task's record
   ARGV[10] dead-letter retention, seconds
   ARGV[11] the fallback policy spec (TOLLGATE_RATE_LIMITS)
+  ARGV[12] the wake channel (a parked user's moment and kind are published)
+  ARGV[13] "1": the caller routes (parks a due user whose head it cannot
+           run); "0": it claims parked users only
+  ARGV[14] the kinds the caller runs, comma-separated
   then U, and per user: user id, W, and the duration (seconds) of each of
            its W declared window counters
-  then T, and per item: kind ("lease", "retry", "delayed" or "head"), task id ("" for a
+  then T, and per item: kind ("lease", "retry", "delayed", "head" or "parked"), task id ("" for a
            head the plan did not find), user number (1 … U), task key number
            in KEYS (0 when none)
   Returns  {now, next due, next retry or delayed moment, next lease expiry,
@@ -94,6 +107,7 @@
 --- @include "cancelled"
 --- @include "expired"
 --- @include "priority"
+--- @include "parked"
 
 local now = currentMs()
 local maxClaims = tonumber(ARGV[1])
@@ -103,10 +117,12 @@ local deadCap = ARGV[4]
 local progress, PUBLISH = ARGV[5], ARGV[6]
 local claimId, recordMs = ARGV[7], tonumber(ARGV[8])
 local retention, deadRetention = ARGV[9], ARGV[10]
+local wakeChannel, routes = ARGV[12], ARGV[13] == '1'
+local kinds, runs = claimerKinds(ARGV[14], routes)
 local users = {}
-local userCount = tonumber(ARGV[12])
-local at = 13
-local base = 10
+local userCount = tonumber(ARGV[15])
+local at = 16
+local base = 12
 for u = 1, userCount do
   local windowCount = tonumber(ARGV[at + 1])
   local user = {id = ARGV[at], queue = KEYS[base + 1], stats = KEYS[base + 2], dead = KEYS[base + 3]}
@@ -242,20 +258,11 @@ end
 local claims = {}
 local claimed = 0
 
--- Claims the user's head task if it is still the one the plan saw and due.
-local function claimHead(item)
+-- Starts the user's head task (item.task), the one the plan saw, due since
+-- dueAt: unless it is past its start_by, its windows or cap hold it, or
+-- (from the due users) the caller does not run its kind.
+local function startHead(item, dueAt, parked)
   local user = item.user
-  local dueAt = redis.call('ZSCORE', KEYS[1], user.id)
-  if not dueAt or tonumber(dueAt) > now then
-    return
-  end
-  local head = redis.call('LINDEX', user.queue, 0)
-  if not head or head ~= item.taskId or redis.call('HGET', KEYS[5], user.id) ~= head then
-    -- Changed since the plan, or the heads hash lost step: mend it, and
-    -- the next step claims with the right key declared.
-    headChanged(user.queue, KEYS[5], KEYS[1], user.id)
-    return
-  end
   if pastStartBy(item.task, now) then
     -- Not started by its start_by: it never starts. The user keeps its due
     -- moment for the next task.
@@ -263,6 +270,7 @@ local function claimHead(item)
     leftQueue(user.stats, taskPriority(item.task), now)
     expire(user, item.task)
     headChanged(user.queue, KEYS[5], KEYS[1], user.id)
+    rerouteIfParked(user.queue, KEYS[11], KEYS[12], KEYS[1], user.id, now, PUBLISH, wakeChannel)
     return
   end
   if not user.bound then
@@ -273,11 +281,24 @@ local function claimHead(item)
   blocked = math.max(blocked, capWait(atRunningCap(user.policy, user.stats), user.stats, leaseMs))
   if blocked > 0 then
     redis.call('ZADD', KEYS[1], now + blocked, user.id)
+    if parked then
+      unpark(KEYS[11], KEYS[12], user.id)
+      redis.call(PUBLISH, wakeChannel, now + blocked)
+    end
     return
+  end
+  local task = item.task
+  if not parked then
+    local kind = redis.call('HGET', task, FIELD_KIND) or ''
+    if not runs[kind] then
+      redis.call('ZREM', KEYS[1], user.id)
+      park(KEYS[11], KEYS[12], user.id, kind, dueAt)
+      redis.call(PUBLISH, wakeChannel, dueAt .. ' ' .. kind)
+      return
+    end
   end
   local taskId = redis.call('LPOP', user.queue)
   local nextWait = policyUse(user.policy, read, cost)
-  local task = item.task
   leftQueue(user.stats, taskPriority(task), now)
   local attempt = redis.call('HINCRBY', task, FIELD_ATTEMPTS, 1)
   redis.call('HSET', task, FIELD_STATE, STATE_RUNNING, FIELD_STARTED, now, FIELD_CLAIM, claimId)
@@ -297,10 +318,52 @@ local function claimHead(item)
   -- The submit moment only matters to a trace.
   claims[#claims + 1] = fields[3] and fields[4] or ''
   claimed = claimed + 1
+  -- Parked, or parked and put back among the due users since: no longer.
+  unpark(KEYS[11], KEYS[12], user.id)
   headChanged(user.queue, KEYS[5], KEYS[1], user.id)
   if redis.call('LLEN', user.queue) > 0 then
     redis.call('ZADD', KEYS[1], now + nextWait, user.id)
   end
+end
+
+-- Is the plan's head task still the head? If not, the heads hash is mended
+-- (and a user whose queue emptied leaves the due users).
+local function stillHead(item)
+  local user = item.user
+  local head = redis.call('LINDEX', user.queue, 0)
+  if head and head == item.taskId and redis.call('HGET', KEYS[5], user.id) == head then
+    return true
+  end
+  headChanged(user.queue, KEYS[5], KEYS[1], user.id)
+  return false
+end
+
+-- Claims the user's head task if it is still the one the plan saw and due.
+local function claimHead(item)
+  local dueAt = redis.call('ZSCORE', KEYS[1], item.user.id)
+  if not dueAt or tonumber(dueAt) > now then
+    return
+  end
+  if stillHead(item) then
+    startHead(item, tonumber(dueAt), false)
+  end
+end
+
+-- Claims a parked user's head task if the user is still parked with it;
+-- sends one whose head changed back to the due users, to be routed again.
+local function claimParked(item)
+  local user = item.user
+  local member = redis.call('HGET', KEYS[12], user.id)
+  if not member then
+    return
+  end
+  -- Parked under a kind of this caller's, with that head: unless the head
+  -- changed since (parked once under another kind while paused, say).
+  if stillHead(item) and runs[redis.call('HGET', item.task, FIELD_KIND) or ''] then
+    startHead(item, parkedDue(member), true)
+    return
+  end
+  rerouteIfParked(user.queue, KEYS[11], KEYS[12], KEYS[1], user.id, now, PUBLISH, wakeChannel)
 end
 
 -- A paused user starts nothing: it leaves the due users (parked), and
@@ -310,6 +373,7 @@ local function parkIfPaused(user)
     return false
   end
   redis.call('ZREM', KEYS[1], user.id)
+  unpark(KEYS[11], KEYS[12], user.id)
   return true
 end
 
@@ -318,7 +382,7 @@ end
 -- declared, so it can start in this step, without another plan.
 local heads, order = {}, {}
 for _, item in ipairs(items) do
-  if item.kind == 'head' then
+  if item.kind == 'head' or item.kind == 'parked' then
     heads[item.user] = item
     order[#order + 1] = item.user
   end
@@ -340,7 +404,12 @@ for _, item in ipairs(items) do
 end
 for _, user in ipairs(order) do
   if not parkIfPaused(user) and claimed < maxClaims then
-    claimHead(heads[user])
+    local item = heads[user]
+    if item.kind == 'parked' then
+      claimParked(item)
+    else
+      claimHead(item)
+    end
   end
 end
 
@@ -353,7 +422,10 @@ for _, user in ipairs(users) do
   end
 end
 
-local out = {now, earliest(KEYS[1]), earliestOf(KEYS[3], KEYS[8]), earliest(KEYS[2]), deadLettered, expired, cancelled, #overCap}
+local out = {now, nextDueFor(KEYS[1], KEYS[11], kinds, routes), -1, -1, deadLettered, expired, cancelled, #overCap}
+if routes then
+  out[3], out[4] = earliestOf(KEYS[3], KEYS[8]), earliest(KEYS[2])
+end
 for _, userId in ipairs(overCap) do
   out[#out + 1] = userId
 end

@@ -26,7 +26,7 @@
   ARGV[4]  error message ("" when ok)
   ARGV[5]  retention, seconds: how long a succeeded task's record, and the
            stats of a user with nothing running or waiting to retry, are kept
-  ARGV[6]  most attempts per task
+  ARGV[6]  most attempts per task (0: a failure is not retried)
   ARGV[7]  retry backoff, ms
   ARGV[8]  dead-letter list cap
   ARGV[9]  progress channel
