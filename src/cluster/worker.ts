@@ -8,7 +8,8 @@ import { checkRedisRequirements } from "../redis/requirements.js";
 import { createRedisStore } from "../redis/create-redis-store.js";
 import type { RedisStore } from "../redis/redis-store.js";
 import { startServer, type RunningServer } from "../grpc/server.js";
-import { startTracing } from "../tracing.js";
+import { startTracing } from "../tracing-start.js";
+import type { RunningTracing } from "../tracing.js";
 import { systemClock } from "../core/clock.js";
 import { HeartbeatSender, heartbeatPeriodMs } from "./heartbeat.js";
 import { loadedCode } from "./loaded-code.js";
@@ -47,8 +48,7 @@ export async function runWorker(config: Config): Promise<void> {
   let redis: RedisClient | undefined;
   let store: RedisStore | undefined;
   let server: RunningServer | undefined;
-  const tracing = startTracing(process.env, `worker-${worker}`);
-  if (tracing) logger.info("tracing: spans exported over OTLP (OTEL_EXPORTER_OTLP_* settings)");
+  let tracing: RunningTracing | undefined;
   let stopping = false;
   const stop = (why: string): void => {
     if (stopping) return;
@@ -76,6 +76,8 @@ export async function runWorker(config: Config): Promise<void> {
   process.on("disconnect", () => stop("the primary went away"));
 
   try {
+    tracing = await startTracing(process.env, `worker-${worker}`);
+    if (tracing) logger.info("tracing: spans exported over OTLP (OTEL_EXPORTER_OTLP_* settings)");
     const connected = await connectRedis(config.redisUrl!, logger);
     redis = connected;
     await checkRedisRequirements(connected, config, logger); // again: Redis may have changed since the primary checked
