@@ -5,9 +5,8 @@ import { createLogger } from "../logger.js";
 import { reportShortOfReplicas } from "./replica-shortfall.js";
 import { connectRedis, type RedisClient } from "../redis/connection.js";
 import { checkRedisRequirements } from "../redis/requirements.js";
-import { createRedisStore } from "../redis/create-redis-store.js";
 import type { RedisStore } from "../redis/redis-store.js";
-import { startServer, type RunningServer } from "../grpc/server.js";
+import type { RunningServer } from "../grpc/server.js";
 import { startTracing } from "../tracing-start.js";
 import type { RunningTracing } from "../tracing.js";
 import { systemClock } from "../core/clock.js";
@@ -45,6 +44,11 @@ export async function runWorker(config: Config): Promise<void> {
     });
   }
 
+  // The store's and the server's modules (most of what a worker loads) load
+  // while Redis is connected to and checked, not after.
+  const modules = Promise.all([import("../redis/create-redis-store.js"), import("../grpc/server.js")]);
+  modules.catch(() => {}); // awaited below; a failure is reported there
+
   let redis: RedisClient | undefined;
   let store: RedisStore | undefined;
   let server: RunningServer | undefined;
@@ -81,6 +85,7 @@ export async function runWorker(config: Config): Promise<void> {
     const connected = await connectRedis(config.redisUrl!, logger);
     redis = connected;
     await checkRedisRequirements(connected, config, logger); // again: Redis may have changed since the primary checked
+    const [{ createRedisStore }, { startServer }] = await modules;
     store = createRedisStore(connected, config, { onShortOfReplicas: reportShortOfReplicas(logger) });
     server = await startServer(config, store, logger, { tracing: tracing?.tracing, policies: store.policies });
   } catch (error) {
