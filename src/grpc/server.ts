@@ -131,7 +131,7 @@ export async function startServer(
       policyServiceImplementation({ store: options.policies, logger }),
     );
   }
-  health.implementation.addToServer(server);
+  health.addToServer(server);
   reflectionService([
     file_tollgate_v1_task_service,
     file_tollgate_v1_policy_service,
