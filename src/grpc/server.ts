@@ -15,7 +15,7 @@ import { rateLimitInterceptor } from "./rate-limit-interceptor.js";
 import { formatRatePolicy } from "../core/rate-policy.js";
 import type { TaskStore } from "../core/store.js";
 import { ProgressHub } from "../core/progress-hub.js";
-import { reflectionService } from "./reflection.js";
+import { ReflectionService } from "./reflection.js";
 import { TaskRunner } from "../core/task-runner.js";
 import { taskServiceImplementation } from "./task-service.js";
 import type { Tracing } from "../tracing.js";
@@ -132,7 +132,7 @@ export async function startServer(
     );
   }
   health.addToServer(server);
-  reflectionService([
+  new ReflectionService([
     file_tollgate_v1_task_service,
     file_tollgate_v1_policy_service,
     file_grpc_health_v1_health,
