@@ -68,8 +68,10 @@ if (!existsSync(STAMP)) throw new Error("dist/build-stamp is missing after the b
  * role still loads only its own code (the primary no gRPC server, a worker no
  * dashboard or web API, a client command neither). Left out, loaded from
  * node_modules when used: tsx (a TypeScript handler), esbuild (the dashboard
- * bundled at start), OpenTelemetry (with an OTLP endpoint only; one copy of
- * its API shared with handlers). The bundle sits as deep in dist/ as the
+ * bundled at start), OpenTelemetry's SDK and exporter (with an OTLP endpoint
+ * only). Its API is bundled: prom-client loads it in every process, and its
+ * copies share one global state and context keys by design, so the
+ * bundle's and the SDK's work together. The bundle sits as deep in dist/ as the
  * compiled command (dist/src/cli), so paths the modules take from their own
  * URL still hold (../../dashboard); the Lua scripts are copied beside it.
  * ESM output, so CommonJS packages get `require`, `__filename` and
@@ -86,7 +88,16 @@ async function bundleCommand(folder) {
     format: "esm",
     platform: "node",
     target: "node20",
-    external: ["tsx", "tsx/*", "esbuild", "@opentelemetry/*"],
+    external: [
+      "tsx",
+      "tsx/*",
+      "esbuild",
+      // What tracing.ts imports; @opentelemetry/api is bundled (prom-client requires it).
+      "@opentelemetry/core",
+      "@opentelemetry/exporter-trace-otlp-http",
+      "@opentelemetry/resources",
+      "@opentelemetry/sdk-trace-node",
+    ],
     banner: {
       js: [
         'import { createRequire as __tollgateCreateRequire } from "node:module";',
