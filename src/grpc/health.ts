@@ -23,7 +23,8 @@ import { grpcServiceDefinition, UndecodableRequest } from "./service-definition.
 const LIST_LIMIT = 100;
 
 /**
- * grpc.health.v1 for "" and each served service: SERVING only while the task
+ * grpc.health.v1 for "" and each served service: SERVING only once the
+ * server is ready (its port bound, its drainer started), while the task
  * store is reachable and the process is not shutting down. The store tells
  * when its availability changes, so nothing polls while all is well.
  * Served from the protobuf-es descriptors the server has loaded anyway
@@ -33,6 +34,7 @@ const LIST_LIMIT = 100;
  * the caller cancels, List answers every service's status.
  */
 export class HealthReporter {
+  private isReady = false;
   private storeAvailable = false;
   private shuttingDown = false;
   private current: ServingStatus | undefined;
@@ -55,6 +57,12 @@ export class HealthReporter {
     this.publish();
   };
 
+  /** The server is ready: SERVING from now on whenever the store is reachable. */
+  ready(): void {
+    this.isReady = true;
+    this.publish(false);
+  }
+
   /** Health goes NOT_SERVING for good: the first step of a graceful stop. */
   shutdown(): void {
     this.shuttingDown = true;
@@ -71,10 +79,12 @@ export class HealthReporter {
     });
   }
 
-  private publish(): void {
-    const status = this.storeAvailable && !this.shuttingDown ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
+  /** Sets every service's status; a change is logged, but not the first SERVING at start (`log` false). */
+  private publish(log = true): void {
+    const status =
+      this.isReady && this.storeAvailable && !this.shuttingDown ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
     if (status === this.current) return;
-    if (this.current !== undefined) {
+    if (this.current !== undefined && log) {
       this.logger.info(
         { status: ServingStatus[status], storeAvailable: this.storeAvailable, shuttingDown: this.shuttingDown },
         "health changed",

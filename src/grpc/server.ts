@@ -140,22 +140,30 @@ export async function startServer(
   options.addServices?.(server);
 
   const credentials = await serverCredentials(config);
-  const port = await new Promise<number>((resolve, reject) =>
+  // The port is bound while the drainer subscribes: both wait on the
+  // network. Health stays NOT_SERVING until both are done.
+  const binding = new Promise<number>((resolve, reject) =>
     server.bindAsync(`${config.host}:${config.port}`, credentials, (error, boundPort) =>
       error
         ? reject(new Error(`cannot listen on ${config.host}:${config.port}: ${error.message}`))
         : resolve(boundPort),
     ),
   );
-  try {
-    await drainer.start();
-  } catch (error) {
-    // The store cannot be reached: serve nothing rather than serve half.
+  const [bound, started] = await Promise.allSettled([binding, drainer.start()]);
+  if (bound.status === "rejected" || started.status === "rejected") {
+    // The port cannot be bound or the store cannot be reached: serve nothing
+    // rather than serve half, and hand back anything the drainer took.
     health.shutdown();
     server.forceShutdown();
+    if (started.status === "fulfilled") {
+      await drainer.close();
+      await runner.close(0);
+    }
     await handlers.close();
-    throw error;
+    throw bound.status === "rejected" ? bound.reason : (started as PromiseRejectedResult).reason;
   }
+  const port = bound.value;
+  health.ready();
   logger.info({ host: config.host, port, policy: formatRatePolicy(config.ratePolicy) }, "serving");
 
   let closing: Promise<void> | undefined;
