@@ -1,5 +1,5 @@
 import cluster from "node:cluster";
-import { WORKER_INDEX_ENV, type WorkerMessage } from "./messages.js";
+import { REDIS_CHECKED_ENV, WORKER_INDEX_ENV, type WorkerMessage } from "./messages.js";
 import type { Config } from "../config.js";
 import { createLogger } from "../logger.js";
 import { reportShortOfReplicas } from "./replica-shortfall.js";
@@ -84,7 +84,8 @@ export async function runWorker(config: Config): Promise<void> {
     if (tracing) logger.info("tracing: spans exported over OTLP (OTEL_EXPORTER_OTLP_* settings)");
     const connected = await connectRedis(config.redisUrl!, logger);
     redis = connected;
-    await checkRedisRequirements(connected, config, logger); // again: Redis may have changed since the primary checked
+    // A replacement worker checks again: Redis may have changed since the primary checked.
+    if (process.env[REDIS_CHECKED_ENV] !== "1") await checkRedisRequirements(connected, config, logger);
     const [{ createRedisStore }, { startServer }] = await modules;
     store = createRedisStore(connected, config, { onShortOfReplicas: reportShortOfReplicas(logger) });
     server = await startServer(config, store, logger, { tracing: tracing?.tracing, policies: store.policies });
