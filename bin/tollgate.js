@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // `npm start` and the `tollgate` command. Runs the compiled JavaScript in
-// dist/ (`npm run build`; `npm ci` builds it through `prepare`) when it is up
-// to date with src/ and gen/ts (bin/build-stamp.js); otherwise the TypeScript
-// sources through tsx, so an edit is never run stale (`tollgate serve` then
-// logs a warning). Forked cluster workers run this file again and take what
+// dist/, as bundled into dist/bundle (`npm run build`; `npm ci` builds it
+// through `prepare`), when it is up to date with src/ and gen/ts
+// (bin/build-stamp.js); otherwise the TypeScript sources through tsx, so an
+// edit is never run stale (`tollgate serve` then logs a warning). Forked cluster workers run this file again and take what
 // their primary chose, without looking again.
 import cluster from "node:cluster";
 import { distState } from "./build-stamp.js";
@@ -17,7 +17,7 @@ if (code !== "dist" && code !== "src") {
   process.env.TOLLGATE_CODE = code;
   if (!state.fresh) process.env.TOLLGATE_CODE_WHY = state.why;
 }
-let entry = new URL("../dist/src/cli/main.js", import.meta.url);
+let entry = new URL("../dist/bundle/cli/main.js", import.meta.url);
 if (code === "src") {
   const { register } = await import("tsx/esm/api");
   register();

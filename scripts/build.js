@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // npm run build [-- --if-stale], and `prepare` (so `npm ci` and `npm pack` run
 // it): compiles src/ and gen/ts (tsconfig.build.json) to dist/, copies src/'s
-// other files (the Lua scripts) beside the JavaScript, bundles the dashboard
-// (src/dashboard) into dist/dashboard, and writes
+// other files (the Lua scripts) beside the JavaScript, bundles the `tollgate`
+// command into dist/bundle (what bin/tollgate.js runs; see bundleCommand),
+// bundles the dashboard (src/dashboard) into dist/dashboard, and writes
 // dist/build-stamp (bin/build-stamp.js), which bin/tollgate.js compares with
 // the sources to choose dist/ or tsx. Built in a folder of its own and then
 // swapped in, so a tollgate running from dist/ never reads a half-written one.
@@ -44,6 +45,7 @@ try {
     recursive: true,
     filter: (path) => !path.endsWith(".ts"),
   });
+  await bundleCommand(out);
   // The dashboard, bundled for the browser by the module that serves it.
   const { writeDashboard } = await import(pathToFileURL(join(out, "src", "cluster", "dashboard-assets.js")).href);
   await writeDashboard(join(out, "dashboard"), join(ROOT, "src", "dashboard"));
@@ -57,6 +59,59 @@ try {
   rmSync(out, { recursive: true, force: true });
 }
 if (!existsSync(STAMP)) throw new Error("dist/build-stamp is missing after the build");
+
+/**
+ * The `tollgate` command, dist/src/cli/main.js and everything it imports (its
+ * packages too), bundled by esbuild into dist/bundle/cli: a worker then
+ * loads a few files instead of some 500 modules, each resolved and read on
+ * its own (about 150 ms of its start). Split at the dynamic imports, so each
+ * role still loads only its own code (the primary no gRPC server, a worker no
+ * dashboard or web API, a client command neither). Left out, loaded from
+ * node_modules when used: tsx (a TypeScript handler), esbuild (the dashboard
+ * bundled at start), OpenTelemetry's SDK and exporter (with an OTLP endpoint
+ * only). Its API is bundled: prom-client loads it in every process, and its
+ * copies share one global state and context keys by design, so the
+ * bundle's and the SDK's work together. The bundle sits as deep in dist/ as the
+ * compiled command (dist/src/cli), so paths the modules take from their own
+ * URL still hold (../../dashboard); the Lua scripts are copied beside it.
+ * ESM output, so CommonJS packages get `require`, `__filename` and
+ * `__dirname` from the banner.
+ */
+async function bundleCommand(folder) {
+  const { build } = await import("esbuild");
+  const outdir = join(folder, "bundle", "cli");
+  await build({
+    entryPoints: [join(folder, "src", "cli", "main.js")],
+    outdir,
+    bundle: true,
+    splitting: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    external: [
+      "tsx",
+      "tsx/*",
+      "esbuild",
+      // What tracing.ts imports; @opentelemetry/api is bundled (prom-client requires it).
+      "@opentelemetry/core",
+      "@opentelemetry/exporter-trace-otlp-http",
+      "@opentelemetry/resources",
+      "@opentelemetry/sdk-trace-node",
+    ],
+    banner: {
+      js: [
+        'import { createRequire as __tollgateCreateRequire } from "node:module";',
+        'import { dirname as __tollgateDirname } from "node:path";',
+        'import { fileURLToPath as __tollgateFileURLToPath } from "node:url";',
+        "const require = __tollgateCreateRequire(import.meta.url);",
+        "const __filename = __tollgateFileURLToPath(import.meta.url);",
+        "const __dirname = __tollgateDirname(__filename);",
+      ].join("\n"),
+    },
+    logLevel: "warning",
+  });
+  cpSync(join(ROOT, "src", "redis", "lua"), join(outdir, "lua"), { recursive: true });
+}
 
 /** Replaces dist/ with `out`: two renames, retried if another build swaps at the same moment. */
 function swapIn(folder) {

@@ -25,7 +25,7 @@ import type { AttemptTrace, TaskTracer, TracedAttempt } from "./core/task-tracer
  * the Submit span's traceparent stored with the task in Redis, then, on
  * whichever host starts it, a span for its wait in the queue and one per
  * attempt, children of the Submit span. On only when an OTLP endpoint is
- * configured (startTracing); otherwise the server passes no tracer and the
+ * configured (tracing-start.ts); otherwise the server passes no tracer and the
  * Submit path does no tracing work at all.
  */
 
@@ -135,9 +135,6 @@ export class Tracing implements TaskTracer {
   }
 }
 
-/** The standard OpenTelemetry variables that turn tracing on. */
-const ENDPOINT_VARIABLES = ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"] as const;
-
 export interface RunningTracing {
   readonly tracing: Tracing;
   /** Exports what is buffered, then stops. */
@@ -145,17 +142,11 @@ export interface RunningTracing {
 }
 
 /**
- * Starts exporting traces over OTLP (HTTP) when the environment names an
- * endpoint (OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
- * the exporter reads its other OTEL_EXPORTER_OTLP_* settings itself), unless
- * OTEL_SDK_DISABLED is true or OTEL_TRACES_EXPORTER is none. Undefined: off.
+ * Exports traces over OTLP (HTTP); the exporter reads its OTEL_EXPORTER_OTLP_*
+ * settings itself. Called by tracing-start.ts only when an endpoint is
+ * configured, so a process without one never loads this module.
  */
-export function startTracing(
-  env: Readonly<Record<string, string | undefined>>,
-  instance: string,
-): RunningTracing | undefined {
-  const configured = ENDPOINT_VARIABLES.some((name) => (env[name] ?? "").trim() !== "");
-  if (!configured || env.OTEL_SDK_DISABLED === "true" || env.OTEL_TRACES_EXPORTER === "none") return undefined;
+export function exportTraces(env: Readonly<Record<string, string | undefined>>, instance: string): RunningTracing {
   const provider = new NodeTracerProvider({
     resource: resourceFromAttributes({
       "service.name": env.OTEL_SERVICE_NAME ?? "tollgate",

@@ -1,6 +1,6 @@
 import cluster, { type Worker } from "node:cluster";
 import { loadAuthenticator } from "../grpc/api-keys.js";
-import { WORKER_INDEX_ENV, isWorkerMessage } from "./messages.js";
+import { REDIS_CHECKED_ENV, WORKER_INDEX_ENV, isWorkerMessage } from "./messages.js";
 import type { Config } from "../config.js";
 import { startEmbeddedRedis, type EmbeddedRedis } from "../redis/embedded-redis.js";
 import { createLogger, type Logger } from "../logger.js";
@@ -146,9 +146,13 @@ function supervise(
     },
   });
 
-  const fork = (slot: Slot): void => {
+  const fork = (slot: Slot, redisJustChecked = false): void => {
     slot.cancelRestart = undefined;
-    const worker = cluster.fork({ TOLLGATE_REDIS_URL: redisUrl, [WORKER_INDEX_ENV]: String(slot.index) });
+    const worker = cluster.fork({
+      TOLLGATE_REDIS_URL: redisUrl,
+      [WORKER_INDEX_ENV]: String(slot.index),
+      ...(redisJustChecked ? { [REDIS_CHECKED_ENV]: "1" } : {}),
+    });
     slot.worker = worker;
     slot.startedAt = clock.now();
     slot.served = false;
@@ -228,5 +232,6 @@ function supervise(
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
 
-  for (const slot of slots) fork(slot);
+  // The first workers start right after runPrimary checked Redis' requirements.
+  for (const slot of slots) fork(slot, true);
 }

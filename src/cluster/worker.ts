@@ -1,14 +1,14 @@
 import cluster from "node:cluster";
-import { WORKER_INDEX_ENV, type WorkerMessage } from "./messages.js";
+import { REDIS_CHECKED_ENV, WORKER_INDEX_ENV, type WorkerMessage } from "./messages.js";
 import type { Config } from "../config.js";
 import { createLogger } from "../logger.js";
 import { reportShortOfReplicas } from "./replica-shortfall.js";
 import { connectRedis, type RedisClient } from "../redis/connection.js";
 import { checkRedisRequirements } from "../redis/requirements.js";
-import { createRedisStore } from "../redis/create-redis-store.js";
 import type { RedisStore } from "../redis/redis-store.js";
-import { startServer, type RunningServer } from "../grpc/server.js";
-import { startTracing } from "../tracing.js";
+import type { RunningServer } from "../grpc/server.js";
+import { startTracing } from "../tracing-start.js";
+import type { RunningTracing } from "../tracing.js";
 import { systemClock } from "../core/clock.js";
 import { HeartbeatSender, heartbeatPeriodMs } from "./heartbeat.js";
 import { loadedCode } from "./loaded-code.js";
@@ -44,11 +44,15 @@ export async function runWorker(config: Config): Promise<void> {
     });
   }
 
+  // The store's and the server's modules (most of what a worker loads) load
+  // while Redis is connected to and checked, not after.
+  const modules = Promise.all([import("../redis/create-redis-store.js"), import("../grpc/server.js")]);
+  modules.catch(() => {}); // awaited below; a failure is reported there
+
   let redis: RedisClient | undefined;
   let store: RedisStore | undefined;
   let server: RunningServer | undefined;
-  const tracing = startTracing(process.env, `worker-${worker}`);
-  if (tracing) logger.info("tracing: spans exported over OTLP (OTEL_EXPORTER_OTLP_* settings)");
+  let tracing: RunningTracing | undefined;
   let stopping = false;
   const stop = (why: string): void => {
     if (stopping) return;
@@ -76,9 +80,13 @@ export async function runWorker(config: Config): Promise<void> {
   process.on("disconnect", () => stop("the primary went away"));
 
   try {
+    tracing = await startTracing(process.env, `worker-${worker}`);
+    if (tracing) logger.info("tracing: spans exported over OTLP (OTEL_EXPORTER_OTLP_* settings)");
     const connected = await connectRedis(config.redisUrl!, logger);
     redis = connected;
-    await checkRedisRequirements(connected, config, logger); // again: Redis may have changed since the primary checked
+    // A replacement worker checks again: Redis may have changed since the primary checked.
+    if (process.env[REDIS_CHECKED_ENV] !== "1") await checkRedisRequirements(connected, config, logger);
+    const [{ createRedisStore }, { startServer }] = await modules;
     store = createRedisStore(connected, config, { onShortOfReplicas: reportShortOfReplicas(logger) });
     server = await startServer(config, store, logger, {
       tracing: tracing?.tracing,

@@ -15,7 +15,7 @@ import { rateLimitInterceptor } from "./rate-limit-interceptor.js";
 import { formatRatePolicy } from "../core/rate-policy.js";
 import type { TaskStore } from "../core/store.js";
 import { ProgressHub } from "../core/progress-hub.js";
-import { reflectionService } from "./reflection.js";
+import { ReflectionService } from "./reflection.js";
 import { TaskRunner } from "../core/task-runner.js";
 import { taskServiceImplementation } from "./task-service.js";
 import type { Tracing } from "../tracing.js";
@@ -189,8 +189,8 @@ export async function startServer(
     );
   }
   server.addService(grpcServiceDefinition(WorkerService), workerService.implementation);
-  health.implementation.addToServer(server);
-  reflectionService([
+  health.addToServer(server);
+  new ReflectionService([
     file_tollgate_v1_task_service,
     file_tollgate_v1_policy_service,
     file_tollgate_v1_worker_service,
@@ -199,22 +199,30 @@ export async function startServer(
   options.addServices?.(server);
 
   const credentials = await serverCredentials(config);
-  const port = await new Promise<number>((resolve, reject) =>
+  // The port is bound while the drainer subscribes: both wait on the
+  // network. Health stays NOT_SERVING until both are done.
+  const binding = new Promise<number>((resolve, reject) =>
     server.bindAsync(`${config.host}:${config.port}`, credentials, (error, boundPort) =>
       error
         ? reject(new Error(`cannot listen on ${config.host}:${config.port}: ${error.message}`))
         : resolve(boundPort),
     ),
   );
-  try {
-    await drainer.start();
-  } catch (error) {
-    // The store cannot be reached: serve nothing rather than serve half.
+  const [bound, started] = await Promise.allSettled([binding, drainer.start()]);
+  if (bound.status === "rejected" || started.status === "rejected") {
+    // The port cannot be bound or the store cannot be reached: serve nothing
+    // rather than serve half, and hand back anything the drainer took.
     health.shutdown();
     server.forceShutdown();
+    if (started.status === "fulfilled") {
+      await drainer.close();
+      await runner.close(0);
+    }
     await handlers.close();
-    throw error;
+    throw bound.status === "rejected" ? bound.reason : (started as PromiseRejectedResult).reason;
   }
+  const port = bound.value;
+  health.ready();
   logger.info({ host: config.host, port, policy: formatRatePolicy(config.ratePolicy) }, "serving");
 
   let closing: Promise<void> | undefined;

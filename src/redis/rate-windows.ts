@@ -1,4 +1,5 @@
-import { RateLimiterRedis } from "rate-limiter-flexible";
+// Its own module, not the package's index of every store (rate-limiter-redis.d.ts).
+import RateLimiterRedis from "rate-limiter-flexible/lib/RateLimiterRedis.js";
 import type { Keys } from "./keys.js";
 import type { RedisClient } from "./connection.js";
 import type { RatePolicy } from "../core/rate-policy.js";

@@ -108,14 +108,14 @@ export async function checkRedisRequirements(
  * another count is refused, as is data of the layout before partitions.
  */
 async function checkKeyLayout(redis: RedisClient, keys: Keys): Promise<void> {
-  // One key at a time: on a Cluster they are in different slots.
-  for (const key of keys.unpartitioned) {
-    if ((await redis.exists(key)) > 0) {
-      throw new RedisRequirementError(
-        `this Redis holds Tollgate data of the layout before partitions (${key}): drain it with the version that wrote it, ` +
-          "or delete Tollgate's keys, before starting this version",
-      );
-    }
+  // One command per key (on a Cluster they are in different slots), all sent at once.
+  const found = await Promise.all(keys.unpartitioned.map((key) => redis.exists(key)));
+  const old = keys.unpartitioned.find((_, i) => found[i]! > 0);
+  if (old !== undefined) {
+    throw new RedisRequirementError(
+      `this Redis holds Tollgate data of the layout before partitions (${old}): drain it with the version that wrote it, ` +
+        "or delete Tollgate's keys, before starting this version",
+    );
   }
   const wanted = String(keys.partitions);
   await redis.set(keys.layout, wanted, "NX");
@@ -130,7 +130,16 @@ async function checkKeyLayout(redis: RedisClient, keys: Keys): Promise<void> {
 
 async function checkServer(redis: Redis, options: RedisRequirementOptions, logger: Logger): Promise<void> {
   if ((options.replicaAcks ?? 0) > 0) await checkReplicas(redis, options.replicaAcks ?? 0, logger);
-  const info = await readOrUndefined(() => redis.info("server"), "INFO server", "Redis' version", logger);
+  // Both read at once (one round trip at start, not two), judged in order.
+  const [info, reply] = await Promise.all([
+    readOrUndefined(() => redis.info("server"), "INFO server", "Redis' version", logger),
+    readOrUndefined(
+      () => redis.config("GET", "maxmemory-policy"),
+      "CONFIG GET maxmemory-policy",
+      "that maxmemory-policy is noeviction (make sure it is: evicted keys lose tasks)",
+      logger,
+    ),
+  ]);
   if (info !== undefined) {
     const problem = versionProblem(info);
     if (problem !== undefined) throw new RedisRequirementError(problem);
@@ -142,12 +151,6 @@ async function checkServer(redis: Redis, options: RedisRequirementOptions, logge
     }
   }
 
-  const reply = await readOrUndefined(
-    () => redis.config("GET", "maxmemory-policy"),
-    "CONFIG GET maxmemory-policy",
-    "that maxmemory-policy is noeviction (make sure it is: evicted keys lose tasks)",
-    logger,
-  );
   if (reply === undefined) return;
   const policy = Array.isArray(reply) && typeof reply[1] === "string" ? reply[1] : undefined;
   if (policy === undefined) {

@@ -1,8 +1,9 @@
-// `npm start` runs the compiled dist/, not TypeScript: with a fresh build
-// (built here first if src/ changed since the last), the primary says it runs
-// dist/, and each worker's own list of the scripts it compiled (the debug
-// line "worker code", from an in-process inspector session) holds no .ts file
-// and nothing of tsx or esbuild, its command line no loader flag. A .ts
+// `npm start` runs the compiled dist/ (as bundled into dist/bundle), not
+// TypeScript: with a fresh build (built here first if src/ changed since the
+// last), the primary says it runs dist/, and each worker's own list of the
+// scripts it compiled (the debug line "worker code", from an in-process
+// inspector session) holds no .ts file and nothing of tsx or esbuild, its
+// command line no loader flag. A .ts
 // handler module brings tsx into the workers that import it, and the same
 // list shows it, so the check can see a loader when one is there. With a
 // source newer than the build (in a copy of the tree), bin/tollgate.js runs
@@ -10,7 +11,7 @@
 import assert from "node:assert/strict";
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join, resolve, sep } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { pollUntil } from "../support/expect.js";
@@ -19,6 +20,8 @@ import { describeRun, runCommand } from "../support/command.js";
 import { startServeProcess, type ServeProcess } from "../support/serve-process.js";
 
 const ROOT = resolve(".");
+/** Where bin/tollgate.js runs the compiled code from: dist/src, bundled by scripts/build.js. */
+const BUNDLE = join(ROOT, "dist", "bundle", "cli") + sep;
 const FIXTURE_HANDLERS = fileURLToPath(new URL("../fixtures/handlers.ts", import.meta.url));
 const ctx = usePrivateRedis("compiled-start");
 
@@ -96,7 +99,7 @@ test("npm start with a fresh build: the workers run dist/ and no TypeScript load
   assert.equal(codeOf(server), "dist", "the primary runs dist/");
   const workers = await workerCode(server);
   for (const worker of workers) {
-    assert.equal(worker.file, join(ROOT, "dist", "src", "cluster", "loaded-code.js"), "the worker's code is dist/'s");
+    assert.ok(worker.file.startsWith(BUNDLE), `the worker's code is dist/'s bundle: ${worker.file}`);
     assert.deepEqual(worker.execArgv, [], "no node flags (no --import or --loader)");
     assert.ok(worker.scripts > 100, `the list holds every compiled script (${worker.scripts})`);
     assert.deepEqual(worker.typescript, [], "no .ts file, no tsx, no esbuild");
@@ -118,7 +121,7 @@ test("a .ts handler module: tsx is loaded for it, and the same check sees it", a
   const server = await serve({ TOLLGATE_HANDLER: FIXTURE_HANDLERS });
   assert.equal(codeOf(server), "dist");
   for (const worker of await workerCode(server)) {
-    assert.equal(worker.file, join(ROOT, "dist", "src", "cluster", "loaded-code.js"));
+    assert.ok(worker.file.startsWith(BUNDLE), worker.file);
     assert.ok(
       worker.typescript.some((url) => url.includes("/test/fixtures/handlers.ts")),
       `the handler compiled from TypeScript: ${worker.typescript.join(", ")}`,

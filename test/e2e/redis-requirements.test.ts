@@ -115,7 +115,7 @@ describe("tollgate serve on a Redis that may evict keys", () => {
           .output()
           .split("\n")
           .filter((line) => line.includes('"level":40') && line.includes("allkeys-lru"));
-        // The primary and the worker each say so.
+        // The primary says so (its first workers do not check again; a replacement would).
         assert.ok(warnings.length >= 1, `no warning about allkeys-lru:\n${allowed.output()}`);
         assert.match(warnings[0]!, /starting anyway because TOLLGATE_ALLOW_EVICTION is yes/);
       } finally {
