@@ -13,7 +13,7 @@
 import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, renameSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { DIST, ROOT, STAMP, distState } from "../bin/build-stamp.js";
 
@@ -73,7 +73,8 @@ if (!existsSync(STAMP)) throw new Error("dist/build-stamp is missing after the b
  * copies share one global state and context keys by design, so the
  * bundle's and the SDK's work together. The bundle sits as deep in dist/ as the
  * compiled command (dist/src/cli), so paths the modules take from their own
- * URL still hold (../../dashboard); the Lua scripts are copied beside it.
+ * URL still hold (../../dashboard); the Lua scripts are copied beside it,
+ * and grpc-health-check's health.proto where its code looks (dist/proto).
  * ESM output, so CommonJS packages get `require`, `__filename` and
  * `__dirname` from the banner.
  */
@@ -111,6 +112,10 @@ async function bundleCommand(folder) {
     logLevel: "warning",
   });
   cpSync(join(ROOT, "src", "redis", "lua"), join(outdir, "lua"), { recursive: true });
+  // grpc-health-check reads its health.proto at import from `${__dirname}/../../proto`:
+  // from the bundle's folder that is dist/proto.
+  const healthCheck = dirname(createRequire(import.meta.url).resolve("grpc-health-check/package.json"));
+  cpSync(join(healthCheck, "proto"), join(folder, "proto"), { recursive: true });
 }
 
 /** Replaces dist/ with `out`: two renames, retried if another build swaps at the same moment. */
