@@ -5,12 +5,12 @@
 // reason, heartbeats, and exit 0 on SIGTERM. Skips, saying so, when Go is
 // not installed.
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { describeRun, runCommand, type Finished } from "../support/command.js";
+import { describeRun, runCommand, startCommand } from "../support/command.js";
 import { pollUntil } from "../support/expect.js";
 import { WorkerStub } from "../support/worker-stub.js";
 
@@ -22,16 +22,7 @@ const EXAMPLE = resolve("examples/go/worker");
 
 /** The built example, running, and how it ended once it has. */
 function startWorker(binary: string, args: string[], env: NodeJS.ProcessEnv = process.env) {
-  const child: ChildProcess = spawn(binary, args, { env, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<Finished>((resolveExit, reject) => {
-    child.once("error", reject);
-    child.once("close", (code, signal) => resolveExit({ code, signal, stdout, stderr }));
-  });
-  return { child, exited };
+  return startCommand(binary, args, { env });
 }
 
 describe("examples/go/worker", { skip: hasGo ? false : NO_GO }, () => {

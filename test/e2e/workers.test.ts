@@ -7,14 +7,14 @@
 // they run again on another worker, none lost, the interrupted attempt not
 // counted. Skips, saying so, without Go.
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync, type ChildProcess } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Client } from "@connectrpc/connect";
 import { createTollgateClient } from "../../src/client/client.js";
-import { describeRun, runCommand } from "../support/command.js";
+import { describeRun, runCommand, startCommand } from "../support/command.js";
 import { pollUntil } from "../support/expect.js";
 import { usePrivateRedis } from "../support/fixture.js";
 import { startServeProcess, type ServeProcess } from "../support/serve-process.js";
@@ -37,14 +37,12 @@ describe("workers anywhere: a Go worker and a TypeScript worker under one policy
   let goBinary: string;
   const children: ChildProcess[] = [];
   const spawnWorker = (command: string, args: string[], env: Record<string, string> = {}): ChildProcess => {
-    const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    child.stderr!.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4_000)));
-    child.once("exit", (code, signal) => {
+    const started = startCommand(command, args, { env: { ...process.env, ...env } });
+    void started.exited.then(({ code, signal, stderr }) => {
       if (code !== 0 && signal !== "SIGKILL" && signal !== "SIGTERM") console.error(`worker exited ${code}: ${stderr}`);
     });
-    children.push(child);
-    return child;
+    children.push(started.child);
+    return started.child;
   };
   const goWorker = (kind: string, log: string, extra: string[] = []) =>
     spawnWorker(goBinary, ["-addr", addr, "-kind", kind, "-concurrency", "4", "-log", log, ...extra], {

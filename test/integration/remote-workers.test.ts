@@ -11,8 +11,7 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { register } from "prom-client";
 import { Code, type Client } from "@connectrpc/connect";
 import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { createTollgateClient } from "../../src/client/client.js";
+import { createTollgateClient, createTransport } from "../../src/client/client.js";
 import { createKeys } from "../../src/redis/keys.js";
 import { usePrivateRedis } from "../support/fixture.js";
 import { startTestServer, type TestServer } from "../support/server.js";
@@ -237,18 +236,7 @@ describe("remote workers on one server", () => {
   test("ListWorkers lists the connected workers; keys: a user's cannot work or list, a worker's cannot submit", async () => {
     const listed = worker({ kinds: ["listed"], concurrency: 7, name: "lister" });
     await pollUntil("the welcome", () => listed.welcome);
-    const admin = createClient(
-      WorkerService,
-      createGrpcTransport({
-        baseUrl: server.address,
-        interceptors: [
-          (next) => (request) => {
-            request.header.set("authorization", `Bearer ${ADMIN_KEY}`);
-            return next(request);
-          },
-        ],
-      }),
-    );
+    const admin = createClient(WorkerService, createTransport({ baseUrl: server.address, apiKey: ADMIN_KEY }));
     const entry = await pollUntil("the worker listed", async () =>
       (await admin.listWorkers({})).workers.find((w) => w.workerId === listed.welcome!.workerId),
     );

@@ -5,14 +5,13 @@
 // line), a cancel kills the command's process group, and SIGTERM stops the
 // worker after its running command finishes.
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { status } from "@grpc/grpc-js";
-import { describeRun, runCommand, type Finished } from "../support/command.js";
+import { describeRun, runCommand, startCommand, type StartedCommand } from "../support/command.js";
 import { pollUntil } from "../support/expect.js";
 import { WorkerStub, type StubSession } from "../support/worker-stub.js";
 
@@ -26,20 +25,8 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 /** A running `tollgate worker`, and how it ended once it has. */
-function startWorker(
-  args: string[],
-  env: NodeJS.ProcessEnv,
-): { child: ChildProcess; exited: Promise<Finished>; stderr: () => string } {
-  const child = spawn(process.execPath, [BIN, "worker", ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<Finished>((resolveExit, reject) => {
-    child.once("error", reject);
-    child.once("close", (code, signal) => resolveExit({ code, signal, stdout, stderr }));
-  });
-  return { child, exited, stderr: () => stderr };
+function startWorker(args: string[], env: NodeJS.ProcessEnv): StartedCommand {
+  return startCommand(process.execPath, [BIN, "worker", ...args], { env });
 }
 
 /** Whether a process runs: a zombie (exited, not reaped by a container's init) does not count. */

@@ -3,7 +3,7 @@
 // is in flight): the generated Connect client over gRPC, nothing else.
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createTransport } from "../../src/client/client.js";
 import {
   WorkRequestSchema,
   WorkerService,
@@ -75,17 +75,7 @@ export class RawWorker {
   ) {
     const client: Client<typeof WorkerService> = createClient(
       WorkerService,
-      createGrpcTransport({
-        baseUrl: address,
-        interceptors: options.apiKey
-          ? [
-              (next) => (request) => {
-                request.header.set("authorization", `Bearer ${options.apiKey}`);
-                return next(request);
-              },
-            ]
-          : [],
-      }),
+      createTransport({ baseUrl: address, ...(options.apiKey ? { apiKey: options.apiKey } : {}) }),
     );
     this.outbox.push({
       message: {
