@@ -257,6 +257,8 @@ end
 
 local claims = {}
 local claimed = 0
+-- Whether any user of the partition is parked: when none is, a claimed head needs no look there.
+local anyParked = redis.call('EXISTS', KEYS[12]) == 1
 
 -- Starts the user's head task (item.task), the one the plan saw, due since
 -- dueAt: unless it is past its start_by, its windows or cap hold it, or
@@ -288,11 +290,14 @@ local function startHead(item, dueAt, parked)
     return
   end
   local task = item.task
+  -- What the reply carries, read once (a claim does not change them); the kind decides first.
+  local fields = redis.call('HMGET', task, FIELD_KIND, FIELD_PAYLOAD, FIELD_TRACEPARENT, FIELD_SUBMITTED)
   if not parked then
-    local kind = redis.call('HGET', task, FIELD_KIND) or ''
+    local kind = fields[1] or ''
     if not runs[kind] then
       redis.call('ZREM', KEYS[1], user.id)
       park(KEYS[11], KEYS[12], user.id, kind, dueAt)
+      anyParked = true
       redis.call(PUBLISH, wakeChannel, dueAt .. ' ' .. kind)
       return
     end
@@ -307,7 +312,6 @@ local function startHead(item, dueAt, parked)
   changeStats(user, 'r', 1)
   redis.call('HINCRBY', KEYS[4], 'q', -1)
   redis.call(PUBLISH, progress, user.id)
-  local fields = redis.call('HMGET', task, FIELD_KIND, FIELD_PAYLOAD, FIELD_TRACEPARENT, FIELD_SUBMITTED)
   claims[#claims + 1] = taskId
   claims[#claims + 1] = user.id
   claims[#claims + 1] = fields[1] or ''
@@ -319,7 +323,9 @@ local function startHead(item, dueAt, parked)
   claims[#claims + 1] = fields[3] and fields[4] or ''
   claimed = claimed + 1
   -- Parked, or parked and put back among the due users since: no longer.
-  unpark(KEYS[11], KEYS[12], user.id)
+  if anyParked then
+    unpark(KEYS[11], KEYS[12], user.id)
+  end
   headChanged(user.queue, KEYS[5], KEYS[1], user.id)
   if redis.call('LLEN', user.queue) > 0 then
     redis.call('ZADD', KEYS[1], now + nextWait, user.id)
