@@ -15,7 +15,7 @@ import { ADMIN_KEY, ALICE_KEY, WORKER_KEY, writeKeyFile } from "../support/api-k
 import { RawWorker } from "../support/raw-worker.js";
 import { pollUntil } from "../support/expect.js";
 import { usePrivateRedis } from "../support/fixture.js";
-import { startServeWithHttpPort, type ServeProcess } from "../support/serve-process.js";
+import { type ServeProcess, serveSettings, startServeWithHttpPort } from "../support/serve-process.js";
 import { firstSnapshot } from "../support/watch.js";
 
 const FIXTURE_HANDLERS = fileURLToPath(new URL("../fixtures/handlers.ts", import.meta.url));
@@ -36,11 +36,7 @@ describe("the dashboard in a real browser", { skip: existsSync(CHROME) ? false :
     const keys = await writeKeyFile(ctx.dir);
     log = join(ctx.dir, "fixture.log");
     const started = await startServeWithHttpPort({
-      TOLLGATE_REDIS_URL: ctx.redis.url,
-      TOLLGATE_HOST: "127.0.0.1",
-      TOLLGATE_PORT: "0",
-      TOLLGATE_WORKERS: "2",
-      TOLLGATE_DATA_DIR: ctx.dir,
+      ...serveSettings(ctx.redis.url, ctx.dir),
       TOLLGATE_AUTH_KEYS: keys,
       TOLLGATE_RATE_LIMITS: "5/1s",
       TOLLGATE_HANDLER: FIXTURE_HANDLERS,

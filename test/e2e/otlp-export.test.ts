@@ -9,7 +9,7 @@ import { after, before, describe, test } from "node:test";
 import { createTollgateClient } from "../../src/client/client.js";
 import { pollUntil } from "../support/expect.js";
 import { usePrivateRedis } from "../support/fixture.js";
-import { startServeProcess, type ServeProcess } from "../support/serve-process.js";
+import { type ServeProcess, serveSettings, startServeProcess } from "../support/serve-process.js";
 
 const CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
 const TRACEPARENT = `00-${CALLER_TRACE}-00f067aa0ba902b7-01`;
@@ -56,11 +56,7 @@ describe("OTLP export", () => {
     const address = collector.address();
     const port = typeof address === "object" && address ? address.port : 0;
     serve = await startServeProcess({
-      TOLLGATE_REDIS_URL: ctx.redis.url,
-      TOLLGATE_HOST: "127.0.0.1",
-      TOLLGATE_PORT: "0",
-      TOLLGATE_WORKERS: "2",
-      TOLLGATE_DATA_DIR: ctx.dir,
+      ...serveSettings(ctx.redis.url, ctx.dir),
       OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
       OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
       // Export within a fraction of a second, not the default 5 s.

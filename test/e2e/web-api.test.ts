@@ -10,7 +10,7 @@ import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/conn
 import { createTollgateClient, retryAfterMs } from "../../src/client/client.js";
 import { ADMIN_KEY, ALICE_KEY, writeKeyFile } from "../support/api-keys.js";
 import { usePrivateRedis } from "../support/fixture.js";
-import { startServeWithHttpPort, type ServeProcess } from "../support/serve-process.js";
+import { type ServeProcess, serveSettings, startServeWithHttpPort } from "../support/serve-process.js";
 import { Disposition, OverLimit, TaskService } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
 const ctx = usePrivateRedis("web-api");
@@ -33,11 +33,7 @@ describe("the API for browsers on the HTTP port", () => {
   before(async () => {
     const keys = await writeKeyFile(ctx.dir);
     ({ serve, httpPort } = await startServeWithHttpPort({
-      TOLLGATE_REDIS_URL: ctx.redis.url,
-      TOLLGATE_HOST: "127.0.0.1",
-      TOLLGATE_PORT: "0",
-      TOLLGATE_WORKERS: "2",
-      TOLLGATE_DATA_DIR: ctx.dir,
+      ...serveSettings(ctx.redis.url, ctx.dir),
       TOLLGATE_AUTH_KEYS: keys,
     }));
   });

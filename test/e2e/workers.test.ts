@@ -17,7 +17,7 @@ import { createTollgateClient } from "../../src/client/client.js";
 import { describeRun, runCommand, startCommand } from "../support/command.js";
 import { pollUntil } from "../support/expect.js";
 import { usePrivateRedis } from "../support/fixture.js";
-import { startServeProcess, type ServeProcess } from "../support/serve-process.js";
+import { type ServeProcess, serveSettings, startServeProcess } from "../support/serve-process.js";
 import { ADMIN_KEY, WORKER_KEY, writeKeyFile } from "../support/api-keys.js";
 import { TaskState, type Task, type TaskService } from "../../gen/ts/tollgate/v1/task_service_pb.js";
 
@@ -51,11 +51,7 @@ describe("workers anywhere: a Go worker and a TypeScript worker under one policy
 
   before(async () => {
     serve = await startServeProcess({
-      TOLLGATE_REDIS_URL: ctx.redis.url,
-      TOLLGATE_HOST: "127.0.0.1",
-      TOLLGATE_PORT: "0",
-      TOLLGATE_WORKERS: "2",
-      TOLLGATE_DATA_DIR: ctx.dir,
+      ...serveSettings(ctx.redis.url, ctx.dir),
       TOLLGATE_RATE_LIMITS: "1/1s",
       TOLLGATE_LEASE_MS: "3000",
       TOLLGATE_AUTH_KEYS: await writeKeyFile(ctx.dir),

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before } from "node:test";
 import { TestRedis } from "./redis.js";
-import { startServeProcess, type ServeProcess } from "./serve-process.js";
+import { serveSettings, startServeProcess, type ServeProcess } from "./serve-process.js";
 import { startTestServer, type TestServer } from "./server.js";
 
 export interface PrivateRedis {
@@ -64,11 +64,7 @@ function useFixture(name: string, serve?: Serve): ServedRedis & TestServerOnRedi
       return;
     }
     context.server = await startServeProcess({
-      TOLLGATE_REDIS_URL: context.redis.url,
-      TOLLGATE_HOST: "127.0.0.1",
-      TOLLGATE_PORT: "0",
-      TOLLGATE_WORKERS: "2",
-      TOLLGATE_DATA_DIR: context.dir,
+      ...serveSettings(context.redis.url, context.dir),
       ...serve.process,
     });
   });

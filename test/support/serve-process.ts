@@ -14,6 +14,20 @@ export interface ServeProcess {
 }
 
 /**
+ * The settings every test's `tollgate serve` starts from: its Redis and data
+ * directory, loopback, a free port, 2 workers. Spread the test's own after it.
+ */
+export function serveSettings(redisUrl: string, dataDir: string): Record<string, string> {
+  return {
+    TOLLGATE_REDIS_URL: redisUrl,
+    TOLLGATE_HOST: "127.0.0.1",
+    TOLLGATE_PORT: "0",
+    TOLLGATE_WORKERS: "2",
+    TOLLGATE_DATA_DIR: dataDir,
+  };
+}
+
+/**
  * `tollgate serve` as a user runs it, in its own process, with these
  * environment variables over the test's; resolves once it is serving. `bin`:
  * another copy's bin/tollgate.js.
