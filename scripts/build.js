@@ -13,7 +13,7 @@
 import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, renameSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
+import { join, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { DIST, ROOT, STAMP, distState } from "../bin/build-stamp.js";
 
@@ -73,10 +73,10 @@ if (!existsSync(STAMP)) throw new Error("dist/build-stamp is missing after the b
  * copies share one global state and context keys by design, so the
  * bundle's and the SDK's work together. The bundle sits as deep in dist/ as the
  * compiled command (dist/src/cli), so paths the modules take from their own
- * URL still hold (../../dashboard); the Lua scripts are copied beside it,
- * and grpc-health-check's health.proto where its code looks (dist/proto).
- * ESM output, so CommonJS packages get `require`, `__filename` and
- * `__dirname` from the banner.
+ * URL still hold (../../dashboard); the Lua scripts are copied beside it.
+ * grpc-health-check gets src/grpc/health-definition.ts as its
+ * @grpc/proto-loader (healthWithoutProtoLoader). ESM output, so CommonJS
+ * packages get `require`, `__filename` and `__dirname` from the banner.
  */
 async function bundleCommand(folder) {
   const { build } = await import("esbuild");
@@ -114,13 +114,30 @@ async function bundleCommand(folder) {
     // then name src/ files and packages instead of chunks.
     sourcemap: "linked",
     sourcesContent: false,
+    plugins: [healthWithoutProtoLoader(folder)],
     logLevel: "warning",
   });
   cpSync(join(ROOT, "src", "redis", "lua"), join(outdir, "lua"), { recursive: true });
-  // grpc-health-check reads its health.proto at import from `${__dirname}/../../proto`:
-  // from the bundle's folder that is dist/proto.
-  const healthCheck = dirname(createRequire(import.meta.url).resolve("grpc-health-check/package.json"));
-  cpSync(join(healthCheck, "proto"), join(folder, "proto"), { recursive: true });
+}
+
+/**
+ * grpc-health-check's top level has @grpc/proto-loader parse its health.proto
+ * with protobufjs, about 60 ms of every worker's start (issue 16). Its import
+ * of @grpc/proto-loader, and only its, resolves to the compiled
+ * src/grpc/health-definition.ts instead: its `loadSync` gives the same
+ * service definition from the protobuf-es descriptors a worker loads anyway.
+ * grpc-js' channelz and ORCA keep the real one (loaded only if used).
+ */
+function healthWithoutProtoLoader(folder) {
+  const definition = join(folder, "src", "grpc", "health-definition.js");
+  return {
+    name: "tollgate-health-definition",
+    setup(build) {
+      build.onResolve({ filter: /^@grpc\/proto-loader$/ }, ({ importer }) =>
+        importer.split(sep).includes("grpc-health-check") ? { path: definition } : undefined,
+      );
+    },
+  };
 }
 
 /** Replaces dist/ with `out`: two renames, retried if another build swaps at the same moment. */

@@ -7,16 +7,23 @@
 // handler module brings tsx into the workers that import it, and the same
 // list shows it, so the check can see a loader when one is there. With a
 // source newer than the build (in a copy of the tree), bin/tollgate.js runs
-// the sources through tsx rather than stale code, and says so.
+// the sources through tsx rather than stale code, and says so. Health, served
+// by grpc-health-check, runs none of @grpc/proto-loader's or protobufjs' code
+// in a worker from dist/ (the bundle gives it src/grpc/health-definition.ts),
+// as the workers' own V8 coverage shows, and Check and Watch answer.
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync } from "node:fs";
+import { connect, constants } from "node:http2";
 import { tmpdir } from "node:os";
 import { join, resolve, sep } from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { pollUntil } from "../support/expect.js";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { Code } from "@connectrpc/connect";
+import { HealthCheckResponse_ServingStatus } from "../../gen/ts/grpc/health/v1/health_pb.js";
+import { expectCode, pollUntil } from "../support/expect.js";
 import { usePrivateRedis } from "../support/fixture.js";
 import { describeRun, runCommand } from "../support/command.js";
+import { checkStatus, healthClient } from "../support/health.js";
 import { startServeProcess, type ServeProcess } from "../support/serve-process.js";
 
 const ROOT = resolve(".");
@@ -90,6 +97,58 @@ async function workerCode(server: ServeProcess): Promise<WorkerCode[]> {
   });
 }
 
+/** A script's functions as V8 coverage (NODE_V8_COVERAGE) lists them; the first range is the whole function's. */
+interface Coverage {
+  readonly result: { url: string; functions: { functionName: string; ranges: { count: number }[] }[] }[];
+}
+
+/**
+ * The packages whose CommonJS modules ran in process `pid` from the bundle,
+ * by its coverage: esbuild wraps each such module in a function named after
+ * its path (".../node_modules/protobufjs/src/root.js"), which counts a call
+ * when the module is first required.
+ */
+function packagesRun(coverage: string, pid: number): { ran: Set<string>; bundled: Set<string> } {
+  const file = readdirSync(coverage).find((name) => name.startsWith(`coverage-${pid}-`));
+  assert.ok(file, `process ${pid} wrote its coverage: ${readdirSync(coverage).join(", ")}`);
+  const { result } = JSON.parse(readFileSync(join(coverage, file), "utf8")) as Coverage;
+  const ran = new Set<string>();
+  const bundled = new Set<string>();
+  for (const script of result.filter(({ url }) => url.startsWith(pathToFileURL(BUNDLE).href))) {
+    for (const { functionName, ranges } of script.functions) {
+      // The last node_modules/ of the path: a package's own copy of another is that other.
+      const name = /.*node_modules\/((?:@[^/]+\/)?[^/]+)\/.*\.js$/.exec(functionName)?.[1];
+      if (!name) continue;
+      bundled.add(name);
+      if ((ranges[0]?.count ?? 0) > 0) ran.add(name);
+    }
+  }
+  return { ran, bundled };
+}
+
+/** One gRPC call of raw bytes on its own HTTP/2 connection; resolves with its grpc-status. */
+function rawCall(port: number, path: string, message: Buffer): Promise<string> {
+  const session = connect(`http://127.0.0.1:${port}`);
+  session.on("error", () => {});
+  return new Promise<string>((resolve) => {
+    const stream = session.request({
+      [constants.HTTP2_HEADER_METHOD]: "POST",
+      [constants.HTTP2_HEADER_PATH]: path,
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    let status = "no-status";
+    stream.on("response", (headers) => (status = String(headers["grpc-status"] ?? status)));
+    stream.on("trailers", (trailers) => (status = String(trailers["grpc-status"] ?? status)));
+    stream.on("close", () => resolve(status));
+    stream.on("error", () => {});
+    stream.resume();
+    const header = Buffer.alloc(5);
+    header.writeUInt32BE(message.length, 1);
+    stream.end(Buffer.concat([header, message]));
+  }).finally(() => session.close());
+}
+
 function codeOf(server: ServeProcess): unknown {
   return linesOf(server).find((line) => line.msg === "starting workers")?.code;
 }
@@ -115,6 +174,45 @@ test("npm start with a fresh build: the workers run dist/ and no TypeScript load
     assert.ok(!/tsx|--import|--loader|--require/.test(nodeOptions ?? ""), `NODE_OPTIONS: ${nodeOptions}`);
   }
   await stop(server);
+});
+
+test("health from dist/: no @grpc/proto-loader or protobufjs code runs in a worker, and Check and Watch answer", async () => {
+  const coverage = join(ctx.dir, "coverage");
+  const server = await serve({ NODE_V8_COVERAGE: coverage });
+  assert.equal(codeOf(server), "dist");
+  const workers = await workerCode(server);
+  for (const worker of workers) assert.ok(worker.file.startsWith(BUNDLE), worker.file);
+
+  const client = healthClient(`http://127.0.0.1:${server.port}`);
+  assert.equal(await checkStatus(client), "SERVING");
+  assert.equal(await checkStatus(client, "tollgate.v1.TaskService"), "SERVING");
+  await expectCode(checkStatus(client, "no.such.Service"), Code.NotFound, "Check of an unknown service");
+  // A request that does not decode (field 0, wire type 7): the deserializer throws, and grpc-js answers INTERNAL.
+  assert.equal(await rawCall(server.port, "/grpc.health.v1.Health/Check", Buffer.from([0x07])), "13");
+
+  // Watch: the status at once, then its change when the server begins to stop.
+  const watching = new AbortController();
+  const watch = client.watch({ service: "" }, { signal: watching.signal })[Symbol.asyncIterator]();
+  const { SERVING, NOT_SERVING } = HealthCheckResponse_ServingStatus;
+  assert.equal((await watch.next()).value?.status, SERVING);
+  server.child.kill("SIGTERM");
+  assert.equal((await watch.next()).value?.status, NOT_SERVING);
+  watching.abort();
+  await server.exited;
+  running.delete(server);
+
+  for (const worker of workers) {
+    const { ran, bundled } = packagesRun(coverage, worker.pid);
+    // What the check rests on: the bundle's CommonJS modules show, and those that ran are told apart.
+    assert.ok(ran.has("grpc-health-check"), `grpc-health-check ran: ${[...ran].join(", ")}`);
+    assert.ok(ran.has("@grpc/grpc-js"), `grpc-js ran: ${[...ran].join(", ")}`);
+    const protobufjs = [...ran].filter((name) => /^(protobufjs|@protobufjs\/|@grpc\/proto-loader$)/.test(name));
+    assert.deepEqual(
+      protobufjs,
+      [],
+      `worker ${worker.worker} ran proto-loader or protobufjs (bundled: ${[...bundled].join(", ")})`,
+    );
+  }
 });
 
 test("a .ts handler module: tsx is loaded for it, and the same check sees it", async () => {
