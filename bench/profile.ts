@@ -4,11 +4,12 @@
 //   npx tsx bench/profile.ts <file.cpuprofile | dir> ...   prints the summary
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
+import { originalPosition } from "./bundle-source.js";
 import { REPO } from "./loadgen.js";
 
 interface ProfileNode {
   id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
   children?: number[];
 }
 
@@ -56,6 +57,12 @@ export function summariseProfiles(files: readonly string[]): ProfileSummary {
   let idleMs = 0;
   for (const file of files) {
     const profile = JSON.parse(readFileSync(file, "utf8")) as CpuProfile;
+    // Frames in the bundle (dist/bundle) named by the src/ file or package they came from.
+    for (const node of profile.nodes) {
+      const { url, lineNumber, columnNumber } = node.callFrame;
+      const original = originalPosition(url, lineNumber, columnNumber);
+      node.callFrame = { ...node.callFrame, url: original.url, lineNumber: original.line };
+    }
     const byId = new Map(profile.nodes.map((node) => [node.id, node]));
     const parentOf = new Map<number, number>();
     for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);

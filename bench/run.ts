@@ -32,7 +32,12 @@
 //               each and their retention (2 s here) passes: users ever seen
 //               must cost nothing, so it must come back to within 1 MB.
 //   profile     (--profile) V8 CPU profile of the workers under the start-now
-//               mix (bench/cpu-profile.mjs): where their time goes.
+//               mix (bench/cpu-profile.mjs): where their time goes; then,
+//               when Linux perf is installed, the same load recorded by perf
+//               (bench/perf-profile.ts): on-CPU only, kernel, garbage
+//               collection and compiler threads included. V8's profiler
+//               samples wall-clock time, so a worker descheduled in a system
+//               call counts there; perf's shares are the CPU's.
 //   cluster     (--only cluster) bench/cluster.ts: the start-now mix on a
 //               standalone Redis and on a 3-master Cluster, interleaved
 //               rounds: Submits/s, Redis CPU per Submit per master and in
@@ -65,6 +70,14 @@ import { benchDrain, type DrainFigures } from "./drain.js";
 import { benchStart, describeStartRun } from "./start.js";
 import { pickLoadGenerator, type LoadGenerator, type LoadResult, type LoadSpec } from "./loadgen.js";
 import { printProfileSummary, summariseProfiles } from "./profile.js";
+import {
+  PERF_NODE_OPTIONS,
+  perfAvailable,
+  printPerfSummary,
+  recordPerf,
+  removePerfMaps,
+  summarisePerf,
+} from "./perf-profile.js";
 import {
   WORKERS,
   commandStats,
@@ -1066,6 +1079,49 @@ async function profile(gen: LoadGenerator): Promise<void> {
   if (process.env.BENCH_KEEP_PROFILES === "1")
     console.log(`  (profiles kept in ${dir}; npx tsx bench/profile.ts ${dir})`);
   else await rm(dir, { recursive: true, force: true });
+  if (perfAvailable()) await perfProfile(gen);
+  else notes.push("profile: perf (linux-perf) is not installed, so only V8's sampling profile was taken");
+}
+
+/** The same load under `perf record`: what the workers' threads spend CPU on (bench/perf-profile.ts). */
+async function perfProfile(gen: LoadGenerator): Promise<void> {
+  log("profiling tollgate serve's workers under the start-now mix (perf, on-CPU)");
+  const dir = await mkdtemp(join(tmpdir(), "tollgate-perf-"));
+  const data = join(dir, "perf.data");
+  const redis = await startRedis();
+  const tollgate = await startTollgate(redis, {
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} ${PERF_NODE_OPTIONS}`.trim(),
+  });
+  const workers = treePids(tollgate.pid).filter((pid) => pid !== tollgate.pid);
+  let result: LoadResult;
+  try {
+    const target = `127.0.0.1:${tollgate.port}`;
+    await gen.run(spec(target, { prefix: "warm-", durationSeconds: WARMUP }));
+    const recording = recordPerf(workers, data);
+    try {
+      result = await gen.run(spec(target, { prefix: "perf-", durationSeconds: SECONDS }));
+    } finally {
+      await recording.stop();
+    }
+  } finally {
+    await tollgate.stop();
+    await redis.stop();
+  }
+  console.log(
+    `\nOn-CPU profile (perf) of ${workers.length} workers under the start-now mix (${fmt(result.rps)} Submits/s while recorded, ${SECONDS} s after a ${WARMUP} s warm-up)`,
+  );
+  try {
+    printPerfSummary(summarisePerf(data));
+  } finally {
+    if (process.env.BENCH_KEEP_PROFILES === "1") {
+      console.log(
+        `  (recording kept in ${data}; npx tsx bench/perf-profile.ts ${data}, while /tmp/perf-<pid>.map last)`,
+      );
+    } else {
+      removePerfMaps(workers);
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
 }
 
 // -------------------------------------------------------------------- goals

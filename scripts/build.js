@@ -109,6 +109,11 @@ async function bundleCommand(folder) {
         "const __dirname = __tollgateDirname(__filename);",
       ].join("\n"),
     },
+    // Beside each file, without the sources' text: stack traces under
+    // `node --enable-source-maps` and the bench's profiles (bench/bundle-source.ts)
+    // then name src/ files and packages instead of chunks.
+    sourcemap: "linked",
+    sourcesContent: false,
     plugins: [healthWithoutProtoLoader(folder)],
     logLevel: "warning",
   });

@@ -136,6 +136,7 @@ export class Drainer {
       const claim = this.claim(planned).finally(() => this.inFlight.delete(claim));
       this.inFlight.add(claim);
     }
+    this.runner.dueTasksWaiting = this.schedule.dueTasksWaiting;
     this.setTimer(this.schedule.nextMoment(now));
   }
 
@@ -197,7 +198,6 @@ export class Drainer {
         },
         this.clock.now(),
       );
-      this.runner.dueTasksWaiting = this.schedule.dueTasksWaiting;
     } catch (error) {
       if (this.closed) return;
       if (this.schedule.failed(partition, this.clock.now())) {

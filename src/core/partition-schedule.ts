@@ -74,9 +74,17 @@ export class PartitionSchedule {
     }));
   }
 
-  /** Some partition's latest reply left due users unclaimed (see TaskRunner.dueTasksWaiting). */
+  /**
+   * Some partition's latest reply left due users unclaimed and no claim for
+   * them is in flight: they wait for a slot, or for something else to give
+   * (a global window, max_running), and new Submits queue behind them (see
+   * TaskRunner.dueTasksWaiting). Users left while a slot was free are claimed
+   * again at once; Submits that take other free slots meanwhile do not delay
+   * them, and queueing those Submits too would keep the partition's reply
+   * leaving due users, a state that under steady load never ended.
+   */
   get dueTasksWaiting(): boolean {
-    return this.states.some((state) => state.dueLeft);
+    return this.states.some((state) => state.dueLeft && state.granted === undefined);
   }
 
   /**

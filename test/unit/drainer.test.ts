@@ -285,6 +285,22 @@ describe("drainer planning", () => {
     await shutDown(drainer, store, clock);
   });
 
+  test("due users left while slots are free are claimed again at once, and Submits may start meanwhile", async () => {
+    // Under steady load every reply leaves a few users who came due while it
+    // ran. Were Submits told to queue behind those, they would become due
+    // users in turn, and every Submit would queue from then on.
+    const { clock, store, runner, drainer } = setUp();
+    await drainer.start();
+    await settle();
+    const claimId = store.claims[0]!.claimId;
+    await answer(store, reply(clock, { claimed: [task("t1", claimId)], nextDue: clock.now() - 5 }));
+    assert.equal(store.claims.length, 2, "claimed again without waiting");
+    assert.equal(runner.dueTasksWaiting, false, "a claim with free slots is on its way to them");
+    await answer(store, reply(clock));
+    assert.equal(runner.dueTasksWaiting, false);
+    await shutDown(drainer, store, clock);
+  });
+
   test("due but nothing claimable with a free slot: looks again 10 ms later, not in a spin", async () => {
     const { clock, store, drainer } = setUp();
     await drainer.start();
