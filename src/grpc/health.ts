@@ -1,4 +1,12 @@
-import type { Server } from "@grpc/grpc-js";
+import type {
+  Server,
+  ServerWritableStream,
+  ServiceDefinition,
+  UntypedServiceImplementation,
+  handleServerStreamingCall,
+} from "@grpc/grpc-js";
+import { unavailable } from "../core/service-error.js";
+import { toStatus } from "./status.js";
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import type { TaskStore } from "../core/store.js";
 import type { Logger } from "../logger.js";
@@ -17,6 +25,8 @@ export class HealthReporter {
   private shuttingDown = false;
   private current: ServingStatus | undefined;
   private readonly stopWatching: () => void;
+  /** Open Watch calls, ended by shutdown(). */
+  private readonly watches = new Set<ServerWritableStream<unknown, unknown>>();
 
   constructor(
     store: Pick<TaskStore, "onAvailability">,
@@ -39,16 +49,43 @@ export class HealthReporter {
     this.publish(false);
   }
 
-  /** Health goes NOT_SERVING for good: the first step of a graceful stop. */
+  /**
+   * Health goes NOT_SERVING for good: the first step of a graceful stop.
+   * Watch calls are told so, then ended UNAVAILABLE (a client watches again,
+   * elsewhere or once this server is back): grpc-health-check keeps
+   * a Watch open until its client goes, which would hold the server's
+   * graceful stop for its whole grace period.
+   */
   shutdown(): void {
     this.shuttingDown = true;
     this.publish();
     this.stopWatching();
+    for (const call of this.watches) endWatch(call);
+    this.watches.clear();
   }
 
-  /** Serves grpc.health.v1.Health on `server`. */
+  /** Serves grpc.health.v1.Health on `server`, knowing its open Watch calls. */
   addToServer(server: Server): void {
-    this.implementation.addToServer(server);
+    const tracking: Pick<Server, "addService"> = {
+      addService: (service: ServiceDefinition, implementation: UntypedServiceImplementation): void => {
+        const watch = implementation.watch as handleServerStreamingCall<unknown, unknown> | undefined;
+        if (!watch) return server.addService(service, implementation);
+        server.addService(service, {
+          ...implementation,
+          watch: (call: ServerWritableStream<unknown, unknown>) => {
+            watch(call); // sends the current status
+            // One opened while the server stops has been told NOT_SERVING.
+            if (this.shuttingDown) {
+              endWatch(call);
+              return;
+            }
+            this.watches.add(call);
+            call.once("cancelled", () => this.watches.delete(call));
+          },
+        });
+      },
+    };
+    this.implementation.addToServer(tracking as Server);
   }
 
   /** Sets every service's status; a change is logged, but not the first SERVING at start (`log` false). */
@@ -64,4 +101,9 @@ export class HealthReporter {
     this.current = status;
     for (const service of ["", ...this.services]) this.implementation.setStatus(service, status);
   }
+}
+
+/** Ends a Watch after what it was sent, as WatchQueue's streams end when the server stops. */
+function endWatch(call: ServerWritableStream<unknown, unknown>): void {
+  call.emit("error", toStatus(unavailable("server shutting down; watch another instance")).status);
 }
