@@ -69,7 +69,10 @@ export class HealthReporter {
     const tracking: Pick<Server, "addService"> = {
       addService: (service: ServiceDefinition, implementation: UntypedServiceImplementation): void => {
         const watch = implementation.watch as handleServerStreamingCall<unknown, unknown> | undefined;
-        if (!watch) return server.addService(service, implementation);
+        if (!watch) {
+          server.addService(service, implementation);
+          return;
+        }
         server.addService(service, {
           ...implementation,
           watch: (call: ServerWritableStream<unknown, unknown>) => {

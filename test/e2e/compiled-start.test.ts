@@ -13,7 +13,7 @@
 // as the workers' own V8 coverage shows, and Check and Watch answer.
 import assert from "node:assert/strict";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync } from "node:fs";
-import { connect, constants } from "node:http2";
+import { connect } from "node:http2";
 import { tmpdir } from "node:os";
 import { join, resolve, sep } from "node:path";
 import { after, before, test } from "node:test";
@@ -25,6 +25,7 @@ import { usePrivateRedis } from "../support/fixture.js";
 import { describeRun, runCommand } from "../support/command.js";
 import { checkStatus, healthClient } from "../support/health.js";
 import { startServeProcess, type ServeProcess } from "../support/serve-process.js";
+import { openGrpcStream } from "../support/grpc-stream.js";
 
 const ROOT = resolve(".");
 /** Where bin/tollgate.js runs the compiled code from: dist/src, bundled by scripts/build.js. */
@@ -131,12 +132,7 @@ function rawCall(port: number, path: string, message: Buffer): Promise<string> {
   const session = connect(`http://127.0.0.1:${port}`);
   session.on("error", () => {});
   return new Promise<string>((resolve) => {
-    const stream = session.request({
-      [constants.HTTP2_HEADER_METHOD]: "POST",
-      [constants.HTTP2_HEADER_PATH]: path,
-      "content-type": "application/grpc",
-      te: "trailers",
-    });
+    const stream = openGrpcStream(session, path);
     let status = "no-status";
     stream.on("response", (headers) => (status = String(headers["grpc-status"] ?? status)));
     stream.on("trailers", (trailers) => (status = String(trailers["grpc-status"] ?? status)));

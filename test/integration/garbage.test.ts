@@ -7,6 +7,7 @@ import { test } from "node:test";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { useTestServer } from "../support/fixture.js";
+import { openGrpcStream } from "../support/grpc-stream.js";
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
@@ -62,12 +63,7 @@ function garbage(i: number): Buffer {
 
 function call(session: ClientHttp2Session, path: string, body: Buffer): Promise<string> {
   return new Promise((resolve) => {
-    const stream = session.request({
-      [constants.HTTP2_HEADER_METHOD]: "POST",
-      [constants.HTTP2_HEADER_PATH]: path,
-      "content-type": "application/grpc",
-      te: "trailers",
-    });
+    const stream = openGrpcStream(session, path);
     let status = "no-status";
     stream.on("response", (headers) => {
       if (headers["grpc-status"] !== undefined) status = String(headers["grpc-status"]);

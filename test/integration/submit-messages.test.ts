@@ -13,6 +13,7 @@ import { useTestServer } from "../support/fixture.js";
 import { snapshot } from "../support/store.js";
 import { readFixtureLog } from "../support/task-log.js";
 import { SubmitRequestSchema, SubmitResponseSchema, Disposition } from "../../gen/ts/tollgate/v1/task_service_pb.js";
+import { openGrpcStream } from "../support/grpc-stream.js";
 
 const FIXTURE_HANDLERS = fileURLToPath(new URL("../fixtures/handlers.ts", import.meta.url));
 const SUBMIT = "/tollgate.v1.TaskService/Submit";
@@ -39,12 +40,7 @@ function rawCall(
   send: (write: (chunk: Buffer) => void, end: () => void) => void,
 ): Promise<Answer> {
   return new Promise((resolve) => {
-    const stream = session.request({
-      [constants.HTTP2_HEADER_METHOD]: "POST",
-      [constants.HTTP2_HEADER_PATH]: SUBMIT,
-      "content-type": "application/grpc",
-      te: "trailers",
-    });
+    const stream = openGrpcStream(session, SUBMIT);
     let status = "no-status";
     let message = "";
     const chunks: Buffer[] = [];
