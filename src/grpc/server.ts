@@ -171,6 +171,10 @@ export async function startServer(
     "grpc.keepalive_time_ms": 60_000,
     "grpc.keepalive_timeout_ms": 20_000,
     "grpc.max_connection_idle_ms": 300_000,
+    // No channelz service is served, so grpc-js' channelz bookkeeping per call,
+    // stream and socket is read by no one: off, a Submit costs the server about
+    // 6% less CPU (docs/performance.md).
+    "grpc.enable_channelz": 0,
   });
   server.addService(
     grpcServiceDefinition(TaskService),
